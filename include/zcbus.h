@@ -1,0 +1,203 @@
+/*
+ * zcbus.h: the public interface of libzcbus, the zero-copy shared-memory
+ * message bus client.
+ *
+ * Conventions:
+ *  - Handles (zcbus, zcbus_pub, zcbus_sub) are opaque.
+ *  - Calls that return int return 0 (or a count) on success and a negative
+ *    errno on failure; errno itself is never the channel. zcbus_strerror()
+ *    names every code.
+ *  - Timeouts are in milliseconds: 0 never waits (-EAGAIN), -1 waits forever,
+ *    a positive value waits at most that long (-ETIMEDOUT).
+ *  - Options come as a pointer; NULL means defaults. Each options struct
+ *    starts with `size`, which the caller sets to sizeof the struct it was
+ *    compiled with, so fields can be added at the end without breaking the
+ *    ABI. A zero field means "the default" (the broker's, for topic fields).
+ *  - Close calls accept NULL.
+ *  - The hot path (loan, commit, recv, release) makes no allocation, takes
+ *    no lock and makes no system call unless it has to sleep or wake a
+ *    sleeper.
+ *
+ * Threads: each handle belongs to one thread at a time, and different
+ * handles may be used from different threads at once for the data path
+ * (loan, commit, send, recv, release, stats). Calls that talk to the broker
+ * (open, close, list) share the connection and must not run concurrently
+ * on one connection.
+ */
+#ifndef ZCBUS_H
+#define ZCBUS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define ZCBUS_VERSION_MAJOR 0
+#define ZCBUS_VERSION_MINOR 1
+
+/* Longest topic name in bytes, not counting the terminating NUL. */
+#define ZCBUS_TOPIC_MAX 255
+
+typedef struct zcbus zcbus;         /* a connection to the broker */
+typedef struct zcbus_pub zcbus_pub; /* a producer on one topic */
+typedef struct zcbus_sub zcbus_sub; /* a subscription to one topic */
+
+/* A received message: a view into the shared ring, valid and unchanged
+ * until zcbus_sub_release(). May grow at the end. */
+typedef struct zcbus_msg {
+        const void *data;      /* payload, in place in the shared ring */
+        size_t len;            /* payload bytes */
+        uint64_t seq;          /* position in the topic's total order */
+        uint64_t timestamp_ns; /* CLOCK_MONOTONIC at commit */
+        uint64_t lost;         /* sequences this subscriber missed just
+                                  before this one (always 0 under RELIABLE) */
+} zcbus_msg;
+
+enum zcbus_policy {
+        ZCBUS_POLICY_DEFAULT = 0,  /* RELIABLE, or what the topic has */
+        ZCBUS_POLICY_RELIABLE = 1, /* nothing is lost; producers wait */
+        ZCBUS_POLICY_LATEST = 2,   /* producers never wait for slow readers */
+};
+
+enum zcbus_wait_mode {
+        ZCBUS_WAIT_DEFAULT = 0,  /* ADAPTIVE */
+        ZCBUS_WAIT_ADAPTIVE = 1, /* spin for spin_us, then sleep on a futex */
+        ZCBUS_WAIT_SPIN = 2,     /* never sleep (burns a core while waiting) */
+        ZCBUS_WAIT_FUTEX = 3,    /* sleep at once */
+};
+
+typedef struct zcbus_topic_opts {
+        uint32_t size;       /* sizeof(zcbus_topic_opts) */
+        uint32_t slot_count; /* ring capacity in messages (power of two) */
+        uint32_t slot_size;  /* largest message in bytes */
+        uint32_t policy;     /* enum zcbus_policy */
+        /* Local to this producer, not properties of the topic: */
+        uint32_t wait_mode;  /* enum zcbus_wait_mode, for waiting for room */
+        uint32_t spin_us;    /* spin budget before sleeping (ADAPTIVE) */
+} zcbus_topic_opts;
+
+typedef struct zcbus_sub_opts {
+        uint32_t size;      /* sizeof(zcbus_sub_opts) */
+        uint32_t history;   /* start with up to this many past messages */
+        uint32_t max_holds; /* messages held (received, unreleased) at once */
+        uint32_t wait_mode; /* enum zcbus_wait_mode, for waiting for data */
+        uint32_t spin_us;   /* spin budget before sleeping (ADAPTIVE) */
+        /* Topic options, as in zcbus_topic_opts: used if this open creates
+         * the topic, and checked against it (-EEXIST) if it exists. */
+        uint32_t slot_count;
+        uint32_t slot_size;
+        uint32_t policy;
+} zcbus_sub_opts;
+
+/* What a topic is, as the opener sees it. */
+typedef struct zcbus_topic_info {
+        uint32_t size;        /* sizeof(zcbus_topic_info), set by caller */
+        uint32_t slot_count;
+        uint32_t slot_size;
+        uint32_t policy;
+        uint8_t topic_id[16];   /* uuid of the topic */
+        uint8_t segment_id[16]; /* uuid of its ring segment */
+} zcbus_topic_info;
+
+typedef struct zcbus_pub_stats {
+        uint32_t size;       /* sizeof(zcbus_pub_stats), set by caller */
+        uint32_t reserved;
+        uint64_t published;  /* messages this producer committed */
+        uint64_t waits;      /* times it had to wait for room */
+        uint64_t wakeups;    /* futex wake calls it issued */
+        uint64_t topic_head; /* sequences claimed on the topic so far */
+        uint64_t skipped;    /* LATEST: slots found held by a reader and
+                                stepped over (each cost a sequence) */
+} zcbus_pub_stats;
+
+typedef struct zcbus_sub_stats {
+        uint32_t size;     /* sizeof(zcbus_sub_stats), set by caller */
+        uint32_t held;     /* messages held right now */
+        uint64_t received; /* messages delivered to this subscriber */
+        uint64_t lost;     /* messages it missed (LATEST only) */
+        uint64_t sleeps;   /* times it slept on the futex */
+        uint64_t next_seq; /* next sequence it will read */
+        uint64_t skipped;  /* sequences that were no message (a producer
+                              gave up on them, or a held slot was stepped
+                              over) and were passed silently */
+} zcbus_sub_stats;
+
+/* A message for the copying batch call. */
+typedef struct zcbus_iov {
+        const void *data;
+        size_t len;
+} zcbus_iov;
+
+/* Connection. NULL socket_path: $ZCBUS_SOCKET, else the default path. */
+int zcbus_connect(const char *socket_path, zcbus **out);
+void zcbus_disconnect(zcbus *bus);
+/* The path zcbus_connect(NULL) uses, written into buf. */
+int zcbus_default_socket(char *buf, size_t len);
+/* The session's uuid as given by the broker. */
+int zcbus_session_id(zcbus *bus, uint8_t id[16]);
+/* The broker's text for the last error it returned on this connection
+ * (e.g. which option of an existing topic conflicted), or "". */
+const char *zcbus_last_error(zcbus *bus);
+
+/* Producer. */
+int zcbus_pub_open(zcbus *bus, const char *topic, const zcbus_topic_opts *opts, zcbus_pub **out);
+/* Borrow room for one message of up to len bytes in the ring; waits forever
+ * for room (reliable topics). buf points into shared memory. */
+int zcbus_pub_loan(zcbus_pub *pub, size_t len, void **buf);
+int zcbus_pub_loan_timeout(zcbus_pub *pub, size_t len, void **buf, int timeout_ms);
+/* Publish the first len bytes written into the current loan. */
+int zcbus_pub_commit(zcbus_pub *pub, size_t len);
+/* Copy data into the ring and publish it. */
+int zcbus_pub_send(zcbus_pub *pub, const void *data, size_t len, int timeout_ms);
+/* Copy up to n messages into the ring with one claim and one notification.
+ * Returns the number sent (>= 1), or a negative errno if none was. */
+int zcbus_pub_send_batch(zcbus_pub *pub, const zcbus_iov *msgs, unsigned n, int timeout_ms);
+int zcbus_pub_info(zcbus_pub *pub, zcbus_topic_info *info);
+int zcbus_pub_stats_get(zcbus_pub *pub, zcbus_pub_stats *stats);
+void zcbus_pub_close(zcbus_pub *pub);
+
+/* Subscriber. */
+int zcbus_sub_open(zcbus *bus, const char *topic, const zcbus_sub_opts *opts, zcbus_sub **out);
+/* Receive the next message in place. timeout_ms: 0 don't wait, -1 forever. */
+int zcbus_sub_recv(zcbus_sub *sub, zcbus_msg *msg, int timeout_ms);
+/* Receive up to n messages (all held until released). Returns the count. */
+int zcbus_sub_recv_batch(zcbus_sub *sub, zcbus_msg *msgs, unsigned n, int timeout_ms);
+int zcbus_sub_release(zcbus_sub *sub, const zcbus_msg *msg);
+/* Release n messages with one update of the shared cursor. */
+int zcbus_sub_release_batch(zcbus_sub *sub, const zcbus_msg *msgs, unsigned n);
+int zcbus_sub_info(zcbus_sub *sub, zcbus_topic_info *info);
+int zcbus_sub_stats_get(zcbus_sub *sub, zcbus_sub_stats *stats);
+void zcbus_sub_close(zcbus_sub *sub);
+
+/* Wait until one of n subscriptions has something at its cursor. Returns
+ * the index of one that is ready: its next zcbus_sub_recv(…, 0) returns a
+ * message, or -EAGAIN if what was there was a marker it stepped over, or
+ * -ENOBUFS if it holds max_holds messages. */
+int zcbus_wait_any(zcbus_sub *const *subs, unsigned n, int timeout_ms);
+
+/* Topics known to the broker. */
+typedef struct zcbus_topic_entry {
+        char name[ZCBUS_TOPIC_MAX + 1];
+        uint8_t topic_id[16];
+        uint32_t slot_count;
+        uint32_t slot_size;
+        uint32_t policy;
+        uint32_t producers;
+        uint32_t subscribers;
+        uint64_t published;
+} zcbus_topic_entry;
+/* Fills up to max entries starting at index start; returns how many it
+ * filled, and the total through *total if not NULL. */
+int zcbus_list_topics(zcbus *bus, unsigned start, zcbus_topic_entry *entries, unsigned max,
+                      unsigned *total);
+
+const char *zcbus_strerror(int err);
+const char *zcbus_policy_name(uint32_t policy);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* ZCBUS_H */

@@ -1,0 +1,673 @@
+/*
+ * client.c: the public API. A connection is a SOCK_SEQPACKET socket to the
+ * broker, used only to open and close topics (synchronous request/reply);
+ * everything after opening runs on the mapped segments through ring.c.
+ *
+ * Handles keep the connection alive: after zcbus_disconnect() the socket
+ * and the struct live until the last handle is closed, so open topics keep
+ * flowing, and they keep flowing after the broker died.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "futex.h"
+#include "macro.h"
+#include "proto.h"
+#include "ring.h"
+#include "seg.h"
+#include "sock.h"
+#include "zcbus.h"
+
+#define CLIENT_REPLY_TIMEOUT_MS 10000
+
+struct zcbus {
+        int fd;
+        unsigned refs; /* open handles */
+        bool closed;   /* zcbus_disconnect() was called */
+        uint32_t next_req;
+        uint8_t session_id[16];
+        char last_error[PROTO_ERRMSG_MAX + 1];
+        /* Reply buffer: 8-aligned for the list entries it may hold. */
+        uint64_t buf[PROTO_MSG_MAX / 8];
+};
+
+struct zcbus_pub {
+        zcbus *bus;
+        struct seg_map map;
+        struct ring_pub rp;
+        uint32_t index;
+        bool loaned;
+        uint64_t loan_seq;
+        size_t loan_len;
+};
+
+struct zcbus_sub {
+        zcbus *bus;
+        struct seg_map map;
+        struct ring_sub rs;
+        uint32_t index;
+        uint64_t *held;
+};
+
+/* Free the connection once the application let go of it and no handle
+ * uses it. The socket stays open until then: the broker takes a hang-up
+ * as "this peer is gone" and would free the handles' entries. */
+static void bus_maybe_free(zcbus *bus) {
+        if (!bus || !bus->closed || bus->refs > 0)
+                return;
+        if (bus->fd >= 0)
+                (void)close(bus->fd);
+        free(bus);
+}
+
+static void bus_unref(zcbus *bus) {
+        if (!bus)
+                return;
+        bus->refs--;
+        bus_maybe_free(bus);
+}
+
+/* Send a request and wait for the reply with the same id. fds (if any)
+ * received with it go to fds[0..*nfds). */
+static int rpc(zcbus *bus, int len, struct proto_msg *ret, int *fds, unsigned max_fds, unsigned *nfds) {
+        uint32_t id;
+        int r;
+
+        if (len < 0)
+                return len;
+        if (bus->fd < 0)
+                return -ENOTCONN;
+        memcpy(&id, (uint8_t *)bus->buf + 12, sizeof(id));
+        r = sock_send(bus->fd, bus->buf, (size_t)len, NULL, 0);
+        if (r < 0)
+                return r == -EAGAIN ? -ENOBUFS : r;
+        for (;;) {
+                struct pollfd pfd = {.fd = bus->fd, .events = POLLIN};
+                unsigned got = 0;
+                ssize_t n;
+
+                r = poll(&pfd, 1, CLIENT_REPLY_TIMEOUT_MS);
+                if (r < 0 && errno == EINTR)
+                        continue;
+                if (r < 0)
+                        return negerrno();
+                if (r == 0)
+                        return -ETIMEDOUT;
+                n = sock_recv(bus->fd, bus->buf, sizeof(bus->buf), fds, max_fds, &got);
+                if (n == -EAGAIN)
+                        continue;
+                if (n == 0)
+                        return -ECONNRESET;
+                if (n < 0)
+                        return (int)n;
+                r = proto_decode(bus->buf, (size_t)n, ret);
+                if (r < 0 || ret->hdr.req_id != id) {
+                        for (unsigned i = 0; i < got; i++)
+                                (void)close(fds[i]);
+                        if (r < 0)
+                                return r;
+                        continue; /* a stale reply: not ours */
+                }
+                if (nfds)
+                        *nfds = got;
+                else
+                        for (unsigned i = 0; i < got; i++)
+                                (void)close(fds[i]);
+                if (ret->hdr.type == PROTO_ERROR) {
+                        snprintf(bus->last_error, sizeof(bus->last_error), "%s", ret->errmsg);
+                        for (unsigned i = 0; i < got && nfds; i++)
+                                (void)close(fds[i]);
+                        if (nfds)
+                                *nfds = 0;
+                        return ret->u.error.err;
+                }
+                bus->last_error[0] = 0;
+                return 0;
+        }
+}
+
+static uint32_t next_id(zcbus *bus) {
+        return ++bus->next_req;
+}
+
+_public_ int zcbus_default_socket(char *buf, size_t len) {
+        const char *env = getenv("ZCBUS_SOCKET");
+        const char *xdg = getenv("XDG_RUNTIME_DIR");
+        int n;
+
+        if (!buf || len == 0)
+                return -EINVAL;
+        if (env && *env)
+                n = snprintf(buf, len, "%s", env);
+        else if (xdg && *xdg == '/')
+                n = snprintf(buf, len, "%s/zcbus.sock", xdg);
+        else if (geteuid() == 0)
+                n = snprintf(buf, len, "/run/zcbus.sock");
+        else
+                n = snprintf(buf, len, "/tmp/zcbus-%u.sock", (unsigned)geteuid());
+        if (n < 0 || (size_t)n >= len)
+                return -ENAMETOOLONG;
+        return 0;
+}
+
+_public_ int zcbus_connect(const char *socket_path, zcbus **out) {
+        char path[108];
+        struct proto_msg m;
+        zcbus *bus;
+        int r;
+
+        if (!out)
+                return -EINVAL;
+        if (!socket_path) {
+                r = zcbus_default_socket(path, sizeof(path));
+                if (r < 0)
+                        return r;
+                socket_path = path;
+        }
+        bus = calloc(1, sizeof(*bus));
+        if (!bus)
+                return -ENOMEM;
+        r = sock_connect(socket_path, &bus->fd);
+        if (r < 0) {
+                free(bus);
+                return r;
+        }
+        r = rpc(bus, proto_enc_hello(bus->buf, sizeof(bus->buf), next_id(bus)), &m, NULL, 0, NULL);
+        if (r == 0 && m.hdr.type != PROTO_HELLO_REPLY)
+                r = -EPROTO;
+        if (r < 0) {
+                (void)close(bus->fd);
+                free(bus);
+                return r;
+        }
+        memcpy(bus->session_id, m.u.hello_reply.session_id, 16);
+        *out = bus;
+        return 0;
+}
+
+_public_ void zcbus_disconnect(zcbus *bus) {
+        if (!bus)
+                return;
+        bus->closed = true;
+        bus_maybe_free(bus);
+}
+
+_public_ int zcbus_session_id(zcbus *bus, uint8_t id[16]) {
+        if (!bus || !id)
+                return -EINVAL;
+        memcpy(id, bus->session_id, 16);
+        return 0;
+}
+
+_public_ const char *zcbus_last_error(zcbus *bus) {
+        return bus ? bus->last_error : "";
+}
+
+/* Copy a caller's size-prefixed options struct into a zeroed full-size
+ * one: fields the caller's version lacks read as 0 ("default"). */
+static int copy_opts(void *dst, size_t dst_size, const void *src) {
+        uint32_t size;
+
+        memset(dst, 0, dst_size);
+        if (!src)
+                return 0;
+        memcpy(&size, src, sizeof(size));
+        if (size < sizeof(uint32_t))
+                return -EINVAL;
+        memcpy(dst, src, MIN((size_t)size, dst_size));
+        return 0;
+}
+
+static int check_topic(const char *topic) {
+        size_t n;
+
+        if (!topic)
+                return -EINVAL;
+        n = strnlen(topic, ZCBUS_TOPIC_MAX + 1);
+        if (n > ZCBUS_TOPIC_MAX)
+                return -ENAMETOOLONG;
+        return proto_name_valid(topic, n) ? 0 : -EINVAL;
+}
+
+static void send_close(zcbus *bus, const uint8_t topic_id[16], uint32_t role, uint32_t index) {
+        struct proto_close c = {.role = role, .index = index};
+        struct proto_msg m;
+
+        if (bus->fd < 0)
+                return;
+        memcpy(c.topic_id, topic_id, 16);
+        (void)rpc(bus, proto_enc_close(bus->buf, sizeof(bus->buf), next_id(bus), &c), &m, NULL, 0, NULL);
+}
+
+/* Ask the broker for a topic entry and map what it sends. */
+static int open_topic(zcbus *bus, const char *topic, uint32_t role, const zcbus_topic_opts *o,
+                      struct seg_map *ret_map, uint32_t *ret_index) {
+        struct proto_open req = {.role = role};
+        struct proto_msg m;
+        int fds[2] = {-1, -1};
+        unsigned nfds = 0;
+        int r;
+
+        if (bus->fd < 0)
+                return -ENOTCONN;
+        if (o) {
+                req.slot_count = o->slot_count;
+                req.slot_size = o->slot_size;
+                req.policy = o->policy;
+        }
+        r = rpc(bus, proto_enc_open(bus->buf, sizeof(bus->buf), next_id(bus), &req, topic), &m, fds, 2, &nfds);
+        if (r < 0)
+                return r;
+        _cleanup_close_ int ring_fd = nfds > 0 ? fds[0] : -1;
+        _cleanup_close_ int subs_fd = nfds > 1 ? fds[1] : -1;
+        const struct proto_open_reply *rep = &m.u.open_reply;
+        if (m.hdr.type != PROTO_OPEN_REPLY || nfds != 2) {
+                r = -EBADMSG;
+        } else {
+                r = seg_map_fds(ring_fd, subs_fd, role == PROTO_ROLE_PUB, ret_map);
+                if (r == 0 && (ret_map->g.slot_count != rep->slot_count || ret_map->g.slot_size != rep->slot_size ||
+                               ret_map->g.policy != rep->policy ||
+                               memcmp(ret_map->g.topic_id, rep->topic_id, 16) != 0 ||
+                               rep->index >= (role == PROTO_ROLE_PUB ? ret_map->g.max_producers
+                                                                     : ret_map->g.max_subs))) {
+                        seg_unmap(ret_map);
+                        r = -EBADMSG;
+                }
+        }
+        if (r < 0) {
+                if (m.hdr.type == PROTO_OPEN_REPLY)
+                        send_close(bus, rep->topic_id, role, rep->index);
+                return r;
+        }
+        *ret_index = rep->index;
+        return 0;
+}
+
+_public_ int zcbus_pub_open(zcbus *bus, const char *topic, const zcbus_topic_opts *opts, zcbus_pub **out) {
+        zcbus_topic_opts o;
+        struct ring_wait w;
+        zcbus_pub *p;
+        int r;
+
+        if (!bus || !out)
+                return -EINVAL;
+        r = check_topic(topic);
+        if (r < 0)
+                return r;
+        r = copy_opts(&o, sizeof(o), opts);
+        if (r < 0)
+                return r;
+        if ((o.slot_count && !is_pow2_u32(o.slot_count)) || o.policy > ZCBUS_POLICY_LATEST ||
+            o.wait_mode > ZCBUS_WAIT_FUTEX)
+                return -EINVAL;
+        p = calloc(1, sizeof(*p));
+        if (!p)
+                return -ENOMEM;
+        r = open_topic(bus, topic, PROTO_ROLE_PUB, &o, &p->map, &p->index);
+        if (r < 0) {
+                free(p);
+                return r;
+        }
+        ring_wait_init(&w, o.wait_mode, o.spin_us);
+        ring_pub_init(&p->rp, &p->map, p->index, w);
+        p->bus = bus;
+        bus->refs++;
+        *out = p;
+        return 0;
+}
+
+_public_ int zcbus_pub_loan_timeout(zcbus_pub *pub, size_t len, void **buf, int timeout_ms) {
+        uint64_t seq;
+        int r;
+
+        if (!pub || !buf)
+                return -EINVAL;
+        if (len > pub->map.g.slot_size)
+                return -EMSGSIZE;
+        if (pub->loaned)
+                return -EBUSY;
+        r = ring_pub_claim(&pub->rp, 1, timeout_ms, &seq);
+        if (r < 0)
+                return r;
+        pub->loaned = true;
+        pub->loan_seq = seq;
+        pub->loan_len = len;
+        *buf = ring_pub_payload(&pub->rp, seq);
+        return 0;
+}
+
+_public_ int zcbus_pub_loan(zcbus_pub *pub, size_t len, void **buf) {
+        return zcbus_pub_loan_timeout(pub, len, buf, -1);
+}
+
+_public_ int zcbus_pub_commit(zcbus_pub *pub, size_t len) {
+        if (!pub)
+                return -EINVAL;
+        if (!pub->loaned)
+                return -EINVAL;
+        if (len > pub->loan_len)
+                return -EMSGSIZE;
+        ring_pub_publish(&pub->rp, pub->loan_seq, (uint32_t)len, now_ns());
+        pub->loaned = false;
+        ring_pub_notify(&pub->rp);
+        return 0;
+}
+
+_public_ int zcbus_pub_send(zcbus_pub *pub, const void *data, size_t len, int timeout_ms) {
+        void *buf;
+        int r;
+
+        if (!pub || (len && !data))
+                return -EINVAL;
+        r = zcbus_pub_loan_timeout(pub, len, &buf, timeout_ms);
+        if (r < 0)
+                return r;
+        if (len)
+                memcpy(buf, data, len);
+        return zcbus_pub_commit(pub, len);
+}
+
+_public_ int zcbus_pub_send_batch(zcbus_pub *pub, const zcbus_iov *msgs, unsigned n, int timeout_ms) {
+        uint64_t seq, ts;
+        int r = -EINVAL;
+
+        if (!pub || !msgs || n == 0)
+                return -EINVAL;
+        if (pub->loaned)
+                return -EBUSY;
+        n = MIN(n, pub->map.g.slot_count);
+        for (unsigned i = 0; i < n; i++) {
+                if (msgs[i].len > pub->map.g.slot_size)
+                        return -EMSGSIZE;
+                if (msgs[i].len && !msgs[i].data)
+                        return -EINVAL;
+        }
+        if (pub->map.g.policy == ZCBUS_POLICY_LATEST) {
+                /* LATEST claims one slot at a time (a held slot is stepped
+                 * over); the batch still costs one notification. */
+                unsigned done = 0;
+                for (; done < n; done++) {
+                        r = ring_pub_claim(&pub->rp, 1, done ? 0 : timeout_ms, &seq);
+                        if (r < 0)
+                                break;
+                        if (msgs[done].len)
+                                memcpy(ring_pub_payload(&pub->rp, seq), msgs[done].data, msgs[done].len);
+                        ring_pub_publish(&pub->rp, seq, (uint32_t)msgs[done].len, now_ns());
+                }
+                if (done == 0)
+                        return r;
+                ring_pub_notify(&pub->rp);
+                return (int)done;
+        }
+        r = ring_pub_claim(&pub->rp, n, timeout_ms, &seq);
+        if (r < 0)
+                return r;
+        ts = now_ns();
+        for (unsigned i = 0; i < n; i++) {
+                if (msgs[i].len)
+                        memcpy(ring_pub_payload(&pub->rp, seq + i), msgs[i].data, msgs[i].len);
+                ring_pub_publish(&pub->rp, seq + i, (uint32_t)msgs[i].len, ts);
+        }
+        ring_pub_notify(&pub->rp);
+        return (int)n;
+}
+
+static void fill_info(const struct seg_map *m, zcbus_topic_info *info) {
+        zcbus_topic_info full = {
+                .size = sizeof(full),
+                .slot_count = m->g.slot_count,
+                .slot_size = m->g.slot_size,
+                .policy = m->g.policy,
+        };
+        uint32_t size = info->size;
+        memcpy(full.topic_id, m->g.topic_id, 16);
+        memcpy(full.segment_id, m->g.segment_id, 16);
+        memcpy(info, &full, MIN((size_t)size, sizeof(full)));
+        info->size = size;
+}
+
+_public_ int zcbus_pub_info(zcbus_pub *pub, zcbus_topic_info *info) {
+        if (!pub || !info || info->size < sizeof(uint32_t))
+                return -EINVAL;
+        fill_info(&pub->map, info);
+        return 0;
+}
+
+_public_ int zcbus_pub_stats_get(zcbus_pub *pub, zcbus_pub_stats *stats) {
+        if (!pub || !stats || stats->size < sizeof(uint32_t))
+                return -EINVAL;
+        struct seg_prod *e = pub->rp.me;
+        zcbus_pub_stats full = {
+                .size = sizeof(full),
+                .published = load_rlx(&e->published),
+                .waits = load_rlx(&e->waits),
+                .wakeups = load_rlx(&e->wakeups),
+                .topic_head = ring_head(&pub->map) - pub->map.g.start_seq,
+                .skipped = load_rlx(&e->skipped),
+        };
+        uint32_t size = stats->size;
+        memcpy(stats, &full, MIN((size_t)size, sizeof(full)));
+        stats->size = size;
+        return 0;
+}
+
+_public_ void zcbus_pub_close(zcbus_pub *pub) {
+        if (!pub)
+                return;
+        if (pub->loaned)
+                pub->loaned = false; /* the claim is written off by deinit */
+        ring_pub_deinit(&pub->rp);
+        send_close(pub->bus, pub->map.g.topic_id, PROTO_ROLE_PUB, pub->index);
+        seg_unmap(&pub->map);
+        bus_unref(pub->bus);
+        free(pub);
+}
+
+_public_ int zcbus_sub_open(zcbus *bus, const char *topic, const zcbus_sub_opts *opts, zcbus_sub **out) {
+        zcbus_sub_opts o;
+        struct ring_wait w;
+        zcbus_sub *s;
+        int r;
+
+        if (!bus || !out)
+                return -EINVAL;
+        r = check_topic(topic);
+        if (r < 0)
+                return r;
+        r = copy_opts(&o, sizeof(o), opts);
+        if (r < 0)
+                return r;
+        if (o.wait_mode > ZCBUS_WAIT_FUTEX || o.max_holds > RING_MAX_HOLDS_LIMIT ||
+            (o.slot_count && !is_pow2_u32(o.slot_count)) || o.policy > ZCBUS_POLICY_LATEST)
+                return -EINVAL;
+        zcbus_topic_opts topic_opts = {.size = sizeof(topic_opts), .slot_count = o.slot_count,
+                                       .slot_size = o.slot_size, .policy = o.policy};
+        if (o.max_holds == 0)
+                o.max_holds = RING_MAX_HOLDS_DEFAULT;
+        s = calloc(1, sizeof(*s));
+        if (!s)
+                return -ENOMEM;
+        s->held = calloc(o.max_holds, sizeof(uint64_t));
+        if (!s->held) {
+                free(s);
+                return -ENOMEM;
+        }
+        r = open_topic(bus, topic, PROTO_ROLE_SUB, &topic_opts, &s->map, &s->index);
+        if (r < 0) {
+                free(s->held);
+                free(s);
+                return r;
+        }
+        ring_wait_init(&w, o.wait_mode, o.spin_us);
+        r = ring_sub_init(&s->rs, &s->map, s->index, o.history, o.max_holds, s->held, w);
+        if (r < 0) {
+                send_close(bus, s->map.g.topic_id, PROTO_ROLE_SUB, s->index);
+                seg_unmap(&s->map);
+                free(s->held);
+                free(s);
+                return r;
+        }
+        s->bus = bus;
+        bus->refs++;
+        *out = s;
+        return 0;
+}
+
+_public_ int zcbus_sub_recv(zcbus_sub *sub, zcbus_msg *msg, int timeout_ms) {
+        int r;
+
+        if (!sub || !msg)
+                return -EINVAL;
+        r = ring_sub_recv(&sub->rs, msg, 1, timeout_ms);
+        return r < 0 ? r : 0;
+}
+
+_public_ int zcbus_sub_recv_batch(zcbus_sub *sub, zcbus_msg *msgs, unsigned n, int timeout_ms) {
+        if (!sub || !msgs || n == 0)
+                return -EINVAL;
+        return ring_sub_recv(&sub->rs, msgs, n, timeout_ms);
+}
+
+_public_ int zcbus_sub_release(zcbus_sub *sub, const zcbus_msg *msg) {
+        if (!sub || !msg)
+                return -EINVAL;
+        return ring_sub_release(&sub->rs, &msg->seq, 1);
+}
+
+_public_ int zcbus_sub_release_batch(zcbus_sub *sub, const zcbus_msg *msgs, unsigned n) {
+        uint64_t seqs[64];
+
+        if (!sub || !msgs)
+                return -EINVAL;
+        for (unsigned done = 0; done < n;) {
+                unsigned k = MIN(n - done, (unsigned)ARRAY_SIZE(seqs));
+                for (unsigned i = 0; i < k; i++)
+                        seqs[i] = msgs[done + i].seq;
+                int r = ring_sub_release(&sub->rs, seqs, k);
+                if (r < 0)
+                        return r;
+                done += k;
+        }
+        return 0;
+}
+
+_public_ int zcbus_sub_info(zcbus_sub *sub, zcbus_topic_info *info) {
+        if (!sub || !info || info->size < sizeof(uint32_t))
+                return -EINVAL;
+        fill_info(&sub->map, info);
+        return 0;
+}
+
+_public_ int zcbus_sub_stats_get(zcbus_sub *sub, zcbus_sub_stats *stats) {
+        if (!sub || !stats || stats->size < sizeof(uint32_t))
+                return -EINVAL;
+        zcbus_sub_stats full = {
+                .size = sizeof(full),
+                .held = sub->rs.nheld,
+                .received = sub->rs.received,
+                .lost = sub->rs.lost + sub->rs.pending_lost,
+                .sleeps = sub->rs.sleeps,
+                .next_seq = sub->rs.next,
+                .skipped = sub->rs.skipped,
+        };
+        uint32_t size = stats->size;
+        memcpy(stats, &full, MIN((size_t)size, sizeof(full)));
+        stats->size = size;
+        return 0;
+}
+
+_public_ void zcbus_sub_close(zcbus_sub *sub) {
+        if (!sub)
+                return;
+        ring_sub_deinit(&sub->rs);
+        send_close(sub->bus, sub->map.g.topic_id, PROTO_ROLE_SUB, sub->index);
+        seg_unmap(&sub->map);
+        bus_unref(sub->bus);
+        free(sub->held);
+        free(sub);
+}
+
+_public_ int zcbus_wait_any(zcbus_sub *const *subs, unsigned n, int timeout_ms) {
+        au32 *words[128];
+        uint32_t vals[128];
+        uint64_t deadline;
+
+        if (!subs || n == 0 || n > ARRAY_SIZE(words))
+                return -EINVAL;
+        for (unsigned i = 0; i < n; i++)
+                if (!subs[i])
+                        return -EINVAL;
+        deadline = deadline_from_ms(timeout_ms);
+        for (;;) {
+                int r;
+
+                for (unsigned i = 0; i < n; i++)
+                        if (ring_sub_ready(&subs[i]->rs))
+                                return (int)i;
+                if (timeout_ms == 0)
+                        return -EAGAIN;
+                /* Announce on every topic (C), re-check, sleep on all. */
+                for (unsigned i = 0; i < n; i++)
+                        ring_sub_announce(&subs[i]->rs, &words[i], &vals[i]);
+                r = 0;
+                for (unsigned i = 0; i < n && r == 0; i++)
+                        if (ring_sub_ready(&subs[i]->rs))
+                                r = 1;
+                if (r == 0)
+                        r = futex_waitv_words(words, vals, n, deadline);
+                for (unsigned i = 0; i < n; i++)
+                        ring_sub_unannounce(&subs[i]->rs);
+                if (r == -ETIMEDOUT || r == -EINTR || r == -ENOSYS || r == -EINVAL)
+                        return r;
+                if (r < 0 && r != -EAGAIN)
+                        return r;
+        }
+}
+
+_public_ int zcbus_list_topics(zcbus *bus, unsigned start, zcbus_topic_entry *entries, unsigned max,
+                               unsigned *total) {
+        unsigned filled = 0;
+
+        if (!bus || (max && !entries))
+                return -EINVAL;
+        for (;;) {
+                struct proto_msg m;
+                uint32_t want = (uint32_t)MIN((unsigned)PROTO_LIST_MAX, max - filled);
+                int r;
+
+                if (want == 0)
+                        want = 1; /* still ask, for the total */
+                r = rpc(bus, proto_enc_list(bus->buf, sizeof(bus->buf), next_id(bus), start + filled, want), &m,
+                        NULL, 0, NULL);
+                if (r < 0)
+                        return r;
+                if (m.hdr.type != PROTO_LIST_REPLY)
+                        return -EBADMSG;
+                if (total)
+                        *total = m.u.list_reply.total;
+                uint32_t c = MIN(m.u.list_reply.count, (uint32_t)(max - filled));
+                for (uint32_t i = 0; i < c; i++) {
+                        const struct proto_list_entry *e = &m.entries[i];
+                        zcbus_topic_entry *d = &entries[filled + i];
+                        memset(d, 0, sizeof(*d));
+                        memcpy(d->name, e->name, sizeof(d->name));
+                        d->name[ZCBUS_TOPIC_MAX] = 0;
+                        memcpy(d->topic_id, e->topic_id, 16);
+                        d->slot_count = e->slot_count;
+                        d->slot_size = e->slot_size;
+                        d->policy = e->policy;
+                        d->producers = e->producers;
+                        d->subscribers = e->subscribers;
+                        d->published = e->published;
+                }
+                filled += c;
+                if (c == 0 || filled >= max || start + filled >= m.u.list_reply.total)
+                        return (int)filled;
+        }
+}

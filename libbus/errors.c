@@ -1,0 +1,73 @@
+/*
+ * errors.c: names for the codes libzcbus returns. Codes are plain negative
+ * errno values; where a code means something specific on the bus, the
+ * text says that rather than the libc wording.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <string.h>
+
+#include "macro.h"
+#include "zcbus.h"
+
+_public_ const char *zcbus_strerror(int err) {
+        if (err > 0)
+                err = -err;
+        switch (err) {
+        case 0:
+                return "success";
+        case -EAGAIN:
+                return "would have to wait (no message, or no room in the ring)";
+        case -ETIMEDOUT:
+                return "timed out";
+        case -EMSGSIZE:
+                return "message larger than the topic's slot size";
+        case -EEXIST:
+                return "topic exists with options that do not fit the request";
+        case -ENOBUFS:
+                return "too many messages held: release some first";
+        case -EUSERS:
+                return "topic has no free producer or subscriber entry";
+        case -ENOTCONN:
+                return "not connected to the broker";
+        case -ECONNREFUSED:
+                return "no broker is listening on the socket";
+        case -ENOENT:
+                return "no such socket, topic or entry";
+        case -EBADMSG:
+                return "malformed message or segment";
+        case -EPROTO:
+                return "protocol version mismatch with the broker";
+        case -EBUSY:
+                return "a loan is already outstanding: commit it first";
+        case -EINVAL:
+                return "invalid argument";
+        case -EINTR:
+                return "interrupted by a signal";
+        case -ENAMETOOLONG:
+                return "topic name or socket path too long";
+        case -EPIPE:
+        case -ECONNRESET:
+                return "the broker closed the connection";
+        case -ENOSPC:
+                return "the broker's topic or memory limit is reached";
+        case -EFBIG:
+                return "the topic's ring would exceed the broker's per-topic limit";
+        case -EMFILE:
+                return "this connection holds too many producers and subscribers";
+        default:
+                return strerror(-err);
+        }
+}
+
+_public_ const char *zcbus_policy_name(uint32_t policy) {
+        switch (policy) {
+        case ZCBUS_POLICY_RELIABLE:
+                return "reliable";
+        case ZCBUS_POLICY_LATEST:
+                return "latest";
+        default:
+                return "unknown";
+        }
+}

@@ -1,0 +1,249 @@
+/*
+ * proto.c: encoding and decoding of control messages. Encoding is plain
+ * memcpy of fixed bodies plus trailing strings; decoding checks every
+ * length before the bytes it covers and every value before it is used, so
+ * that nothing a peer sends can make us read outside the datagram.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <string.h>
+
+#include "macro.h"
+#include "proto.h"
+#include "zcbus.h"
+
+static int enc(void *buf, size_t cap, uint16_t type, uint32_t req_id, const void *body, size_t blen,
+               const void *tail, size_t tlen) {
+        struct proto_hdr h = {
+                .magic = PROTO_MAGIC,
+                .version = PROTO_VERSION,
+                .type = type,
+                .len = (uint32_t)(blen + tlen),
+                .req_id = req_id,
+        };
+        size_t total = sizeof(h) + blen + tlen;
+
+        if (!buf || total > cap || total > PROTO_MSG_MAX)
+                return -EMSGSIZE;
+        memcpy(buf, &h, sizeof(h));
+        if (blen)
+                memcpy((uint8_t *)buf + sizeof(h), body, blen);
+        if (tlen)
+                memcpy((uint8_t *)buf + sizeof(h) + blen, tail, tlen);
+        return (int)total;
+}
+
+int proto_name_valid(const char *name, size_t len) {
+        if (!name || len == 0 || len > PROTO_NAME_MAX)
+                return 0;
+        for (size_t i = 0; i < len; i++) {
+                unsigned char c = (unsigned char)name[i];
+                if (c <= 0x20 || c == 0x7f)
+                        return 0;
+        }
+        return 1;
+}
+
+int proto_enc_hello(void *buf, size_t cap, uint32_t req_id) {
+        struct proto_hello b = {.client_version = PROTO_VERSION};
+        return enc(buf, cap, PROTO_HELLO, req_id, &b, sizeof(b), NULL, 0);
+}
+
+int proto_enc_hello_reply(void *buf, size_t cap, uint32_t req_id, const struct proto_hello_reply *r) {
+        return enc(buf, cap, PROTO_HELLO_REPLY, req_id, r, sizeof(*r), NULL, 0);
+}
+
+int proto_enc_open(void *buf, size_t cap, uint32_t req_id, const struct proto_open *o, const char *name) {
+        struct proto_open b;
+        size_t n;
+
+        if (!o || !name)
+                return -EINVAL;
+        n = strnlen(name, PROTO_NAME_MAX + 1);
+        if (n > PROTO_NAME_MAX)
+                return -ENAMETOOLONG;
+        if (!proto_name_valid(name, n))
+                return -EINVAL;
+        b = *o;
+        b.name_len = (uint32_t)n;
+        return enc(buf, cap, PROTO_OPEN, req_id, &b, sizeof(b), name, n);
+}
+
+int proto_enc_open_reply(void *buf, size_t cap, uint32_t req_id, const struct proto_open_reply *r) {
+        return enc(buf, cap, PROTO_OPEN_REPLY, req_id, r, sizeof(*r), NULL, 0);
+}
+
+int proto_enc_close(void *buf, size_t cap, uint32_t req_id, const struct proto_close *c) {
+        return enc(buf, cap, PROTO_CLOSE, req_id, c, sizeof(*c), NULL, 0);
+}
+
+int proto_enc_ok(void *buf, size_t cap, uint32_t req_id) {
+        return enc(buf, cap, PROTO_OK, req_id, NULL, 0, NULL, 0);
+}
+
+int proto_enc_error(void *buf, size_t cap, uint32_t req_id, int err, const char *msg) {
+        struct proto_error b = {.err = err};
+        size_t n = msg ? strnlen(msg, PROTO_ERRMSG_MAX) : 0;
+
+        if (err >= 0)
+                return -EINVAL;
+        b.msg_len = (uint32_t)n;
+        return enc(buf, cap, PROTO_ERROR, req_id, &b, sizeof(b), msg, n);
+}
+
+int proto_enc_list(void *buf, size_t cap, uint32_t req_id, uint32_t start, uint32_t max) {
+        struct proto_list b = {.start = start, .max = max};
+        if (max == 0 || max > PROTO_LIST_MAX)
+                return -EINVAL;
+        return enc(buf, cap, PROTO_LIST, req_id, &b, sizeof(b), NULL, 0);
+}
+
+int proto_enc_list_reply(void *buf, size_t cap, uint32_t req_id, uint32_t total,
+                         const struct proto_list_entry *entries, uint32_t count) {
+        struct proto_list_reply b = {.total = total, .count = count};
+        if (count > PROTO_LIST_MAX || (count && !entries))
+                return -EINVAL;
+        return enc(buf, cap, PROTO_LIST_REPLY, req_id, &b, sizeof(b), entries,
+                   (size_t)count * sizeof(*entries));
+}
+
+/* Fixed body size of each type; 0 for an unknown type. Types with no body
+ * use SIZE_MAX as "exactly empty". */
+static size_t body_size(uint16_t type) {
+        switch (type) {
+        case PROTO_HELLO:
+                return sizeof(struct proto_hello);
+        case PROTO_HELLO_REPLY:
+                return sizeof(struct proto_hello_reply);
+        case PROTO_OPEN:
+                return sizeof(struct proto_open);
+        case PROTO_OPEN_REPLY:
+                return sizeof(struct proto_open_reply);
+        case PROTO_CLOSE:
+                return sizeof(struct proto_close);
+        case PROTO_OK:
+                return SIZE_MAX;
+        case PROTO_ERROR:
+                return sizeof(struct proto_error);
+        case PROTO_LIST:
+                return sizeof(struct proto_list);
+        case PROTO_LIST_REPLY:
+                return sizeof(struct proto_list_reply);
+        default:
+                return 0;
+        }
+}
+
+static int valid_role(uint32_t r) {
+        return r == PROTO_ROLE_PUB || r == PROTO_ROLE_SUB;
+}
+
+int proto_decode(const void *buf, size_t len, struct proto_msg *ret) {
+        const uint8_t *p = buf;
+        struct proto_msg m;
+        size_t fixed, blen, tail;
+        const uint8_t *body;
+
+        if (!buf || !ret || len < sizeof(struct proto_hdr) || len > PROTO_MSG_MAX)
+                return -EBADMSG;
+        memset(&m, 0, sizeof(m));
+        memcpy(&m.hdr, p, sizeof(m.hdr));
+        if (m.hdr.magic != PROTO_MAGIC)
+                return -EBADMSG;
+        if (m.hdr.version != PROTO_VERSION)
+                return -EPROTO;
+        if ((size_t)m.hdr.len != len - sizeof(struct proto_hdr))
+                return -EBADMSG;
+        fixed = body_size(m.hdr.type);
+        if (fixed == 0)
+                return -EBADMSG;
+        blen = m.hdr.len;
+        body = p + sizeof(struct proto_hdr);
+        if (fixed == SIZE_MAX) {
+                if (blen != 0)
+                        return -EBADMSG;
+                *ret = m;
+                return 0;
+        }
+        if (blen < fixed)
+                return -EBADMSG;
+        memcpy(&m.u, body, fixed);
+        tail = blen - fixed;
+
+        switch (m.hdr.type) {
+        case PROTO_HELLO:
+                if (tail || m.u.hello.flags)
+                        return -EBADMSG;
+                break;
+        case PROTO_HELLO_REPLY:
+        case PROTO_OPEN_REPLY:
+                if (tail)
+                        return -EBADMSG;
+                if (m.hdr.type == PROTO_OPEN_REPLY &&
+                    (m.u.open_reply.policy < ZCBUS_POLICY_RELIABLE || m.u.open_reply.policy > ZCBUS_POLICY_LATEST))
+                        return -EBADMSG;
+                break;
+        case PROTO_OPEN: {
+                const struct proto_open *o = &m.u.open;
+                if (!valid_role(o->role) || o->flags || o->policy > ZCBUS_POLICY_LATEST)
+                        return -EBADMSG;
+                if (o->name_len == 0 || o->name_len > PROTO_NAME_MAX || o->name_len != tail)
+                        return -EBADMSG;
+                if (!proto_name_valid((const char *)body + fixed, tail))
+                        return -EBADMSG;
+                memcpy(m.name, body + fixed, tail);
+                m.name[tail] = 0;
+                break;
+        }
+        case PROTO_CLOSE:
+                if (tail || !valid_role(m.u.close.role))
+                        return -EBADMSG;
+                break;
+        case PROTO_ERROR:
+                if (m.u.error.err >= 0 || m.u.error.err < -4095)
+                        return -EBADMSG;
+                if (m.u.error.msg_len > PROTO_ERRMSG_MAX || m.u.error.msg_len != tail)
+                        return -EBADMSG;
+                memcpy(m.errmsg, body + fixed, tail);
+                m.errmsg[tail] = 0;
+                if (strlen(m.errmsg) != tail) /* NUL inside */
+                        return -EBADMSG;
+                break;
+        case PROTO_LIST:
+                if (tail || m.u.list.max == 0 || m.u.list.max > PROTO_LIST_MAX)
+                        return -EBADMSG;
+                break;
+        case PROTO_LIST_REPLY: {
+                uint32_t c = m.u.list_reply.count;
+                if (c > PROTO_LIST_MAX || c > m.u.list_reply.total ||
+                    tail != (size_t)c * sizeof(struct proto_list_entry))
+                        return -EBADMSG;
+                m.entries = c ? (const struct proto_list_entry *)(body + fixed) : NULL;
+                for (uint32_t i = 0; i < c; i++) {
+                        const struct proto_list_entry *e = &m.entries[i];
+                        size_t n = strnlen(e->name, sizeof(e->name));
+                        if (n == sizeof(e->name) || !proto_name_valid(e->name, n))
+                                return -EBADMSG;
+                }
+                break;
+        }
+        default:
+                return -EBADMSG;
+        }
+        *ret = m;
+        return 0;
+}
+
+const char *proto_type_name(uint16_t type) {
+        static const char *const names[] = {
+                [PROTO_HELLO] = "HELLO",       [PROTO_HELLO_REPLY] = "HELLO_REPLY",
+                [PROTO_OPEN] = "OPEN",         [PROTO_OPEN_REPLY] = "OPEN_REPLY",
+                [PROTO_CLOSE] = "CLOSE",       [PROTO_OK] = "OK",
+                [PROTO_ERROR] = "ERROR",       [PROTO_LIST] = "LIST",
+                [PROTO_LIST_REPLY] = "LIST_REPLY",
+        };
+        if (type < ARRAY_SIZE(names) && names[type])
+                return names[type];
+        return "UNKNOWN";
+}

@@ -1,0 +1,162 @@
+/*
+ * proto.h: the control protocol between libzcbus and zcbusd, spoken over a
+ * SOCK_SEQPACKET Unix socket (one datagram = one message, file descriptors
+ * ride along with SCM_RIGHTS). docs/protocol.md is its prose twin.
+ *
+ * Every message is a fixed 16-byte header followed by a typed body in host
+ * byte order (both ends are on one host). Decoding trusts nothing: the
+ * datagram length, the header's length, magic, version and type, each
+ * body's fixed size, every enum and every string (length-bounded, no NUL
+ * inside) are checked before use, and a bad message yields -EBADMSG (or
+ * -EPROTO for an unknown version) without touching anything past the
+ * received bytes.
+ */
+#ifndef ZCBUS_PROTO_H
+#define ZCBUS_PROTO_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define PROTO_MAGIC UINT32_C(0x5a434231) /* "ZCB1" */
+#define PROTO_VERSION 1u
+#define PROTO_MSG_MAX 65536u /* largest datagram either side sends */
+#define PROTO_FDS_MAX 2u     /* most fds one message carries */
+#define PROTO_NAME_MAX 255u  /* topic name bytes */
+#define PROTO_ERRMSG_MAX 200u
+#define PROTO_LIST_MAX 64u /* topics in one LIST reply */
+
+enum proto_type {
+        PROTO_HELLO = 1,       /* c->b: start a session */
+        PROTO_HELLO_REPLY = 2, /* b->c */
+        PROTO_OPEN = 3,        /* c->b: open a topic as producer or subscriber */
+        PROTO_OPEN_REPLY = 4,  /* b->c, with 2 fds: ring, subs */
+        PROTO_CLOSE = 5,       /* c->b: let go of a producer/subscriber entry */
+        PROTO_OK = 6,          /* b->c: empty success */
+        PROTO_ERROR = 7,       /* b->c: errno and text */
+        PROTO_LIST = 8,        /* c->b: list topics from an index */
+        PROTO_LIST_REPLY = 9,  /* b->c */
+        PROTO_TYPE_MAX_ = 10,
+};
+
+enum proto_role {
+        PROTO_ROLE_PUB = 1,
+        PROTO_ROLE_SUB = 2,
+};
+
+struct proto_hdr {
+        uint32_t magic;
+        uint16_t version;
+        uint16_t type;
+        uint32_t len; /* body bytes after this header */
+        uint32_t req_id;
+};
+
+struct proto_hello {
+        uint32_t client_version;
+        uint32_t flags; /* must be 0 */
+};
+
+struct proto_hello_reply {
+        uint8_t session_id[16];
+        uint32_t broker_version;
+        uint32_t max_topics;
+};
+
+struct proto_open {
+        uint32_t role;       /* enum proto_role */
+        uint32_t policy;     /* 0 = default / whatever the topic has */
+        uint32_t slot_count; /* 0 = default */
+        uint32_t slot_size;  /* 0 = default */
+        uint32_t flags;      /* must be 0 */
+        uint32_t name_len;   /* 1..PROTO_NAME_MAX bytes follow */
+        /* char name[name_len], no NUL */
+};
+
+struct proto_open_reply {
+        uint8_t topic_id[16];
+        uint8_t segment_id[16];
+        uint32_t slot_count;
+        uint32_t slot_size;
+        uint32_t policy;
+        uint32_t index; /* producer or subscriber table index */
+        uint64_t ring_size;
+        uint64_t subs_size;
+};
+
+struct proto_close {
+        uint8_t topic_id[16];
+        uint32_t role;
+        uint32_t index;
+};
+
+struct proto_error {
+        int32_t err;      /* negative errno */
+        uint32_t msg_len; /* 0..PROTO_ERRMSG_MAX bytes follow */
+};
+
+struct proto_list {
+        uint32_t start;
+        uint32_t max; /* 1..PROTO_LIST_MAX */
+};
+
+struct proto_list_entry {
+        char name[PROTO_NAME_MAX + 1]; /* NUL-terminated, NUL-padded */
+        uint8_t topic_id[16];
+        uint32_t slot_count;
+        uint32_t slot_size;
+        uint32_t policy;
+        uint32_t producers;
+        uint32_t subscribers;
+        uint32_t reserved;
+        uint64_t published;
+};
+
+struct proto_list_reply {
+        uint32_t total; /* topics the broker has */
+        uint32_t count; /* entries that follow */
+        /* struct proto_list_entry entries[count] */
+};
+
+/* A decoded, validated message. Strings are NUL-terminated copies. */
+struct proto_msg {
+        struct proto_hdr hdr;
+        union {
+                struct proto_hello hello;
+                struct proto_hello_reply hello_reply;
+                struct proto_open open;
+                struct proto_open_reply open_reply;
+                struct proto_close close;
+                struct proto_error error;
+                struct proto_list list;
+                struct proto_list_reply list_reply;
+        } u;
+        char name[PROTO_NAME_MAX + 1];      /* OPEN */
+        char errmsg[PROTO_ERRMSG_MAX + 1];  /* ERROR */
+        const struct proto_list_entry *entries; /* LIST_REPLY: points into the buffer */
+};
+
+/* Encoders write into buf (at least PROTO_MSG_MAX bytes is always enough)
+ * and return the message length, or -EINVAL / -ENAMETOOLONG / -EMSGSIZE. */
+int proto_enc_hello(void *buf, size_t cap, uint32_t req_id);
+int proto_enc_hello_reply(void *buf, size_t cap, uint32_t req_id, const struct proto_hello_reply *r);
+int proto_enc_open(void *buf, size_t cap, uint32_t req_id, const struct proto_open *o, const char *name);
+int proto_enc_open_reply(void *buf, size_t cap, uint32_t req_id, const struct proto_open_reply *r);
+int proto_enc_close(void *buf, size_t cap, uint32_t req_id, const struct proto_close *c);
+int proto_enc_ok(void *buf, size_t cap, uint32_t req_id);
+int proto_enc_error(void *buf, size_t cap, uint32_t req_id, int err, const char *msg);
+int proto_enc_list(void *buf, size_t cap, uint32_t req_id, uint32_t start, uint32_t max);
+int proto_enc_list_reply(void *buf, size_t cap, uint32_t req_id, uint32_t total,
+                         const struct proto_list_entry *entries, uint32_t count);
+
+/* Decode len bytes at buf into *ret. ret->entries (LIST_REPLY) points into
+ * buf. Returns 0, -EBADMSG for any malformed message, -EPROTO for a
+ * version this side does not speak. */
+int proto_decode(const void *buf, size_t len, struct proto_msg *ret);
+
+/* Is a topic name acceptable? 1..PROTO_NAME_MAX printable bytes, none of
+ * them space, control or NUL. */
+int proto_name_valid(const char *name, size_t len);
+
+const char *proto_type_name(uint16_t type);
+
+#endif

@@ -1,0 +1,796 @@
+/*
+ * ring.c: the data plane. One ring of slots per topic; many producers
+ * claim sequences with one fetch-add and publish each slot with a stamp;
+ * every subscriber has its own cursor and reads slots in place.
+ *
+ * Ordering points (docs/design.md has the table and the arguments):
+ *   A  producer: payload + descriptor, then stamp = seq+1 (release/SC)
+ *   B  reader: stamp (acquire), then descriptor + payload       [pairs A]
+ *   C  reader about to sleep: data_waiters++ (SC), load data_word (SC),
+ *      re-load the stamp (SC)                                 [pairs D]
+ *   D  producer after publishing: load data_waiters (SC); if set, bump
+ *      data_word and FUTEX_WAKE                               [pairs C]
+ *   E  reader releasing: floor = new floor (SC), then load room_waiters
+ *      (SC); if set, bump room_word and FUTEX_WAKE           [pairs F]
+ *   F  producer about to sleep for room: room_waiters++ (SC), load
+ *      room_word (SC), re-scan floors (SC)                   [pairs E]
+ *   G  new subscriber: floor = f (SC), gen++ (SC), load head (SC);
+ *      producer: head fetch-add (SC), load gen (SC): a producer that
+ *      missed the new floor claimed below the head the subscriber read,
+ *      and the subscriber raises its floor past what it can overwrite
+ *   H  LATEST reader taking a hold: hold[slot]++ (SC), re-load stamp (SC)
+ *   I  LATEST producer reusing a slot: stamp = WRITING|seq+1 (SC), then
+ *      load hold[slot] (SC): one of H/I sees the other; a held slot is
+ *      not written but stamped SKIPPED, and the producer moves on [pairs H]
+ *   J  producer claim record: claim = PENDING|head (SC) before the
+ *      fetch-add, the sequence after; the broker reads head, then the
+ *      claims, then the stamps, so a dead producer's hole is found
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <string.h>
+
+#include "futex.h"
+#include "macro.h"
+#include "ring.h"
+
+static inline uint64_t floor_plus_n(uint64_t floor, uint32_t n) {
+        /* floor + n, saturating: SEG_FLOOR_NONE gates nothing. */
+        return floor > UINT64_MAX - n ? UINT64_MAX : floor + n;
+}
+
+void ring_wait_init(struct ring_wait *w, uint32_t mode, uint32_t spin_us) {
+        w->mode = (mode == ZCBUS_WAIT_DEFAULT || mode > ZCBUS_WAIT_FUTEX) ? ZCBUS_WAIT_ADAPTIVE : mode;
+        w->spin_us = spin_us ? spin_us : RING_SPIN_US_DEFAULT;
+}
+
+/*
+ * The one waiting engine: spin (per mode), then announce on *waiters,
+ * re-check, sleep on *word; the waker side checks *waiters after making
+ * its change (points C/D and E/F). ready() must load with seq_cst what the
+ * waker stores.
+ */
+typedef bool (*ready_fn)(void *ctx);
+
+static int wait_until(const struct ring_wait *w, au32 *waiters, au32 *word, uint64_t deadline,
+                      ready_fn ready, void *ctx, uint64_t *sleeps) {
+        if (w->mode != ZCBUS_WAIT_FUTEX) {
+                uint64_t spin_end = w->mode == ZCBUS_WAIT_SPIN ? UINT64_MAX
+                                                               : now_ns() + (uint64_t)w->spin_us * 1000u;
+                for (unsigned i = 1;; i++) {
+                        if (ready(ctx))
+                                return 0;
+                        cpu_relax();
+                        if ((i & 127) == 0) {
+                                uint64_t t = now_ns();
+                                if (deadline && t >= deadline)
+                                        return -ETIMEDOUT;
+                                if (t >= spin_end)
+                                        break;
+                        }
+                }
+        }
+        for (;;) {
+                int r = 0;
+
+                (void)faa_sc(waiters, 1);           /* C / F */
+                uint32_t v = load_sc(word);
+                if (!ready(ctx)) {
+                        if (sleeps)
+                                (*sleeps)++;
+                        r = futex_wait(word, v, deadline);
+                }
+                (void)fas_sc(waiters, 1);
+                if (ready(ctx))
+                        return 0;
+                if (r < 0)
+                        return r;
+                if (deadline && now_ns() >= deadline)
+                        return -ETIMEDOUT;
+        }
+}
+
+static void wake_all(au32 *word) {
+        (void)faa_sc(word, 1);
+        (void)futex_wake(word, INT_MAX);
+}
+
+/* ---------------------------------------------------------------- producer */
+
+void ring_pub_init(struct ring_pub *p, const struct seg_map *m, uint32_t index, struct ring_wait wait) {
+        *p = (struct ring_pub){
+                .m = m,
+                .me = seg_prod(m, index),
+                .index = index % m->g.max_producers,
+                .wait = wait,
+                .gate = 0,
+                .gen = load_sc(&seg_subs_notify(m)->gen) - 1, /* force a first scan */
+                .claim = SEG_CLAIM_NONE,
+                .single = m->g.max_producers == 1,
+        };
+}
+
+/* Lowest floor over all subscriber entries (SC loads: point F/I). */
+static uint64_t scan_floors(const struct seg_map *m) {
+        uint64_t g = SEG_FLOOR_NONE;
+        for (uint32_t i = 0; i < m->g.max_subs; i++) {
+                uint64_t f = load_sc(&seg_sub(m, i)->floor);
+                if (f < g)
+                        g = f;
+        }
+        return g;
+}
+
+/* Is the slot of seq free to be written, as far as subscribers go? Uses
+ * the cached gate and re-scans only when the gate says no. */
+static bool room_for(struct ring_pub *p, uint64_t seq) {
+        uint32_t n = p->m->g.slot_count;
+
+        if (floor_plus_n(p->gate, n) > seq)
+                return true;
+        p->gate = scan_floors(p->m);
+        return floor_plus_n(p->gate, n) > seq;
+}
+
+/* Has the previous lap's occupant of seq's slot been published? (Or has
+ * the claimant of seq, the only one who may, already marked it?) */
+static bool prev_done(const struct seg_map *m, uint64_t seq) {
+        uint64_t v = load_acq(&seg_slot(m, seq)->stamp); /* B: previous writer is done */
+        return v == ring_prev_stamp(seq, m->g.slot_count) || v == (SEG_STAMP_WRITING | ring_stamp(seq));
+}
+
+enum room_kind {
+        ROOM_PREV, /* the previous lap's producer has published the slot */
+        ROOM_GATE, /* every subscriber is less than a ring behind seq */
+};
+
+struct room_ctx {
+        struct ring_pub *p;
+        uint64_t seq;
+        enum room_kind kind;
+};
+
+static bool room_ready(void *c) {
+        struct room_ctx *x = c;
+        const struct seg_map *m = x->p->m;
+
+        switch (x->kind) {
+        case ROOM_PREV:
+                return prev_done(m, x->seq);
+        case ROOM_GATE:
+        default:
+                return room_for(x->p, x->seq);
+        }
+}
+
+static int wait_room(struct ring_pub *p, uint64_t seq, enum room_kind kind, uint64_t deadline, bool may_wait) {
+        struct room_ctx x = {.p = p, .seq = seq, .kind = kind};
+        struct seg_subs_notify *sn = seg_subs_notify(p->m);
+        uint64_t dummy = 0;
+
+        if (room_ready(&x))
+                return 0;
+        if (!may_wait)
+                return -EAGAIN;
+        stat_inc(&p->me->waits, 1);
+        /* Waiting for another producer's publish is waiting for data: it
+         * wakes data sleepers (D). Room and holds are freed by readers (E). */
+        if (kind == ROOM_PREV)
+                return wait_until(&p->wait, &sn->data_waiters, &seg_ring_notify(p->m)->data_word, deadline,
+                                  room_ready, &x, &dummy);
+        return wait_until(&p->wait, &sn->room_waiters, &sn->room_word, deadline, room_ready, &x, &dummy);
+}
+
+/* Stamp seq's slot as a marker readers step over (ABANDONED: its
+ * producer gave up on it; SKIPPED: a reader held the old message). Only
+ * the descriptor is written, never the payload, so it is safe while a
+ * LATEST reader holds the old message. */
+static void mark_slot(const struct seg_map *m, uint64_t seq, uint32_t producer, uint32_t flag) {
+        struct seg_slot *s = seg_slot(m, seq);
+        store_rlx(&s->len, 0);
+        store_rlx(&s->flags, flag);
+        s->producer = producer;
+        store_sc(&s->stamp, ring_stamp(seq)); /* A */
+}
+
+/* Wait until the claimed seq's slot may be stamped: the lap before is
+ * published, and (RELIABLE) every subscriber is past it. */
+static int wait_slot(struct ring_pub *p, uint64_t t, uint64_t deadline, bool may_wait) {
+        int r = wait_room(p, t, ROOM_PREV, deadline, may_wait);
+        if (r < 0 || p->m->g.policy == ZCBUS_POLICY_LATEST)
+                return r;
+        return wait_room(p, t, ROOM_GATE, deadline, may_wait);
+}
+
+/* Settle a claim left over from a timed-out call: its slots are written
+ * off as abandoned once they are free. */
+static int settle_claim(struct ring_pub *p, uint64_t deadline, bool may_wait) {
+        while (p->nwritten < p->nclaim) {
+                uint64_t t = p->claim + p->nwritten;
+                int r = wait_slot(p, t, deadline, may_wait);
+                if (r < 0)
+                        return r;
+                mark_slot(p->m, t, p->index, SEG_SLOT_ABANDONED);
+                stat_inc(&p->me->abandoned, 1);
+                p->nwritten++;
+        }
+        p->claim = SEG_CLAIM_NONE;
+        p->nclaim = p->nwritten = 0;
+        store_rel(&p->me->claim, SEG_CLAIM_NONE);
+        return 0;
+}
+
+/* RELIABLE: get each claimed slot ready to be written. */
+static int prepare_slots(struct ring_pub *p, uint64_t deadline, bool may_wait) {
+        for (uint32_t i = p->nwritten; i < p->nclaim; i++) {
+                int r = wait_slot(p, p->claim + i, deadline, may_wait);
+                if (r < 0)
+                        return r;
+        }
+        return 0;
+}
+
+/* LATEST: claim one sequence whose slot nobody holds. A held slot is
+ * stamped SKIPPED (readers step over it) and the producer claims again:
+ * it never waits for a reader. */
+static bool next_slot_unheld(void *c) {
+        struct ring_pub *p = c;
+        return !seg_held(p->m, load_rlx(&seg_head(p->m)->head)); /* F */
+}
+
+static int claim_latest(struct ring_pub *p, uint64_t deadline, bool may_wait, uint64_t *ret_seq) {
+        const struct seg_map *m = p->m;
+        struct seg_ring_head *hd = seg_head(m);
+        struct seg_subs_notify *sn = seg_subs_notify(m);
+        uint32_t skips = 0;
+
+        for (;;) {
+                if (skips >= m->g.slot_count) {
+                        /* A whole lap held: readers hold every slot. Wait
+                         * (as for room) for a release, within the timeout. */
+                        uint64_t dummy = 0;
+                        if (!may_wait)
+                                return -EAGAIN;
+                        stat_inc(&p->me->waits, 1);
+                        int r = wait_until(&p->wait, &sn->room_waiters, &sn->room_word, deadline, next_slot_unheld,
+                                           p, &dummy);
+                        if (r < 0)
+                                return r;
+                        skips = 0;
+                }
+                uint64_t h = load_rlx(&hd->head);
+                store_rlx(&p->me->claim_n, 1);
+                store_sc(&p->me->claim, SEG_CLAIM_PENDING | h); /* J */
+                uint64_t t = faa_sc(&hd->head, 1);
+                store_rel(&p->me->claim, t); /* J */
+                p->claim = t;
+                p->nclaim = 1;
+                p->nwritten = 0;
+                if (_unlikely_(t > SEG_SEQ_LIMIT - 1))
+                        return -EOVERFLOW;
+                int r = wait_room(p, t, ROOM_PREV, deadline, may_wait);
+                if (r < 0)
+                        return r; /* kept: settled by the next call */
+                struct seg_slot *sl = seg_slot(m, t);
+                store_sc(&sl->stamp, SEG_STAMP_WRITING | ring_stamp(t)); /* I */
+                if (!seg_held(m, t)) {                                   /* I */
+                        *ret_seq = t;
+                        return 0;
+                }
+                mark_slot(m, t, p->index, SEG_SLOT_SKIPPED);
+                stat_inc(&p->me->skipped, 1);
+                skips++;
+                if (may_wait && deadline && now_ns() >= deadline)
+                        return -ETIMEDOUT;
+                p->claim = SEG_CLAIM_NONE;
+                p->nclaim = 0;
+                store_rel(&p->me->claim, SEG_CLAIM_NONE);
+        }
+}
+
+int ring_pub_claim(struct ring_pub *p, uint32_t n, int timeout_ms, uint64_t *ret_seq) {
+        const struct seg_map *m = p->m;
+        struct seg_ring_head *hd = seg_head(m);
+        uint64_t deadline = deadline_from_ms(timeout_ms);
+        bool may_wait = timeout_ms != 0;
+        uint64_t h, s;
+        int r;
+
+        if (n == 0 || n > m->g.slot_count)
+                return -EINVAL;
+        if (p->claim != SEG_CLAIM_NONE) {
+                r = settle_claim(p, deadline, may_wait);
+                if (r < 0)
+                        return r == -ETIMEDOUT && !may_wait ? -EAGAIN : r;
+                ring_pub_notify(p); /* readers may wait at the sequences written off */
+        }
+        if (m->g.policy == ZCBUS_POLICY_LATEST) {
+                if (n != 1)
+                        return -EINVAL;
+                return claim_latest(p, deadline, may_wait, ret_seq);
+        }
+
+        /* Look before claiming: with one producer this check is exact, so
+         * a timeout never leaves a claim behind. */
+        h = load_rlx(&hd->head);
+        uint32_t gen = load_sc(&seg_subs_notify(m)->gen);
+        if (gen != p->gen) {
+                p->gen = gen;
+                p->gate = scan_floors(m);
+        }
+        r = wait_room(p, h + n - 1, ROOM_GATE, deadline, may_wait);
+        if (r < 0)
+                return r;
+
+        store_rlx(&p->me->claim_n, n);
+        store_sc(&p->me->claim, SEG_CLAIM_PENDING | h); /* J */
+        s = faa_sc(&hd->head, n);                       /* G, J */
+        if (_unlikely_(s > SEG_SEQ_LIMIT - n)) {
+                /* Unreachable in practice (2^63 messages); leave the claim
+                 * for the broker, which writes it off. */
+                store_rel(&p->me->claim, s);
+                return -EOVERFLOW;
+        }
+        store_rel(&p->me->claim, s); /* J */
+        p->claim = s;
+        p->nclaim = n;
+        p->nwritten = 0;
+
+        gen = load_sc(&seg_subs_notify(m)->gen); /* G */
+        if (gen != p->gen) {
+                p->gen = gen;
+                p->gate = scan_floors(m);
+        }
+        r = prepare_slots(p, deadline, may_wait);
+        if (r < 0)
+                return r; /* the claim is kept and settled by the next call */
+        *ret_seq = s;
+        return 0;
+}
+
+void *ring_pub_payload(struct ring_pub *p, uint64_t seq) {
+        return seg_payload(seg_slot(p->m, seq));
+}
+
+void ring_pub_publish(struct ring_pub *p, uint64_t seq, uint32_t len, uint64_t ts_ns) {
+        struct seg_slot *s = seg_slot(p->m, seq);
+
+        store_rlx(&s->len, len);
+        store_rlx(&s->flags, 0);
+        store_rlx(&s->ts_ns, ts_ns);
+        s->producer = p->index;
+        store_rel(&s->stamp, ring_stamp(seq)); /* A; the fence in ring_pub_notify makes it D's store */
+        stat_inc(&p->me->published, 1);
+        if (++p->nwritten == p->nclaim) {
+                p->claim = SEG_CLAIM_NONE;
+                p->nclaim = p->nwritten = 0;
+                store_rel(&p->me->claim, SEG_CLAIM_NONE);
+        }
+}
+
+void ring_pub_notify(struct ring_pub *p) {
+        const struct seg_map *m = p->m;
+
+        /* D: one full fence orders every stamp published since the last
+         * notify before the look at data_waiters (C11 fence rules: a
+         * reader's SC re-load that follows this fence in S sees the
+         * stamps). One fence per batch, not one locked store per slot. */
+        atomic_thread_fence(memory_order_seq_cst);
+        if (load_rlx(&seg_subs_notify(m)->data_waiters) == 0)
+                return;
+        stat_inc(&p->me->wakeups, 1);
+        wake_all(&seg_ring_notify(m)->data_word);
+}
+
+void ring_pub_deinit(struct ring_pub *p) {
+        if (!p || !p->m)
+                return;
+        if (p->claim != SEG_CLAIM_NONE && settle_claim(p, 0, false) < 0) {
+                /* Slots not free yet: the claim stays recorded and the
+                 * broker writes it off when they are. */
+                store_rel(&p->me->state, SEG_ENTRY_CLOSING);
+                p->m = NULL;
+                return;
+        }
+        ring_pub_notify(p);
+        store_rel(&p->me->state, SEG_ENTRY_CLOSING);
+        p->m = NULL;
+}
+
+/* -------------------------------------------------------------- subscriber */
+
+int ring_sub_init(struct ring_sub *s, const struct seg_map *m, uint32_t index, uint32_t history,
+                  uint32_t max_holds, uint64_t *held, struct ring_wait wait) {
+        struct seg_subs_notify *sn = seg_subs_notify(m);
+        uint32_t n = m->g.slot_count;
+        uint64_t h, f;
+
+        if (max_holds == 0 || max_holds > RING_MAX_HOLDS_LIMIT || !held)
+                return -EINVAL;
+        *s = (struct ring_sub){
+                .m = m,
+                .me = seg_sub(m, index),
+                .index = index % m->g.max_subs,
+                .wait = wait,
+                .held = held,
+                .max_holds = max_holds,
+        };
+        /* Untrusted head: clamp into [start_seq, SEG_SEQ_LIMIT]. */
+        h = load_acq(&seg_head(m)->head);
+        if (h < m->g.start_seq || h > SEG_SEQ_LIMIT)
+                h = m->g.start_seq;
+        history = MIN(history, n);
+        f = h - MIN((uint64_t)history, h - m->g.start_seq);
+
+        if (m->g.policy != ZCBUS_POLICY_LATEST) {
+                /* G: publish the floor, tell producers to re-scan, then see
+                 * how far they may have claimed without seeing it. */
+                store_sc(&s->me->floor, f);
+                (void)faa_sc(&sn->gen, 1);
+                h = load_sc(&seg_head(m)->head);
+                if (h <= SEG_SEQ_LIMIT && h >= n && f < h - n)
+                        f = h - n;
+                store_sc(&s->me->floor, f);
+        }
+        s->next = f;
+        store_rlx(&s->me->next, f);
+        return 0;
+}
+
+/* What the slot at the cursor says. */
+enum slot_state { SLOT_EMPTY, SLOT_READY, SLOT_LAPPED };
+
+static inline enum slot_state slot_state_of(uint64_t v, uint64_t seq) {
+        uint64_t want = ring_stamp(seq);
+        if (v == want)
+                return SLOT_READY;
+        if ((v & SEG_STAMP_SEQ_MASK) > want)
+                return SLOT_LAPPED;
+        return SLOT_EMPTY; /* older, or being written */
+}
+
+bool ring_sub_ready(struct ring_sub *s) {
+        uint64_t v = load_sc(&seg_slot(s->m, s->next)->stamp); /* C */
+        return slot_state_of(v, s->next) != SLOT_EMPTY;
+}
+
+static uint64_t min_held(const struct ring_sub *s) {
+        uint64_t m = UINT64_MAX;
+        for (uint32_t i = 0; i < s->nheld; i++)
+                if (s->held[i] < m)
+                        m = s->held[i];
+        return m;
+}
+
+/* RELIABLE: the floor this subscriber must publish: its oldest hold,
+ * else its cursor. */
+static uint64_t floor_of(const struct ring_sub *s) {
+        uint64_t f = min_held(s);
+        return s->next < f ? s->next : f;
+}
+
+/* Publish a higher floor and wake producers waiting for it (E). Every
+ * raise of a floor goes through here: a producer may be asleep on the
+ * old value. */
+static void publish_floor(struct ring_sub *s, uint64_t f) {
+        struct seg_subs_notify *sn = seg_subs_notify(s->m);
+
+        store_sc(&s->me->floor, f);     /* E */
+        if (load_sc(&sn->room_waiters)) /* E */
+                wake_all(&sn->room_word);
+}
+
+/* Lapped under LATEST: jump to the newest message. */
+static void skip_ahead(struct ring_sub *s, uint64_t *lost) {
+        uint64_t h = load_acq(&seg_head(s->m)->head);
+        uint64_t to;
+
+        if (h > SEG_SEQ_LIMIT || h <= s->next)
+                to = s->next + 1; /* nonsense head: step one at a time */
+        else
+                to = h - 1;
+        if (to <= s->next)
+                to = s->next + 1;
+        *lost += to - s->next;
+        s->next = to;
+}
+
+/* Take whatever is at the cursor without waiting. Returns 1 with *msg
+ * filled, 0 if nothing is there, or a negative errno. */
+static int take_one(struct ring_sub *s, zcbus_msg *msg) {
+        const struct seg_map *m = s->m;
+        bool latest = m->g.policy == ZCBUS_POLICY_LATEST;
+
+        for (unsigned guard = 0; guard < 1024; guard++) {
+                uint64_t c = s->next;
+                struct seg_slot *sl = seg_slot(m, c);
+                uint64_t v = load_acq(&sl->stamp); /* B */
+
+                switch (slot_state_of(v, c)) {
+                case SLOT_EMPTY:
+                        return 0;
+                case SLOT_LAPPED:
+                        skip_ahead(s, &s->pending_lost);
+                        continue;
+                case SLOT_READY:
+                        break;
+                }
+                uint32_t len = load_rlx(&sl->len), flags = load_rlx(&sl->flags);
+                uint64_t ts = load_rlx(&sl->ts_ns);
+                if (flags & (SEG_SLOT_ABANDONED | SEG_SLOT_SKIPPED)) {
+                        s->next = c + 1;
+                        s->skipped++;
+                        continue;
+                }
+                if (latest) {
+                        /* H: take the hold, then make sure the slot still
+                         * holds c; the descriptor read above is then c's. */
+                        seg_hold_take(m, c, s->index);
+                        if (load_sc(&sl->stamp) != v) {
+                                seg_hold_drop(m, c, s->index);
+                                continue; /* overwritten meanwhile: look again */
+                        }
+                }
+                if (len > m->g.slot_size) {
+                        /* A producer wrote nonsense: refuse it, step over it. */
+                        if (latest)
+                                seg_hold_drop(m, c, s->index);
+                        s->next = c + 1;
+                        return -EBADMSG;
+                }
+                *msg = (zcbus_msg){
+                        .data = seg_payload(sl),
+                        .len = len,
+                        .seq = c,
+                        .timestamp_ns = ts,
+                        .lost = s->pending_lost,
+                };
+                s->lost += s->pending_lost;
+                s->pending_lost = 0;
+                s->held[s->nheld++] = c;
+                s->next = c + 1;
+                return 1;
+        }
+        return 0;
+}
+
+static bool sub_ready_cb(void *c) {
+        return ring_sub_ready(c);
+}
+
+int ring_sub_recv(struct ring_sub *s, zcbus_msg *msgs, uint32_t n, int timeout_ms) {
+        uint64_t deadline = 0;
+        uint32_t got = 0;
+        int r;
+
+        if (n == 0)
+                return -EINVAL;
+        for (;;) {
+                while (got < n) {
+                        if (s->nheld >= s->max_holds) {
+                                if (got)
+                                        break;
+                                return -ENOBUFS;
+                        }
+                        r = take_one(s, &msgs[got]);
+                        if (r < 0) {
+                                if (got)
+                                        break;
+                                return r;
+                        }
+                        if (r == 0)
+                                break;
+                        got++;
+                }
+                if (got) {
+                        s->received += got;
+                        store_rlx(&s->me->lost, s->lost);
+                        store_rlx(&s->me->received, s->received);
+                        store_rlx(&s->me->next, s->next);
+                        store_rlx(&s->me->held, s->nheld);
+                        return (int)got;
+                }
+                if (timeout_ms == 0)
+                        return -EAGAIN;
+                if (!deadline && timeout_ms > 0)
+                        deadline = deadline_from_ms(timeout_ms);
+                r = wait_until(&s->wait, &seg_subs_notify(s->m)->data_waiters,
+                               &seg_ring_notify(s->m)->data_word, deadline, sub_ready_cb, s, &s->sleeps);
+                if (s->sleeps)
+                        store_rlx(&s->me->sleeps, s->sleeps);
+                if (r < 0)
+                        return r;
+        }
+}
+
+int ring_sub_release(struct ring_sub *s, const uint64_t *seqs, uint32_t n) {
+        bool latest = s->m->g.policy == ZCBUS_POLICY_LATEST;
+        uint64_t before = latest ? 0 : floor_of(s), after;
+
+        /* All or nothing: every sequence must be held, once. */
+        for (uint32_t k = 0; k < n; k++) {
+                uint32_t count = 0;
+                for (uint32_t i = 0; i < s->nheld; i++)
+                        count += s->held[i] == seqs[k];
+                for (uint32_t j = 0; j < k; j++)
+                        count -= count && seqs[j] == seqs[k];
+                if (count == 0)
+                        return -ENOENT;
+        }
+        for (uint32_t k = 0; k < n; k++) {
+                uint32_t i;
+                for (i = 0; i < s->nheld; i++)
+                        if (s->held[i] == seqs[k])
+                                break;
+                s->held[i] = s->held[--s->nheld];
+                if (latest)
+                        seg_hold_drop(s->m, seqs[k], s->index); /* H: payload reads done; E */
+        }
+        store_rlx(&s->me->held, s->nheld);
+        if (latest) {
+                struct seg_subs_notify *sn = seg_subs_notify(s->m);
+                if (load_sc(&sn->room_waiters)) /* E: a producer found every slot held */
+                        wake_all(&sn->room_word);
+                return 0;
+        }
+        after = floor_of(s);
+        if (after == before)
+                return 0;
+        publish_floor(s, after);
+        return 0;
+}
+
+void ring_sub_announce(struct ring_sub *s, au32 **ret_word, uint32_t *ret_val) {
+        (void)faa_sc(&seg_subs_notify(s->m)->data_waiters, 1); /* C */
+        *ret_word = &seg_ring_notify(s->m)->data_word;
+        *ret_val = load_sc(*ret_word);
+}
+
+void ring_sub_unannounce(struct ring_sub *s) {
+        (void)fas_sc(&seg_subs_notify(s->m)->data_waiters, 1);
+}
+
+void ring_sub_deinit(struct ring_sub *s) {
+        if (!s || !s->m)
+                return;
+        if (s->m->g.policy == ZCBUS_POLICY_LATEST)
+                for (uint32_t i = 0; i < s->nheld; i++)
+                        seg_hold_drop(s->m, s->held[i], s->index);
+        s->nheld = 0;
+        publish_floor(s, SEG_FLOOR_NONE);
+        store_rel(&s->me->state, SEG_ENTRY_CLOSING);
+        s->m = NULL;
+}
+
+/* ------------------------------------------------------------------ broker */
+
+void ring_prod_activate(const struct seg_map *m, uint32_t index, uint32_t pid) {
+        struct seg_prod *e = seg_prod(m, index);
+        store_rlx(&e->claim, SEG_CLAIM_NONE);
+        store_rlx(&e->claim_n, 0);
+        store_rlx(&e->published, 0);
+        store_rlx(&e->waits, 0);
+        store_rlx(&e->wakeups, 0);
+        store_rlx(&e->abandoned, 0);
+        store_rlx(&e->pid, pid);
+        store_rel(&e->state, SEG_ENTRY_ACTIVE);
+}
+
+void ring_sub_activate(const struct seg_map *m, uint32_t index, uint32_t pid) {
+        struct seg_sub *e = seg_sub(m, index);
+        store_sc(&e->floor, SEG_FLOOR_NONE);
+        store_rlx(&e->next, 0);
+        store_rlx(&e->received, 0);
+        store_rlx(&e->lost, 0);
+        store_rlx(&e->sleeps, 0);
+        store_rlx(&e->held, 0);
+        store_rlx(&e->pid, pid);
+        store_rel(&e->state, SEG_ENTRY_ACTIVE);
+}
+
+void ring_sub_evict(const struct seg_map *m, uint32_t index) {
+        struct seg_sub *e = seg_sub(m, index);
+        /* Give back any LATEST holds it left: its bit in every slot. */
+        for (uint64_t i = 0; i < m->g.slot_count; i++)
+                seg_hold_drop(m, i, index);
+        store_sc(&e->floor, SEG_FLOOR_NONE); /* E */
+        store_rlx(&e->held, 0);
+        store_rel(&e->state, SEG_ENTRY_FREE);
+        wake_all(&seg_subs_notify(m)->room_word);
+}
+
+uint64_t ring_head(const struct seg_map *m) {
+        return load_acq(&seg_head(m)->head);
+}
+
+/* Broker: write off seq if its slot is free. 0 done, -EAGAIN not yet. */
+static int broker_abandon(const struct seg_map *m, uint64_t seq, uint32_t producer) {
+        struct seg_slot *s = seg_slot(m, seq);
+        uint64_t v = load_sc(&s->stamp);
+        uint64_t want = ring_stamp(seq);
+
+        if (v == want || (v & SEG_STAMP_SEQ_MASK) > want)
+                return 0; /* published, or the slot has moved on */
+        if (v != ring_prev_stamp(seq, m->g.slot_count) && v != (SEG_STAMP_WRITING | want))
+                return -EAGAIN; /* the lap before is not done yet */
+        if (m->g.policy != ZCBUS_POLICY_LATEST && floor_plus_n(scan_floors(m), m->g.slot_count) <= seq)
+                return -EAGAIN; /* a subscriber still needs the old message */
+        mark_slot(m, seq, producer, SEG_SLOT_ABANDONED);
+        wake_all(&seg_ring_notify(m)->data_word);
+        return 0;
+}
+
+static bool claimed_by_other(const struct seg_map *m, uint32_t self, uint64_t seq) {
+        for (uint32_t i = 0; i < m->g.max_producers; i++) {
+                if (i == self)
+                        continue;
+                struct seg_prod *e = seg_prod(m, i);
+                uint64_t c = load_sc(&e->claim);
+                uint32_t k = load_rlx(&e->claim_n);
+                if (c == SEG_CLAIM_NONE || (c & SEG_CLAIM_PENDING))
+                        continue;
+                if (seq >= c && seq - c < k)
+                        return true;
+        }
+        return false;
+}
+
+int ring_prod_evict(const struct seg_map *m, uint32_t index) {
+        struct seg_prod *e = seg_prod(m, index);
+        uint64_t c = load_sc(&e->claim);
+        uint32_t k = load_rlx(&e->claim_n);
+        int r;
+
+        /* Not live any more: another eviction must not wait for this one
+         * to leave its claim window. */
+        store_sc(&e->state, SEG_ENTRY_CLOSING);
+
+        if (c == SEG_CLAIM_NONE)
+                goto done;
+        if (!(c & SEG_CLAIM_PENDING)) {
+                if (k == 0 || k > m->g.slot_count)
+                        k = 1; /* untrusted: a claim covers at least its first seq */
+                for (uint32_t i = 0; i < k; i++) {
+                        r = broker_abandon(m, c + i, index);
+                        if (r < 0)
+                                return r;
+                }
+                goto done;
+        }
+
+        /* J: it died between recording its intent and recording the
+         * sequence. Look for holes from its lower bound to the head:
+         * uncommitted sequences nobody else has recorded. A live producer
+         * still between the two steps might own one: wait for it. */
+        uint64_t lo = c & ~SEG_CLAIM_PENDING;
+        uint64_t h = load_sc(&seg_head(m)->head);
+        uint64_t span = (uint64_t)m->g.slot_count * (m->g.max_producers + 1u);
+        for (uint32_t i = 0; i < m->g.max_producers; i++) {
+                struct seg_prod *o = seg_prod(m, i);
+                if (i == index || load_sc(&o->state) != SEG_ENTRY_ACTIVE)
+                        continue;
+                uint64_t oc = load_sc(&o->claim);
+                if (oc != SEG_CLAIM_NONE && (oc & SEG_CLAIM_PENDING))
+                        return -EAGAIN;
+        }
+        if (h > SEG_SEQ_LIMIT)
+                goto done;
+        if (h > span && lo < h - span)
+                lo = h - span;
+        for (uint64_t t = lo; t < h; t++) {
+                uint64_t v = load_sc(&seg_slot(m, t)->stamp);
+                if (v == ring_stamp(t) || (v & SEG_STAMP_SEQ_MASK) > ring_stamp(t))
+                        continue;
+                if (claimed_by_other(m, index, t))
+                        continue;
+                r = broker_abandon(m, t, index);
+                if (r < 0)
+                        return r;
+        }
+done:
+        store_rel(&e->claim, SEG_CLAIM_NONE);
+        store_rel(&e->state, SEG_ENTRY_FREE);
+        return 0;
+}
