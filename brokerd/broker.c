@@ -1,0 +1,457 @@
+/*
+ * broker.c: the control plane of zcbusd. It owns the listening socket and
+ * its file, the list of sessions, and the meaning of every request: it
+ * decodes what a session received, asks the registry (reg.c) for topics
+ * and entries, records in the session (peer.c) what it now holds, and
+ * replies.
+ *
+ * Everything runs on one libev loop in one thread, so no state is shared
+ * between threads and the receive/send buffers can be shared by all
+ * sessions. A client that breaks the protocol gets one PROTO_ERROR and is
+ * disconnected; a client whose request is refused (conflict, limits) gets
+ * a PROTO_ERROR and keeps its session. Replies never block: clients wait
+ * for them synchronously, so a full socket means a broken client.
+ *
+ * The socket file is the one name zcbusd leaves on disk. We replace it
+ * only when it is a stale socket nobody answers on, and remove it at exit
+ * only if it is still the one we bound (same device and inode).
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "broker.h"
+#include "macro.h"
+#include "peer.h"
+#include "proto.h"
+#include "reg.h"
+
+struct broker {
+        struct ev_loop *loop;
+        const struct conf *conf;
+        struct reg *reg;
+        int fd;
+        ev_io accept_io;
+        ev_timer accept_pause;
+        char path[CONF_SOCKET_MAX];
+        dev_t dev;
+        ino_t ino;
+        bool bound;
+        struct peer *peers;
+        uint32_t npeers;
+        bool full_logged;  /* "max_sessions reached" said once per episode */
+        bool pause_logged; /* "out of descriptors" said once per episode */
+        uint8_t rbuf[PROTO_MSG_MAX];
+        uint8_t sbuf[PROTO_MSG_MAX];
+        struct proto_list_entry lbuf[PROTO_LIST_MAX];
+};
+
+static const char *role_name(uint32_t role) {
+        return role == PROTO_ROLE_PUB ? "producer" : "subscriber";
+}
+
+/* --- replies --------------------------------------------------------------- */
+
+static int send_msg(struct broker *b, struct peer *p, int len, const int *fds, unsigned nfds) {
+        int r;
+
+        if (len < 0) /* an encoder refused: our bug, not the client's */
+                return len;
+        r = peer_send(p, b->sbuf, (size_t)len, fds, nfds);
+        if (r == -EAGAIN) {
+                log_notice("session %s (pid %d): socket full, the client does not read its replies; disconnecting",
+                           p->id_str, (int)p->pid);
+                return -ENOBUFS;
+        }
+        return r;
+}
+
+static int send_error(struct broker *b, struct peer *p, uint32_t req_id, int err, const char *fmt, ...)
+        __attribute__((format(printf, 5, 6)));
+static int send_error(struct broker *b, struct peer *p, uint32_t req_id, int err, const char *fmt, ...) {
+        char msg[PROTO_ERRMSG_MAX + 1];
+        va_list ap;
+
+        va_start(ap, fmt);
+        (void)vsnprintf(msg, sizeof(msg), fmt, ap);
+        va_end(ap);
+        return send_msg(b, p, proto_enc_error(b->sbuf, sizeof(b->sbuf), req_id, err, msg), NULL, 0);
+}
+
+/* --- requests -------------------------------------------------------------- */
+
+static int on_hello(struct broker *b, struct peer *p, const struct proto_msg *m) {
+        struct proto_hello_reply rep = {
+                .broker_version = PROTO_VERSION,
+                .max_topics = b->conf->max_topics,
+        };
+
+        memcpy(rep.session_id, p->id, 16);
+        p->hello = true;
+        return send_msg(b, p, proto_enc_hello_reply(b->sbuf, sizeof(b->sbuf), m->hdr.req_id, &rep), NULL, 0);
+}
+
+static int on_open(struct broker *b, struct peer *p, const struct proto_msg *m) {
+        const struct proto_open *o = &m->u.open;
+        struct proto_open_reply rep;
+        struct reg_topic *t;
+        char err[PROTO_ERRMSG_MAX + 1] = "";
+        uint32_t index;
+        int fds[2];
+        int r;
+
+        r = peer_reserve(p);
+        if (r < 0) {
+                log_debug("session %s: OPEN '%s' refused: %s", p->id_str, m->name, strerror(-r));
+                if (r == -EMFILE)
+                        return send_error(b, p, m->hdr.req_id, r, "session holds %u entries, the most allowed",
+                                          PEER_ENTRIES_MAX);
+                return send_error(b, p, m->hdr.req_id, r, "broker out of memory");
+        }
+        r = reg_open(b->reg, o, m->name, (uint32_t)p->pid, &t, &index, err, sizeof(err));
+        if (r < 0) {
+                log_debug("session %s: OPEN '%s' as %s refused: %s (%s)", p->id_str, m->name, role_name(o->role),
+                          err, strerror(-r));
+                return send_error(b, p, m->hdr.req_id, r, "%s", err);
+        }
+        /* Recorded before replying: if the reply fails, session cleanup
+         * evicts the entry like any other. */
+        peer_hold(p, t, o->role, index);
+        reg_open_reply(t, o->role, index, &rep, fds);
+        r = send_msg(b, p, proto_enc_open_reply(b->sbuf, sizeof(b->sbuf), m->hdr.req_id, &rep), fds, 2);
+        if (r < 0)
+                return r;
+        log_debug("session %s: opened '%s' as %s %u", p->id_str, t->name, role_name(o->role), index);
+        return 0;
+}
+
+static int on_close(struct broker *b, struct peer *p, const struct proto_msg *m) {
+        const struct proto_close *c = &m->u.close;
+        struct peer_entry e;
+        int r;
+
+        r = peer_release(p, c->topic_id, c->role, c->index, &e);
+        if (r < 0) {
+                log_debug("session %s: CLOSE of %s %u: not held", p->id_str, role_name(c->role), c->index);
+                return send_error(b, p, m->hdr.req_id, r, "session holds no %s entry %u on that topic",
+                                  role_name(c->role), c->index);
+        }
+        log_debug("session %s: closed '%s' %s %u", p->id_str, e.topic->name, role_name(e.role), e.index);
+        return send_msg(b, p, proto_enc_ok(b->sbuf, sizeof(b->sbuf), m->hdr.req_id), NULL, 0);
+}
+
+static int on_list(struct broker *b, struct peer *p, const struct proto_msg *m) {
+        uint32_t max = MIN(m->u.list.max, PROTO_LIST_MAX);
+        uint32_t n = reg_list(b->reg, m->u.list.start, max, b->lbuf);
+
+        return send_msg(b, p, proto_enc_list_reply(b->sbuf, sizeof(b->sbuf), m->hdr.req_id, reg_count(b->reg),
+                                                   b->lbuf, n),
+                        NULL, 0);
+}
+
+/* A violation: one error reply (best effort), then the session ends. */
+static int violation(struct broker *b, struct peer *p, uint32_t req_id, int err, const char *what) {
+        log_notice("session %s (pid %d): %s: %s; disconnecting", p->id_str, (int)p->pid, what, strerror(-err));
+        (void)send_error(b, p, req_id, err, "%s", what);
+        return err;
+}
+
+static int on_datagram(struct peer *p, const void *buf, ssize_t n, void *userdata) {
+        struct broker *b = userdata;
+        struct proto_msg m;
+        uint32_t req_id = 0;
+        int r;
+
+        if (n >= (ssize_t)sizeof(struct proto_hdr))
+                memcpy(&req_id, (const uint8_t *)buf + offsetof(struct proto_hdr, req_id), sizeof(req_id));
+        r = n < 0 ? (int)n : proto_decode(buf, (size_t)n, &m);
+        if (n < 0)
+                return violation(b, p, req_id, r, "datagram too large or carrying too many descriptors");
+        if (r == -EPROTO)
+                return violation(b, p, req_id, r, "unsupported protocol version");
+        if (r < 0)
+                return violation(b, p, req_id, r, "malformed message");
+
+        if (!p->hello) {
+                if (m.hdr.type != PROTO_HELLO)
+                        return violation(b, p, req_id, -EPROTO, "first message must be HELLO");
+                return on_hello(b, p, &m);
+        }
+        switch (m.hdr.type) {
+        case PROTO_HELLO:
+                return violation(b, p, req_id, -EPROTO, "HELLO sent twice");
+        case PROTO_OPEN:
+                return on_open(b, p, &m);
+        case PROTO_CLOSE:
+                return on_close(b, p, &m);
+        case PROTO_LIST:
+                return on_list(b, p, &m);
+        default:
+                return violation(b, p, req_id, -EBADMSG, "unexpected message type");
+        }
+}
+
+/* --- sessions -------------------------------------------------------------- */
+
+static void peer_unlink(struct broker *b, struct peer *p) {
+        if (p->prev)
+                p->prev->next = p->next;
+        else
+                b->peers = p->next;
+        if (p->next)
+                p->next->prev = p->prev;
+        p->prev = p->next = NULL;
+        b->npeers--;
+}
+
+static void on_gone(struct peer *p, const char *why, void *userdata) {
+        struct broker *b = userdata;
+
+        log_debug("session %s (pid %d) closed: %s, releasing %u entries", p->id_str, (int)p->pid, why,
+                  p->nentries);
+        peer_unlink(b, p);
+        peer_free(p, true);
+        if (b->npeers < b->conf->max_sessions)
+                b->full_logged = false;
+}
+
+static const struct peer_ops broker_peer_ops = {
+        .datagram = on_datagram,
+        .gone = on_gone,
+};
+
+static void accept_resume_cb(struct ev_loop *loop, ev_timer *w, int revents) {
+        struct broker *b = w->data;
+
+        ev_io_start(loop, &b->accept_io);
+}
+
+static void accept_cb(struct ev_loop *loop, ev_io *w, int revents) {
+        struct broker *b = w->data;
+
+        for (unsigned i = 0; i < BROKER_ACCEPT_BATCH; i++) {
+                _cleanup_close_ int fd = -1;
+                struct peer *p;
+                int r;
+
+                fd = accept4(b->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+                if (fd < 0) {
+                        switch (errno) {
+                        case EAGAIN:
+                                b->pause_logged = false;
+                                return;
+                        case EINTR:
+                        case ECONNABORTED:
+                        case EPROTO:
+                        case EPERM:
+                                continue;
+                        default:
+                                /* Out of descriptors or memory: the socket
+                                 * stays readable, so stop watching it for a
+                                 * while instead of spinning. */
+                                if (!b->pause_logged)
+                                        log_warn("accepting connections on '%s' failed: %s; pausing", b->path,
+                                                 strerror(errno));
+                                b->pause_logged = true;
+                                ev_io_stop(loop, &b->accept_io);
+                                ev_timer_set(&b->accept_pause, BROKER_ACCEPT_PAUSE, 0.);
+                                ev_timer_start(loop, &b->accept_pause);
+                                return;
+                        }
+                }
+                if (b->npeers >= b->conf->max_sessions) {
+                        if (!b->full_logged)
+                                log_warn("refusing connections: %u sessions open (max_sessions)", b->npeers);
+                        b->full_logged = true;
+                        continue; /* fd closed by cleanup: the client sees EOF */
+                }
+                r = peer_new(loop, fd, b->rbuf, &broker_peer_ops, b, &p);
+                if (r < 0) {
+                        log_warn("setting up a session failed: %s", strerror(-r));
+                        continue;
+                }
+                fd = -1; /* the session owns it now */
+                p->next = b->peers;
+                if (b->peers)
+                        b->peers->prev = p;
+                b->peers = p;
+                b->npeers++;
+                log_debug("session %s opened: pid %d uid %u gid %u%s", p->id_str, (int)p->pid, (unsigned)p->uid,
+                          (unsigned)p->gid, p->pidfd < 0 ? " (no pidfd)" : "");
+        }
+}
+
+/* --- listening socket ------------------------------------------------------ */
+
+/* Is someone answering on path? 1 live, 0 stale (nobody listens), <0 error. */
+static int socket_live(const char *path, const struct sockaddr_un *sa) {
+        _cleanup_close_ int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+
+        if (fd < 0)
+                return negerrno();
+        if (connect(fd, (const struct sockaddr *)sa, sizeof(*sa)) == 0)
+                return 1;
+        switch (errno) {
+        case EAGAIN:      /* backlog full: very much alive */
+        case EINPROGRESS:
+                return 1;
+        case ECONNREFUSED:
+                return 0;
+        default:
+                return negerrno();
+        }
+}
+
+static int broker_listen(struct broker *b, const char *path) {
+        struct sockaddr_un sa = {.sun_family = AF_UNIX};
+        _cleanup_close_ int fd = -1;
+        struct stat st;
+        mode_t old;
+        int r;
+
+        if (strlen(path) >= sizeof(sa.sun_path)) {
+                log_err("socket path '%s' is longer than %zu bytes", path, sizeof(sa.sun_path) - 1);
+                return -ENAMETOOLONG;
+        }
+        strcpy(sa.sun_path, path);
+        strcpy(b->path, path);
+
+        if (lstat(path, &st) == 0) {
+                if (!S_ISSOCK(st.st_mode)) {
+                        log_err("'%s' exists and is not a socket; refusing to replace it", path);
+                        return -EEXIST;
+                }
+                r = socket_live(path, &sa);
+                if (r > 0) {
+                        log_err("a broker is already listening on '%s'", path);
+                        return -EADDRINUSE;
+                }
+                if (r < 0) {
+                        log_err("probing existing socket '%s' failed: %s", path, strerror(-r));
+                        return r;
+                }
+                log_info("removing stale socket '%s'", path);
+                if (unlink(path) < 0 && errno != ENOENT) {
+                        r = negerrno();
+                        log_err("removing stale socket '%s' failed: %s", path, strerror(-r));
+                        return r;
+                }
+        } else if (errno != ENOENT) {
+                r = negerrno();
+                log_err("checking socket path '%s' failed: %s", path, strerror(-r));
+                return r;
+        }
+
+        fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+        if (fd < 0) {
+                r = negerrno();
+                log_err("creating socket failed: %s", strerror(-r));
+                return r;
+        }
+        old = umask(0117); /* socket file mode 0660 */
+        r = bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 ? negerrno() : 0;
+        (void)umask(old);
+        if (r < 0) {
+                log_err("binding '%s' failed: %s", path, strerror(-r));
+                return r;
+        }
+        if (stat(path, &st) < 0) {
+                r = negerrno();
+                log_err("checking bound socket '%s' failed: %s", path, strerror(-r));
+                (void)unlink(path);
+                return r;
+        }
+        b->dev = st.st_dev;
+        b->ino = st.st_ino;
+        b->bound = true;
+        if (listen(fd, SOMAXCONN) < 0) {
+                r = negerrno();
+                log_err("listening on '%s' failed: %s", path, strerror(-r));
+                return r; /* broker_free() removes the file */
+        }
+        b->fd = TAKE_FD(fd);
+        return 0;
+}
+
+static void broker_unlink_socket(struct broker *b) {
+        struct stat st;
+
+        if (!b->bound)
+                return;
+        b->bound = false;
+        if (stat(b->path, &st) < 0) {
+                log_warn("socket '%s' is gone at exit: %s", b->path, strerror(errno));
+                return;
+        }
+        if (st.st_dev != b->dev || st.st_ino != b->ino) {
+                log_warn("socket '%s' was replaced by someone else; leaving it", b->path);
+                return;
+        }
+        if (unlink(b->path) < 0)
+                log_warn("removing socket '%s' failed: %s", b->path, strerror(errno));
+}
+
+/* --- broker ---------------------------------------------------------------- */
+
+static void broker_freep(struct broker **b) {
+        broker_free(*b);
+}
+
+int broker_new(struct ev_loop *loop, const struct conf *conf, const char *path, struct broker **ret) {
+        _cleanup_(broker_freep) struct broker *b = NULL;
+        int r;
+
+        b = calloc(1, sizeof(*b));
+        if (!b) {
+                log_err("out of memory");
+                return -ENOMEM;
+        }
+        b->loop = loop;
+        b->conf = conf;
+        b->fd = -1;
+        ev_timer_init(&b->accept_pause, accept_resume_cb, BROKER_ACCEPT_PAUSE, 0.);
+        b->accept_pause.data = b;
+
+        r = reg_new(loop, conf, &b->reg);
+        if (r < 0) {
+                log_err("creating the topic registry failed: %s", strerror(-r));
+                return r;
+        }
+        r = broker_listen(b, path);
+        if (r < 0)
+                return r;
+        ev_io_init(&b->accept_io, accept_cb, b->fd, EV_READ);
+        b->accept_io.data = b;
+        ev_io_start(loop, &b->accept_io);
+        *ret = TAKE_PTR(b);
+        return 0;
+}
+
+void broker_free(struct broker *b) {
+        if (!b)
+                return;
+        if (b->fd >= 0)
+                ev_io_stop(b->loop, &b->accept_io);
+        ev_timer_stop(b->loop, &b->accept_pause);
+        closep(&b->fd);
+        broker_unlink_socket(b);
+        /* Sessions end without evicting their entries: their processes are
+         * alive and keep using the rings without a broker (as after a
+         * crash); evicting a live producer would abandon the slot it is
+         * writing, evicting a live subscriber would let a reliable topic
+         * overwrite what it has not read. */
+        while (b->peers) {
+                struct peer *p = b->peers;
+                peer_unlink(b, p);
+                peer_free(p, false);
+        }
+        reg_free(b->reg);
+        free(b);
+}

@@ -1,0 +1,382 @@
+/*
+ * conf.c: what zcbusd can be told and how loudly it speaks. It owns the
+ * built-in defaults, the config file parser, the range of every setting,
+ * and the log sink (stderr in the foreground, syslog as a daemon).
+ *
+ * The parser works on lines and buffers, not on a FILE, so that unit tests
+ * can feed it text; conf_load_file() only reads the file and applies it to
+ * a copy, so a bad file never leaves a half-applied configuration. Every
+ * number is parsed strictly (digits only, an optional K/M/G suffix, range
+ * checked), because a typo in a limit must stop the broker, not become 0.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "conf.h"
+#include "macro.h"
+#include "seg.h"
+#include "zcbus.h"
+
+enum conf_type {
+        CONF_U32,
+        CONF_U32_POW2,
+        CONF_U64,
+        CONF_POLICY,
+        CONF_BOOL,
+        CONF_SOCKET,
+};
+
+struct conf_key {
+        const char *name;
+        enum conf_type type;
+        size_t offset;
+        uint64_t min, max;
+};
+
+#define KEY(n, t, field, lo, hi) {n, t, offsetof(struct conf, field), lo, hi}
+
+static const struct conf_key conf_keys[] = {
+        KEY("socket", CONF_SOCKET, socket, 0, 0),
+        KEY("slot_count", CONF_U32_POW2, slot_count, 2, SEG_SLOT_COUNT_MAX),
+        KEY("slot_size", CONF_U32, slot_size, 1, SEG_SLOT_SIZE_MAX),
+        KEY("policy", CONF_POLICY, policy, 0, 0),
+        KEY("max_producers", CONF_U32, max_producers, 1, SEG_PRODUCERS_MAX),
+        KEY("max_subscribers", CONF_U32, max_subscribers, 1, SEG_SUBS_MAX),
+        KEY("max_topics", CONF_U32, max_topics, 1, UINT32_C(1) << 20),
+        KEY("max_sessions", CONF_U32, max_sessions, 1, UINT32_C(1) << 20),
+        KEY("max_segment_bytes", CONF_U64, max_segment_bytes, 4096, SEG_RING_BYTES_MAX),
+        KEY("max_total_bytes", CONF_U64, max_total_bytes, 4096, UINT64_C(1) << 50),
+        KEY("verbose", CONF_BOOL, verbose, 0, 1),
+};
+
+void conf_init(struct conf *c) {
+        *c = (struct conf){
+                .slot_count = 256,
+                .slot_size = 4096,
+                .policy = ZCBUS_POLICY_RELIABLE,
+                .max_producers = 16,
+                .max_subscribers = 64,
+                .max_topics = 1024,
+                .max_sessions = 1024,
+                .max_segment_bytes = UINT64_C(1) << 30,
+                .max_total_bytes = UINT64_C(8) << 30,
+                .verbose = false,
+        };
+}
+
+int conf_parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *ret) {
+        unsigned long long v;
+        uint64_t mult = 1;
+        char *end;
+
+        /* strtoull would accept spaces, a sign, and wrap "-1" around. */
+        if (!s || *s < '0' || *s > '9')
+                return -EINVAL;
+        errno = 0;
+        v = strtoull(s, &end, 10);
+        if (errno == ERANGE)
+                return -ERANGE;
+        if (end == s)
+                return -EINVAL;
+        switch (*end) {
+        case '\0':
+                break;
+        case 'K': case 'k':
+                mult = UINT64_C(1) << 10;
+                end++;
+                break;
+        case 'M': case 'm':
+                mult = UINT64_C(1) << 20;
+                end++;
+                break;
+        case 'G': case 'g':
+                mult = UINT64_C(1) << 30;
+                end++;
+                break;
+        default:
+                return -EINVAL;
+        }
+        if (*end != '\0')
+                return -EINVAL;
+        if (v > UINT64_MAX / mult)
+                return -ERANGE;
+        v *= mult;
+        if (v < min || v > max)
+                return -ERANGE;
+        *ret = v;
+        return 0;
+}
+
+static char *trim(char *s) {
+        char *e;
+
+        while (*s == ' ' || *s == '\t')
+                s++;
+        e = s + strlen(s);
+        while (e > s && (e[-1] == ' ' || e[-1] == '\t' || e[-1] == '\r' || e[-1] == '\n'))
+                *--e = '\0';
+        return s;
+}
+
+static int apply_number(struct conf *c, const struct conf_key *k, const char *value, char *err, size_t errlen) {
+        uint64_t v;
+        int r;
+
+        r = conf_parse_u64(value, k->min, k->max, &v);
+        if (r == -ERANGE) {
+                (void)snprintf(err, errlen, "%s: '%s' is out of range (%llu..%llu)", k->name, value,
+                               (unsigned long long)k->min, (unsigned long long)k->max);
+                return -EINVAL;
+        }
+        if (r < 0) {
+                (void)snprintf(err, errlen, "%s: '%s' is not a number (digits with an optional K, M or G suffix)",
+                               k->name, value);
+                return -EINVAL;
+        }
+        if (k->type == CONF_U32_POW2 && (v & (v - 1))) {
+                (void)snprintf(err, errlen, "%s: %llu is not a power of two", k->name, (unsigned long long)v);
+                return -EINVAL;
+        }
+        if (k->type == CONF_U64)
+                *(uint64_t *)((uint8_t *)c + k->offset) = v;
+        else
+                *(uint32_t *)((uint8_t *)c + k->offset) = (uint32_t)v;
+        return 0;
+}
+
+int conf_parse_line(struct conf *c, const char *line, char *err, size_t errlen) {
+        char buf[CONF_LINE_MAX + 2];
+        char *s, *eq, *key, *value;
+        size_t n;
+
+        n = strnlen(line, sizeof(buf));
+        if (n > CONF_LINE_MAX) {
+                (void)snprintf(err, errlen, "line too long (more than %u bytes)", CONF_LINE_MAX);
+                return -EINVAL;
+        }
+        memcpy(buf, line, n + 1);
+        s = trim(buf);
+        if (*s == '\0' || *s == '#')
+                return 0;
+        eq = strchr(s, '=');
+        if (!eq) {
+                (void)snprintf(err, errlen, "expected 'key = value', got '%.64s'", s);
+                return -EINVAL;
+        }
+        *eq = '\0';
+        key = trim(s);
+        value = trim(eq + 1);
+        if (*key == '\0') {
+                (void)snprintf(err, errlen, "missing key before '='");
+                return -EINVAL;
+        }
+
+        for (size_t i = 0; i < ARRAY_SIZE(conf_keys); i++) {
+                const struct conf_key *k = &conf_keys[i];
+
+                if (strcmp(k->name, key) != 0)
+                        continue;
+                if (*value == '\0') {
+                        (void)snprintf(err, errlen, "%s: missing value", k->name);
+                        return -EINVAL;
+                }
+                switch (k->type) {
+                case CONF_SOCKET:
+                        if (strlen(value) >= sizeof(c->socket)) {
+                                (void)snprintf(err, errlen, "socket: path is longer than %zu bytes",
+                                               sizeof(c->socket) - 1);
+                                return -EINVAL;
+                        }
+                        strcpy(c->socket, value);
+                        return 0;
+                case CONF_POLICY:
+                        if (strcmp(value, "reliable") == 0)
+                                c->policy = ZCBUS_POLICY_RELIABLE;
+                        else if (strcmp(value, "latest") == 0)
+                                c->policy = ZCBUS_POLICY_LATEST;
+                        else {
+                                (void)snprintf(err, errlen, "policy: '%.64s' is neither 'reliable' nor 'latest'",
+                                               value);
+                                return -EINVAL;
+                        }
+                        return 0;
+                case CONF_BOOL:
+                        if (strcmp(value, "0") == 0)
+                                c->verbose = false;
+                        else if (strcmp(value, "1") == 0)
+                                c->verbose = true;
+                        else {
+                                (void)snprintf(err, errlen, "%s: '%.64s' is neither 0 nor 1", k->name, value);
+                                return -EINVAL;
+                        }
+                        return 0;
+                default:
+                        return apply_number(c, k, value, err, errlen);
+                }
+        }
+        (void)snprintf(err, errlen, "unknown key '%.64s'", key);
+        return -EINVAL;
+}
+
+int conf_parse(struct conf *c, const char *buf, size_t len, const char *name, char *err, size_t errlen) {
+        char line[CONF_LINE_MAX + 1];
+        char msg[256];
+        size_t pos = 0;
+        unsigned lineno = 0;
+
+        while (pos < len) {
+                const char *nl = memchr(buf + pos, '\n', len - pos);
+                size_t n = nl ? (size_t)(nl - (buf + pos)) : len - pos;
+                int r;
+
+                lineno++;
+                if (n > CONF_LINE_MAX) {
+                        (void)snprintf(err, errlen, "%s:%u: line too long (more than %u bytes)", name, lineno,
+                                       CONF_LINE_MAX);
+                        return -EINVAL;
+                }
+                if (memchr(buf + pos, '\0', n)) {
+                        (void)snprintf(err, errlen, "%s:%u: NUL byte in line", name, lineno);
+                        return -EINVAL;
+                }
+                memcpy(line, buf + pos, n);
+                line[n] = '\0';
+                r = conf_parse_line(c, line, msg, sizeof(msg));
+                if (r < 0) {
+                        (void)snprintf(err, errlen, "%s:%u: %s", name, lineno, msg);
+                        return r;
+                }
+                pos += n + (nl ? 1 : 0);
+        }
+        return 0;
+}
+
+static int read_file(const char *path, char **ret_buf, size_t *ret_len) {
+        _cleanup_close_ int fd = -1;
+        _cleanup_free_ char *buf = NULL;
+        size_t len = 0;
+        struct stat st;
+
+        fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+        if (fd < 0)
+                return negerrno();
+        if (fstat(fd, &st) < 0)
+                return negerrno();
+        if (S_ISDIR(st.st_mode))
+                return -EISDIR;
+        buf = malloc(CONF_FILE_MAX + 1);
+        if (!buf)
+                return -ENOMEM;
+        for (;;) {
+                ssize_t n = read(fd, buf + len, CONF_FILE_MAX + 1 - len);
+                if (n < 0 && errno == EINTR)
+                        continue;
+                if (n < 0)
+                        return negerrno();
+                if (n == 0)
+                        break;
+                len += (size_t)n;
+                if (len > CONF_FILE_MAX)
+                        return -EFBIG;
+        }
+        *ret_buf = TAKE_PTR(buf);
+        *ret_len = len;
+        return 0;
+}
+
+int conf_load_file(const char *path, struct conf *c, char *err, size_t errlen) {
+        _cleanup_free_ char *buf = NULL;
+        struct conf tmp = *c;
+        size_t len = 0;
+        int r;
+
+        r = read_file(path, &buf, &len);
+        if (r < 0) {
+                (void)snprintf(err, errlen, "%s: %s", path, strerror(-r));
+                return r;
+        }
+        r = conf_parse(&tmp, buf, len, path, err, errlen);
+        if (r < 0)
+                return r;
+        *c = tmp;
+        return 0;
+}
+
+int conf_check(const struct conf *c, char *err, size_t errlen) {
+        struct seg_params p = {
+                .slot_count = c->slot_count,
+                .slot_size = c->slot_size,
+                .policy = c->policy,
+                .max_producers = c->max_producers,
+                .max_subs = c->max_subscribers,
+        };
+        uint64_t ring, bytes;
+        int r;
+
+        r = seg_ring_size(&p, &ring);
+        if (r < 0) {
+                (void)snprintf(err, errlen, "default topic geometry (slot_count %u, slot_size %u) is %s",
+                               c->slot_count, c->slot_size, r == -E2BIG ? "too large" : "invalid");
+                return -EINVAL;
+        }
+        bytes = ring + seg_subs_size(c->max_subscribers, c->slot_count);
+        if (bytes > c->max_segment_bytes || bytes > c->max_total_bytes) {
+                (void)snprintf(err, errlen,
+                               "a default topic needs %llu bytes, over max_segment_bytes %llu or max_total_bytes %llu",
+                               (unsigned long long)bytes, (unsigned long long)c->max_segment_bytes,
+                               (unsigned long long)c->max_total_bytes);
+                return -EINVAL;
+        }
+        return 0;
+}
+
+/* --- log sink ------------------------------------------------------------ */
+
+static bool log_syslog;
+static bool log_verbose;
+static char log_last_error[1024]; /* as large as a message: never truncated */
+
+void conf_log_setup(bool use_syslog, bool verbose) {
+        log_syslog = use_syslog;
+        log_verbose = verbose;
+        if (use_syslog)
+                openlog("zcbusd", LOG_PID | LOG_NDELAY, LOG_DAEMON);
+}
+
+void conf_log_set_verbose(bool verbose) {
+        log_verbose = verbose;
+}
+
+bool conf_log_verbose(void) {
+        return log_verbose;
+}
+
+void conf_log(int prio, const char *fmt, ...) {
+        char msg[1024];
+        va_list ap;
+        int saved = errno;
+
+        if (prio == LOG_DEBUG && !log_verbose)
+                return;
+        va_start(ap, fmt);
+        (void)vsnprintf(msg, sizeof(msg), fmt, ap);
+        va_end(ap);
+        if (prio <= LOG_ERR)
+                (void)snprintf(log_last_error, sizeof(log_last_error), "%s", msg);
+        if (log_syslog)
+                syslog(prio, "%s", msg);
+        else
+                (void)fprintf(stderr, "zcbusd: %s\n", msg);
+        errno = saved;
+}
+
+const char *conf_log_last_error(void) {
+        return log_last_error;
+}

@@ -1,0 +1,410 @@
+/*
+ * main.c: the zcbusd process. It owns what happens before and after the
+ * broker serves: the command line, the configuration it resolves (file,
+ * then options, then the socket path fallbacks), daemonizing, signals,
+ * the readiness notifications, and the exit status.
+ *
+ * Startup is all-or-nothing and observable: a bad option exits 2, a bad
+ * configuration or a failure to listen exits 1 with one line on stderr,
+ * and "ready" is only ever said once the socket is listening. As a daemon
+ * the parent stays until the child reports (through a pipe) that it
+ * listens, or why it could not, so `zcbusd && zcbus ...` never races and
+ * a failing daemon still prints its error on the caller's terminal.
+ *
+ * Signals go through the libev loop (ev_signal): SIGINT and SIGTERM stop
+ * the loop and shut down cleanly; SIGHUP re-reads the config file and
+ * applies only its `verbose` setting (everything else shapes topics and
+ * sockets that exist and needs a restart); SIGPIPE is ignored.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include "broker.h"
+#include "conf.h"
+#include "macro.h"
+#include "proto.h"
+#include "zcbus.h"
+
+#define EXIT_USAGE 2
+
+struct opts {
+        bool foreground;
+        bool verbose;
+        const char *socket;
+        const char *config;
+        char *config_abs; /* realpath of config, owned */
+        int ready_fd; /* -1: none */
+};
+
+/* State the signal handlers need. */
+struct main_ctx {
+        struct conf *conf;
+        const struct opts *opts;
+};
+
+static void usage(FILE *f) {
+        (void)fprintf(f,
+                      "Usage: zcbusd [-f] [-v] [-s PATH] [-c CONFIG] [--ready-fd N]\n"
+                      "\n"
+                      "The zcbus broker: introduces producers and subscribers of shared-memory\n"
+                      "topics to each other and cleans up after them.\n"
+                      "\n"
+                      "  -f, --foreground  stay in the foreground and log to stderr\n"
+                      "  -v, --verbose     log sessions and topic creation too\n"
+                      "  -s, --socket PATH listen on PATH (else config 'socket', else\n"
+                      "                    $ZCBUS_SOCKET, else the default path)\n"
+                      "  -c, --config FILE read settings from FILE ('key = value' lines)\n"
+                      "      --ready-fd N  write \"READY\\n\" to descriptor N once listening\n"
+                      "  -h, --help        show this help\n"
+                      "      --version     show the version\n");
+}
+
+static int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static int usage_error(const char *fmt, ...) {
+        va_list ap;
+
+        (void)fputs("zcbusd: ", stderr);
+        va_start(ap, fmt);
+        (void)vfprintf(stderr, fmt, ap);
+        va_end(ap);
+        (void)fputs(" (see zcbusd --help)\n", stderr);
+        return -EINVAL;
+}
+
+/* Returns 1 to go on, 0 to exit successfully (--help), <0 for a usage error. */
+static int parse_args(int argc, char **argv, struct opts *o) {
+        enum { OPT_READY_FD = 0x100, OPT_VERSION };
+        static const struct option longopts[] = {
+                {"foreground", no_argument, NULL, 'f'},
+                {"verbose", no_argument, NULL, 'v'},
+                {"socket", required_argument, NULL, 's'},
+                {"config", required_argument, NULL, 'c'},
+                {"ready-fd", required_argument, NULL, OPT_READY_FD},
+                {"help", no_argument, NULL, 'h'},
+                {"version", no_argument, NULL, OPT_VERSION},
+                {},
+        };
+        int c;
+
+        *o = (struct opts){.ready_fd = -1};
+        opterr = 0; /* our own one-line messages */
+        while ((c = getopt_long(argc, argv, ":fvs:c:h", longopts, NULL)) != -1) {
+                switch (c) {
+                case 'f':
+                        o->foreground = true;
+                        break;
+                case 'v':
+                        o->verbose = true;
+                        break;
+                case 's':
+                        if (!*optarg)
+                                return usage_error("-s: empty socket path");
+                        if (strlen(optarg) >= CONF_SOCKET_MAX)
+                                return usage_error("-s: socket path is longer than %zu bytes", CONF_SOCKET_MAX - 1);
+                        o->socket = optarg;
+                        break;
+                case 'c':
+                        /* Absolute, so SIGHUP finds it after the daemon's
+                         * chdir("/"). */
+                        free(o->config_abs);
+                        o->config_abs = realpath(optarg, NULL);
+                        o->config = o->config_abs ? o->config_abs : optarg; /* a missing file is reported later */
+                        break;
+                case OPT_READY_FD: {
+                        uint64_t v;
+                        if (conf_parse_u64(optarg, 0, INT_MAX, &v) < 0)
+                                return usage_error("--ready-fd: '%s' is not a descriptor number", optarg);
+                        if (fcntl((int)v, F_GETFD) < 0)
+                                return usage_error("--ready-fd: %s is not an open descriptor", optarg);
+                        o->ready_fd = (int)v;
+                        break;
+                }
+                case 'h':
+                        usage(stdout);
+                        return 0;
+                case OPT_VERSION:
+                        (void)printf("zcbusd %s (protocol %u)\n", PACKAGE_VERSION, PROTO_VERSION);
+                        return 0;
+                case ':':
+                        return usage_error("option '%s' needs an argument", argv[optind - 1]);
+                default:
+                        if (optopt)
+                                return usage_error("unknown option '-%c'", optopt);
+                        return usage_error("unknown option '%s'", argv[optind - 1]);
+                }
+        }
+        if (optind < argc)
+                return usage_error("unexpected argument '%s'", argv[optind]);
+        return 1;
+}
+
+/* The socket path: -s, config `socket`, $ZCBUS_SOCKET, the default. */
+static int resolve_socket(const struct conf *c, char *buf, size_t len) {
+        const char *e = getenv("ZCBUS_SOCKET");
+        int r;
+
+        if (c->socket[0])
+                e = c->socket;
+        if (e && *e) {
+                if (strlen(e) >= len)
+                        return -ENAMETOOLONG;
+                strcpy(buf, e);
+                return 0;
+        }
+        r = zcbus_default_socket(buf, len);
+        return r < 0 ? r : 0;
+}
+
+static void write_all(int fd, const char *s) {
+        size_t len = strlen(s);
+
+        while (len > 0) {
+                ssize_t n = write(fd, s, len);
+                if (n < 0 && errno == EINTR)
+                        continue;
+                if (n <= 0)
+                        return;
+                s += n;
+                len -= (size_t)n;
+        }
+}
+
+/* A daemon keeps no descriptor it inherited by accident (it could hold a
+ * caller's pipe open forever); only stdio, the readiness pipe and
+ * --ready-fd survive. */
+static void close_inherited(int keep1, int keep2) {
+        int lo = MIN(keep1, keep2), hi = MAX(keep1, keep2);
+
+        if (lo < 3) /* -1 or unset: only one to keep */
+                lo = hi;
+        if (lo < 3) {
+                (void)close_range(3, ~0U, 0);
+                return;
+        }
+        if (lo > 3)
+                (void)close_range(3, (unsigned)lo - 1, 0);
+        if (hi > lo + 1)
+                (void)close_range((unsigned)lo + 1, (unsigned)hi - 1, 0);
+        (void)close_range((unsigned)hi + 1, ~0U, 0);
+}
+
+/* Fork; the parent waits for the child's word and exits with it. Returns
+ * in the child only, with the write end of the readiness pipe. */
+static int daemonize(int keep_fd, int *ret_notify_fd) {
+        _cleanup_close_ int rd = -1, wr = -1, null = -1;
+        int p[2];
+        pid_t pid;
+
+        if (pipe2(p, O_CLOEXEC) < 0)
+                return negerrno();
+        rd = p[0];
+        wr = p[1];
+        (void)fflush(NULL);
+        pid = fork();
+        if (pid < 0)
+                return negerrno();
+        if (pid > 0) {
+                char buf[1024];
+                size_t len = 0;
+
+                (void)close(TAKE_FD(wr));
+                for (;;) {
+                        ssize_t n = read(rd, buf + len, sizeof(buf) - 1 - len);
+                        if (n < 0 && errno == EINTR)
+                                continue;
+                        if (n <= 0)
+                                break;
+                        len += (size_t)n;
+                        if (len == sizeof(buf) - 1)
+                                break;
+                }
+                buf[len] = '\0';
+                if (strcmp(buf, "READY\n") == 0)
+                        exit(EXIT_SUCCESS);
+                buf[strcspn(buf, "\n")] = '\0';
+                (void)fprintf(stderr, "zcbusd: %s\n", len ? buf : "the daemon exited during startup");
+                exit(EXIT_FAILURE);
+        }
+
+        (void)close(TAKE_FD(rd));
+        if (setsid() < 0 || chdir("/") < 0 || (null = open("/dev/null", O_RDWR | O_CLOEXEC)) < 0 ||
+            dup2(null, 0) < 0 || dup2(null, 1) < 0 || dup2(null, 2) < 0) {
+                char msg[256];
+                int r = negerrno();
+
+                /* stderr may be gone already: tell the parent instead. */
+                (void)snprintf(msg, sizeof(msg), "daemonizing failed: %s", strerror(-r));
+                write_all(wr, msg);
+                return r;
+        }
+        if (null <= 2)
+                (void)TAKE_FD(null); /* it is one of the stdio descriptors now */
+        closep(&null);
+        null = -1;
+        close_inherited(wr, keep_fd);
+        *ret_notify_fd = TAKE_FD(wr);
+        return 0;
+}
+
+/* Each topic costs the broker 3 descriptors, each session up to 2. */
+static void raise_nofile(const struct conf *c) {
+        uint64_t need = (uint64_t)c->max_topics * 3 + (uint64_t)c->max_sessions * 2 + 64;
+        struct rlimit rl;
+
+        if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+                return;
+        if (rl.rlim_cur < rl.rlim_max && rl.rlim_cur < need) {
+                rl.rlim_cur = rl.rlim_max;
+                (void)setrlimit(RLIMIT_NOFILE, &rl);
+                (void)getrlimit(RLIMIT_NOFILE, &rl);
+        }
+        if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < need)
+                log_warn("open file limit %llu is below the %llu descriptors max_topics and max_sessions may need",
+                         (unsigned long long)rl.rlim_cur, (unsigned long long)need);
+}
+
+static void on_stop(struct ev_loop *loop, ev_signal *w, int revents) {
+        log_info("received SIG%s, shutting down", sigabbrev_np(w->signum));
+        ev_break(loop, EVBREAK_ALL);
+}
+
+static void on_hup(struct ev_loop *loop, ev_signal *w, int revents) {
+        struct main_ctx *ctx = w->data;
+        char err[512];
+        struct conf tmp;
+        bool verbose;
+
+        if (!ctx->opts->config) {
+                log_info("received SIGHUP: no config file to re-read, ignoring");
+                return;
+        }
+        conf_init(&tmp);
+        if (conf_load_file(ctx->opts->config, &tmp, err, sizeof(err)) < 0) {
+                log_warn("received SIGHUP: not re-reading configuration: %s", err);
+                return;
+        }
+        verbose = tmp.verbose || ctx->opts->verbose;
+        ctx->conf->verbose = verbose;
+        conf_log_set_verbose(verbose);
+        log_info("received SIGHUP: verbose logging %s; other settings apply after a restart",
+                 verbose ? "on" : "off");
+}
+
+static int run(const struct opts *o, struct conf *c, const char *path, int *notify_fd) {
+        _cleanup_close_ int ready_fd = o->ready_fd;
+        struct main_ctx ctx = {.conf = c, .opts = o};
+        struct broker *b = NULL;
+        ev_signal sigint, sigterm, sighup;
+        struct ev_loop *loop;
+        int r;
+
+        (void)signal(SIGPIPE, SIG_IGN);
+        raise_nofile(c);
+        loop = ev_default_loop(EVFLAG_AUTO);
+        if (!loop) {
+                log_err("initialising the event loop failed");
+                return -ENOMEM;
+        }
+        /* Watched before listening, so an early SIGTERM still cleans up. */
+        ev_signal_init(&sigint, on_stop, SIGINT);
+        ev_signal_init(&sigterm, on_stop, SIGTERM);
+        ev_signal_init(&sighup, on_hup, SIGHUP);
+        sighup.data = &ctx;
+        ev_signal_start(loop, &sigint);
+        ev_signal_start(loop, &sigterm);
+        ev_signal_start(loop, &sighup);
+
+        r = broker_new(loop, c, path, &b);
+        if (r >= 0) {
+                log_info("listening on '%s' (protocol %u, pid %d)", path, PROTO_VERSION, (int)getpid());
+                if (ready_fd >= 0) {
+                        write_all(ready_fd, "READY\n");
+                        (void)close(TAKE_FD(ready_fd));
+                }
+                if (*notify_fd >= 0) {
+                        write_all(*notify_fd, "READY\n");
+                        (void)close(TAKE_FD(*notify_fd)); /* the parent reads until EOF */
+                }
+                ev_run(loop, 0);
+                broker_free(b);
+                log_info("stopped");
+        }
+        ev_signal_stop(loop, &sigint);
+        ev_signal_stop(loop, &sigterm);
+        ev_signal_stop(loop, &sighup);
+        ev_loop_destroy(loop);
+        return r;
+}
+
+int main(int argc, char **argv) {
+        _cleanup_close_ int notify_fd = -1;
+        char path[CONF_SOCKET_MAX];
+        char err[512];
+        struct opts o;
+        struct conf c;
+        int r;
+
+        r = parse_args(argc, argv, &o);
+        if (r <= 0)
+                return r < 0 ? EXIT_USAGE : EXIT_SUCCESS;
+
+        conf_init(&c);
+        if (o.config && conf_load_file(o.config, &c, err, sizeof(err)) < 0) {
+                (void)fprintf(stderr, "zcbusd: %s\n", err);
+                return EXIT_FAILURE;
+        }
+        if (o.socket)
+                strcpy(c.socket, o.socket); /* length checked by parse_args */
+        if (o.verbose)
+                c.verbose = true;
+        if (conf_check(&c, err, sizeof(err)) < 0) {
+                (void)fprintf(stderr, "zcbusd: %s%s%s\n", o.config ? o.config : "", o.config ? ": " : "", err);
+                return EXIT_FAILURE;
+        }
+        r = resolve_socket(&c, path, sizeof(path));
+        if (r < 0) {
+                (void)fprintf(stderr, "zcbusd: cannot determine the socket path: %s\n", strerror(-r));
+                return EXIT_FAILURE;
+        }
+
+        if (!o.foreground) {
+                /* Keep --ready-fd clear of the stdio descriptors the daemon
+                 * points at /dev/null. */
+                if (o.ready_fd >= 0 && o.ready_fd <= 2) {
+                        o.ready_fd = fcntl(o.ready_fd, F_DUPFD_CLOEXEC, 3);
+                        if (o.ready_fd < 0) {
+                                (void)fprintf(stderr, "zcbusd: --ready-fd: %s\n", strerror(errno));
+                                return EXIT_FAILURE;
+                        }
+                }
+                r = daemonize(o.ready_fd, &notify_fd);
+                if (r < 0) {
+                        (void)fprintf(stderr, "zcbusd: daemonizing failed: %s\n", strerror(-r));
+                        return EXIT_FAILURE;
+                }
+        }
+        if (o.ready_fd >= 0)
+                (void)fcntl(o.ready_fd, F_SETFD, FD_CLOEXEC);
+        conf_log_setup(!o.foreground, c.verbose);
+
+        r = run(&o, &c, path, &notify_fd);
+        if (r < 0) {
+                if (notify_fd >= 0) {
+                        const char *msg = conf_log_last_error();
+                        write_all(notify_fd, *msg ? msg : strerror(-r));
+                }
+                return EXIT_FAILURE;
+        }
+        return EXIT_SUCCESS;
+}

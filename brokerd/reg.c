@@ -1,0 +1,519 @@
+/*
+ * reg.c: the topic registry. It owns every topic the broker knows: its
+ * name and uuids, its two sealed memfds (plus a read-only reopen of the
+ * ring for subscribers), the broker's own read-write mapping, and which
+ * producer and subscriber entries are taken. It enforces the broker's
+ * limits (topics, bytes per topic, bytes in all) and reclaims idle topics,
+ * oldest first, when a new one needs room.
+ *
+ * Entry allocation uses broker-private state arrays, never the state words
+ * in the segments: clients can write those. The shared words are only
+ * written here, through ring_prod_activate / ring_sub_activate and the
+ * evictions. A producer eviction can need retrying (ring_prod_evict
+ * returns -EAGAIN while a slot it claimed is not reusable yet); such
+ * repairs belong to the topic, not to the session that let go, and one
+ * 2 ms timer retries them until none is left.
+ *
+ * A topic outlives its peers so that late subscribers still find history;
+ * it goes at broker exit, or when reclaimed while idle (no entry held and
+ * no repair pending).
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <uuid/uuid.h>
+
+#include "macro.h"
+#include "reg.h"
+#include "ring.h"
+#include "zcbus.h"
+
+#ifdef ZCBUS_TEST_HIGH_SEQ
+#define REG_START_SEQ ((UINT64_C(1) << 62) + (UINT64_C(1) << 32) - 1000)
+#define REG_DATA_WORD_START (UINT32_MAX - 100)
+#else
+#define REG_START_SEQ UINT64_C(0)
+#define REG_DATA_WORD_START UINT32_C(0)
+#endif
+
+#define REG_REPAIR_INTERVAL 0.002 /* seconds between producer repair retries */
+
+struct reg {
+        struct ev_loop *loop;
+        const struct conf *conf;
+        struct reg_topic *head, *tail;           /* creation order */
+        struct reg_topic *idle_head, *idle_tail; /* oldest idle first */
+        struct reg_topic **buckets;
+        uint32_t nbuckets; /* power of two */
+        uint32_t ntopics;
+        uint64_t total_bytes;
+        uint32_t nrepair; /* pending producer repairs over all topics */
+        ev_timer repair;
+};
+
+static uint32_t name_hash(const char *name) {
+        uint64_t h = UINT64_C(0xcbf29ce484222325); /* FNV-1a */
+
+        for (const unsigned char *p = (const unsigned char *)name; *p; p++)
+                h = (h ^ *p) * UINT64_C(0x100000001b3);
+        return (uint32_t)(h ^ (h >> 32));
+}
+
+static const char *role_name(uint32_t role) {
+        return role == PROTO_ROLE_PUB ? "producer" : "subscriber";
+}
+
+/* --- topic lifetime -------------------------------------------------------- */
+
+static void topic_destroy(struct reg_topic *t) {
+        if (!t)
+                return;
+        seg_unmap(&t->map);
+        closep(&t->ring_fd);
+        closep(&t->ring_ro_fd);
+        closep(&t->subs_fd);
+        free(t->prod_state);
+        free(t->sub_state);
+        free(t);
+}
+
+static void topic_destroyp(struct reg_topic **t) {
+        topic_destroy(*t);
+}
+
+static void idle_remove(struct reg *r, struct reg_topic *t) {
+        if (!t->idle)
+                return;
+        if (t->idle_prev)
+                t->idle_prev->idle_next = t->idle_next;
+        else
+                r->idle_head = t->idle_next;
+        if (t->idle_next)
+                t->idle_next->idle_prev = t->idle_prev;
+        else
+                r->idle_tail = t->idle_prev;
+        t->idle_prev = t->idle_next = NULL;
+        t->idle = 0;
+}
+
+/* Keep the idle list in step with the topic's use counts. */
+static void idle_update(struct reg_topic *t) {
+        struct reg *r = t->reg;
+        int idle = t->nprod == 0 && t->nsub == 0 && t->nrepair == 0;
+
+        if (idle == t->idle)
+                return;
+        if (!idle) {
+                idle_remove(r, t);
+                return;
+        }
+        t->idle = 1;
+        t->idle_next = NULL;
+        t->idle_prev = r->idle_tail;
+        if (r->idle_tail)
+                r->idle_tail->idle_next = t;
+        else
+                r->idle_head = t;
+        r->idle_tail = t;
+}
+
+static void topic_link(struct reg *r, struct reg_topic *t) {
+        uint32_t b = name_hash(t->name) & (r->nbuckets - 1);
+
+        t->reg = r;
+        t->prev = r->tail;
+        t->next = NULL;
+        if (r->tail)
+                r->tail->next = t;
+        else
+                r->head = t;
+        r->tail = t;
+        t->hnext = r->buckets[b];
+        r->buckets[b] = t;
+        r->ntopics++;
+        r->total_bytes += t->bytes;
+        idle_update(t);
+}
+
+static void topic_unlink(struct reg *r, struct reg_topic *t) {
+        struct reg_topic **pp = &r->buckets[name_hash(t->name) & (r->nbuckets - 1)];
+
+        while (*pp && *pp != t)
+                pp = &(*pp)->hnext;
+        if (*pp)
+                *pp = t->hnext;
+        if (t->prev)
+                t->prev->next = t->next;
+        else
+                r->head = t->next;
+        if (t->next)
+                t->next->prev = t->prev;
+        else
+                r->tail = t->prev;
+        idle_remove(r, t);
+        r->ntopics--;
+        r->total_bytes -= t->bytes;
+        r->nrepair -= t->nrepair;
+}
+
+static struct reg_topic *topic_find(const struct reg *r, const char *name) {
+        for (struct reg_topic *t = r->buckets[name_hash(name) & (r->nbuckets - 1)]; t; t = t->hnext)
+                if (strcmp(t->name, name) == 0)
+                        return t;
+        return NULL;
+}
+
+/* Make room for one more topic of `bytes` by reclaiming idle topics, oldest
+ * idle first, but only if that is enough: never drop topics for nothing. */
+static int make_room(struct reg *r, const char *name, uint64_t bytes, char *err, size_t errlen) {
+        const struct conf *c = r->conf;
+        uint64_t idle_bytes = 0;
+        uint32_t nidle = 0;
+
+        for (struct reg_topic *t = r->idle_head; t; t = t->idle_next) {
+                nidle++;
+                idle_bytes += t->bytes;
+        }
+        if (r->ntopics - nidle >= c->max_topics) {
+                (void)snprintf(err, errlen, "broker has its %u topics in use (max_topics), cannot create '%s'",
+                               c->max_topics, name);
+                return -ENOSPC;
+        }
+        if (bytes > c->max_total_bytes || r->total_bytes - idle_bytes > c->max_total_bytes - bytes) {
+                (void)snprintf(err, errlen,
+                               "topic '%s' needs %llu bytes; topics in use hold %llu of max_total_bytes %llu",
+                               name, (unsigned long long)bytes, (unsigned long long)(r->total_bytes - idle_bytes),
+                               (unsigned long long)c->max_total_bytes);
+                return -ENOSPC;
+        }
+        while (r->ntopics >= c->max_topics || r->total_bytes > c->max_total_bytes - bytes) {
+                struct reg_topic *t = r->idle_head;
+
+                log_debug("reclaiming idle topic '%s' (%llu bytes) to make room for '%s'", t->name,
+                          (unsigned long long)t->bytes, name);
+                topic_unlink(r, t);
+                topic_destroy(t);
+        }
+        return 0;
+}
+
+static int topic_create(struct reg *r, const struct proto_open *o, const char *name, struct reg_topic **ret,
+                        char *err, size_t errlen) {
+        _cleanup_(topic_destroyp) struct reg_topic *t = NULL;
+        const struct conf *c = r->conf;
+        struct seg_params p = {
+                .slot_count = o->slot_count ? o->slot_count : c->slot_count,
+                .slot_size = o->slot_size ? o->slot_size : c->slot_size,
+                .policy = o->policy ? o->policy : c->policy,
+                .max_producers = c->max_producers,
+                .max_subs = c->max_subscribers,
+                .start_seq = REG_START_SEQ,
+                .data_word_start = REG_DATA_WORD_START,
+        };
+        char path[64];
+        uint64_t ring_size, bytes;
+        int rr;
+
+        uuid_generate_random(p.topic_id);
+        uuid_generate_random(p.segment_id);
+
+        rr = seg_params_check(&p);
+        if (rr < 0) {
+                (void)snprintf(err, errlen, "invalid geometry for topic '%s' (slot_count %u, slot_size %u)", name,
+                               p.slot_count, p.slot_size);
+                return rr;
+        }
+        rr = seg_ring_size(&p, &ring_size);
+        if (rr == -E2BIG)
+                ring_size = UINT64_MAX;
+        else if (rr < 0) {
+                (void)snprintf(err, errlen, "invalid geometry for topic '%s' (slot_count %u, slot_size %u)", name,
+                               p.slot_count, p.slot_size);
+                return rr;
+        }
+        bytes = ring_size == UINT64_MAX ? UINT64_MAX : ring_size + seg_subs_size(p.max_subs, p.slot_count);
+        if (bytes > c->max_segment_bytes) {
+                (void)snprintf(err, errlen, "topic '%s' (slot_count %u x slot_size %u) exceeds max_segment_bytes %llu",
+                               name, p.slot_count, p.slot_size, (unsigned long long)c->max_segment_bytes);
+                return -EFBIG;
+        }
+        rr = make_room(r, name, bytes, err, errlen);
+        if (rr < 0)
+                return rr;
+
+        t = calloc(1, sizeof(*t));
+        if (!t)
+                return -ENOMEM;
+        t->ring_fd = t->ring_ro_fd = t->subs_fd = -1;
+        strcpy(t->name, name); /* proto_decode bounded it to PROTO_NAME_MAX */
+        memcpy(t->topic_id, p.topic_id, 16);
+        memcpy(t->segment_id, p.segment_id, 16);
+        t->bytes = bytes;
+        t->prod_state = calloc(p.max_producers, 1);
+        t->sub_state = calloc(p.max_subs, 1);
+        if (!t->prod_state || !t->sub_state)
+                return -ENOMEM;
+
+        rr = seg_create(&p, &t->ring_fd, &t->subs_fd);
+        if (rr < 0) {
+                log_err("creating segments for topic '%s' (%llu bytes) failed: %s", name,
+                        (unsigned long long)bytes, strerror(-rr));
+                (void)snprintf(err, errlen, "broker could not create topic '%s': %s", name, strerror(-rr));
+                return rr;
+        }
+        rr = seg_map_fds(t->ring_fd, t->subs_fd, 1, &t->map);
+        if (rr < 0) {
+                log_err("mapping new topic '%s' failed: %s", name, strerror(-rr));
+                (void)snprintf(err, errlen, "broker could not map topic '%s': %s", name, strerror(-rr));
+                return rr;
+        }
+        /* A separate open file description that can only read: what a
+         * subscriber maps can then never be made writable (mprotect checks
+         * the description's mode). */
+        (void)snprintf(path, sizeof(path), "/proc/self/fd/%d", t->ring_fd);
+        t->ring_ro_fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (t->ring_ro_fd < 0) {
+                rr = negerrno();
+                log_err("reopening ring of topic '%s' read-only via '%s' failed: %s", name, path, strerror(-rr));
+                (void)snprintf(err, errlen, "broker could not create topic '%s': %s", name, strerror(-rr));
+                return rr;
+        }
+
+        if (conf_log_verbose()) {
+                char id[37];
+                uuid_unparse_lower(t->topic_id, id);
+                log_debug("created topic '%s' id %s: slot_count %u, slot_size %u, policy %s, %llu bytes", name, id,
+                          p.slot_count, p.slot_size, zcbus_policy_name(p.policy), (unsigned long long)bytes);
+        }
+        topic_link(r, t);
+        *ret = TAKE_PTR(t);
+        return 0;
+}
+
+/* Does an existing topic give the opener at least what it asked for? */
+static int topic_compatible(const struct reg_topic *t, const struct proto_open *o, char *err, size_t errlen) {
+        const struct seg_geom *g = &t->map.g;
+
+        if (o->slot_size > g->slot_size) {
+                (void)snprintf(err, errlen, "topic '%s' has slot_size %u, asked for %u", t->name, g->slot_size,
+                               o->slot_size);
+                return -EEXIST;
+        }
+        if (o->slot_count > g->slot_count) {
+                (void)snprintf(err, errlen, "topic '%s' has slot_count %u, asked for %u", t->name, g->slot_count,
+                               o->slot_count);
+                return -EEXIST;
+        }
+        if (o->policy && o->policy != g->policy) {
+                (void)snprintf(err, errlen, "topic '%s' has policy %s, asked for %s", t->name,
+                               zcbus_policy_name(g->policy), zcbus_policy_name(o->policy));
+                return -EEXIST;
+        }
+        return 0;
+}
+
+static int entry_alloc(struct reg_topic *t, uint32_t role, uint32_t pid, uint32_t *ret_index, char *err,
+                       size_t errlen) {
+        int pub = role == PROTO_ROLE_PUB;
+        uint8_t *state = pub ? t->prod_state : t->sub_state;
+        uint32_t n = pub ? t->map.g.max_producers : t->map.g.max_subs;
+
+        for (uint32_t i = 0; i < n; i++) {
+                if (state[i] != REG_ENTRY_FREE)
+                        continue;
+                state[i] = REG_ENTRY_HELD;
+                if (pub) {
+                        t->nprod++;
+                        ring_prod_activate(&t->map, i, pid);
+                } else {
+                        t->nsub++;
+                        ring_sub_activate(&t->map, i, pid);
+                }
+                idle_update(t);
+                *ret_index = i;
+                return 0;
+        }
+        (void)snprintf(err, errlen, "topic '%s' has its %u %ss", t->name, n, role_name(role));
+        return -EUSERS;
+}
+
+int reg_open(struct reg *r, const struct proto_open *o, const char *name, uint32_t pid,
+             struct reg_topic **ret_topic, uint32_t *ret_index, char *err, size_t errlen) {
+        struct reg_topic *t;
+        uint32_t index;
+        int rr;
+
+        /* proto_decode checked these; the registry does not rely on it. */
+        if (o->role != PROTO_ROLE_PUB && o->role != PROTO_ROLE_SUB) {
+                (void)snprintf(err, errlen, "role %u is neither producer nor subscriber", o->role);
+                return -EINVAL;
+        }
+        if (o->flags) {
+                (void)snprintf(err, errlen, "flags must be 0");
+                return -EINVAL;
+        }
+        if (o->policy > ZCBUS_POLICY_LATEST) {
+                (void)snprintf(err, errlen, "unknown policy %u", o->policy);
+                return -EINVAL;
+        }
+        if (!proto_name_valid(name, strnlen(name, PROTO_NAME_MAX + 1))) {
+                (void)snprintf(err, errlen, "invalid topic name");
+                return -EINVAL;
+        }
+        if (o->slot_count && (!is_pow2_u32(o->slot_count) || o->slot_count < 2)) {
+                (void)snprintf(err, errlen, "slot_count must be a power of two (>= 2), got %u", o->slot_count);
+                return -EINVAL;
+        }
+
+        t = topic_find(r, name);
+        if (t)
+                rr = topic_compatible(t, o, err, errlen);
+        else
+                rr = topic_create(r, o, name, &t, err, errlen);
+        if (rr < 0)
+                return rr;
+        rr = entry_alloc(t, o->role, pid, &index, err, errlen);
+        if (rr < 0)
+                return rr;
+        *ret_topic = t;
+        *ret_index = index;
+        return 0;
+}
+
+void reg_open_reply(const struct reg_topic *t, uint32_t role, uint32_t index, struct proto_open_reply *ret,
+                    int ret_fds[2]) {
+        *ret = (struct proto_open_reply){
+                .slot_count = t->map.g.slot_count,
+                .slot_size = t->map.g.slot_size,
+                .policy = t->map.g.policy,
+                .index = index,
+                .ring_size = t->map.g.ring_size,
+                .subs_size = t->map.g.subs_size,
+        };
+        memcpy(ret->topic_id, t->topic_id, 16);
+        memcpy(ret->segment_id, t->segment_id, 16);
+        ret_fds[0] = role == PROTO_ROLE_PUB ? t->ring_fd : t->ring_ro_fd;
+        ret_fds[1] = t->subs_fd;
+}
+
+/* --- releasing entries and repairing producers ----------------------------- */
+
+static void repair_cb(struct ev_loop *loop, ev_timer *w, int revents) {
+        struct reg *r = w->data;
+
+        for (struct reg_topic *t = r->head; t; t = t->next) {
+                if (!t->nrepair)
+                        continue;
+                for (uint32_t i = 0; i < t->map.g.max_producers; i++) {
+                        if (t->prod_state[i] != REG_ENTRY_REPAIR)
+                                continue;
+                        if (ring_prod_evict(&t->map, i) == -EAGAIN)
+                                continue;
+                        log_debug("topic '%s': producer %u repaired", t->name, i);
+                        t->prod_state[i] = REG_ENTRY_FREE;
+                        t->nrepair--;
+                        r->nrepair--;
+                }
+                idle_update(t);
+        }
+        if (r->nrepair == 0)
+                ev_timer_stop(loop, w);
+}
+
+void reg_release(struct reg_topic *t, uint32_t role, uint32_t index) {
+        struct reg *r = t->reg;
+
+        if (role == PROTO_ROLE_PUB) {
+                if (index >= t->map.g.max_producers || t->prod_state[index] != REG_ENTRY_HELD)
+                        return;
+                t->nprod--;
+                if (ring_prod_evict(&t->map, index) == -EAGAIN) {
+                        log_debug("topic '%s': producer %u left claims behind; repairing", t->name, index);
+                        t->prod_state[index] = REG_ENTRY_REPAIR;
+                        t->nrepair++;
+                        r->nrepair++;
+                        if (!ev_is_active(&r->repair))
+                                ev_timer_start(r->loop, &r->repair);
+                } else
+                        t->prod_state[index] = REG_ENTRY_FREE;
+        } else {
+                if (index >= t->map.g.max_subs || t->sub_state[index] != REG_ENTRY_HELD)
+                        return;
+                t->nsub--;
+                ring_sub_evict(&t->map, index);
+                t->sub_state[index] = REG_ENTRY_FREE;
+        }
+        idle_update(t);
+}
+
+/* --- registry -------------------------------------------------------------- */
+
+int reg_new(struct ev_loop *loop, const struct conf *conf, struct reg **ret) {
+        _cleanup_free_ struct reg *r = NULL;
+        uint32_t nb = 16;
+
+        r = calloc(1, sizeof(*r));
+        if (!r)
+                return -ENOMEM;
+        while (nb < conf->max_topics && nb < (UINT32_C(1) << 16))
+                nb <<= 1;
+        r->buckets = calloc(nb, sizeof(*r->buckets));
+        if (!r->buckets)
+                return -ENOMEM;
+        r->nbuckets = nb;
+        r->loop = loop;
+        r->conf = conf;
+        ev_timer_init(&r->repair, repair_cb, REG_REPAIR_INTERVAL, REG_REPAIR_INTERVAL);
+        r->repair.data = r;
+        *ret = TAKE_PTR(r);
+        return 0;
+}
+
+void reg_free(struct reg *r) {
+        if (!r)
+                return;
+        ev_timer_stop(r->loop, &r->repair);
+        if (r->nrepair)
+                repair_cb(r->loop, &r->repair, 0); /* one last attempt */
+        while (r->head) {
+                struct reg_topic *t = r->head;
+                if (t->nrepair)
+                        log_warn("topic '%s': dropping %u unfinished producer repairs at exit", t->name,
+                                 t->nrepair);
+                topic_unlink(r, t);
+                topic_destroy(t);
+        }
+        free(r->buckets);
+        free(r);
+}
+
+uint32_t reg_count(const struct reg *r) {
+        return r->ntopics;
+}
+
+uint32_t reg_list(const struct reg *r, uint32_t start, uint32_t max, struct proto_list_entry *entries) {
+        const struct reg_topic *t = r->head;
+        uint32_t n = 0;
+
+        for (uint32_t i = 0; t && i < start; i++)
+                t = t->next;
+        for (; t && n < max; t = t->next, n++) {
+                struct proto_list_entry *e = &entries[n];
+                uint64_t head = ring_head(&t->map);
+
+                memset(e, 0, sizeof(*e));
+                strcpy(e->name, t->name);
+                memcpy(e->topic_id, t->topic_id, 16);
+                e->slot_count = t->map.g.slot_count;
+                e->slot_size = t->map.g.slot_size;
+                e->policy = t->map.g.policy;
+                e->producers = t->nprod;
+                e->subscribers = t->nsub;
+                /* head lives in producer-writable memory: statistics only. */
+                e->published = head >= t->map.g.start_seq ? head - t->map.g.start_seq : 0;
+        }
+        return n;
+}

@@ -1,0 +1,64 @@
+/*
+ * reg.h: the topic registry of zcbusd. See reg.c.
+ */
+#ifndef ZCBUS_BROKERD_REG_H
+#define ZCBUS_BROKERD_REG_H
+
+#include <ev.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "conf.h"
+#include "proto.h"
+#include "seg.h"
+
+/* Broker-side state of a producer or subscriber entry. The copy in shared
+ * memory is writable by clients, so the broker allocates from this one. */
+enum {
+        REG_ENTRY_FREE = 0,
+        REG_ENTRY_HELD = 1,   /* a session holds it */
+        REG_ENTRY_REPAIR = 2, /* producer let go; ring_prod_evict must be retried */
+};
+
+struct reg;
+
+struct reg_topic {
+        struct reg *reg;
+        struct reg_topic *prev, *next;           /* all topics, creation order */
+        struct reg_topic *hnext;                 /* hash chain by name */
+        struct reg_topic *idle_prev, *idle_next; /* idle topics, oldest first */
+        char name[PROTO_NAME_MAX + 1];
+        uint8_t topic_id[16];
+        uint8_t segment_id[16];
+        struct seg_map map; /* read-write mapping */
+        int ring_fd;        /* read-write: handed to producers */
+        int ring_ro_fd;     /* read-only reopen: handed to subscribers */
+        int subs_fd;
+        uint64_t bytes; /* ring + subs segment sizes */
+        uint8_t *prod_state; /* REG_ENTRY_*, map.g.max_producers entries */
+        uint8_t *sub_state;  /* REG_ENTRY_*, map.g.max_subs entries */
+        uint32_t nprod, nsub, nrepair;
+        int idle; /* on the idle list */
+};
+
+int reg_new(struct ev_loop *loop, const struct conf *conf, struct reg **ret);
+/* Unmaps and closes every topic; pending repairs are dropped. */
+void reg_free(struct reg *r);
+
+/* Find or create the topic o names and allocate an entry of o->role in it
+ * for process pid. On failure returns a negative errno and a message for
+ * the client in err. */
+int reg_open(struct reg *r, const struct proto_open *o, const char *name, uint32_t pid,
+             struct reg_topic **ret_topic, uint32_t *ret_index, char *err, size_t errlen);
+/* The reply and the two fds (borrowed, not duplicated) for an entry. */
+void reg_open_reply(const struct reg_topic *t, uint32_t role, uint32_t index, struct proto_open_reply *ret,
+                    int ret_fds[2]);
+/* Let go of a held entry: evict it from the shared tables (a producer may
+ * need its repair retried later; the registry does that on its own). */
+void reg_release(struct reg_topic *t, uint32_t role, uint32_t index);
+
+uint32_t reg_count(const struct reg *r);
+/* Fill up to max entries from creation index start; returns the count. */
+uint32_t reg_list(const struct reg *r, uint32_t start, uint32_t max, struct proto_list_entry *entries);
+
+#endif
