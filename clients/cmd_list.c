@@ -1,0 +1,338 @@
+/*
+ * cmd_list.c: `zcbus list`, the broker's topics as a table or as JSON.
+ *
+ * Topics are fetched in pages with zcbus_list_topics until the broker's
+ * total is reached, then printed in one go so column widths fit. Names are
+ * bytes from the broker: the table shows control bytes escaped (\xNN) and
+ * JSON escapes them per RFC 8259, with invalid UTF-8 as U+FFFD, so the
+ * output is always one line per topic and always valid JSON.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <uuid/uuid.h>
+
+#include "zcbus.h"
+#include "cli.h"
+#include "macro.h"
+
+/* Entries asked for per request. */
+#define LIST_PAGE 64
+/* Never hold more than this many entries (a broker's answer is untrusted). */
+#define LIST_MAX (1U << 20)
+
+enum { OPT_JSON = 0x100 };
+
+static void disconnectp(zcbus **p) {
+        zcbus_disconnect(*p);
+}
+
+static void usage(void) {
+        (void)printf("Usage: zcbus list [OPTIONS]\n"
+                     "\n"
+                     "List the broker's topics: NAME, POLICY, SLOTS, SLOT_SIZE, PRODUCERS,\n"
+                     "SUBSCRIBERS, PUBLISHED, TOPIC_ID.\n"
+                     "\n"
+                     "Options:\n"
+                     "      --json  print a JSON array of objects instead of a table\n"
+                     "  -h, --help  show this help and exit\n");
+}
+
+static int connect_bus(const char *sock, zcbus **ret_bus) {
+        char path[4096];
+        bool nobody;
+        int r;
+
+        r = zcbus_connect(sock, ret_bus);
+        if (r >= 0)
+                return 0;
+        /* connect(2)'s own words when nothing listens there. */
+        nobody = r == -ENOENT || r == -ECONNREFUSED;
+        if (sock)
+                (void)snprintf(path, sizeof(path), "%s", sock);
+        else if (zcbus_default_socket(path, sizeof(path)) < 0)
+                (void)snprintf(path, sizeof(path), "(default)");
+        cli_err("list", "cannot connect to broker at '%s': %s%s", path,
+                nobody ? strerror(-r) : zcbus_strerror(r), nobody ? " (is zcbusd running?)" : "");
+        return r;
+}
+
+/* All topics, or a negative errno. */
+static int fetch(zcbus *bus, zcbus_topic_entry **ret_v, unsigned *ret_n) {
+        _cleanup_free_ zcbus_topic_entry *v = NULL;
+        unsigned n = 0, cap = 0, total = 0;
+
+        for (;;) {
+                int r;
+
+                if (cap - n < LIST_PAGE) {
+                        zcbus_topic_entry *nv;
+
+                        if (cap >= LIST_MAX)
+                                return -E2BIG;
+                        cap = cap ? cap * 2 : LIST_PAGE;
+                        nv = realloc(v, (size_t)cap * sizeof(*v));
+                        if (!nv)
+                                return -ENOMEM;
+                        v = nv;
+                }
+                r = zcbus_list_topics(bus, n, v + n, LIST_PAGE, &total);
+                if (r < 0)
+                        return r;
+                if (r > LIST_PAGE)
+                        return -EBADMSG;
+                n += (unsigned)r;
+                /* Topics may come and go between pages: stop at a short or
+                 * empty page as well as at the total. */
+                if (r == 0 || n >= total)
+                        break;
+        }
+        for (unsigned i = 0; i < n; i++)
+                v[i].name[ZCBUS_TOPIC_MAX] = '\0';
+        *ret_v = TAKE_PTR(v);
+        *ret_n = n;
+        return 0;
+}
+
+static void id_text(const uint8_t id[16], char out[37]) {
+        uuid_unparse_lower(id, out);
+}
+
+/* Topic name for the table: printable ASCII and UTF-8 as is, control bytes
+ * and DEL as \xNN, backslash doubled. out holds 4 * ZCBUS_TOPIC_MAX + 1. */
+static void name_text(const char *name, char *out) {
+        size_t k = 0;
+
+        for (const unsigned char *p = (const unsigned char *)name; *p; p++) {
+                if (*p < 0x20 || *p == 0x7f)
+                        k += (size_t)sprintf(out + k, "\\x%02x", *p);
+                else if (*p == '\\') {
+                        out[k++] = '\\';
+                        out[k++] = '\\';
+                } else
+                        out[k++] = (char)*p;
+        }
+        out[k] = '\0';
+}
+
+/* Display width: UTF-8 continuation bytes take no column. */
+static size_t text_width(const char *s) {
+        size_t w = 0;
+
+        for (; *s; s++)
+                if (((unsigned char)*s & 0xc0) != 0x80)
+                        w++;
+        return w;
+}
+
+static int num_width(uint64_t v, const char *header) {
+        char buf[24];
+        int n = snprintf(buf, sizeof(buf), "%" PRIu64, v);
+        int h = (int)strlen(header);
+
+        return MAX(n, h);
+}
+
+/* Columns are as wide as their widest cell: NAME and POLICY to the left,
+ * numbers to the right, the uuid last. */
+static void print_table(const zcbus_topic_entry *v, unsigned n) {
+        char name[4 * ZCBUS_TOPIC_MAX + 1];
+        int w_name = (int)strlen("NAME"), w_pol = (int)strlen("POLICY");
+        int w_slots = num_width(0, "SLOTS"), w_size = num_width(0, "SLOT_SIZE");
+        int w_prod = num_width(0, "PRODUCERS"), w_subs = num_width(0, "SUBSCRIBERS");
+        int w_pubd = num_width(0, "PUBLISHED");
+        for (unsigned i = 0; i < n; i++) {
+                name_text(v[i].name, name);
+                w_name = MAX(w_name, (int)text_width(name));
+                w_pol = MAX(w_pol, (int)strlen(zcbus_policy_name(v[i].policy)));
+                w_slots = MAX(w_slots, num_width(v[i].slot_count, "SLOTS"));
+                w_size = MAX(w_size, num_width(v[i].slot_size, "SLOT_SIZE"));
+                w_prod = MAX(w_prod, num_width(v[i].producers, "PRODUCERS"));
+                w_subs = MAX(w_subs, num_width(v[i].subscribers, "SUBSCRIBERS"));
+                w_pubd = MAX(w_pubd, num_width(v[i].published, "PUBLISHED"));
+        }
+        (void)printf("%-*s  %-*s  %*s  %*s  %*s  %*s  %*s  %s\n", w_name, "NAME", w_pol, "POLICY", w_slots,
+                     "SLOTS", w_size, "SLOT_SIZE", w_prod, "PRODUCERS", w_subs, "SUBSCRIBERS", w_pubd,
+                     "PUBLISHED", "TOPIC_ID");
+        for (unsigned i = 0; i < n; i++) {
+                char id[37];
+
+                name_text(v[i].name, name);
+                id_text(v[i].topic_id, id);
+                /* %-*s counts bytes: pad UTF-8 names by hand. */
+                (void)printf("%s%*s  %-*s  %*" PRIu32 "  %*" PRIu32 "  %*" PRIu32 "  %*" PRIu32 "  %*" PRIu64
+                             "  %s\n",
+                             name, w_name - (int)text_width(name), "", w_pol, zcbus_policy_name(v[i].policy),
+                             w_slots, v[i].slot_count, w_size, v[i].slot_size, w_prod, v[i].producers, w_subs,
+                             v[i].subscribers, w_pubd, v[i].published, id);
+        }
+}
+
+/* Length of the valid UTF-8 sequence at p (1..4), or 0 if invalid. */
+static size_t utf8_len(const unsigned char *p) {
+        unsigned c = p[0];
+        size_t n;
+        uint32_t cp;
+
+        if (c < 0x80)
+                return 1;
+        if (c >= 0xc2 && c <= 0xdf) {
+                n = 2;
+                cp = c & 0x1f;
+        } else if (c >= 0xe0 && c <= 0xef) {
+                n = 3;
+                cp = c & 0x0f;
+        } else if (c >= 0xf0 && c <= 0xf4) {
+                n = 4;
+                cp = c & 0x07;
+        } else
+                return 0;
+        for (size_t i = 1; i < n; i++) {
+                if ((p[i] & 0xc0) != 0x80) /* also stops at the NUL */
+                        return 0;
+                cp = (cp << 6) | (p[i] & 0x3f);
+        }
+        /* Overlong forms, surrogates and values past U+10FFFF. */
+        if ((n == 3 && cp < 0x800) || (n == 4 && (cp < 0x10000 || cp > 0x10ffff)) ||
+            (cp >= 0xd800 && cp <= 0xdfff))
+                return 0;
+        return n;
+}
+
+static void json_string(const char *s) {
+        const unsigned char *p = (const unsigned char *)s;
+
+        (void)putchar('"');
+        while (*p) {
+                size_t n = utf8_len(p);
+
+                if (n == 0) {
+                        (void)fputs("\\ufffd", stdout);
+                        p++;
+                        continue;
+                }
+                if (n > 1) {
+                        (void)fwrite(p, 1, n, stdout);
+                        p += n;
+                        continue;
+                }
+                switch (*p) {
+                case '"':
+                        (void)fputs("\\\"", stdout);
+                        break;
+                case '\\':
+                        (void)fputs("\\\\", stdout);
+                        break;
+                case '\b':
+                        (void)fputs("\\b", stdout);
+                        break;
+                case '\f':
+                        (void)fputs("\\f", stdout);
+                        break;
+                case '\n':
+                        (void)fputs("\\n", stdout);
+                        break;
+                case '\r':
+                        (void)fputs("\\r", stdout);
+                        break;
+                case '\t':
+                        (void)fputs("\\t", stdout);
+                        break;
+                default:
+                        if (*p < 0x20)
+                                (void)printf("\\u%04x", *p);
+                        else
+                                (void)putchar(*p);
+                }
+                p++;
+        }
+        (void)putchar('"');
+}
+
+static void print_json(const zcbus_topic_entry *v, unsigned n) {
+        (void)putchar('[');
+        for (unsigned i = 0; i < n; i++) {
+                char id[37];
+
+                id_text(v[i].topic_id, id);
+                (void)fputs(i ? ",\n  {" : "\n  {", stdout);
+                (void)fputs("\"name\": ", stdout);
+                json_string(v[i].name);
+                (void)printf(", \"policy\": \"%s\", \"slots\": %" PRIu32 ", \"slot_size\": %" PRIu32
+                             ", \"producers\": %" PRIu32 ", \"subscribers\": %" PRIu32
+                             ", \"published\": %" PRIu64 ", \"topic_id\": \"%s\"}",
+                             zcbus_policy_name(v[i].policy), v[i].slot_count, v[i].slot_size,
+                             v[i].producers, v[i].subscribers, v[i].published, id);
+        }
+        (void)fputs(n ? "\n]\n" : "]\n", stdout);
+}
+
+int cmd_list(int argc, char **argv, const char *sock) {
+        static const struct option longopts[] = {
+                { "json", no_argument, NULL, OPT_JSON },
+                { "help", no_argument, NULL, 'h' },
+                { NULL, 0, NULL, 0 },
+        };
+        _cleanup_(disconnectp) zcbus *bus = NULL;
+        _cleanup_free_ zcbus_topic_entry *v = NULL;
+        unsigned n = 0;
+        int o, r, json = 0;
+
+        opterr = 0;
+        while ((o = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
+                switch (o) {
+                case OPT_JSON:
+                        json = 1;
+                        break;
+                case 'h':
+                        usage();
+                        return 0;
+                case ':':
+                        cli_err("list", "option '%s' needs an argument (try 'zcbus list --help')",
+                                argv[optind - 1]);
+                        return 2;
+                default:
+                        if (optopt)
+                                cli_err("list", "unknown option '-%c' (try 'zcbus list --help')", optopt);
+                        else
+                                cli_err("list", "unknown option '%s' (try 'zcbus list --help')",
+                                        argv[optind - 1]);
+                        return 2;
+                }
+        }
+        if (optind < argc) {
+                cli_err("list", "unexpected argument '%s' (try 'zcbus list --help')", argv[optind]);
+                return 2;
+        }
+
+        if (connect_bus(sock, &bus) < 0)
+                return 1;
+        r = fetch(bus, &v, &n);
+        if (r < 0) {
+                const char *why = zcbus_last_error(bus);
+
+                if (why && *why)
+                        cli_err("list", "cannot list topics: %s (%s)", zcbus_strerror(r), why);
+                else
+                        cli_err("list", "cannot list topics: %s", zcbus_strerror(r));
+                return 1;
+        }
+
+        if (json)
+                print_json(v, n);
+        else
+                print_table(v, n);
+        if (fflush(stdout) == EOF || ferror(stdout)) {
+                if (errno == EPIPE)
+                        return 0;
+                cli_err("list", "cannot write to standard output: %s", strerror(errno));
+                return 1;
+        }
+        return 0;
+}
