@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# The one test command: installs what is missing, builds zcbus with
+# -Werror, runs the whole suite, then runs it again under ASan+UBSan, then
+# the ring tests under ThreadSanitizer, then a short stress run.
+set -euo pipefail
+top=$(cd "$(dirname "$0")/.." && pwd)
+cd "$top"
+scripts/deps.sh
+
+echo "== build and test (-Werror)"
+scripts/build.sh build/plain --enable-werror
+make -C build/plain -s check || { cat build/plain/test-suite.log; exit 1; }
+grep -h '^# [A-Z]' build/plain/test-suite.log || true
+
+echo "== ASan + UBSan"
+scripts/sanitize.sh asan
+
+echo "== ThreadSanitizer (ring)"
+scripts/sanitize.sh tsan
+
+echo "== stress (short)"
+scripts/stress.sh "${ZCBUS_STRESS_SECONDS:-20}"
+
+echo "check.sh: all passed"

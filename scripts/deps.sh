@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Install what building and testing zcbus needs on Debian, only if missing.
+# Usage: scripts/deps.sh [bench]   ("bench" adds gnuplot and python3)
+set -euo pipefail
+pkgs=(build-essential autoconf automake libtool pkg-config uuid-dev libev-dev check)
+[ "${1:-}" = bench ] && pkgs+=(gnuplot-nox python3)
+missing=()
+for p in "${pkgs[@]}"; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+echo "deps: installing ${missing[*]}"
+sudo=""
+[ "$(id -u)" -ne 0 ] && sudo=sudo
+$sudo apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
