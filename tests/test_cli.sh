@@ -1,0 +1,362 @@
+#!/bin/sh
+# test_cli.sh: end-to-end tests of the zcbus CLI against a real zcbusd on a
+# private socket. Run by `make check` with ZCBUSD and ZCBUS_CLI set to the
+# built binaries; exits 77 (skip) without them.
+#
+# Nothing here sleeps to wait for anything: the broker and every background
+# subscriber report readiness through a fifo (--ready-fd), and background
+# subscribers carry a generous -t so a bug fails a check instead of hanging
+# the suite. The broker and any stray subscriber are killed on every exit
+# path (trap EXIT), and the temp dir with the socket goes with them.
+
+# The checks are strings eval'd by check(), hence SC2016/SC2034/SC2317.
+# shellcheck disable=SC2016,SC2034,SC2317
+
+set -u
+
+if [ -z "${ZCBUSD:-}" ] || [ -z "${ZCBUS_CLI:-}" ]; then
+        echo "SKIP: ZCBUSD and ZCBUS_CLI must name the built zcbusd and zcbus"
+        exit 77
+fi
+
+# Safety net for background subscribers only; no check depends on timing.
+T=$((10000 * ${ZCBUS_TEST_SCALE:-1}))
+
+dir=$(mktemp -d "${TMPDIR:-/tmp}/zcbus-cli.XXXXXX") || exit 99
+sock=$dir/bus.sock
+broker_pid=
+bg_pids=
+passed=0
+failed=0
+n=0
+
+cleanup() {
+        for p in $bg_pids $broker_pid; do
+                kill -KILL "$p" 2>/dev/null
+        done
+        for p in $bg_pids $broker_pid; do
+                wait "$p" 2>/dev/null
+        done
+        rm -rf "$dir"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+trap 'exit 129' HUP
+
+# ---- reporting -------------------------------------------------------------
+
+ok() {
+        n=$((n + 1))
+        passed=$((passed + 1))
+        echo "ok $n - $1"
+}
+
+# not_ok DESCRIPTION [FILE...]: the files are shown as diagnostics.
+not_ok() {
+        n=$((n + 1))
+        failed=$((failed + 1))
+        echo "not ok $n - $1"
+        shift
+        for f in "$@"; do
+                [ -f "$f" ] || continue
+                echo "# --- $(basename "$f"):"
+                sed 's/^/#   /' "$f" | head -n 20
+        done
+}
+
+finish() {
+        echo "$passed passed, $failed failed"
+        [ "$failed" -eq 0 ] || exit 1
+        exit 0
+}
+
+# check DESCRIPTION CONDITION...: ok if the condition command succeeds;
+# on failure the files of the last `run` are shown.
+check() {
+        desc=$1
+        shift
+        if "$@"; then
+                ok "$desc"
+        else
+                not_ok "$desc" "$dir/last.out" "$dir/last.err"
+        fi
+}
+
+# ---- helpers ---------------------------------------------------------------
+
+# run CMD...: run with stdin from /dev/null; stdout, stderr and status go
+# to $dir/last.out, $dir/last.err and $rc.
+run() {
+        "$@" </dev/null >"$dir/last.out" 2>"$dir/last.err"
+        rc=$?
+}
+
+cli() {
+        "$ZCBUS_CLI" -s "$sock" "$@"
+}
+
+lines() {
+        echo $(($(wc -l <"$1")))
+}
+
+# expect FILE FORMAT [ARGS...]: FILE holds exactly printf FORMAT ARGS.
+expect() {
+        f=$1
+        shift
+        # shellcheck disable=SC2059
+        printf "$@" >"$dir/expected"
+        cmp -s "$dir/expected" "$f"
+}
+
+# Usage error: exit 2, nothing on stdout, exactly one line on stderr.
+usage_error() {
+        [ "$rc" -eq 2 ] && [ ! -s "$dir/last.out" ] && [ "$(lines "$dir/last.err")" -eq 1 ]
+}
+
+# Runtime error: exit 1, exactly one line on stderr mentioning $1.
+runtime_error() {
+        [ "$rc" -eq 1 ] && [ "$(lines "$dir/last.err")" -eq 1 ] && grep -q -- "$1" "$dir/last.err"
+}
+
+# start_sub NAME SUB-ARGS...: a background `zcbus sub` with output in
+# $dir/NAME.out and NAME.err; returns once it has subscribed (READY) or
+# failed. Its pid is $sub_pid.
+start_sub() {
+        name=$1
+        shift
+        mkfifo "$dir/$name.ready" || return 1
+        # A simple command, not a function: $! is zcbus itself, not a subshell.
+        "$ZCBUS_CLI" -s "$sock" sub "$@" --ready-fd 3 3>"$dir/$name.ready" \
+                >"$dir/$name.out" 2>"$dir/$name.err" </dev/null &
+        sub_pid=$!
+        bg_pids="$bg_pids $sub_pid"
+        ready=
+        read -r ready <"$dir/$name.ready"
+        [ "$ready" = READY ]
+}
+
+# finish_sub: wait for the last background subscriber; status in $sub_rc.
+finish_sub() {
+        wait "$sub_pid" 2>/dev/null # dash reports "Terminated" otherwise
+        sub_rc=$?
+        # Reaped: make sure cleanup does not signal a recycled pid.
+        bg_pids=$(echo "$bg_pids" | sed "s/ $sub_pid\$//; s/ $sub_pid / /")
+}
+
+# ---- checks that need no broker ---------------------------------------------
+
+run "$ZCBUS_CLI" --help
+check "zcbus --help exits 0 and lists the commands" \
+        eval '[ "$rc" -eq 0 ] && grep -q "^Usage: zcbus" "$dir/last.out" && grep -q "pub" "$dir/last.out" && [ ! -s "$dir/last.err" ]'
+
+run "$ZCBUS_CLI" --version
+check "zcbus --version exits 0" eval '[ "$rc" -eq 0 ] && grep -q "^zcbus " "$dir/last.out"'
+
+for c in pub sub list lat perf; do
+        run "$ZCBUS_CLI" "$c" --help
+        cp "$dir/last.out" "$dir/help1"
+        check "zcbus $c --help prints usage to stdout, exit 0" \
+                eval '[ "$rc" -eq 0 ] && [ -s "$dir/last.out" ] && [ ! -s "$dir/last.err" ]'
+        run "$ZCBUS_CLI" help "$c"
+        check "zcbus help $c prints the same usage" eval '[ "$rc" -eq 0 ] && cmp -s "$dir/help1" "$dir/last.out"'
+done
+
+run "$ZCBUS_CLI"
+check "missing command: usage error with a hint" eval 'usage_error && grep -q "zcbus --help" "$dir/last.err"'
+run "$ZCBUS_CLI" frobnicate
+check "unknown command: usage error with a hint" eval 'usage_error && grep -q "zcbus --help" "$dir/last.err"'
+run "$ZCBUS_CLI" --bogus list
+check "unknown global option: usage error" usage_error
+run cli pub --bogus t1 a
+check "pub: unknown option is a usage error" usage_error
+run cli pub -n -1 t1 a
+check "pub: negative count is a usage error" usage_error
+run cli pub -n abc t1 a
+check "pub: count 'abc' is a usage error" usage_error
+run cli pub -n 3x t1 a
+check "pub: count with trailing junk is a usage error" usage_error
+run cli pub --slots 3 t1 a
+check "pub: --slots not a power of two is a usage error" usage_error
+run cli pub --policy sometimes t1 a
+check "pub: unknown policy is a usage error" usage_error
+run cli pub
+check "pub: missing topic is a usage error" usage_error
+run cli sub
+check "sub: missing topic is a usage error" usage_error
+run cli sub -t 1.5 t1
+check "sub: timeout '1.5' is a usage error" usage_error
+run cli sub --wait sometimes t1
+check "sub: unknown wait mode is a usage error" usage_error
+run cli sub t1 t2
+check "sub: a second topic is a usage error" usage_error
+run cli list extra
+check "list: an argument is a usage error" usage_error
+
+run "$ZCBUS_CLI" -s "$dir/nobroker.sock" pub t1 a
+check "no broker: pub fails with a clear error" \
+        eval 'runtime_error "cannot connect to broker at .$dir/nobroker.sock." && grep -q "zcbusd running" "$dir/last.err"'
+run env ZCBUS_SOCKET="$dir/nobroker-env.sock" "$ZCBUS_CLI" list
+check "no broker: the error names \$ZCBUS_SOCKET's path" runtime_error "nobroker-env.sock"
+
+# ---- start the broker --------------------------------------------------------
+
+mkfifo "$dir/broker.ready" || exit 99
+"$ZCBUSD" -f -s "$sock" --ready-fd 3 3>"$dir/broker.ready" >"$dir/broker.log" 2>&1 </dev/null &
+broker_pid=$!
+ready=
+read -r ready <"$dir/broker.ready"
+if [ "$ready" = READY ]; then
+        ok "broker starts and reports READY"
+else
+        not_ok "broker starts and reports READY" "$dir/broker.log"
+        finish
+fi
+
+# ---- data ----------------------------------------------------------------------
+
+if start_sub rt rt -n 3 -t "$T"; then
+        run cli pub rt a b c
+        pub_rc=$rc
+        finish_sub
+        check "round trip: sub gets a, b, c in order" \
+                eval '[ "$pub_rc" -eq 0 ] && [ "$sub_rc" -eq 0 ] && expect "$dir/rt.out" "a\nb\nc\n"'
+else
+        not_ok "round trip: sub subscribes" "$dir/rt.err"
+fi
+
+if start_sub stdin stdin -n 3 -t "$T"; then
+        printf 'x\ny\nlast line, no newline' | cli pub stdin >"$dir/last.out" 2>"$dir/last.err"
+        pub_rc=$?
+        finish_sub
+        check "stdin: each line is one message, newline stripped" \
+                eval '[ "$pub_rc" -eq 0 ] && [ "$sub_rc" -eq 0 ] && expect "$dir/stdin.out" "x\ny\nlast line, no newline\n"'
+else
+        not_ok "stdin: sub subscribes" "$dir/stdin.err"
+fi
+
+if start_sub rep rep -n 6 -t "$T"; then
+        run cli pub -n 3 rep a b
+        pub_rc=$rc
+        finish_sub
+        check "pub -n 3 repeats the set of messages" \
+                eval '[ "$pub_rc" -eq 0 ] && [ "$sub_rc" -eq 0 ] && expect "$dir/rep.out" "a\nb\na\nb\na\nb\n"'
+else
+        not_ok "pub -n: sub subscribes" "$dir/rep.err"
+fi
+
+if start_sub dash dash -n 1 -t "$T"; then
+        run cli pub dash -- -x
+        pub_rc=$rc
+        finish_sub
+        check "pub -- sends a message starting with '-'" \
+                eval '[ "$pub_rc" -eq 0 ] && [ "$sub_rc" -eq 0 ] && expect "$dir/dash.out" "%s\n" -x'
+else
+        not_ok "pub --: sub subscribes" "$dir/dash.err"
+fi
+
+if start_sub syn syn -n 3 -t "$T"; then
+        run cli pub --size 12 -n 3 syn
+        pub_rc=$rc
+        finish_sub
+        check "pub --size: deterministic payloads of exactly that size" \
+                eval '[ "$pub_rc" -eq 0 ] && [ "$sub_rc" -eq 0 ] && expect "$dir/syn.out" "0xxxxxxxxxxx\n1xxxxxxxxxxx\n2xxxxxxxxxxx\n"'
+else
+        not_ok "pub --size: sub subscribes" "$dir/syn.err"
+fi
+
+if start_sub verbose verbose -v -n 2 -t "$T"; then
+        run cli pub verbose hello ab
+        pub_rc=$rc
+        finish_sub
+        check "sub -v prefixes seq, len and lost" \
+                eval '[ "$pub_rc" -eq 0 ] && [ "$sub_rc" -eq 0 ] && [ "$(lines "$dir/verbose.out")" -eq 2 ] &&
+                      grep -q "^seq=[0-9][0-9]* len=5 lost=0 hello\$" "$dir/verbose.out" &&
+                      grep -q "^seq=[0-9][0-9]* len=2 lost=0 ab\$" "$dir/verbose.out"'
+else
+        not_ok "sub -v: sub subscribes" "$dir/verbose.err"
+fi
+
+if start_sub hex hex --hex -n 1 -t "$T"; then
+        run cli pub hex 'AB z'
+        pub_rc=$rc
+        finish_sub
+        check "sub --hex prints payloads as hex" \
+                eval '[ "$pub_rc" -eq 0 ] && [ "$sub_rc" -eq 0 ] && expect "$dir/hex.out" "4142207a\n"'
+else
+        not_ok "sub --hex: sub subscribes" "$dir/hex.err"
+fi
+
+run cli pub --slots 16 hist 1 2 3 4 5
+pub_rc=$rc
+run cli sub hist --history 3 -n 3 -t "$T"
+check "sub --history 3 starts with the last 3 messages" \
+        eval '[ "$pub_rc" -eq 0 ] && [ "$rc" -eq 0 ] && expect "$dir/last.out" "3\n4\n5\n"'
+
+big=$(printf '%0100d' 0)
+run cli pub --slot-size 64 small "$big"
+check "pub: a 100-byte message on a 64-byte topic fails naming size and limit" \
+        eval 'runtime_error 100 && grep -q 64 "$dir/last.err"'
+run cli pub --size 100 small
+check "pub --size: too large fails naming the size" runtime_error 100
+printf 'short\n%s\n' "$big" | cli pub small >"$dir/last.out" 2>"$dir/last.err"
+rc=$?
+check "pub: a too-large stdin line fails naming the size" runtime_error 100
+
+run cli sub silent -t 100
+check "sub -t 100 on a silent topic times out with exit 1" runtime_error "timed out after 100 ms"
+
+run cli pub --policy latest lossy a
+check "pub --policy latest creates a topic" eval '[ "$rc" -eq 0 ] && [ ! -s "$dir/last.err" ]'
+
+# EPIPE: the reader of sub's stdout is gone before the first message.
+mkfifo "$dir/epipe.ready" "$dir/epipe.closed" || exit 99
+(
+        (
+                cli sub epipe -n 3 -t "$T" --ready-fd 3 3>"$dir/epipe.ready" 2>"$dir/epipe.err"
+                echo $? >"$dir/epipe.status"
+        ) | (
+                exec 0<&-
+                echo closed >"$dir/epipe.closed"
+        )
+) </dev/null &
+epipe_pid=$!
+bg_pids="$bg_pids $epipe_pid"
+read -r ready <"$dir/epipe.ready"
+read -r closed <"$dir/epipe.closed"
+run cli pub epipe a b c
+wait "$epipe_pid"
+check "sub exits 0 quietly when its stdout reader is gone" \
+        eval '[ "$(cat "$dir/epipe.status")" = 0 ] && [ ! -s "$dir/epipe.err" ]'
+
+if start_sub term term -t "$T"; then
+        kill -TERM "$sub_pid"
+        finish_sub
+        check "sub ends on SIGTERM (status 143)" eval '[ "$sub_rc" -eq 143 ] && [ ! -s "$dir/term.err" ]'
+else
+        not_ok "sub SIGTERM: sub subscribes" "$dir/term.err"
+fi
+
+# ---- list ------------------------------------------------------------------------
+
+run cli list
+check "list shows a header and the topics" \
+        eval '[ "$rc" -eq 0 ] && grep -q "^NAME  *POLICY  *SLOTS  *SLOT_SIZE  *PRODUCERS  *SUBSCRIBERS  *PUBLISHED  *TOPIC_ID\$" "$dir/last.out" &&
+              grep -q "^rt  " "$dir/last.out" && grep -q "^hist  " "$dir/last.out" && grep -q "^stdin  " "$dir/last.out"'
+check "list shows policy, slot size and a uuid" \
+        eval 'grep -q "^lossy  *latest " "$dir/last.out" &&
+              grep -Eq "^small  *[a-z]+  *[0-9]+  *64 .* [0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\$" "$dir/last.out"'
+check "list counts what was published" eval 'grep -Eq "^hist  *[a-z]+  *16  *[0-9]+  *[0-9]+  *[0-9]+  *5  " "$dir/last.out"'
+
+run env ZCBUS_SOCKET="$sock" "$ZCBUS_CLI" list --json
+check "list --json (socket from \$ZCBUS_SOCKET) prints the topics" \
+        eval '[ "$rc" -eq 0 ] && grep -q "\"name\": \"rt\"" "$dir/last.out" && grep -q "\"policy\": \"latest\"" "$dir/last.out"'
+if command -v python3 >/dev/null 2>&1; then
+        check "list --json is valid JSON with one object per topic" \
+                python3 -c 'import json, sys
+v = json.load(open(sys.argv[1]))
+names = {t["name"] for t in v}
+assert {"rt", "stdin", "hist", "small", "lossy"} <= names, names' "$dir/last.out"
+fi
+
+finish

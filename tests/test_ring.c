@@ -1,0 +1,1460 @@
+/*
+ * test_ring.c: Check suite "ring", the data plane on a mapped topic.
+ *
+ * Threads stand in for processes: each topic is created with seg_create()
+ * and mapped three times, as the broker (read-write), as producers
+ * (read-write) and as subscribers (ring read-only through an O_RDONLY
+ * reopen, as a real subscriber gets it), so a subscriber path that wrote
+ * the ring would fault here. The test plays the broker: it activates and
+ * evicts table entries itself.
+ *
+ * Every payload byte derives from the message's sequence (pattern_fill),
+ * so a torn, overwritten or misplaced message is caught on every receive.
+ * Nothing sleeps and nothing asserts on timing: threads wait for each
+ * other through the ring itself or through the segment's own counters
+ * (e.g. "a producer has announced it is waiting"). Also built under TSan.
+ */
+#include "config.h"
+
+#include <check.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "harness.h" /* header-only helpers: pattern_*, test_scaled */
+#include "ring.h"
+#include "seg.h"
+
+#define TIMEOUT_FOREVER (-1)
+
+/* ------------------------------------------------------------ fixtures */
+
+struct topic {
+        struct seg_map bm; /* broker's map */
+        struct seg_map pm; /* producers' map */
+        struct seg_map sm; /* subscribers' map: ring read-only */
+};
+
+static struct seg_params params(uint32_t count, uint32_t size, uint32_t policy, uint32_t maxp, uint32_t maxs) {
+        struct seg_params p = {
+                .slot_count = count,
+                .slot_size = size,
+                .policy = policy,
+                .max_producers = maxp,
+                .max_subs = maxs,
+        };
+        for (int i = 0; i < 16; i++) {
+                p.segment_id[i] = (uint8_t)(i * 3 + 1);
+                p.topic_id[i] = (uint8_t)(i * 5 + 2);
+        }
+        return p;
+}
+
+static void topic_open(struct topic *t, const struct seg_params *p) {
+        int rfd, sfd, rofd, r;
+        char path[64];
+
+        r = seg_create(p, &rfd, &sfd);
+        ck_assert_msg(r == 0, "seg_create: %s", strerror(-r));
+        ck_assert_int_eq(seg_map_fds(rfd, sfd, 1, &t->bm), 0);
+        ck_assert_int_eq(seg_map_fds(rfd, sfd, 1, &t->pm), 0);
+        snprintf(path, sizeof(path), "/proc/self/fd/%d", rfd);
+        rofd = open(path, O_RDONLY | O_CLOEXEC);
+        ck_assert_int_ge(rofd, 0);
+        ck_assert_int_eq(seg_map_fds(rofd, sfd, 0, &t->sm), 0);
+        (void)close(rofd);
+        (void)close(rfd);
+        (void)close(sfd);
+}
+
+static void topic_close(struct topic *t) {
+        seg_unmap(&t->sm);
+        seg_unmap(&t->pm);
+        seg_unmap(&t->bm);
+}
+
+static struct ring_wait wait_mode(uint32_t mode) {
+        struct ring_wait w;
+        ring_wait_init(&w, mode, 0);
+        return w;
+}
+
+static void pub_start(struct topic *t, struct ring_pub *p, uint32_t index, uint32_t mode) {
+        ring_prod_activate(&t->bm, index, (uint32_t)getpid());
+        ring_pub_init(p, &t->pm, index, wait_mode(mode));
+}
+
+static void sub_start(struct topic *t, struct ring_sub *s, uint32_t index, uint32_t history, uint32_t max_holds,
+                      uint64_t *held, uint32_t mode) {
+        ring_sub_activate(&t->bm, index, (uint32_t)getpid());
+        ck_assert_int_eq(ring_sub_init(s, &t->sm, index, history, max_holds, held, wait_mode(mode)), 0);
+}
+
+/* Write the message for seq into its claimed slot and publish it. */
+static void fill_publish(struct ring_pub *p, uint64_t seq) {
+        uint32_t size = p->m->g.slot_size;
+        size_t len = pattern_len(seq, 1, size);
+        pattern_fill(ring_pub_payload(p, seq), len, seq);
+        ring_pub_publish(p, seq, (uint32_t)len, seq * 3);
+}
+
+/* Claim, write, publish and notify one message; returns the claim result. */
+static int pub_one(struct ring_pub *p, int timeout_ms, uint64_t *ret_seq) {
+        uint64_t seq;
+        int r = ring_pub_claim(p, 1, timeout_ms, &seq);
+        if (r < 0)
+                return r;
+        fill_publish(p, seq);
+        ring_pub_notify(p);
+        if (ret_seq)
+                *ret_seq = seq;
+        return 0;
+}
+
+static void pub_n(struct ring_pub *p, unsigned n) {
+        for (unsigned i = 0; i < n; i++)
+                ck_assert_int_eq(pub_one(p, 0, NULL), 0);
+}
+
+/* The message is the one published for its sequence, byte for byte. */
+static void check_msg(const zcbus_msg *m, uint32_t slot_size) {
+        size_t want = pattern_len(m->seq, 1, slot_size);
+        FAST_CHECK(m->len == want, "seq %llu: len %zu, want %zu", (unsigned long long)m->seq, m->len, want);
+        long bad = pattern_check(m->data, m->len, m->seq);
+        FAST_CHECK(bad < 0, "seq %llu: payload byte %ld is wrong (torn or overwritten)",
+                   (unsigned long long)m->seq, bad);
+        FAST_CHECK(m->timestamp_ns == m->seq * 3, "seq %llu: timestamp %llu", (unsigned long long)m->seq,
+                   (unsigned long long)m->timestamp_ns);
+}
+
+/* Receive one message without waiting, check it, release it. */
+static uint64_t recv_check_release(struct ring_sub *s) {
+        zcbus_msg m;
+        int r = ring_sub_recv(s, &m, 1, 0);
+        ck_assert_msg(r == 1, "ring_sub_recv: %d", r);
+        check_msg(&m, s->m->g.slot_size);
+        ck_assert_int_eq(ring_sub_release(s, &m.seq, 1), 0);
+        return m.seq;
+}
+
+/* Shared words, read through functions so that failed assertions print
+ * the expression as written rather than the expansion of an atomic. */
+static uint32_t ld32(const au32 *w) {
+        return load_sc(w);
+}
+static uint64_t ld64(const au64 *w) {
+        return load_sc(w);
+}
+
+static void yield_until_nonzero(au32 *w) {
+        while (load_sc(w) == 0)
+                (void)sched_yield();
+}
+
+/* ------------------------------------------------------------ index */
+
+START_TEST(test_prev_stamp_and_slot_index_wrap_at_every_boundary) {
+        static const uint64_t seqs[] = {
+                0, 1, 7, 8, 9, 255, 256,
+                (UINT64_C(1) << 32) - 2, (UINT64_C(1) << 32) - 1, UINT64_C(1) << 32, (UINT64_C(1) << 32) + 1,
+                (UINT64_C(1) << 62) + (UINT64_C(1) << 32) - 1000,
+                SEG_SEQ_LIMIT - 9, SEG_SEQ_LIMIT - 1, SEG_SEQ_LIMIT,
+        };
+        struct seg_params p = params(256, 64, ZCBUS_POLICY_RELIABLE, 1, 1);
+        struct topic t;
+
+        ck_assert_uint_eq(ring_stamp(0), 1);
+        ck_assert_uint_eq(ring_stamp(SEG_SEQ_LIMIT), SEG_STAMP_SEQ_MASK);
+        ck_assert_uint_eq(ring_stamp(SEG_SEQ_LIMIT) & SEG_STAMP_WRITING, 0);
+        ck_assert_uint_eq(ring_prev_stamp(0, 8), 0);
+        ck_assert_uint_eq(ring_prev_stamp(7, 8), 0);
+        ck_assert_uint_eq(ring_prev_stamp(8, 8), 1);
+        ck_assert_uint_eq(ring_prev_stamp(9, 8), 2);
+        ck_assert_uint_eq(ring_prev_stamp(UINT64_C(1) << 32, 8), (UINT64_C(1) << 32) - 7);
+        ck_assert_uint_eq(ring_prev_stamp((UINT64_C(1) << 32) + 3, 1u << 24), (UINT64_C(1) << 32) + 3 - (1u << 24) + 1);
+        ck_assert_uint_eq(ring_prev_stamp(SEG_SEQ_LIMIT, 8), SEG_SEQ_LIMIT - 7);
+        ck_assert_uint_eq(ring_prev_stamp(SEG_SEQ_LIMIT, SEG_SLOT_COUNT_MAX), SEG_SEQ_LIMIT - SEG_SLOT_COUNT_MAX + 1);
+        for (size_t i = 0; i < sizeof(seqs) / sizeof(seqs[0]); i++) {
+                uint64_t s = seqs[i];
+                /* The previous lap's stamp is the stamp of s - count. */
+                if (s >= 8)
+                        ck_assert_uint_eq(ring_prev_stamp(s, 8), ring_stamp(s - 8));
+        }
+
+        topic_open(&t, &p);
+        uint8_t *base = t.bm.ring + t.bm.g.slots_offset;
+        for (size_t i = 0; i < sizeof(seqs) / sizeof(seqs[0]); i++) {
+                uint64_t s = seqs[i];
+                uint8_t *sl = (uint8_t *)seg_slot(&t.bm, s);
+                ck_assert_ptr_eq(sl, base + (s % 256) * t.bm.g.slot_stride);
+                ck_assert_ptr_eq((void *)seg_slot(&t.bm, s + 256), sl);
+                ck_assert_ptr_eq(seg_payload((struct seg_slot *)sl), sl + SEG_LINE);
+                ck_assert((uint64_t)(sl + t.bm.g.slot_stride - t.bm.ring) <= t.bm.g.ring_size);
+        }
+        /* Masking keeps any sequence, even a nonsense one, inside the ring. */
+        ck_assert_ptr_eq((void *)seg_slot(&t.bm, UINT64_MAX), base + 255 * t.bm.g.slot_stride);
+        topic_close(&t);
+}
+END_TEST
+
+struct wrap_ctx {
+        struct ring_sub *s;
+        uint64_t start;
+        _Atomic uint64_t total; /* messages to read; unknown (max) at first */
+};
+
+static void *wrap_reader(void *arg) {
+        struct wrap_ctx *x = arg;
+        struct ring_sub *s = x->s;
+        uint64_t expect = x->start;
+        zcbus_msg m;
+
+        while (expect - x->start < atomic_load_explicit(&x->total, memory_order_acquire)) {
+                int r = ring_sub_recv(s, &m, 1, TIMEOUT_FOREVER);
+                FAST_CHECK(r == 1, "recv %llu: %d", (unsigned long long)(expect - x->start), r);
+                FAST_CHECK(m.seq == expect, "got seq %#llx, want %#llx", (unsigned long long)m.seq,
+                           (unsigned long long)expect);
+                check_msg(&m, s->m->g.slot_size);
+                FAST_EQ(ring_sub_release(s, &m.seq, 1), 0);
+                expect++;
+        }
+        return NULL;
+}
+
+START_TEST(test_traffic_crosses_32bit_sequence_and_futex_word_wraparound) {
+        struct seg_params p = params(64, 48, ZCBUS_POLICY_RELIABLE, 2, 2);
+        const uint32_t word0 = UINT32_MAX - 100;
+        const uint64_t bulk = 5000;
+        struct wrap_ctx x = {.total = UINT64_MAX};
+        struct topic t;
+        struct ring_pub pub;
+        struct ring_sub s;
+        uint64_t held[4];
+        pthread_t th;
+
+        p.start_seq = (UINT64_C(1) << 62) + (UINT64_C(1) << 32) - 1000;
+        p.data_word_start = word0;
+        x.start = p.start_seq;
+        x.s = &s;
+        topic_open(&t, &p);
+        FAST_EQ(ring_head(&t.bm), p.start_seq);
+        FAST_EQ(ld32(&seg_ring_notify(&t.bm)->data_word), word0);
+
+        /* FUTEX mode: the reader sleeps at once whenever the ring is empty.
+         * Its entry exists before the first claim, so it sees everything. */
+        sub_start(&t, &s, 0, 0, 4, held, ZCBUS_WAIT_FUTEX);
+        FAST_EQ(pthread_create(&th, NULL, wrap_reader, &x), 0);
+        pub_start(&t, &pub, 0, ZCBUS_WAIT_ADAPTIVE);
+
+        /* Publish each message only once the reader has taken the one
+         * before and announced that it sleeps again, so that every commit
+         * bumps the futex word, until the word has wrapped past 2^32. */
+        struct seg_subs_notify *sn = seg_subs_notify(&t.bm);
+        struct seg_sub *me = seg_sub(&t.bm, 0);
+        uint64_t rounds = 0;
+        while (load_rlx(&seg_ring_notify(&t.bm)->data_word) >= word0) {
+                FAST_CHECK(rounds < 100000, "data word stuck at %#x after %llu wake-ups",
+                           load_rlx(&seg_ring_notify(&t.bm)->data_word), (unsigned long long)rounds);
+                while (load_rlx(&me->next) != x.start + rounds || load_sc(&sn->data_waiters) == 0)
+                        (void)sched_yield();
+                FAST_EQ(pub_one(&pub, TIMEOUT_FOREVER, NULL), 0);
+                rounds++;
+        }
+        ck_assert_uint_ge(rounds, 101);
+        /* Then enough traffic to carry the low 32 bits of the sequence
+         * across 2^32 (1000 messages in) and lap the ring many times. */
+        atomic_store_explicit(&x.total, rounds + bulk, memory_order_release);
+        for (uint64_t i = 0; i < bulk; i++)
+                FAST_EQ(pub_one(&pub, TIMEOUT_FOREVER, NULL), 0);
+        FAST_EQ(pthread_join(th, NULL), 0);
+
+        uint64_t end = p.start_seq + rounds + bulk;
+        FAST_EQ(ring_head(&t.bm), end);
+        FAST_EQ(end >> 32, (p.start_seq >> 32) + 1); /* crossed a 2^32 boundary */
+                FAST_EQ(ld64(&me->received), rounds + bulk);
+        ring_sub_deinit(&s);
+        ring_pub_deinit(&pub);
+        topic_close(&t);
+}
+END_TEST
+
+/* Put a fresh ring in the state it would be in with the head at seq h:
+ * what seg_create does for start_seq, for a start past what it allows. */
+static void rebase_ring(struct topic *t, uint64_t h) {
+        const struct seg_map *m = &t->bm;
+        store_sc(&seg_head(m)->head, h);
+        for (uint64_t s = h; s < h + m->g.slot_count; s++) {
+                struct seg_slot *sl = seg_slot(m, s);
+                sl->flags = SEG_SLOT_ABANDONED;
+                store_sc(&sl->stamp, ring_prev_stamp(s, m->g.slot_count));
+        }
+}
+
+START_TEST(test_claims_past_the_sequence_limit_fail_with_eoverflow) {
+        struct seg_params p = params(8, 32, ZCBUS_POLICY_RELIABLE, 1, 1);
+        struct topic t;
+        struct ring_pub pub;
+        struct ring_sub s;
+        uint64_t held[16], seq, last = 0;
+        unsigned ok = 0;
+        int r = 0;
+
+        p.start_seq = SEG_SEQ_LIMIT - (UINT64_C(1) << 40);
+        topic_open(&t, &p);
+        rebase_ring(&t, SEG_SEQ_LIMIT - 5);
+        sub_start(&t, &s, 0, 0, 16, held, ZCBUS_WAIT_ADAPTIVE);
+        pub_start(&t, &pub, 0, ZCBUS_WAIT_ADAPTIVE);
+        for (unsigned i = 0; i < 7; i++) {
+                r = pub_one(&pub, 0, &seq);
+                if (r < 0)
+                        break;
+                ck_assert_uint_le(seq, SEG_SEQ_LIMIT);
+                last = seq;
+                ok++;
+        }
+        ck_assert_msg(r == -EOVERFLOW, "claim after %u messages: %d, want -EOVERFLOW", ok, r);
+        ck_assert_uint_ge(ok, 5); /* LIMIT-5 .. at least LIMIT-1 were handed out */
+        /* It stays refused: the counter never wraps to small sequences. */
+        ck_assert_int_eq(pub_one(&pub, 0, NULL), -EOVERFLOW);
+        ck_assert_int_eq(pub_one(&pub, 0, NULL), -EOVERFLOW);
+        /* Everything handed out is delivered, in order. */
+        for (uint64_t q = SEG_SEQ_LIMIT - 5; q <= last; q++)
+                ck_assert_uint_eq(recv_check_release(&s), q);
+        zcbus_msg m;
+        ck_assert_int_eq(ring_sub_recv(&s, &m, 1, 0), -EAGAIN);
+        topic_close(&t);
+}
+END_TEST
+
+/* ------------------------------------------------------- one to one */
+
+struct spsc_ctx {
+        struct topic *t;
+        uint64_t n;
+        uint64_t start;
+};
+
+static void *spsc_producer(void *arg) {
+        struct spsc_ctx *x = arg;
+        struct ring_pub p;
+        uint64_t sent = 0, seq;
+
+        pub_start(x->t, &p, 0, ZCBUS_WAIT_ADAPTIVE);
+        while (sent < x->n) {
+                /* Mostly single claims, sometimes a batch of up to 8. */
+                uint32_t k = (sent % 7 == 0) ? (uint32_t)(1 + sent % 8) : 1;
+                if (k > x->n - sent)
+                        k = (uint32_t)(x->n - sent);
+                int r = ring_pub_claim(&p, k, TIMEOUT_FOREVER, &seq);
+                FAST_CHECK(r == 0, "claim: %d", r);
+                FAST_EQ(seq, x->start + sent);
+                for (uint32_t i = 0; i < k; i++)
+                        fill_publish(&p, seq + i);
+                ring_pub_notify(&p);
+                sent += k;
+        }
+        ring_pub_deinit(&p);
+        return NULL;
+}
+
+START_TEST(test_one_producer_one_subscriber_pass_a_million_messages_in_order) {
+        struct seg_params p = params(1024, 64, ZCBUS_POLICY_RELIABLE, 1, 1);
+        struct spsc_ctx x = {.n = test_scaled(1000000), .start = 5};
+        struct topic t;
+        struct ring_sub s;
+        uint64_t held[16], expect;
+        zcbus_msg msgs[16];
+        pthread_t th;
+
+        p.start_seq = 5;
+        topic_open(&t, &p);
+        x.t = &t;
+        sub_start(&t, &s, 0, 0, 16, held, ZCBUS_WAIT_ADAPTIVE);
+        FAST_EQ(pthread_create(&th, NULL, spsc_producer, &x), 0);
+        expect = x.start;
+        while (expect < x.start + x.n) {
+                int r = ring_sub_recv(&s, msgs, 16, TIMEOUT_FOREVER);
+                FAST_CHECK(r >= 1 && r <= 16, "recv: %d", r);
+                uint64_t seqs[16];
+                for (int i = 0; i < r; i++) {
+                        FAST_CHECK(msgs[i].seq == expect, "got seq %llu, want %llu",
+                                   (unsigned long long)msgs[i].seq, (unsigned long long)expect);
+                        FAST_EQ(msgs[i].lost, 0);
+                        check_msg(&msgs[i], 64);
+                        seqs[i] = msgs[i].seq;
+                        expect++;
+                }
+                FAST_EQ(ring_sub_release(&s, seqs, (uint32_t)r), 0);
+        }
+        FAST_EQ(pthread_join(th, NULL), 0);
+        FAST_EQ(ring_sub_recv(&s, msgs, 1, 0), -EAGAIN);
+        FAST_EQ(ld64(&seg_sub(&t.bm, 0)->received), x.n);
+        FAST_EQ(ld64(&seg_prod(&t.bm, 0)->published), x.n);
+        ring_sub_deinit(&s);
+        topic_close(&t);
+}
+END_TEST
+
+/* ---------------------------------------------------- many to many */
+
+#define MP_PRODUCERS 3
+#define MP_SUBS 3
+
+struct mp_ctx {
+        struct topic *t;
+        uint64_t per_producer;
+        uint64_t start;
+        pthread_barrier_t go;
+};
+
+struct mp_arg {
+        struct mp_ctx *x;
+        uint32_t index;
+};
+
+/* Message: 8-byte tag (producer << 48 | its counter), then pattern(seq). */
+static void mp_fill(struct ring_pub *p, uint64_t seq, uint64_t tag) {
+        uint32_t size = p->m->g.slot_size;
+        size_t len = pattern_len(seq, 16, size);
+        uint8_t *b = ring_pub_payload(p, seq);
+        memcpy(b, &tag, 8);
+        pattern_fill(b + 8, len - 8, seq);
+        ring_pub_publish(p, seq, (uint32_t)len, seq * 3);
+}
+
+static void *mp_producer(void *arg) {
+        struct mp_arg *a = arg;
+        struct ring_pub p;
+        uint64_t seq;
+
+        pub_start(a->x->t, &p, a->index, ZCBUS_WAIT_ADAPTIVE);
+        (void)pthread_barrier_wait(&a->x->go);
+        for (uint64_t i = 0; i < a->x->per_producer;) {
+                uint32_t k = (i % 5 == 0) ? 3 : 1;
+                if (k > a->x->per_producer - i)
+                        k = (uint32_t)(a->x->per_producer - i);
+                int r = ring_pub_claim(&p, k, TIMEOUT_FOREVER, &seq);
+                FAST_CHECK(r == 0, "producer %u claim: %d", a->index, r);
+                for (uint32_t j = 0; j < k; j++)
+                        mp_fill(&p, seq + j, (uint64_t)a->index << 48 | (i + j));
+                ring_pub_notify(&p);
+                i += k;
+        }
+        ring_pub_deinit(&p);
+        return NULL;
+}
+
+static void *mp_subscriber(void *arg) {
+        struct mp_arg *a = arg;
+        struct ring_sub s;
+        uint64_t held[8], expect = a->x->start;
+        uint64_t next_count[MP_PRODUCERS] = {0};
+        const uint64_t total = a->x->per_producer * MP_PRODUCERS;
+        zcbus_msg msgs[8];
+
+        sub_start(a->x->t, &s, a->index, 0, 8, held, ZCBUS_WAIT_ADAPTIVE);
+        (void)pthread_barrier_wait(&a->x->go);
+        while (expect < a->x->start + total) {
+                int r = ring_sub_recv(&s, msgs, 1 + (uint32_t)(expect % 8), TIMEOUT_FOREVER);
+                FAST_CHECK(r >= 1, "subscriber %u recv: %d", a->index, r);
+                uint64_t seqs[8];
+                for (int i = 0; i < r; i++) {
+                        const zcbus_msg *m = &msgs[i];
+                        uint64_t tag;
+                        FAST_CHECK(m->seq == expect, "subscriber %u: got seq %llu, want %llu", a->index,
+                                   (unsigned long long)m->seq, (unsigned long long)expect);
+                        FAST_EQ(m->len, pattern_len(m->seq, 16, 96));
+                        memcpy(&tag, m->data, 8);
+                        uint32_t prod = (uint32_t)(tag >> 48);
+                        FAST_CHECK(prod < MP_PRODUCERS, "bad producer tag %#llx", (unsigned long long)tag);
+                        FAST_CHECK((tag & 0xffffffffffffu) == next_count[prod],
+                                   "producer %u: message %llu arrived when %llu was due", prod,
+                                   (unsigned long long)(tag & 0xffffffffffffu),
+                                   (unsigned long long)next_count[prod]);
+                        next_count[prod]++;
+                        long bad = pattern_check((const uint8_t *)m->data + 8, m->len - 8, m->seq);
+                        FAST_CHECK(bad < 0, "seq %llu: byte %ld wrong", (unsigned long long)m->seq, bad + 8);
+                        seqs[i] = m->seq;
+                        expect++;
+                }
+                FAST_EQ(ring_sub_release(&s, seqs, (uint32_t)r), 0);
+        }
+        for (uint32_t i = 0; i < MP_PRODUCERS; i++)
+                FAST_EQ(next_count[i], a->x->per_producer);
+        ring_sub_deinit(&s);
+        return NULL;
+}
+
+START_TEST(test_many_producers_many_subscribers_see_every_sequence_once_in_order) {
+        struct seg_params p = params(256, 96, ZCBUS_POLICY_RELIABLE, 4, 4);
+        struct mp_ctx x = {.per_producer = test_scaled(100000), .start = 0};
+        struct mp_arg pa[MP_PRODUCERS], sa[MP_SUBS];
+        pthread_t pt[MP_PRODUCERS], st[MP_SUBS];
+        struct topic t;
+
+        topic_open(&t, &p);
+        x.t = &t;
+        ck_assert_int_eq(pthread_barrier_init(&x.go, NULL, MP_PRODUCERS + MP_SUBS), 0);
+        /* Subscriber entries and floors exist before any claim (barrier). */
+        for (uint32_t i = 0; i < MP_SUBS; i++) {
+                sa[i] = (struct mp_arg){.x = &x, .index = i};
+                ck_assert_int_eq(pthread_create(&st[i], NULL, mp_subscriber, &sa[i]), 0);
+        }
+        for (uint32_t i = 0; i < MP_PRODUCERS; i++) {
+                pa[i] = (struct mp_arg){.x = &x, .index = i};
+                ck_assert_int_eq(pthread_create(&pt[i], NULL, mp_producer, &pa[i]), 0);
+        }
+        for (uint32_t i = 0; i < MP_PRODUCERS; i++)
+                ck_assert_int_eq(pthread_join(pt[i], NULL), 0);
+        for (uint32_t i = 0; i < MP_SUBS; i++)
+                ck_assert_int_eq(pthread_join(st[i], NULL), 0);
+        ck_assert_uint_eq(ring_head(&t.bm), x.per_producer * MP_PRODUCERS);
+        (void)pthread_barrier_destroy(&x.go);
+        topic_close(&t);
+}
+END_TEST
+
+/* Subscribers that join while producers run (ordering point G) never get
+ * a message that is overwritten while they read it, and never a gap. */
+struct join_ctx {
+        struct topic *t;
+        _Atomic int stop;
+};
+
+static void *join_producer(void *arg) {
+        struct join_ctx *x = arg;
+        struct ring_pub p;
+
+        pub_start(x->t, &p, 0, ZCBUS_WAIT_ADAPTIVE);
+        while (!atomic_load_explicit(&x->stop, memory_order_acquire)) {
+                /* Bounded waits, so that the stop flag is seen. */
+                int r = pub_one(&p, 20, NULL);
+                FAST_CHECK(r == 0 || r == -ETIMEDOUT, "claim: %d", r);
+        }
+        ring_pub_deinit(&p);
+        return NULL;
+}
+
+START_TEST(test_subscribers_joining_mid_stream_never_see_gaps_or_overwrites) {
+        struct seg_params p = params(16, 128, ZCBUS_POLICY_RELIABLE, 1, 2);
+        struct join_ctx x = {0};
+        const unsigned joins = (unsigned)test_scaled(300), per_join = 200;
+        struct topic t;
+        pthread_t th;
+
+        topic_open(&t, &p);
+        x.t = &t;
+        FAST_EQ(pthread_create(&th, NULL, join_producer, &x), 0);
+        for (unsigned j = 0; j < joins; j++) {
+                struct ring_sub s;
+                uint64_t held[4], prev = 0;
+                zcbus_msg m;
+                /* Alternate entries, and ask for history now and then. */
+                sub_start(&t, &s, j % 2, j % 3 == 0 ? 16 : 0, 4, held, ZCBUS_WAIT_ADAPTIVE);
+                for (unsigned i = 0; i < per_join; i++) {
+                        int r = ring_sub_recv(&s, &m, 1, TIMEOUT_FOREVER);
+                        FAST_CHECK(r == 1, "join %u recv %u: %d", j, i, r);
+                        FAST_CHECK(i == 0 || m.seq == prev + 1, "join %u: seq %llu after %llu", j,
+                                   (unsigned long long)m.seq, (unsigned long long)prev);
+                        check_msg(&m, 128);
+                        prev = m.seq;
+                        FAST_EQ(ring_sub_release(&s, &m.seq, 1), 0);
+                }
+                ring_sub_deinit(&s);
+                ring_sub_evict(&t.bm, j % 2);
+        }
+        atomic_store_explicit(&x.stop, 1, memory_order_release);
+        FAST_EQ(pthread_join(th, NULL), 0);
+        topic_close(&t);
+}
+END_TEST
+
+/* ---------------------------------------------------------- history */
+
+START_TEST(test_history_gives_a_late_subscriber_exactly_the_last_k) {
+        static const uint32_t policies[] = {ZCBUS_POLICY_RELIABLE, ZCBUS_POLICY_LATEST};
+
+        for (int pi = 0; pi < 2; pi++) {
+                struct seg_params p = params(32, 40, policies[pi], 1, 4);
+                struct topic t;
+                struct ring_pub pub;
+                struct ring_sub s;
+                uint64_t held[64];
+                zcbus_msg m;
+
+                p.start_seq = 1000;
+                topic_open(&t, &p);
+                pub_start(&t, &pub, 0, ZCBUS_WAIT_ADAPTIVE);
+                /* Only 5 published yet: history 10 gets those 5. */
+                pub_n(&pub, 5);
+                sub_start(&t, &s, 0, 10, 64, held, ZCBUS_WAIT_ADAPTIVE);
+                for (uint64_t q = 1000; q < 1005; q++)
+                        ck_assert_uint_eq(recv_check_release(&s), q);
+                ck_assert_int_eq(ring_sub_recv(&s, &m, 1, 0), -EAGAIN);
+                ring_sub_deinit(&s);
+                ring_sub_evict(&t.bm, 0);
+
+                /* 100 published (more than the ring holds). */
+                pub_n(&pub, 95);
+                sub_start(&t, &s, 0, 10, 64, held, ZCBUS_WAIT_ADAPTIVE);
+                for (uint64_t q = 1090; q < 1100; q++)
+                        ck_assert_uint_eq(recv_check_release(&s), q);
+                ck_assert_int_eq(ring_sub_recv(&s, &m, 1, 0), -EAGAIN);
+                /* ... and then whatever comes next. */
+                pub_n(&pub, 1);
+                ck_assert_uint_eq(recv_check_release(&s), 1100);
+                ring_sub_deinit(&s);
+                ring_sub_evict(&t.bm, 0);
+
+                /* history 0: only what is published from now on. */
+                sub_start(&t, &s, 1, 0, 64, held, ZCBUS_WAIT_ADAPTIVE);
+                ck_assert_int_eq(ring_sub_recv(&s, &m, 1, 0), -EAGAIN);
+                pub_n(&pub, 1);
+                ck_assert_uint_eq(recv_check_release(&s), 1101);
+                ring_sub_deinit(&s);
+                ring_sub_evict(&t.bm, 1);
+
+                /* More than the ring holds: at most a ring's worth, ending
+                 * with the newest, no gaps, nothing lost reported. */
+                sub_start(&t, &s, 2, 1000, 64, held, ZCBUS_WAIT_ADAPTIVE);
+                uint64_t first = 0, prev = 0;
+                unsigned got = 0;
+                for (;;) {
+                        int r = ring_sub_recv(&s, &m, 1, 0);
+                        if (r == -EAGAIN)
+                                break;
+                        ck_assert_int_eq(r, 1);
+                        check_msg(&m, 40);
+                        ck_assert_uint_eq(m.lost, 0);
+                        if (got++ == 0)
+                                first = m.seq;
+                        else
+                                ck_assert_uint_eq(m.seq, prev + 1);
+                        prev = m.seq;
+                        ck_assert_int_eq(ring_sub_release(&s, &m.seq, 1), 0);
+                }
+                ck_assert_uint_eq(prev, 1101);
+                ck_assert_uint_le(got, 32);
+                ck_assert_uint_ge(got, 31);
+                ck_assert_uint_eq(first, 1102 - got);
+                ring_sub_deinit(&s);
+                ring_pub_deinit(&pub);
+                topic_close(&t);
+        }
+}
+END_TEST
+
+/* ------------------------------------------------------------ holds */
+
+START_TEST(test_holds_beyond_max_fail_with_enobufs_and_release_in_any_order) {
+        struct seg_params p = params(16, 32, ZCBUS_POLICY_RELIABLE, 1, 1);
+        struct topic t;
+        struct ring_pub pub;
+        struct ring_sub s;
+        uint64_t held[4];
+        zcbus_msg m[8];
+
+        topic_open(&t, &p);
+        sub_start(&t, &s, 0, 0, 4, held, ZCBUS_WAIT_ADAPTIVE);
+        pub_start(&t, &pub, 0, ZCBUS_WAIT_ADAPTIVE);
+        pub_n(&pub, 10);
+        ck_assert_int_eq(ring_sub_recv(&s, &m[0], 1, 0), 1);
+        ck_assert_int_eq(ring_sub_recv(&s, &m[1], 2, 0), 2); /* m[1], m[2] */
+        /* A batch stops at the hold limit ... */
+        ck_assert_int_eq(ring_sub_recv(&s, &m[3], 4, 0), 1);
+        /* ... and with the limit reached nothing more is handed out. */
+        ck_assert_int_eq(ring_sub_recv(&s, &m[4], 1, 0), -ENOBUFS);
+        ck_assert_int_eq(ring_sub_recv(&s, &m[4], 1, TIMEOUT_FOREVER), -ENOBUFS);
+        for (int i = 0; i < 4; i++) {
+                ck_assert_uint_eq(m[i].seq, (uint64_t)i);
+                check_msg(&m[i], 32);
+        }
+        ck_assert_uint_eq(ld32(&seg_sub(&t.bm, 0)->held), 4);
+
+        /* Release out of order; held messages stay intact meanwhile. */
+        ck_assert_int_eq(ring_sub_release(&s, &m[2].seq, 1), 0);
+        ck_assert_int_eq(ring_sub_recv(&s, &m[4], 1, 0), 1);
+        ck_assert_uint_eq(m[4].seq, 4);
+        ck_assert_int_eq(ring_sub_release(&s, &m[0].seq, 1), 0);
+        uint64_t pair[2] = {m[3].seq, m[1].seq};
+        ck_assert_int_eq(ring_sub_release(&s, pair, 2), 0);
+        check_msg(&m[4], 32);
+        ck_assert_int_eq(ring_sub_release(&s, &m[4].seq, 1), 0);
+        ck_assert_uint_eq(ld32(&seg_sub(&t.bm, 0)->held), 0);
+        /* Everything released: the subscriber gates at its cursor only. */
+        ck_assert_uint_eq(ld64(&seg_sub(&t.bm, 0)->floor), 5);
+        for (uint64_t q = 5; q < 10; q++)
+                ck_assert_uint_eq(recv_check_release(&s), q);
+        ring_sub_deinit(&s);
+        topic_close(&t);
+}
+END_TEST
+
+START_TEST(test_releasing_a_sequence_not_held_fails_with_enoent) {
+        struct seg_params p = params(16, 32, ZCBUS_POLICY_RELIABLE, 1, 1);
+        struct topic t;
+        struct ring_pub pub;
+        struct ring_sub s;
+        uint64_t held[4], never = 12345, none = 0;
+        zcbus_msg m;
+
+        topic_open(&t, &p);
+        sub_start(&t, &s, 0, 0, 4, held, ZCBUS_WAIT_ADAPTIVE);
+        ck_assert_int_eq(ring_sub_release(&s, &none, 1), -ENOENT);
+        pub_start(&t, &pub, 0, ZCBUS_WAIT_ADAPTIVE);
+        pub_n(&pub, 2);
+        ck_assert_int_eq(ring_sub_recv(&s, &m, 1, 0), 1);
+        ck_assert_int_eq(ring_sub_release(&s, &never, 1), -ENOENT);
+        uint64_t one = 1; /* published but not received */
+        ck_assert_int_eq(ring_sub_release(&s, &one, 1), -ENOENT);
+        ck_assert_int_eq(ring_sub_release(&s, &m.seq, 1), 0);
+        ck_assert_int_eq(ring_sub_release(&s, &m.seq, 1), -ENOENT); /* twice */
+        ring_sub_deinit(&s);
+        topic_close(&t);
+}
+END_TEST
+
+START_TEST(test_failed_release_batch_leaves_holds_and_floor_consistent) {
+        struct seg_params p = params(8, 32, ZCBUS_POLICY_RELIABLE, 1, 1);
+        struct topic t;
+        struct ring_pub pub;
+        struct ring_sub s;
+        uint64_t held[8], seq;
+        zcbus_msg m[8];
+
+        topic_open(&t, &p);
+        sub_start(&t, &s, 0, 0, 8, held, ZCBUS_WAIT_ADAPTIVE);
+        pub_start(&t, &pub, 0, ZCBUS_WAIT_ADAPTIVE);
+        pub_n(&pub, 8);
+        ck_assert_int_eq(ring_sub_recv(&s, m, 8, 0), 8);
+        ck_assert_int_eq(pub_one(&pub, 0, NULL), -EAGAIN); /* seq 0 held: full */
+        uint64_t batch[2] = {m[0].seq, 999};
+        ck_assert_int_eq(ring_sub_release(&s, batch, 2), -ENOENT);
+        /* Either the batch was refused as a whole (seq 0 still held, and
+         * releasing it works) or seq 0 was released and the shared floor
+         * says so (the producer has room for seq 8). Not half of each. */
+        int again = ring_sub_release(&s, &m[0].seq, 1);
+        int room = ring_pub_claim(&pub, 1, 0, &seq);
+        ck_assert_msg(again == 0 || room == 0,
+                      "after a failed batch release seq 0 is neither held (release: %d) "
+                      "nor freed for producers (claim: %d): the shared floor is stale",
+                      again, room);
+        topic_close(&t);
+}
+END_TEST
+
+/* --------------------------------------------------------- timeouts */
+
+START_TEST(test_recv_on_an_empty_ring_returns_eagain_or_etimedout) {
+        struct seg_params p = params(8, 32, ZCBUS_POLICY_RELIABLE, 1, 1);
+        static const uint32_t modes[] = {ZCBUS_WAIT_ADAPTIVE, ZCBUS_WAIT_SPIN, ZCBUS_WAIT_FUTEX};
+        struct topic t;
+        uint64_t held[2];
+        zcbus_msg m;
+
+        topic_open(&t, &p);
+        for (int i = 0; i < 3; i++) {
+                struct ring_sub s;
+                sub_start(&t, &s, 0, 0, 2, held, modes[i]);
+                ck_assert_int_eq(ring_sub_recv(&s, &m, 1, 0), -EAGAIN);
+                ck_assert(!ring_sub_ready(&s));
+                ck_assert_int_eq(ring_sub_recv(&s, &m, 1, 10), -ETIMEDOUT);
+                ck_assert_int_eq(ring_sub_recv(&s, &m, 0, 0), -EINVAL);
+                /* A timed-out sleeper leaves no announcement behind. */
+                ck_assert_uint_eq(ld32(&seg_subs_notify(&t.bm)->data_waiters), 0);
+                ring_sub_deinit(&s);
+                ring_sub_evict(&t.bm, 0);
+        }
+        topic_close(&t);
+}
+END_TEST
+
+START_TEST(test_full_reliable_ring_returns_eagain_or_etimedout_to_the_producer) {
+        struct seg_params p = params(8, 32, ZCBUS_POLICY_RELIABLE, 2, 1);
+        struct topic t;
+        struct ring_pub pub;
+        struct ring_sub s;
+        uint64_t held[2];
+
+        topic_open(&t, &p);
+        sub_start(&t, &s, 0, 0, 2, held, ZCBUS_WAIT_ADAPTIVE);
+        pub_start(&t, &pub, 0, ZCBUS_WAIT_FUTEX);
+        pub_n(&pub, 8);
+        ck_assert_int_eq(pub_one(&pub, 0, NULL), -EAGAIN);
+        ck_assert_int_eq(pub_one(&pub, 10, NULL), -ETIMEDOUT);
+        ck_assert_int_eq(pub_one(&pub, 0, NULL), -EAGAIN);
+        ck_assert_uint_eq(ld32(&seg_subs_notify(&t.bm)->room_waiters), 0);
+        /* The failed claims cost no sequence: the ring continues 8, 9, ... */
+        ck_assert_uint_eq(recv_check_release(&s), 0);
+        uint64_t seq;
+        ck_assert_int_eq(pub_one(&pub, 0, &seq), 0);
+        ck_assert_uint_eq(seq, 8);
+        ck_assert_int_eq(pub_one(&pub, 0, NULL), -EAGAIN);
+        for (uint64_t q = 1; q <= 8; q++)
+                ck_assert_uint_eq(recv_check_release(&s), q);
+        ck_assert_int_eq(ring_pub_claim(&pub, 0, 0, &seq), -EINVAL);
+        ck_assert_int_eq(ring_pub_claim(&pub, 9, 0, &seq), -EINVAL);
+        /* A batch claim needs room for all of it. */
+        ck_assert_int_eq(ring_pub_claim(&pub, 8, 0, &seq), 0);
+        ck_assert_uint_eq(seq, 9);
+        for (uint32_t i = 0; i < 8; i++)
+                fill_publish(&pub, seq + i);
+        ring_pub_notify(&pub);
+        ck_assert_int_eq(ring_pub_claim(&pub, 1, 0, &seq), -EAGAIN);
+        ring_pub_deinit(&pub);
+        ring_sub_deinit(&s);
+        topic_close(&t);
+}
+END_TEST
+
+/* ----------------------------------------------------------- repair */
+
+struct blocked_ctx {
+        struct topic *t;
+        int result;
+        uint64_t seq;
+};
+
+static void *blocked_producer(void *arg) {
+        struct blocked_ctx *x = arg;
+        struct ring_pub p;
+
+        pub_start(x->t, &p, 0, ZCBUS_WAIT_FUTEX);
+        x->result = pub_one(&p, TIMEOUT_FOREVER, &x->seq);
+        ring_pub_deinit(&p);
+        return NULL;
+}
+
+START_TEST(test_evicting_a_stalled_subscriber_unblocks_a_waiting_producer) {
+        struct seg_params p = params(8, 32, ZCBUS_POLICY_RELIABLE, 2, 2);
+        struct blocked_ctx x = {.result = 1};
+        struct topic t;
+        struct ring_pub pub;
+        struct ring_sub live, stalled;
+        uint64_t h1[2], h2[2];
+        pthread_t th;
+
+        topic_open(&t, &p);
+        x.t = &t;
+        sub_start(&t, &stalled, 0, 0, 2, h1, ZCBUS_WAIT_ADAPTIVE);
+        sub_start(&t, &live, 1, 0, 2, h2, ZCBUS_WAIT_ADAPTIVE);
+        pub_start(&t, &pub, 1, ZCBUS_WAIT_ADAPTIVE);
+        pub_n(&pub, 8);
+        for (uint64_t q = 0; q < 8; q++)
+                ck_assert_uint_eq(recv_check_release(&live), q);
+        /* The stalled one never reads: the ring is full for it. */
+        ck_assert_int_eq(pthread_create(&th, NULL, blocked_producer, &x), 0);
+        /* Wait until the producer has announced it sleeps for room. */
+        yield_until_nonzero(&seg_subs_notify(&t.bm)->room_waiters);
+        ring_sub_evict(&t.bm, 0); /* the broker, after the owner died */
+        ck_assert_int_eq(pthread_join(th, NULL), 0);
+        ck_assert_int_eq(x.result, 0);
+        ck_assert_uint_eq(x.seq, 8);
+        ck_assert_uint_eq(ld32(&seg_sub(&t.bm, 0)->state), SEG_ENTRY_FREE);
+        ck_assert_uint_eq(recv_check_release(&live), 8);
+        /* And the topic goes on without it. */
+        for (int lap = 0; lap < 3; lap++) {
+                pub_n(&pub, 8);
+                for (int i = 0; i < 8; i++)
+                        (void)recv_check_release(&live);
+        }
+        ring_pub_deinit(&pub);
+        ring_sub_deinit(&live);
+        topic_close(&t);
+}
+END_TEST
+
+START_TEST(test_closing_a_subscriber_stops_it_gating_producers) {
+        struct seg_params p = params(8, 32, ZCBUS_POLICY_RELIABLE, 1, 1);
+        struct topic t;
+        struct ring_pub pub;
+        struct ring_sub s;
+        uint64_t held[2];
+
+        topic_open(&t, &p);
+        sub_start(&t, &s, 0, 0, 2, held, ZCBUS_WAIT_ADAPTIVE);
+        pub_start(&t, &pub, 0, ZCBUS_WAIT_ADAPTIVE);
+        pub_n(&pub, 8);
+        ck_assert_int_eq(pub_one(&pub, 0, NULL), -EAGAIN);
+        ring_sub_deinit(&s);
+        ring_sub_deinit(&s); /* twice is harmless */
+        ck_assert_uint_eq(ld32(&seg_sub(&t.bm, 0)->state), SEG_ENTRY_CLOSING);
+        pub_n(&pub, 20);
+        ring_pub_deinit(&pub);
+        topic_close(&t);
+}
+END_TEST
+
+START_TEST(test_evicted_producer_claim_is_skipped_and_the_topic_continues) {
+        struct seg_params p = params(8, 32, ZCBUS_POLICY_RELIABLE, 2, 1);
+        struct topic t;
+        struct ring_pub dead, live;
+        struct ring_sub s;
+        uint64_t held[4], hole, seq;
+        zcbus_msg m;
+
+        topic_open(&t, &p);
+        sub_start(&t, &s, 0, 0, 4, held, ZCBUS_WAIT_ADAPTIVE);
+        pub_start(&t, &live, 1, ZCBUS_WAIT_ADAPTIVE);
+        pub_start(&t, &dead, 0, ZCBUS_WAIT_ADAPTIVE);
+        pub_n(&live, 2);
+        /* The dead producer claims seq 2 and is never heard from again. */
+        ck_assert_int_eq(ring_pub_claim(&dead, 1, 0, &hole), 0);
+        ck_assert_uint_eq(hole, 2);
+        pub_n(&live, 3); /* 3, 4, 5 */
+        ck_assert_uint_eq(recv_check_release(&s), 0);
+        ck_assert_uint_eq(recv_check_release(&s), 1);
+        /* Readers wait at the hole: messages stay in order. */
+        ck_assert_int_eq(ring_sub_recv(&s, &m, 1, 0), -EAGAIN);
+        ck_assert_int_eq(ring_prod_evict(&t.bm, 0), 0);
+        ck_assert_uint_eq(ld32(&seg_prod(&t.bm, 0)->state), SEG_ENTRY_FREE);
+        ck_assert_uint_eq(ld64(&seg_prod(&t.bm, 0)->claim), SEG_CLAIM_NONE);
+        /* ... then step over it, losing nothing that was published. */
+        for (uint64_t q = 3; q <= 5; q++) {
+                ck_assert_int_eq(ring_sub_recv(&s, &m, 1, 0), 1);
+                ck_assert_uint_eq(m.seq, q);
+                ck_assert_uint_eq(m.lost, 0);
+                check_msg(&m, 32);
+                ck_assert_int_eq(ring_sub_release(&s, &m.seq, 1), 0);
+        }
+        /* The topic continues across many laps, over the abandoned slot. */
+        for (unsigned i = 0; i < 40; i++) {
+                ck_assert_int_eq(pub_one(&live, 0, &seq), 0);
+                ck_assert_uint_eq(recv_check_release(&s), seq);
+        }
+        /* Evicting an idle producer is immediate. */
+        ck_assert_int_eq(ring_prod_evict(&t.bm, 1), 0);
+        ck_assert_uint_eq(ld32(&seg_prod(&t.bm, 1)->state), SEG_ENTRY_FREE);
+        ring_sub_deinit(&s);
+        topic_close(&t);
+}
+END_TEST
+
+/* The shared state a producer leaves when it dies right after its
+ * fetch-add raced past the room it had looked at (or any claim it recorded):
+ * head moved, claim recorded, nothing written. */
+static uint64_t fake_dead_claim(struct topic *t, uint32_t index) {
+        struct seg_prod *e = seg_prod(&t->bm, index);
+        uint64_t h = load_sc(&seg_head(&t->bm)->head);
+        store_rlx(&e->claim_n, 1);
+        store_sc(&e->claim, SEG_CLAIM_PENDING | h);
+        uint64_t seq = faa_sc(&seg_head(&t->bm)->head, 1);
+        store_sc(&e->claim, seq);
+        return seq;
+}
+
+START_TEST(test_producer_eviction_waits_until_the_abandoned_slot_is_free) {
+        struct seg_params p = params(8, 32, ZCBUS_POLICY_RELIABLE, 2, 1);
+        struct topic t;
+        struct ring_pub live;
+        struct ring_sub s;
+        uint64_t held[4], seq;
+        zcbus_msg m;
+
+        topic_open(&t, &p);
+        sub_start(&t, &s, 0, 0, 4, held, ZCBUS_WAIT_ADAPTIVE);
+        pub_start(&t, &live, 1, ZCBUS_WAIT_ADAPTIVE);
+        ring_prod_activate(&t.bm, 0, 1); /* the one that dies */
+        pub_n(&live, 8); /* 0..7: full for the subscriber, who read nothing */
+        ck_assert_uint_eq(fake_dead_claim(&t, 0), 8);
+        /* Seq 8's slot still holds seq 0, which the subscriber needs. */
+        ck_assert_int_eq(ring_prod_evict(&t.bm, 0), -EAGAIN);
+        ck_assert_int_eq(ring_prod_evict(&t.bm, 0), -EAGAIN);
+        uint32_t state = load_rlx(&seg_prod(&t.bm, 0)->state);
+        ck_assert_msg(state != SEG_ENTRY_FREE, "entry freed while its claim is still unresolved");
+        ck_assert_uint_eq(recv_check_release(&s), 0);
+        ck_assert_int_eq(ring_prod_evict(&t.bm, 0), 0);
+        ck_assert_uint_eq(ld32(&seg_prod(&t.bm, 0)->state), SEG_ENTRY_FREE);
+        for (uint64_t q = 1; q <= 7; q++)
+                ck_assert_uint_eq(recv_check_release(&s), q);
+        ck_assert_int_eq(ring_sub_recv(&s, &m, 1, 0), -EAGAIN); /* 8 skipped, 9 not yet there */
+        ck_assert_int_eq(pub_one(&live, 0, &seq), 0);
+        ck_assert_uint_eq(seq, 9);
+        ck_assert_uint_eq(recv_check_release(&s), 9);
+        ring_pub_deinit(&live);
+        ring_sub_deinit(&s);
+        topic_close(&t);
+}
+END_TEST
+
+START_TEST(test_producer_dead_between_intent_and_claim_record_leaves_a_hole_the_broker_fills) {
+        struct seg_params p = params(8, 32, ZCBUS_POLICY_RELIABLE, 3, 1);
+        struct topic t;
+        struct ring_pub live;
+        struct ring_sub s;
+        uint64_t held[4], seq;
+        zcbus_msg m;
+
+        topic_open(&t, &p);
+        sub_start(&t, &s, 0, 0, 4, held, ZCBUS_WAIT_ADAPTIVE);
+        pub_start(&t, &live, 1, ZCBUS_WAIT_ADAPTIVE);
+        ring_prod_activate(&t.bm, 0, 1); /* dies after its fetch-add */
+        ring_prod_activate(&t.bm, 2, 2); /* dies before its fetch-add */
+        pub_n(&live, 2);
+        /* Producer 0: intent recorded, fetch-add done (seq 2), then dead
+         * before recording which sequence it got. */
+        struct seg_prod *e0 = seg_prod(&t.bm, 0);
+        store_rlx(&e0->claim_n, 1);
+        store_sc(&e0->claim, SEG_CLAIM_PENDING | 2);
+        ck_assert_uint_eq(faa_sc(&seg_head(&t.bm)->head, 1), 2);
+        /* Producer 2: intent recorded, no fetch-add. */
+        store_rlx(&seg_prod(&t.bm, 2)->claim_n, 1);
+        store_sc(&seg_prod(&t.bm, 2)->claim, SEG_CLAIM_PENDING | 3);
+        pub_n(&live, 2); /* 3, 4 */
+        ck_assert_uint_eq(recv_check_release(&s), 0);
+        ck_assert_uint_eq(recv_check_release(&s), 1);
+        ck_assert_int_eq(ring_sub_recv(&s, &m, 1, 0), -EAGAIN); /* the hole at 2 */
+        /* While a live producer is between intent and record, the hole
+         * could be its own: the broker must wait. */
+        struct seg_prod *el = seg_prod(&t.bm, 1);
+        store_sc(&el->claim, SEG_CLAIM_PENDING | 5);
+        ck_assert_int_eq(ring_prod_evict(&t.bm, 0), -EAGAIN);
+        store_sc(&el->claim, SEG_CLAIM_NONE);
+        /* The broker repairs both dead producers, retrying as it does;
+         * nothing else changes meanwhile, so a few rounds must do. */
+        int r0 = -EAGAIN, r2 = -EAGAIN;
+        for (int round = 0; round < 4 && (r0 || r2); round++) {
+                if (r0)
+                        r0 = ring_prod_evict(&t.bm, 0);
+                if (r2)
+                        r2 = ring_prod_evict(&t.bm, 2);
+        }
+        ck_assert_msg(r0 == 0 && r2 == 0,
+                      "two producers that died mid-claim block each other's repair (evict: %d, %d)", r0, r2);
+        ck_assert_uint_eq(ld32(&seg_prod(&t.bm, 0)->state), SEG_ENTRY_FREE);
+        ck_assert_uint_eq(ld32(&seg_prod(&t.bm, 2)->state), SEG_ENTRY_FREE);
+        for (uint64_t q = 3; q <= 4; q++)
+                ck_assert_uint_eq(recv_check_release(&s), q);
+        for (unsigned i = 0; i < 20; i++) {
+                ck_assert_int_eq(pub_one(&live, 0, &seq), 0);
+                ck_assert_uint_eq(recv_check_release(&s), seq);
+        }
+        ck_assert_uint_eq(seq, 24);
+        ring_pub_deinit(&live);
+        ring_sub_deinit(&s);
+        topic_close(&t);
+}
+END_TEST
+
+START_TEST(test_pub_deinit_abandons_unpublished_claims) {
+        struct seg_params p = params(8, 32, ZCBUS_POLICY_RELIABLE, 2, 1);
+        struct topic t;
+        struct ring_pub a, b;
+        struct ring_sub s;
+        uint64_t held[4], seq;
+        zcbus_msg m;
+
+        topic_open(&t, &p);
+        sub_start(&t, &s, 0, 0, 4, held, ZCBUS_WAIT_ADAPTIVE);
+        pub_start(&t, &a, 0, ZCBUS_WAIT_ADAPTIVE);
+        pub_start(&t, &b, 1, ZCBUS_WAIT_ADAPTIVE);
+        ck_assert_int_eq(ring_pub_claim(&a, 3, 0, &seq), 0);
+        ck_assert_uint_eq(seq, 0);
+        fill_publish(&a, 0);
+        ring_pub_deinit(&a); /* 1 and 2 never written */
+        ck_assert_uint_eq(recv_check_release(&s), 0);
+        ck_assert_int_eq(ring_sub_recv(&s, &m, 1, 0), -EAGAIN);
+        for (unsigned i = 0; i < 20; i++) {
+                ck_assert_int_eq(pub_one(&b, 0, &seq), 0);
+                ck_assert_uint_eq(seq, 3 + i);
+                ck_assert_uint_eq(recv_check_release(&s), seq);
+        }
+        ring_pub_deinit(&b);
+        ring_sub_deinit(&s);
+        topic_close(&t);
+}
+END_TEST
+
+START_TEST(test_corrupt_slot_length_fails_recv_with_ebadmsg) {
+        struct seg_params p = params(8, 32, ZCBUS_POLICY_RELIABLE, 1, 1);
+        static const uint32_t bad[] = {33, 64, UINT32_MAX};
+        struct topic t;
+        struct ring_pub pub;
+        struct ring_sub s;
+        uint64_t held[4], seq;
+        zcbus_msg m;
+
+        topic_open(&t, &p);
+        sub_start(&t, &s, 0, 0, 4, held, ZCBUS_WAIT_ADAPTIVE);
+        pub_start(&t, &pub, 0, ZCBUS_WAIT_ADAPTIVE);
+        for (int i = 0; i < 3; i++) {
+                ck_assert_int_eq(pub_one(&pub, 0, &seq), 0);
+                /* A hostile producer rewrites the length after publishing. */
+                seg_slot(&t.bm, seq)->len = bad[i];
+                memset(&m, 0, sizeof(m));
+                ck_assert_int_eq(ring_sub_recv(&s, &m, 1, 0), -EBADMSG);
+                ck_assert_uint_eq(s.nheld, 0);
+                /* The topic goes on with the next message. */
+                ck_assert_int_eq(pub_one(&pub, 0, &seq), 0);
+                ck_assert_uint_eq(recv_check_release(&s), seq);
+        }
+        /* Exactly slot_size is fine. */
+        ck_assert_int_eq(ring_pub_claim(&pub, 1, 0, &seq), 0);
+        pattern_fill(ring_pub_payload(&pub, seq), 32, 0);
+        ring_pub_publish(&pub, seq, 32, 0);
+        ck_assert_int_eq(ring_sub_recv(&s, &m, 1, 0), 1);
+        ck_assert_uint_eq(m.len, 32);
+        ck_assert_int_lt(pattern_check(m.data, 32, 0), 0);
+        ring_pub_deinit(&pub);
+        topic_close(&t);
+}
+END_TEST
+
+/* ----------------------------------------------------------- latest */
+
+START_TEST(test_lapped_latest_subscriber_counts_what_it_lost) {
+        struct seg_params p = params(16, 32, ZCBUS_POLICY_LATEST, 1, 1);
+        struct topic t;
+        struct ring_pub pub;
+        struct ring_sub s;
+        uint64_t held[4], prev, received = 0, lost = 0;
+        zcbus_msg m;
+
+        topic_open(&t, &p);
+        sub_start(&t, &s, 0, 0, 4, held, ZCBUS_WAIT_ADAPTIVE);
+        pub_start(&t, &pub, 0, ZCBUS_WAIT_ADAPTIVE);
+        /* A LATEST producer never waits for a reader that holds nothing. */
+        pub_n(&pub, 100);
+        prev = UINT64_MAX; /* "before seq 0" */
+        for (;;) {
+                int r = ring_sub_recv(&s, &m, 1, 0);
+                if (r == -EAGAIN)
+                        break;
+                ck_assert_int_eq(r, 1);
+                check_msg(&m, 32);
+                ck_assert_msg(m.seq == prev + 1 + m.lost, "seq %llu after %llu with lost %llu",
+                              (unsigned long long)m.seq, (unsigned long long)prev, (unsigned long long)m.lost);
+                received++;
+                lost += m.lost;
+                prev = m.seq;
+                ck_assert_int_eq(ring_sub_release(&s, &m.seq, 1), 0);
+        }
+        ck_assert_uint_eq(prev, 99);
+        ck_assert_uint_gt(lost, 0);
+        ck_assert_uint_eq(received + lost, 100);
+        ck_assert_uint_eq(ld64(&seg_sub(&t.bm, 0)->lost), lost);
+        ck_assert_uint_eq(ld64(&seg_sub(&t.bm, 0)->received), received);
+        ring_pub_deinit(&pub);
+        ring_sub_deinit(&s);
+        topic_close(&t);
+}
+END_TEST
+
+START_TEST(test_latest_producer_never_waits_and_never_overwrites_a_held_message) {
+        struct seg_params p = params(8, 32, ZCBUS_POLICY_LATEST, 1, 1);
+        struct topic t;
+        struct ring_pub pub;
+        struct ring_sub s;
+        uint64_t held[4], seq = 0;
+        zcbus_msg hold, m;
+
+        topic_open(&t, &p);
+        sub_start(&t, &s, 0, 0, 4, held, ZCBUS_WAIT_ADAPTIVE);
+        pub_start(&t, &pub, 0, ZCBUS_WAIT_ADAPTIVE);
+        pub_n(&pub, 1);
+        ck_assert_int_eq(ring_sub_recv(&s, &hold, 1, 0), 1);
+        ck_assert_uint_eq(hold.seq, 0);
+        /* Many laps while seq 0 is held: no claim waits, none writes it. */
+        for (int i = 0; i < 50; i++) {
+                int r = pub_one(&pub, 0, &seq);
+                ck_assert_msg(r == 0, "LATEST claim %d with a held slot: %d", i, r);
+                ck_assert_uint_ne(seq & 7, 0);
+                check_msg(&hold, 32);
+        }
+        ck_assert_msg(seg_held(&t.bm, 0), "the held slot is not marked held");
+        ck_assert_int_eq(ring_sub_release(&s, &hold.seq, 1), 0);
+        ck_assert_msg(!seg_held(&t.bm, 0), "the released slot is still marked held");
+        /* Released: the reader catches up with the newest, never a torn one. */
+        uint64_t prev = hold.seq;
+        for (;;) {
+                int r = ring_sub_recv(&s, &m, 1, 0);
+                if (r == -EAGAIN)
+                        break;
+                ck_assert_int_eq(r, 1);
+                ck_assert_uint_gt(m.seq, prev);
+                check_msg(&m, 32);
+                prev = m.seq;
+                ck_assert_int_eq(ring_sub_release(&s, &m.seq, 1), 0);
+        }
+        ck_assert_uint_eq(prev, seq);
+        /* The slot is reused once nobody holds it. */
+        for (int i = 0; i < 8; i++)
+                ck_assert_int_eq(pub_one(&pub, 0, NULL), 0);
+        ck_assert_uint_eq(ld64(&seg_slot(&t.bm, 0)->stamp) & SEG_STAMP_SEQ_MASK,
+                          ring_stamp(ring_head(&t.bm) - 1 - ((ring_head(&t.bm) - 1) & 7)));
+        ring_pub_deinit(&pub);
+        ring_sub_deinit(&s);
+        topic_close(&t);
+}
+END_TEST
+
+START_TEST(test_latest_hold_by_a_subscriber_past_the_first_64_protects_its_slot) {
+        struct seg_params p = params(8, 32, ZCBUS_POLICY_LATEST, 1, 100);
+        struct topic t;
+        struct ring_pub pub;
+        struct ring_sub s;
+        uint64_t held[4];
+        zcbus_msg hold;
+
+        topic_open(&t, &p);
+        sub_start(&t, &s, 70, 0, 4, held, ZCBUS_WAIT_ADAPTIVE);
+        pub_start(&t, &pub, 0, ZCBUS_WAIT_ADAPTIVE);
+        pub_n(&pub, 1);
+        ck_assert_int_eq(ring_sub_recv(&s, &hold, 1, 0), 1);
+        ck_assert_msg(seg_held(&t.bm, hold.seq), "subscriber 70's hold is not visible");
+        for (int i = 0; i < 30; i++) {
+                ck_assert_int_eq(pub_one(&pub, 0, NULL), 0);
+                check_msg(&hold, 32);
+        }
+        ck_assert_int_eq(ring_sub_release(&s, &hold.seq, 1), 0);
+        ck_assert(!seg_held(&t.bm, hold.seq));
+        ring_sub_deinit(&s);
+        ring_pub_deinit(&pub);
+        topic_close(&t);
+}
+END_TEST
+
+/* LATEST messages carry the producer's count of committed messages in their
+ * first 8 bytes (xor the pattern), so a reader can tell messages from
+ * sequences: seqs stamped SKIPPED or ABANDONED are not messages. */
+static void latest_fill(struct ring_pub *p, uint64_t seq, uint64_t count) {
+        uint32_t size = p->m->g.slot_size;
+        size_t len = pattern_len(seq, 16, size);
+        uint8_t *b = ring_pub_payload(p, seq);
+        uint64_t w;
+        pattern_fill(b, len, seq);
+        memcpy(&w, b, 8);
+        w ^= count;
+        memcpy(b, &w, 8);
+        ring_pub_publish(p, seq, (uint32_t)len, seq * 3);
+}
+
+/* The count carried by a message, after checking all its other bytes. */
+static uint64_t latest_check(const zcbus_msg *m, uint32_t slot_size) {
+        uint8_t want[256];
+        uint64_t w, x;
+
+        FAST_CHECK(slot_size <= sizeof(want), "slot_size %u too big", slot_size);
+        FAST_CHECK(m->len == pattern_len(m->seq, 16, slot_size), "seq %llu: len %zu",
+                   (unsigned long long)m->seq, m->len);
+        pattern_fill(want, m->len, m->seq);
+        FAST_CHECK(memcmp((const uint8_t *)m->data + 8, want + 8, m->len - 8) == 0,
+                   "seq %llu: payload torn or overwritten", (unsigned long long)m->seq);
+        memcpy(&w, m->data, 8);
+        memcpy(&x, want, 8);
+        return w ^ x;
+}
+
+struct latest_ctx {
+        struct topic *t;
+        uint64_t n;
+        pthread_barrier_t go;
+};
+
+struct latest_sub_arg {
+        struct latest_ctx *x;
+        uint32_t index;
+        uint32_t holds; /* how many messages it keeps before releasing */
+        uint32_t mode;
+        uint64_t received, lost, skipped;
+        char miscount[160]; /* the first message whose lost count is wrong */
+};
+
+static void *latest_producer(void *arg) {
+        struct latest_ctx *x = arg;
+        struct ring_pub p;
+        uint64_t seq;
+
+        pub_start(x->t, &p, 0, ZCBUS_WAIT_ADAPTIVE);
+        (void)pthread_barrier_wait(&x->go);
+        for (uint64_t i = 0; i < x->n; i++) {
+                /* (Timeout 0 with held slots is the business of
+                 * test_latest_producer_never_waits_...; here, the readers.)
+                 * The long timeout is a safety net only: it turns a
+                 * producer stuck behind held slots into a message. */
+                int r = ring_pub_claim(&p, 1, 30000, &seq);
+                if (r == -ETIMEDOUT) {
+                        unsigned held = 0;
+                        for (uint32_t k = 0; k < p.m->g.slot_count; k++)
+                                held += seg_held(p.m, k);
+                        ck_abort_msg("LATEST producer stuck in claim %llu for 30 s with %u of %u slots held "
+                                     "(the holders are waiting for data)",
+                                     (unsigned long long)i, held, p.m->g.slot_count);
+                }
+                FAST_CHECK(r == 0, "claim %llu: %d", (unsigned long long)i, r);
+                latest_fill(&p, seq, i);
+                ring_pub_notify(&p);
+        }
+        ring_pub_deinit(&p);
+        return NULL;
+}
+
+static void *latest_subscriber(void *arg) {
+        struct latest_sub_arg *a = arg;
+        struct ring_sub s;
+        uint64_t held[8], prev_seq = 0, prev_count = UINT64_MAX, prev_skipped = 0;
+        zcbus_msg keep[8];
+        uint32_t nkeep = 0;
+        const uint64_t last = a->x->n - 1;
+
+        sub_start(a->x->t, &s, a->index, 0, 8, held, a->mode);
+        (void)pthread_barrier_wait(&a->x->go);
+        for (;;) {
+                zcbus_msg m;
+                if (nkeep == a->holds) {
+                        /* Before letting go of the oldest, check it again:
+                         * held messages must not change under us. */
+                        FAST_EQ(latest_check(&keep[0], 200), keep[0].timestamp_ns);
+                        FAST_EQ(ring_sub_release(&s, &keep[0].seq, 1), 0);
+                        memmove(keep, keep + 1, (nkeep - 1) * sizeof(keep[0]));
+                        nkeep--;
+                }
+                int r = ring_sub_recv(&s, &m, 1, TIMEOUT_FOREVER);
+                FAST_CHECK(r == 1, "subscriber %u recv: %d", a->index, r);
+                uint64_t count = latest_check(&m, 200);
+                FAST_CHECK(prev_count == UINT64_MAX || m.seq > prev_seq, "subscriber %u: seq %llu after %llu",
+                           a->index, (unsigned long long)m.seq, (unsigned long long)prev_seq);
+                FAST_CHECK(count > prev_count || prev_count == UINT64_MAX,
+                           "subscriber %u: message %llu after %llu", a->index, (unsigned long long)count,
+                           (unsigned long long)prev_count);
+                /* Accounting is checked at the end, so that a miscount
+                 * does not stop the torn-read checks. lost counts missed
+                 * sequences: with the markers stepped over (slots a
+                 * producer found held), it accounts for the whole gap; of
+                 * the sequences missed, at most lost were messages. */
+                uint64_t want_seq = prev_count == UINT64_MAX ? 0 : prev_seq + 1;
+                uint64_t missed = prev_count == UINT64_MAX ? count : count - prev_count - 1;
+                if ((m.seq != want_seq + m.lost + (s.skipped - prev_skipped) || missed > m.lost) &&
+                    !a->miscount[0])
+                        snprintf(a->miscount, sizeof(a->miscount),
+                                 "message %llu (seq %llu) after %llu (seq %llu) reports lost %llu, markers %llu",
+                                 (unsigned long long)count, (unsigned long long)m.seq,
+                                 (unsigned long long)prev_count, (unsigned long long)prev_seq,
+                                 (unsigned long long)m.lost, (unsigned long long)(s.skipped - prev_skipped));
+                prev_skipped = s.skipped;
+                a->received++;
+                a->lost += m.lost;
+                prev_seq = m.seq;
+                prev_count = count;
+                m.timestamp_ns = count; /* remember it for the re-check */
+                keep[nkeep++] = m;
+                for (uint32_t i = 0; i + 1 < nkeep; i++)
+                        FAST_EQ(latest_check(&keep[i], 200), keep[i].timestamp_ns);
+                if (count == last)
+                        break;
+        }
+        for (uint32_t i = 0; i < nkeep; i++) {
+                FAST_EQ(latest_check(&keep[i], 200), keep[i].timestamp_ns);
+                FAST_EQ(ring_sub_release(&s, &keep[i].seq, 1), 0);
+        }
+        a->skipped = s.skipped;
+        ring_sub_deinit(&s);
+        return NULL;
+}
+
+START_TEST(test_latest_slow_subscribers_never_see_torn_messages_and_account_for_every_one) {
+        struct seg_params p = params(16, 200, ZCBUS_POLICY_LATEST, 1, 3);
+        struct latest_ctx x = {.n = test_scaled(200000)};
+        struct latest_sub_arg sa[3] = {
+                {.index = 0, .holds = 1, .mode = ZCBUS_WAIT_ADAPTIVE}, /* fast: releases at once */
+                {.index = 1, .holds = 4, .mode = ZCBUS_WAIT_FUTEX},    /* slow: keeps and re-checks 4 */
+                {.index = 2, .holds = 8, .mode = ZCBUS_WAIT_FUTEX},    /* slower still */
+        };
+        pthread_t pt, st[3];
+        struct topic t;
+
+        topic_open(&t, &p);
+        x.t = &t;
+        ck_assert_int_eq(pthread_barrier_init(&x.go, NULL, 4), 0);
+        for (int i = 0; i < 3; i++) {
+                sa[i].x = &x;
+                ck_assert_int_eq(pthread_create(&st[i], NULL, latest_subscriber, &sa[i]), 0);
+        }
+        ck_assert_int_eq(pthread_create(&pt, NULL, latest_producer, &x), 0);
+        ck_assert_int_eq(pthread_join(pt, NULL), 0);
+        for (int i = 0; i < 3; i++) {
+                ck_assert_int_eq(pthread_join(st[i], NULL), 0);
+        }
+        /* Every sequence handed out was a message or a marker for a held
+         * slot; each subscriber received it, counted it lost, or stepped
+         * over it as a marker. Without markers: received + lost ==
+         * published, exactly. */
+        uint64_t sequences = ring_head(&t.bm) - t.bm.g.start_seq;
+        uint64_t markers = ld64(&seg_prod(&t.bm, 0)->skipped);
+        ck_assert_uint_eq(sequences, x.n + markers);
+        for (int i = 0; i < 3; i++) {
+                ck_assert_msg(!sa[i].miscount[0], "subscriber %d: %s", i, sa[i].miscount);
+                ck_assert_msg(sa[i].received + sa[i].lost + sa[i].skipped == sequences,
+                              "subscriber %d: received %llu + lost %llu + markers %llu != sequences %llu", i,
+                              (unsigned long long)sa[i].received, (unsigned long long)sa[i].lost,
+                              (unsigned long long)sa[i].skipped, (unsigned long long)sequences);
+                if (markers == 0)
+                        ck_assert_uint_eq(sa[i].received + sa[i].lost, x.n);
+                ck_assert_uint_eq(ld64(&seg_sub(&t.bm, (uint32_t)i)->lost), sa[i].lost);
+        }
+        (void)pthread_barrier_destroy(&x.go);
+        topic_close(&t);
+}
+END_TEST
+
+static Suite *ring_suite(void) {
+        Suite *s = suite_create("ring");
+        TCase *tc;
+
+        tc = tcase_create("index");
+        tcase_set_timeout(tc, 60);
+        tcase_add_test(tc, test_prev_stamp_and_slot_index_wrap_at_every_boundary);
+        tcase_add_test(tc, test_traffic_crosses_32bit_sequence_and_futex_word_wraparound);
+        tcase_add_test(tc, test_claims_past_the_sequence_limit_fail_with_eoverflow);
+        suite_add_tcase(s, tc);
+
+        tc = tcase_create("reliable");
+        tcase_set_timeout(tc, 120);
+        tcase_add_test(tc, test_one_producer_one_subscriber_pass_a_million_messages_in_order);
+        tcase_add_test(tc, test_many_producers_many_subscribers_see_every_sequence_once_in_order);
+        tcase_add_test(tc, test_subscribers_joining_mid_stream_never_see_gaps_or_overwrites);
+        tcase_add_test(tc, test_history_gives_a_late_subscriber_exactly_the_last_k);
+        tcase_add_test(tc, test_holds_beyond_max_fail_with_enobufs_and_release_in_any_order);
+        tcase_add_test(tc, test_releasing_a_sequence_not_held_fails_with_enoent);
+        tcase_add_test(tc, test_failed_release_batch_leaves_holds_and_floor_consistent);
+        tcase_add_test(tc, test_recv_on_an_empty_ring_returns_eagain_or_etimedout);
+        tcase_add_test(tc, test_full_reliable_ring_returns_eagain_or_etimedout_to_the_producer);
+        suite_add_tcase(s, tc);
+
+        tc = tcase_create("repair");
+        tcase_set_timeout(tc, 60);
+        tcase_add_test(tc, test_evicting_a_stalled_subscriber_unblocks_a_waiting_producer);
+        tcase_add_test(tc, test_closing_a_subscriber_stops_it_gating_producers);
+        tcase_add_test(tc, test_evicted_producer_claim_is_skipped_and_the_topic_continues);
+        tcase_add_test(tc, test_producer_eviction_waits_until_the_abandoned_slot_is_free);
+        tcase_add_test(tc, test_producer_dead_between_intent_and_claim_record_leaves_a_hole_the_broker_fills);
+        tcase_add_test(tc, test_pub_deinit_abandons_unpublished_claims);
+        tcase_add_test(tc, test_corrupt_slot_length_fails_recv_with_ebadmsg);
+        suite_add_tcase(s, tc);
+
+        tc = tcase_create("latest");
+        tcase_set_timeout(tc, 120);
+        tcase_add_test(tc, test_lapped_latest_subscriber_counts_what_it_lost);
+        tcase_add_test(tc, test_latest_producer_never_waits_and_never_overwrites_a_held_message);
+        tcase_add_test(tc, test_latest_hold_by_a_subscriber_past_the_first_64_protects_its_slot);
+        tcase_add_test(tc, test_latest_slow_subscribers_never_see_torn_messages_and_account_for_every_one);
+        suite_add_tcase(s, tc);
+        return s;
+}
+
+int main(void) {
+        SRunner *sr;
+        int failed;
+
+        require_memfd_sealing(); /* exits 77 without it */
+        sr = srunner_create(ring_suite());
+        srunner_run_all(sr, CK_NORMAL);
+        failed = srunner_ntests_failed(sr);
+        srunner_free(sr);
+        return failed ? 1 : 0;
+}
