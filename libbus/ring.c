@@ -235,9 +235,13 @@ static int prepare_slots(struct ring_pub *p, uint64_t deadline, bool may_wait) {
 /* LATEST: claim one sequence whose slot nobody holds. A held slot is
  * stamped SKIPPED (readers step over it) and the producer claims again:
  * it never waits for a reader. */
-static bool next_slot_unheld(void *c) {
-        struct ring_pub *p = c;
-        return !seg_held(p->m, load_rlx(&seg_head(p->m)->head)); /* F */
+/* Is any slot of the ring free of holds? (SC loads: point F) */
+static bool some_slot_unheld(void *c) {
+        const struct seg_map *m = ((struct ring_pub *)c)->m;
+        for (uint64_t i = 0; i < m->g.slot_count; i++)
+                if (!seg_held(m, i))
+                        return true;
+        return false;
 }
 
 static int claim_latest(struct ring_pub *p, uint64_t deadline, bool may_wait, uint64_t *ret_seq) {
@@ -248,19 +252,26 @@ static int claim_latest(struct ring_pub *p, uint64_t deadline, bool may_wait, ui
 
         for (;;) {
                 if (skips >= m->g.slot_count) {
-                        /* A whole lap held: readers hold every slot. Wait
-                         * (as for room) for a release, within the timeout. */
-                        uint64_t dummy = 0;
-                        if (!may_wait)
-                                return -EAGAIN;
-                        stat_inc(&p->me->waits, 1);
-                        int r = wait_until(&p->wait, &sn->room_waiters, &sn->room_word, deadline, next_slot_unheld,
-                                           p, &dummy);
-                        if (r < 0)
-                                return r;
+                        /* A whole lap of held slots. Holds come and go (a
+                         * reader's hold on a slot that turned out to be
+                         * overwritten lasts an instant), so only if every
+                         * slot is held right now is there nothing to do but
+                         * wait for a release, within the timeout. */
                         skips = 0;
+                        if (!some_slot_unheld(p)) {
+                                uint64_t dummy = 0;
+                                if (!may_wait)
+                                        return -EAGAIN;
+                                stat_inc(&p->me->waits, 1);
+                                int r = wait_until(&p->wait, &sn->room_waiters, &sn->room_word, deadline,
+                                                   some_slot_unheld, p, &dummy);
+                                if (r < 0)
+                                        return r;
+                        }
                 }
                 uint64_t h = load_rlx(&hd->head);
+                if (_unlikely_(h > SEG_SEQ_LIMIT))
+                        return -EOVERFLOW;
                 store_rlx(&p->me->claim_n, 1);
                 store_sc(&p->me->claim, SEG_CLAIM_PENDING | h); /* J */
                 uint64_t t = faa_sc(&hd->head, 1);
@@ -268,7 +279,7 @@ static int claim_latest(struct ring_pub *p, uint64_t deadline, bool may_wait, ui
                 p->claim = t;
                 p->nclaim = 1;
                 p->nwritten = 0;
-                if (_unlikely_(t > SEG_SEQ_LIMIT - 1))
+                if (_unlikely_(t > SEG_SEQ_LIMIT))
                         return -EOVERFLOW;
                 int r = wait_room(p, t, ROOM_PREV, deadline, may_wait);
                 if (r < 0)
@@ -281,12 +292,12 @@ static int claim_latest(struct ring_pub *p, uint64_t deadline, bool may_wait, ui
                 }
                 mark_slot(m, t, p->index, SEG_SLOT_SKIPPED);
                 stat_inc(&p->me->skipped, 1);
-                skips++;
-                if (may_wait && deadline && now_ns() >= deadline)
-                        return -ETIMEDOUT;
                 p->claim = SEG_CLAIM_NONE;
                 p->nclaim = 0;
                 store_rel(&p->me->claim, SEG_CLAIM_NONE);
+                skips++;
+                if (may_wait && deadline && now_ns() >= deadline)
+                        return -ETIMEDOUT;
         }
 }
 
@@ -315,6 +326,8 @@ int ring_pub_claim(struct ring_pub *p, uint32_t n, int timeout_ms, uint64_t *ret
         /* Look before claiming: with one producer this check is exact, so
          * a timeout never leaves a claim behind. */
         h = load_rlx(&hd->head);
+        if (_unlikely_(h > SEG_SEQ_LIMIT + 1 - n))
+                return -EOVERFLOW; /* the sequence space is used up */
         uint32_t gen = load_sc(&seg_subs_notify(m)->gen);
         if (gen != p->gen) {
                 p->gen = gen;
@@ -327,7 +340,7 @@ int ring_pub_claim(struct ring_pub *p, uint32_t n, int timeout_ms, uint64_t *ret
         store_rlx(&p->me->claim_n, n);
         store_sc(&p->me->claim, SEG_CLAIM_PENDING | h); /* J */
         s = faa_sc(&hd->head, n);                       /* G, J */
-        if (_unlikely_(s > SEG_SEQ_LIMIT - n)) {
+        if (_unlikely_(s > SEG_SEQ_LIMIT + 1 - n)) {
                 /* Unreachable in practice (2^63 messages); leave the claim
                  * for the broker, which writes it off. */
                 store_rel(&p->me->claim, s);
