@@ -29,7 +29,7 @@
 #define SEG_SEALS (F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL)
 
 static uint32_t stride_of(uint32_t slot_size) {
-        return SEG_LINE + ALIGN_UP(slot_size, SEG_LINE);
+        return ALIGN_UP(SEG_SLOT_DESC + slot_size, SEG_LINE);
 }
 
 int seg_params_check(const struct seg_params *p) {

@@ -10,8 +10,8 @@
  *                  line 2     claim counter `head` (producers only)
  *                  line 3     data futex word (bumped to wake readers)
  *                  lines 4..  producer table, one line per producer
- *                  slots      slot_count x slot_stride: a 64-byte
- *                             descriptor line, then the payload
+ *                  slots      slot_count x slot_stride: a 32-byte
+ *                             descriptor, then the payload
  *  subs segment  everyone maps it read-write: the state a subscriber must
  *                write. It holds:
  *                  line 0     immutable header (struct seg_subs_hdr)
@@ -89,7 +89,7 @@ struct seg_ring_hdr {
         uint8_t topic_id[16];
         uint32_t slot_count;
         uint32_t slot_size;   /* payload capacity of a slot */
-        uint32_t slot_stride; /* SEG_LINE + ALIGN_UP(slot_size, SEG_LINE) */
+        uint32_t slot_stride; /* ALIGN_UP(SEG_SLOT_DESC + slot_size, SEG_LINE) */
         uint32_t max_producers;
         uint64_t slots_offset;
         uint64_t seg_size;
@@ -134,10 +134,13 @@ struct seg_slot {
         au32 flags; /* SEG_SLOT_* */
         au64 ts_ns; /* CLOCK_MONOTONIC at commit */
         uint32_t producer;
-        uint8_t pad[SEG_LINE - 28];
-        /* payload follows, 64-byte aligned */
+        uint32_t pad;
+        /* The payload follows at once, 32-byte aligned, so that a small
+         * message shares its cache line with the stamp: one line moves
+         * from producer to reader, not two. Slots start on a line. */
 };
-static_assert(sizeof(struct seg_slot) == SEG_LINE, "one line");
+#define SEG_SLOT_DESC 32u
+static_assert(sizeof(struct seg_slot) == SEG_SLOT_DESC, "half a line");
 
 #define SEG_RING_PRODS_OFFSET (2 * SEG_LINE + sizeof(struct seg_ring_head) + sizeof(struct seg_ring_notify))
 static_assert(offsetof(struct seg_ring_hdr, reserved) + 32 == 128, "header packed");
@@ -258,7 +261,7 @@ static inline struct seg_slot *seg_slot(const struct seg_map *m, uint64_t seq) {
                                    (uint64_t)(seq & m->g.mask) * m->g.slot_stride);
 }
 static inline uint8_t *seg_payload(struct seg_slot *s) {
-        return (uint8_t *)s + SEG_LINE;
+        return (uint8_t *)s + SEG_SLOT_DESC;
 }
 static inline struct seg_subs_notify *seg_subs_notify(const struct seg_map *m) {
         return (struct seg_subs_notify *)(m->subs + SEG_LINE);

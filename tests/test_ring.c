@@ -193,7 +193,7 @@ START_TEST(test_prev_stamp_and_slot_index_wrap_at_every_boundary) {
                 uint8_t *sl = (uint8_t *)seg_slot(&t.bm, s);
                 ck_assert_ptr_eq(sl, base + (s % 256) * t.bm.g.slot_stride);
                 ck_assert_ptr_eq((void *)seg_slot(&t.bm, s + 256), sl);
-                ck_assert_ptr_eq(seg_payload((struct seg_slot *)sl), sl + SEG_LINE);
+                ck_assert_ptr_eq(seg_payload((struct seg_slot *)sl), sl + SEG_SLOT_DESC);
                 ck_assert((uint64_t)(sl + t.bm.g.slot_stride - t.bm.ring) <= t.bm.g.ring_size);
         }
         /* Masking keeps any sequence, even a nonsense one, inside the ring. */

@@ -176,7 +176,7 @@ END_TEST
 
 START_TEST(test_ring_size_covers_every_part_and_refuses_oversized_totals) {
         struct seg_params p = valid_params();
-        uint64_t sz, stride = SEG_LINE + ((p.slot_size + SEG_LINE - 1) / SEG_LINE) * SEG_LINE;
+        uint64_t sz, stride = ((SEG_SLOT_DESC + p.slot_size + SEG_LINE - 1) / SEG_LINE) * SEG_LINE;
 
         ck_assert_int_eq(seg_ring_size(&p, &sz), 0);
         ck_assert_uint_ge(sz, SEG_RING_PRODS_OFFSET + (uint64_t)p.max_producers * SEG_LINE +
