@@ -144,7 +144,8 @@ const char *zcbus_last_error(zcbus *bus);
 /* Producer. */
 int zcbus_pub_open(zcbus *bus, const char *topic, const zcbus_topic_opts *opts, zcbus_pub **out);
 /* Borrow room for one message of up to len bytes in the ring; waits forever
- * for room (reliable topics). buf points into shared memory. */
+ * for room (reliable topics). buf points into shared memory, 32-byte
+ * aligned. */
 int zcbus_pub_loan(zcbus_pub *pub, size_t len, void **buf);
 int zcbus_pub_loan_timeout(zcbus_pub *pub, size_t len, void **buf, int timeout_ms);
 /* Publish the first len bytes written into the current loan. */

@@ -37,6 +37,18 @@ typedef _Atomic uint32_t au32;
 #define fas_sc(p, v) atomic_fetch_sub_explicit((p), (v), memory_order_seq_cst)
 #define cas_sc(p, e, v) atomic_compare_exchange_strong_explicit((p), (e), (v), memory_order_seq_cst, memory_order_seq_cst)
 
+/* A full (SC) fence. ThreadSanitizer (gcc) refuses atomic_thread_fence;
+ * there, a locked read-modify-write of a private word, a full barrier on
+ * the hardware, stands in. */
+static inline void full_fence(void) {
+#if defined(__SANITIZE_THREAD__)
+        static _Atomic unsigned dummy;
+        (void)atomic_fetch_add_explicit(&dummy, 0, memory_order_seq_cst);
+#else
+        atomic_thread_fence(memory_order_seq_cst);
+#endif
+}
+
 /* Busy-wait hint: tells the core we are spinning (PAUSE on x86). */
 static inline void cpu_relax(void) {
 #if defined(__x86_64__) || defined(__i386__)

@@ -57,13 +57,14 @@ typedef bool (*ready_fn)(void *ctx);
 static int wait_until(const struct ring_wait *w, au32 *waiters, au32 *word, uint64_t deadline,
                       ready_fn ready, void *ctx, uint64_t *sleeps) {
         if (w->mode != ZCBUS_WAIT_FUTEX) {
-                uint64_t spin_end = w->mode == ZCBUS_WAIT_SPIN ? UINT64_MAX
-                                                               : now_ns() + (uint64_t)w->spin_us * 1000u;
+                bool spin_only = w->mode == ZCBUS_WAIT_SPIN;
+                uint64_t spin_end = spin_only ? UINT64_MAX : now_ns() + (uint64_t)w->spin_us * 1000u;
                 for (unsigned i = 1;; i++) {
                         if (ready(ctx))
                                 return 0;
                         cpu_relax();
-                        if ((i & 127) == 0) {
+                        /* The clock only when something can end the spin. */
+                        if ((i & 127) == 0 && (deadline || !spin_only)) {
                                 uint64_t t = now_ns();
                                 if (deadline && t >= deadline)
                                         return -ETIMEDOUT;
@@ -76,11 +77,19 @@ static int wait_until(const struct ring_wait *w, au32 *waiters, au32 *word, uint
                 int r = 0;
 
                 (void)faa_sc(waiters, 1);           /* C / F */
+                /* The hot side only has a compiler barrier (fence_light):
+                 * fence every registered process before re-checking. */
+                bool bounded = fence_heavy() < 0;
                 uint32_t v = load_sc(word);
                 if (!ready(ctx)) {
+                        uint64_t until = deadline;
+                        if (bounded && (!until || until > now_ns() + 1000000))
+                                until = now_ns() + 1000000;
                         if (sleeps)
                                 (*sleeps)++;
-                        r = futex_wait(word, v, deadline);
+                        r = futex_wait(word, v, until);
+                        if (r == -ETIMEDOUT && until != deadline)
+                                r = 0;
                 }
                 (void)fas_sc(waiters, 1);
                 if (ready(ctx))
@@ -326,6 +335,10 @@ int ring_pub_claim(struct ring_pub *p, uint32_t n, int timeout_ms, uint64_t *ret
         /* Look before claiming: with one producer this check is exact, so
          * a timeout never leaves a claim behind. */
         h = load_rlx(&hd->head);
+        /* Ask for the slot's line for writing now: its previous lap was read
+         * by subscribers, and a plain load first would cost a second
+         * coherence round trip to upgrade. */
+        __builtin_prefetch(seg_slot(m, h), 1, 3);
         if (_unlikely_(h > SEG_SEQ_LIMIT + 1 - n))
                 return -EOVERFLOW; /* the sequence space is used up */
         uint32_t gen = load_sc(&seg_subs_notify(m)->gen);
@@ -386,11 +399,11 @@ void ring_pub_publish(struct ring_pub *p, uint64_t seq, uint32_t len, uint64_t t
 void ring_pub_notify(struct ring_pub *p) {
         const struct seg_map *m = p->m;
 
-        /* D: one full fence orders every stamp published since the last
-         * notify before the look at data_waiters (C11 fence rules: a
-         * reader's SC re-load that follows this fence in S sees the
-         * stamps). One fence per batch, not one locked store per slot. */
-        atomic_thread_fence(memory_order_seq_cst);
+        /* D: order every stamp published since the last notify before the
+         * look at data_waiters. A compiler barrier when this process is
+         * registered for membarrier (sleepers fence us), else a full
+         * fence: one per batch either way. */
+        fence_light();
         if (load_rlx(&seg_subs_notify(m)->data_waiters) == 0)
                 return;
         stat_inc(&p->me->wakeups, 1);
@@ -490,8 +503,9 @@ static uint64_t floor_of(const struct ring_sub *s) {
 static void publish_floor(struct ring_sub *s, uint64_t f) {
         struct seg_subs_notify *sn = seg_subs_notify(s->m);
 
-        store_sc(&s->me->floor, f);     /* E */
-        if (load_sc(&sn->room_waiters)) /* E */
+        store_rel(&s->me->floor, f); /* E: payload reads done before the floor moves */
+        fence_light();               /* E (sleepers fence us, see futex.h) */
+        if (load_rlx(&sn->room_waiters))
                 wake_all(&sn->room_word);
 }
 
