@@ -128,19 +128,20 @@ static int line_wait(struct shm_line *l, uint32_t old, const struct waiter *w, u
         }
 }
 
-/* A zeroed shared mapping of a sealed-size memfd: what both processes of
- * a run map, made before the fork. */
-static int shm_map(const char *name, size_t len, uint8_t **ret) {
+/* A zeroed shared mapping of *len bytes of a sealed-size memfd: what both
+ * processes of a run map, made before the fork. On failure *len is 0, so
+ * that shm_unmap() has nothing to do. */
+static int shm_map(const char *name, size_t *len, uint8_t **ret) {
         _cleanup_close_ int fd = memfd_create(name, MFD_CLOEXEC);
-        void *p;
+        void *p = MAP_FAILED;
 
-        if (fd < 0)
-                return negerrno();
-        if (ftruncate(fd, (off_t)len) < 0)
-                return negerrno();
-        p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-        if (p == MAP_FAILED)
-                return negerrno();
+        if (fd >= 0 && ftruncate(fd, (off_t)*len) == 0)
+                p = mmap(NULL, *len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+        if (p == MAP_FAILED) {
+                int r = negerrno();
+                *len = 0;
+                return r;
+        }
         *ret = p;
         return 0;
 }
@@ -323,7 +324,6 @@ static void lat_shm_freep(struct lat_shm **p) {
 }
 
 static const struct lat_ops lat_shm_ops = {
-        .name = "shm",
         .attach = lat_shm_attach,
         .begin = lat_shm_begin,
         .ping = lat_shm_ping,
@@ -334,19 +334,17 @@ static const struct lat_ops lat_shm_ops = {
 
 static int lat_shm_new(const struct lat_cfg *cfg, struct lat_xp *ret) {
         _cleanup_(lat_shm_freep) struct lat_shm *x = calloc(1, sizeof(*x));
-        size_t area = ALIGN_UP(cfg->max_size, (size_t)64);
+        size_t area = ALIGN_UP(cfg->com.max_size, (size_t)64);
         int r;
 
         if (!x)
                 return -ENOMEM;
-        x->w = waiter_for(cfg->wait, cfg->spin_us, true);
-        x->max = cfg->max_size;
+        x->w = waiter_for(cfg->com.wait, cfg->com.spin_us, true);
+        x->max = cfg->com.max_size;
         x->len = 2 * sizeof(struct shm_line) + 2 * area;
-        r = shm_map("zcbus-lat-shm", x->len, &x->map);
-        if (r < 0) {
-                x->len = 0;
+        r = shm_map("zcbus-lat-shm", &x->len, &x->map);
+        if (r < 0)
                 return r;
-        }
         x->ping = (struct shm_line *)x->map;
         x->pong = x->ping + 1;
         x->ping_buf = x->map + 2 * sizeof(struct shm_line);
@@ -451,18 +449,8 @@ static void lat_sock_freep(struct lat_sock **p) {
         lat_sock_free(*p);
 }
 
-static const struct lat_ops lat_uds_ops = {
-        .name = "uds",
-        .attach = lat_sock_attach,
-        .begin = lat_sock_begin,
-        .ping = lat_sock_ping,
-        .pong = lat_sock_pong,
-        .end = lat_sock_end,
-        .free = lat_sock_free,
-};
-
-static const struct lat_ops lat_pipe_ops = {
-        .name = "pipe",
+/* uds and pipe alike: x->kind tells them apart. */
+static const struct lat_ops lat_sock_ops = {
         .attach = lat_sock_attach,
         .begin = lat_sock_begin,
         .ping = lat_sock_ping,
@@ -479,7 +467,7 @@ static int lat_sock_new(unsigned kind, const struct lat_cfg *cfg, struct lat_xp 
                 return -ENOMEM;
         x->kind = kind;
         x->ping_rd = x->ping_wr = x->pong_rd = x->pong_wr = x->rd = x->wr = -1;
-        x->max = cfg->max_size;
+        x->max = cfg->com.max_size;
         x->buf = calloc(1, x->max);
         if (!x->buf)
                 return -ENOMEM;
@@ -507,7 +495,7 @@ static int lat_sock_new(unsigned kind, const struct lat_cfg *cfg, struct lat_xp 
                 pipe_room(x->pong_wr, x->max);
         }
         *ret = (struct lat_xp){
-                .ops = kind == BENCH_XP_UDS ? &lat_uds_ops : &lat_pipe_ops,
+                .ops = &lat_sock_ops,
                 .st = TAKE_PTR(x),
                 .kind = kind,
         };
@@ -550,15 +538,13 @@ static int perf_shm_prepare(void *st, size_t size) {
 
         shm_unmap(&x->map, &x->len);
         x->size = size;
-        x->n = bench_perf_slots(size, cfg->slots);
+        x->n = bench_perf_slots(size, cfg->com.slots);
         x->mask = x->n - 1;
         x->stride = bench_slot_stride(size);
         x->len = ALIGN_UP(lines, (size_t)4096) + (size_t)x->n * x->stride;
-        r = shm_map("zcbus-perf-shm", x->len, &x->map);
-        if (r < 0) {
-                x->len = 0;
+        r = shm_map("zcbus-perf-shm", &x->len, &x->map);
+        if (r < 0)
                 return r;
-        }
         x->head = (struct shm_line *)x->map;
         x->done = x->head + 1;
         x->tails = x->head + 2;
@@ -691,7 +677,6 @@ static void perf_shm_free(void *st) {
 }
 
 static const struct perf_ops perf_shm_ops = {
-        .name = "shm",
         .prepare = perf_shm_prepare,
         .attach = perf_shm_attach,
         .run = perf_shm_run,
@@ -725,6 +710,17 @@ static void perf_sock_close_all(struct perf_sock *x) {
         }
 }
 
+/* The buffers of one size (prepare makes them anew for each). */
+static void perf_sock_free_bufs(struct perf_sock *x) {
+        free(x->pbuf);
+        free(x->sbuf);
+        free(x->iov);
+        free(x->mm);
+        x->pbuf = x->sbuf = NULL;
+        x->iov = NULL;
+        x->mm = NULL;
+}
+
 static int perf_sock_prepare(void *st, size_t size) {
         struct perf_sock *x = st;
         unsigned nsub = x->cfg->subscribers;
@@ -732,10 +728,7 @@ static int perf_sock_prepare(void *st, size_t size) {
         perf_sock_close_all(x);
         x->size = size;
         x->batch = (unsigned)MIN((uint64_t)x->cfg->batch, MAX(UINT64_C(1), SOCK_BATCH_BYTES / size));
-        free(x->pbuf);
-        free(x->sbuf);
-        free(x->iov);
-        free(x->mm);
+        perf_sock_free_bufs(x);
         x->pbuf = malloc(size + 8u * x->batch);
         x->sbuf = malloc(size * x->batch);
         x->iov = calloc(x->batch, sizeof(*x->iov));
@@ -908,10 +901,7 @@ static void perf_sock_free(void *st) {
                 return;
         perf_sock_close_all(x);
         free(x->fds);
-        free(x->pbuf);
-        free(x->sbuf);
-        free(x->iov);
-        free(x->mm);
+        perf_sock_free_bufs(x);
         free(x);
 }
 
@@ -919,17 +909,8 @@ static void perf_sock_freep(struct perf_sock **p) {
         perf_sock_free(*p);
 }
 
-static const struct perf_ops perf_uds_ops = {
-        .name = "uds",
-        .prepare = perf_sock_prepare,
-        .attach = perf_sock_attach,
-        .run = perf_sock_run,
-        .detach = perf_sock_detach,
-        .free = perf_sock_free,
-};
-
-static const struct perf_ops perf_pipe_ops = {
-        .name = "pipe",
+/* uds and pipe alike: x->kind tells them apart. */
+static const struct perf_ops perf_sock_ops = {
         .prepare = perf_sock_prepare,
         .attach = perf_sock_attach,
         .run = perf_sock_run,
@@ -945,7 +926,7 @@ int baseline_perf_new(unsigned kind, const struct perf_cfg *cfg, struct perf_xp 
                 if (!x)
                         return -ENOMEM;
                 x->cfg = cfg;
-                x->w = waiter_for(cfg->wait, cfg->spin_us, false);
+                x->w = waiter_for(cfg->com.wait, cfg->com.spin_us, false);
                 *ret = (struct perf_xp){.ops = &perf_shm_ops, .st = x, .kind = kind};
                 return 0;
         }
@@ -961,7 +942,7 @@ int baseline_perf_new(unsigned kind, const struct perf_cfg *cfg, struct perf_xp 
                 for (unsigned c = 0; c < cfg->subscribers; c++)
                         x->fds[c][0] = x->fds[c][1] = -1;
                 *ret = (struct perf_xp){
-                        .ops = kind == BENCH_XP_UDS ? &perf_uds_ops : &perf_pipe_ops,
+                        .ops = &perf_sock_ops,
                         .st = TAKE_PTR(x),
                         .kind = kind,
                 };

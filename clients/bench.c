@@ -223,6 +223,17 @@ void bench_fmt_rate(double v, char *buf, size_t len) {
                 (void)snprintf(buf, len, "%.0f", v);
 }
 
+void bench_fmt_sizes(const struct bench_common *c, char *buf, size_t len) {
+        char one[32];
+
+        if (len)
+                buf[0] = '\0';
+        for (unsigned i = 0; i < c->nsizes; i++) {
+                bench_fmt_size(c->sizes[i], one, sizeof(one));
+                (void)snprintf(buf + strlen(buf), len - strlen(buf), "%s%s", i ? "," : "", one);
+        }
+}
+
 uint32_t bench_ring_slots(size_t size, uint32_t req, uint64_t ring_bytes, uint32_t lo, uint32_t hi) {
         uint32_t n = hi;
 
@@ -231,6 +242,100 @@ uint32_t bench_ring_slots(size_t size, uint32_t req, uint64_t ring_bytes, uint32
         while (n > lo && (uint64_t)n * bench_slot_stride(size) > ring_bytes)
                 n >>= 1;
         return n;
+}
+
+/* The shared options, with the texts both commands always had. */
+
+void bench_common_init(struct bench_common *c) {
+        c->sizes[0] = 64;
+        c->nsizes = 1;
+        c->wait = ZCBUS_WAIT_ADAPTIVE;
+        c->spin_us = BENCH_SPIN_US_DEFAULT;
+        c->policy = ZCBUS_POLICY_RELIABLE;
+        bench_default_cpus(c->cpus);
+}
+
+int bench_bad_value(const char *cmd, const char *opt, const char *arg, const char *want) {
+        cli_err(cmd, "invalid %s '%s': %s", opt, arg, want);
+        return 2;
+}
+
+/* Report a bad value; -EINVAL for bench_common_opt's caller. */
+static int bad_common(const char *cmd, const char *opt, const char *arg, const char *want) {
+        (void)bench_bad_value(cmd, opt, arg, want);
+        return -EINVAL;
+}
+
+int bench_common_opt(const char *cmd, int opt, const char *arg, struct bench_common *c) {
+        unsigned long long v;
+        int r;
+
+        switch (opt) {
+        case BENCH_OPT_SIZE:
+                if (bench_parse_sizes(arg, c->sizes, BENCH_SIZES_MAX, &c->nsizes) < 0)
+                        return bad_common(cmd, "--size", arg,
+                                          "want a list of distinct sizes in 8..64M, e.g. 64,4K,1M (at most 16)");
+                return 1;
+        case BENCH_OPT_WAIT:
+                if (bench_parse_wait(arg, &c->wait) < 0)
+                        return bad_common(cmd, "--wait", arg, "want spin, futex or adaptive");
+                return 1;
+        case BENCH_OPT_SPIN:
+                if (cli_parse_u64(arg, 1, 1000000, 0, &v) < 0)
+                        return bad_common(cmd, "--spin-us", arg, "want microseconds in 1..1000000");
+                c->spin_us = (uint32_t)v;
+                return 1;
+        case BENCH_OPT_CPU:
+                r = bench_parse_cpus(arg, c->cpus);
+                if (r == -ERANGE)
+                        return bad_common(cmd, "--cpu", arg, "not CPUs this process may run on");
+                if (r < 0)
+                        return bad_common(cmd, "--cpu", arg, "want A,B (CPU numbers) or none");
+                return 1;
+        case BENCH_OPT_POLICY:
+                if (bench_parse_policy(arg, &c->policy) < 0)
+                        return bad_common(cmd, "--policy", arg, "want reliable or latest");
+                return 1;
+        case BENCH_OPT_SLOTS:
+                if (cli_parse_u64(arg, 2, UINT32_C(1) << 24, 1, &v) < 0 || (v & (v - 1)))
+                        return bad_common(cmd, "--slots", arg, "want a power of two in 2..16M");
+                c->slots = (uint32_t)v;
+                return 1;
+        case BENCH_OPT_BASELINE:
+                if (bench_parse_baselines(arg, &c->baselines) < 0)
+                        return bad_common(cmd, "--baseline", arg, "want a list of uds,pipe,shm, or all");
+                return 1;
+        case BENCH_OPT_NOBUS:
+                c->no_bus = true;
+                return 1;
+        case BENCH_OPT_PREFIX:
+                if (!*arg || strlen(arg) >= sizeof(c->prefix) || strpbrk(arg, " \t\n/"))
+                        return bad_common(cmd, "--prefix", arg, "want 1..127 characters, no blanks or '/'");
+                (void)snprintf(c->prefix, sizeof(c->prefix), "%s", arg);
+                return 1;
+        case BENCH_OPT_JSON:
+                c->json = true;
+                return 1;
+        default:
+                return 0;
+        }
+}
+
+int bench_common_finish(const char *cmd, struct bench_common *c, bool shared) {
+        if (c->no_bus && !c->baselines) {
+                cli_err(cmd, "--no-bus needs --baseline (there would be nothing to measure)");
+                return -EINVAL;
+        }
+        for (unsigned i = 0; i < c->nsizes; i++)
+                c->max_size = MAX(c->max_size, c->sizes[i]);
+        /* --prefix refuses "": an empty prefix means it was not given. */
+        if (!c->prefix[0]) {
+                if (shared)
+                        (void)snprintf(c->prefix, sizeof(c->prefix), "zcbus.%s", cmd);
+                else
+                        (void)snprintf(c->prefix, sizeof(c->prefix), "zcbus.%s.%ld", cmd, (long)getpid());
+        }
+        return 0;
 }
 
 /* ---------------------------------------------------------- processes */
@@ -546,7 +651,7 @@ static int lat_begin(const struct lat_run *L, enum bench_side side, int step, si
                 int r = L->xps[i].ops->begin(L->xps[i].st, side, step, size);
                 if (r < 0) {
                         cli_err(L->cmd, "%s%s: cannot set up %zu-byte round trips: %s",
-                                side == BENCH_PONG ? "peer: " : "", L->xps[i].ops->name, size,
+                                side == BENCH_PONG ? "peer: " : "", bench_xp_name(L->xps[i].kind), size,
                                 xp_why(L->xps[i].ops->why, L->xps[i].st, r));
                         return r;
                 }
@@ -566,10 +671,10 @@ static void lat_run_close(struct lat_run *L) {
 
 static void lat_report(const struct lat_run *L, unsigned x, size_t size, int r) {
         if (r == -EBADMSG)
-                cli_err(L->cmd, "%s: a %zu-byte round trip came back with the wrong counter", L->xps[x].ops->name,
-                        size);
+                cli_err(L->cmd, "%s: a %zu-byte round trip came back with the wrong counter",
+                        bench_xp_name(L->xps[x].kind), size);
         else
-                cli_err(L->cmd, "%s: %zu-byte round trip failed: %s", L->xps[x].ops->name, size,
+                cli_err(L->cmd, "%s: %zu-byte round trip failed: %s", bench_xp_name(L->xps[x].kind), size,
                         xp_why(L->xps[x].ops->why, L->xps[x].st, r));
 }
 
@@ -578,8 +683,8 @@ static void lat_report(const struct lat_run *L, unsigned x, size_t size, int r) 
 static int lat_pong_sizes(struct lat_run *L) {
         int r;
 
-        for (unsigned s = 0; s < L->cfg->nsizes; s++) {
-                size_t size = L->cfg->sizes[s];
+        for (unsigned s = 0; s < L->cfg->com.nsizes; s++) {
+                size_t size = L->cfg->com.sizes[s];
                 unsigned cur = 0;
                 char c;
 
@@ -594,7 +699,8 @@ static int lat_pong_sizes(struct lat_run *L) {
                         r = L->xps[cur].ops->pong(L->xps[cur].st, &ctr);
                         if (r < 0) {
                                 cli_err(L->cmd, "peer: %s: echoing %zu-byte messages failed: %s",
-                                        L->xps[cur].ops->name, size, xp_why(L->xps[cur].ops->why, L->xps[cur].st, r));
+                                        bench_xp_name(L->xps[cur].kind), size,
+                                        xp_why(L->xps[cur].ops->why, L->xps[cur].st, r));
                                 return r;
                         }
                         if (ctr == BENCH_MARK_NEXT)
@@ -632,7 +738,7 @@ static int lat_ping(const struct lat_run *L, unsigned x, uint64_t ctr, size_t si
 /* One size, on the ping side, after both sides are set up. */
 static int lat_measure(const struct lat_run *L, unsigned s, struct hist **hists) {
         const struct lat_cfg *cfg = L->cfg;
-        size_t size = cfg->sizes[s];
+        size_t size = cfg->com.sizes[s];
         uint64_t ctr = 0, done = 0, start;
         int r;
 
@@ -715,16 +821,16 @@ int bench_lat_run(const char *cmd, const struct lat_cfg *cfg, struct lat_xp *xps
 
         if (nxp == 0)
                 return -EINVAL;
-        r = bench_pin(cfg->cpus[0]);
+        r = bench_pin(cfg->com.cpus[0]);
         if (r < 0) {
-                cli_err(cmd, "cannot pin to CPU %d: %s", cfg->cpus[0], strerror(-r));
+                cli_err(cmd, "cannot pin to CPU %d: %s", cfg->com.cpus[0], strerror(-r));
                 return r;
         }
         if ((r = bench_pipe_open(&L.up)) < 0 || (r = bench_pipe_open(&L.down)) < 0) {
                 cli_err(cmd, "cannot create a pipe: %s", strerror(-r));
                 return r;
         }
-        r = bench_spawn(&ps, cfg->cpus[1], lat_pong_main, &L);
+        r = bench_spawn(&ps, cfg->com.cpus[1], lat_pong_main, &L);
         if (r < 0) {
                 cli_err(cmd, "cannot fork the peer: %s", strerror(-r));
                 return r;
@@ -734,8 +840,8 @@ int bench_lat_run(const char *cmd, const struct lat_cfg *cfg, struct lat_xp *xps
         for (unsigned i = 0; i < nxp; i++)
                 xps[i].ops->attach(xps[i].st, BENCH_PING);
 
-        for (unsigned s = 0; s < cfg->nsizes; s++) {
-                size_t size = cfg->sizes[s];
+        for (unsigned s = 0; s < cfg->com.nsizes; s++) {
+                size_t size = cfg->com.sizes[s];
 
                 /* Step 0 (producers) on both sides, then step 1
                  * (subscribers): each side subscribes to a topic its peer
@@ -787,7 +893,7 @@ static int perf_peer_main(void *arg) {
                 return 1;
         r = P->xp->ops->attach(P->xp->st, P->role, P->idx);
         if (r < 0) {
-                cli_err(P->cmd, "%s %s %u: cannot start: %s", P->xp->ops->name,
+                cli_err(P->cmd, "%s %s %u: cannot start: %s", bench_xp_name(P->xp->kind),
                         P->role == PERF_PROD ? "producer" : "subscriber", P->idx,
                         xp_why(P->xp->ops->why, P->xp->st, r));
                 (void)bench_put_byte(P->tok->wr, 'E');
@@ -798,9 +904,10 @@ static int perf_peer_main(void *arg) {
         P->res->t_start = now_ns();
         r = P->xp->ops->run(P->xp->st, P->role, P->idx, P->ctl, P->res);
         if (r < 0) {
-                cli_err(P->cmd, "%s %s %u: %s", P->xp->ops->name, P->role == PERF_PROD ? "producer" : "subscriber",
-                        P->idx, r == -EBADMSG ? "received a message with a wrong length or sequence number"
-                                              : xp_why(P->xp->ops->why, P->xp->st, r));
+                cli_err(P->cmd, "%s %s %u: %s", bench_xp_name(P->xp->kind),
+                        P->role == PERF_PROD ? "producer" : "subscriber", P->idx,
+                        r == -EBADMSG ? "received a message with a wrong length or sequence number"
+                                      : xp_why(P->xp->ops->why, P->xp->st, r));
                 (void)bench_put_byte(P->tok->wr, 'E');
                 return 1;
         }
@@ -862,7 +969,7 @@ int bench_perf_run(const char *cmd, const struct perf_cfg *cfg, struct perf_xp *
         }
         r = xp->ops->prepare(xp->st, size);
         if (r < 0) {
-                cli_err(cmd, "%s: cannot set up %zu-byte messages: %s", xp->ops->name, size,
+                cli_err(cmd, "%s: cannot set up %zu-byte messages: %s", bench_xp_name(xp->kind), size,
                         xp_why(xp->ops->why, xp->st, r));
                 return r;
         }
@@ -879,7 +986,7 @@ int bench_perf_run(const char *cmd, const struct perf_cfg *cfg, struct perf_xp *
                         .idx = i < np ? i : i - np,
                         .tok = &R.tok, .open_gate = &R.open_gate, .go_gate = &R.go_gate,
                 };
-                r = bench_spawn(&ps, cfg->cpus[i < np ? 0 : 1], perf_peer_main, &R.peers[i]);
+                r = bench_spawn(&ps, cfg->com.cpus[i < np ? 0 : 1], perf_peer_main, &R.peers[i]);
                 if (r < 0) {
                         cli_err(cmd, "cannot fork a peer: %s", strerror(-r));
                         return r;
@@ -893,12 +1000,12 @@ int bench_perf_run(const char *cmd, const struct perf_cfg *cfg, struct perf_xp *
         /* Producers first (they create the topic with its geometry), then
          * subscribers, then everyone at once. */
         if ((r = bench_wait_tokens(&ps, R.tok.rd, np, BENCH_PEER_TIMEOUT_MS)) < 0) {
-                peer_lost(cmd, xp->ops->name, &ps, r);
+                peer_lost(cmd, bench_xp_name(xp->kind), &ps, r);
                 return r;
         }
         bench_fd_close(&R.open_gate.wr);
         if ((r = bench_wait_tokens(&ps, R.tok.rd, ns, BENCH_PEER_TIMEOUT_MS)) < 0) {
-                peer_lost(cmd, xp->ops->name, &ps, r);
+                peer_lost(cmd, bench_xp_name(xp->kind), &ps, r);
                 return r;
         }
         t_go = now_ns();
@@ -906,7 +1013,7 @@ int bench_perf_run(const char *cmd, const struct perf_cfg *cfg, struct perf_xp *
         sleep_until(t_go + duration_ns);
         store_rel(&R.ctl->stop, 1); /* pairs with the producers' load of stop */
         if ((r = bench_wait_tokens(&ps, R.tok.rd, n, BENCH_PEER_TIMEOUT_MS)) < 0) {
-                peer_lost(cmd, xp->ops->name, &ps, r);
+                peer_lost(cmd, bench_xp_name(xp->kind), &ps, r);
                 return r;
         }
         if ((r = bench_procs_reap(&ps, cmd, BENCH_PEER_TIMEOUT_MS)) < 0)
@@ -987,6 +1094,13 @@ void bench_json_str(FILE *f, const char *s) {
                         (void)fputc(*p, f);
         }
         (void)fputc('"', f);
+}
+
+void bench_json_cpus(FILE *f, const struct bench_common *c) {
+        if (c->cpus[0] >= 0)
+                (void)fprintf(f, "\"cpus\":[%d,%d],", c->cpus[0], c->cpus[1]);
+        else
+                (void)fprintf(f, "\"cpus\":null,");
 }
 
 bool bench_have_gnuplot(void) {

@@ -48,6 +48,62 @@ const char *bench_xp_name(unsigned kind);
 
 /* --- option parsing (0 or -EINVAL; the caller reports) ------------------- */
 
+/* The settings lat and perf both take, with the same option names, texts
+ * and defaults. Both commands embed it in their cfg as "com". */
+struct bench_common {
+        size_t sizes[BENCH_SIZES_MAX];
+        unsigned nsizes;
+        size_t max_size; /* the largest of sizes, set by bench_common_finish() */
+        int cpus[2];     /* lat: ping, pong; perf: producers, subscribers; -1: not pinned */
+        uint32_t wait;   /* enum zcbus_wait_mode */
+        uint32_t spin_us;
+        uint32_t policy; /* enum zcbus_policy */
+        uint32_t slots;  /* 0: chosen per size */
+        char prefix[128]; /* "" until --prefix or bench_common_finish() */
+        unsigned baselines; /* mask of 1 << BENCH_XP_* */
+        bool no_bus, json;
+};
+
+/* getopt_long codes of the shared options; a command numbers its own
+ * options from BENCH_OPT_END_ on. */
+enum {
+        BENCH_OPT_SIZE = 0x100,
+        BENCH_OPT_WAIT,
+        BENCH_OPT_SPIN,
+        BENCH_OPT_CPU,
+        BENCH_OPT_POLICY,
+        BENCH_OPT_SLOTS,
+        BENCH_OPT_BASELINE,
+        BENCH_OPT_NOBUS,
+        BENCH_OPT_PREFIX,
+        BENCH_OPT_JSON,
+        BENCH_OPT_END_,
+};
+#define BENCH_COMMON_LONGOPTS                                                   \
+        {"size", required_argument, NULL, BENCH_OPT_SIZE},                     \
+        {"wait", required_argument, NULL, BENCH_OPT_WAIT},                     \
+        {"spin-us", required_argument, NULL, BENCH_OPT_SPIN},                  \
+        {"cpu", required_argument, NULL, BENCH_OPT_CPU},                       \
+        {"policy", required_argument, NULL, BENCH_OPT_POLICY},                 \
+        {"slots", required_argument, NULL, BENCH_OPT_SLOTS},                   \
+        {"baseline", required_argument, NULL, BENCH_OPT_BASELINE},             \
+        {"no-bus", no_argument, NULL, BENCH_OPT_NOBUS},                        \
+        {"prefix", required_argument, NULL, BENCH_OPT_PREFIX},                 \
+        {"json", no_argument, NULL, BENCH_OPT_JSON}
+
+/* The defaults: 64-byte messages, adaptive wait, reliable, first two CPUs. */
+void bench_common_init(struct bench_common *c);
+/* Take getopt_long's opt and optarg if opt is a shared option: 1 if it
+ * was, 0 if it is the command's own, -EINVAL after reporting a bad value
+ * as "zcbus CMD: invalid ..." (the caller exits 2). */
+int bench_common_opt(const char *cmd, int opt, const char *arg, struct bench_common *c);
+/* After parsing: --no-bus needs --baseline (-EINVAL, reported); set
+ * max_size and, without --prefix, the prefix "zcbus.CMD.PID" (or
+ * "zcbus.CMD" when shared, for peers started by hand). */
+int bench_common_finish(const char *cmd, struct bench_common *c, bool shared);
+/* "zcbus CMD: invalid OPT 'ARG': WANT"; returns 2. */
+int bench_bad_value(const char *cmd, const char *opt, const char *arg, const char *want);
+
 /* "uds,pipe,shm" (any order, no repeats), "all" or "none": a bit mask of
  * 1 << BENCH_XP_*. */
 int bench_parse_baselines(const char *s, unsigned *ret_mask);
@@ -66,6 +122,8 @@ int bench_parse_seconds(const char *s, double min, double max, uint64_t *ret_ns)
 void bench_fmt_size(size_t v, char *buf, size_t len);
 /* "1.23M", "456.7K", "89" */
 void bench_fmt_rate(double v, char *buf, size_t len);
+/* The --size list as given back: "64,4K,1M". */
+void bench_fmt_sizes(const struct bench_common *c, char *buf, size_t len);
 
 /* Ring geometry: slot payload rounded to a cache line plus a descriptor
  * line, as zcbus lays it out. */
@@ -138,20 +196,12 @@ enum bench_side {
 };
 
 struct lat_cfg {
-        size_t sizes[BENCH_SIZES_MAX];
-        unsigned nsizes;
-        size_t max_size;
+        struct bench_common com; /* cpus: ping, pong */
         uint64_t count;       /* measured round trips per transport and size, or */
         uint64_t duration_ns; /* measuring time per size (count == 0) */
         uint64_t warmup;      /* unrecorded round trips per transport and size */
         uint64_t round;       /* round trips per transport per round */
-        int cpus[2];          /* ping, pong; -1: not pinned */
-        uint32_t wait;        /* enum zcbus_wait_mode */
-        uint32_t spin_us;
-        uint32_t policy; /* enum zcbus_policy */
-        uint32_t slots;  /* 0: chosen per size */
         const char *sock;
-        char prefix[128];
 };
 
 /* One transport as the latency driver sees it. All calls return 0 or a
@@ -160,8 +210,7 @@ struct lat_cfg {
  * and the pong peer dies with us. For each size, both sides call begin(step 0), then the
  * driver makes sure the other side got there too, then begin(step 1):
  * zcbus opens its producers in step 0 and its subscribers in step 1. */
-struct lat_ops {
-        const char *name;
+struct lat_ops { /* the transport's name is bench_xp_name(kind) */
         /* In each process right after the fork: keep this side's ends only. */
         void (*attach)(void *st, enum bench_side side);
         int (*begin)(void *st, enum bench_side side, int step, size_t size);
@@ -201,20 +250,12 @@ int bench_lat_run(const char *cmd, const struct lat_cfg *cfg, struct lat_xp *xps
 /* --- throughput: producers -> subscribers ---------------------------------- */
 
 struct perf_cfg {
-        size_t sizes[BENCH_SIZES_MAX];
-        unsigned nsizes;
-        size_t max_size;
+        struct bench_common com; /* cpus: producers, subscribers */
         unsigned producers, subscribers;
         unsigned batch; /* >= 1 */
         unsigned rounds;
         uint64_t duration_ns; /* per transport and size, split over the rounds */
-        int cpus[2];          /* producers, subscribers; -1: not pinned */
-        uint32_t wait;
-        uint32_t spin_us;
-        uint32_t policy;
-        uint32_t slots; /* 0: chosen per size */
         const char *sock;
-        char prefix[128];
 };
 
 /* One process's outcome, in memory shared with the parent. */
@@ -241,8 +282,7 @@ enum perf_role {
         PERF_SUB = 1,
 };
 
-struct perf_ops {
-        const char *name;
+struct perf_ops { /* the transport's name is bench_xp_name(kind) */
         /* Parent, before forking a run's peers: get ready for one size. */
         int (*prepare)(void *st, size_t size);
         /* In the peer, after the fork: keep its own ends, open its handle.
@@ -287,6 +327,8 @@ static inline uint64_t perf_tag(unsigned producer, uint64_t ctr) {
 
 /* A JSON string literal with the escapes JSON needs. */
 void bench_json_str(FILE *f, const char *s);
+/* The "cpus" member and its comma: "\"cpus\":[A,B]," or "\"cpus\":null,". */
+void bench_json_cpus(FILE *f, const struct bench_common *c);
 /* Is an executable gnuplot on $PATH? */
 bool bench_have_gnuplot(void);
 

@@ -10,6 +10,8 @@
 #ifndef ZCBUS_CLI_H
 #define ZCBUS_CLI_H
 
+#include "zcbus.h"
+
 int cmd_pub(int argc, char **argv, const char *sock);
 int cmd_sub(int argc, char **argv, const char *sock);
 int cmd_list(int argc, char **argv, const char *sock);
@@ -22,5 +24,15 @@ int cli_parse_u64(const char *s, unsigned long long min, unsigned long long max,
                   unsigned long long *ret);
 /* Report an error: "zcbus <cmd>: <fmt...>" on stderr. */
 void cli_err(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Report a getopt_long failure (opterr 0, optstring starting with ':'):
+ * opt is ':' (missing argument) or '?' (unknown option); returns 2. */
+int cli_bad_option(const char *cmd, char **argv, int opt);
+/* Connect to the broker at sock (NULL: the default), or report
+ * "cannot connect to broker at 'PATH': ..." for cmd and return the
+ * negative errno. */
+int cli_connect(const char *cmd, const char *sock, zcbus **ret_bus);
+/* Report "zcbus CMD: WHAT: strerror (broker's explanation)", the
+ * explanation from bus (may be NULL) if it has one; returns 1. */
+int cli_fail(const char *cmd, zcbus *bus, int r, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 
 #endif

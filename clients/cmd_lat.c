@@ -1,8 +1,9 @@
 /*
  * cmd_lat.c: `zcbus lat`, round-trip latency between two processes. It
  * owns the command's options and output and the zcbus transport of the
- * ping-pong; the schedule (fork, handshakes, interleaved rounds) is
- * bench_lat_run() in bench.c and the references are in baseline.c.
+ * ping-pong; the options it shares with perf (bench_common_opt()), the
+ * schedule (fork, handshakes, interleaved rounds, bench_lat_run()) are in
+ * bench.c and the references are in baseline.c.
  *
  * The zcbus round trip: the ping side loans a SIZE-byte slot on
  * "<prefix>.<size>.ping", writes only the 8-byte counter there (zero copy:
@@ -79,11 +80,11 @@ static int zc_connect(struct lat_zc *x) {
 static int zc_open_pub(struct lat_zc *x, const char *topic, size_t slot_size, zcbus_pub **ret) {
         zcbus_topic_opts o = {
                 .size = sizeof(o),
-                .slot_count = bench_lat_slots(slot_size, x->cfg->slots),
+                .slot_count = bench_lat_slots(slot_size, x->cfg->com.slots),
                 .slot_size = (uint32_t)slot_size,
-                .policy = x->cfg->policy,
-                .wait_mode = x->cfg->wait,
-                .spin_us = x->cfg->spin_us,
+                .policy = x->cfg->com.policy,
+                .wait_mode = x->cfg->com.wait,
+                .spin_us = x->cfg->com.spin_us,
         };
         int r = zcbus_pub_open(x->bus, topic, &o, ret);
 
@@ -93,8 +94,8 @@ static int zc_open_pub(struct lat_zc *x, const char *topic, size_t slot_size, zc
 static int zc_open_sub(struct lat_zc *x, const char *topic) {
         zcbus_sub_opts o = {
                 .size = sizeof(o),
-                .wait_mode = x->cfg->wait,
-                .spin_us = x->cfg->spin_us,
+                .wait_mode = x->cfg->com.wait,
+                .spin_us = x->cfg->com.spin_us,
         };
         int r = zcbus_sub_open(x->bus, topic, &o, &x->sub);
 
@@ -102,7 +103,7 @@ static int zc_open_sub(struct lat_zc *x, const char *topic) {
 }
 
 static void zc_topic(const struct lat_zc *x, size_t size, const char *dir, char *buf, size_t len) {
-        (void)snprintf(buf, len, "%s.%zu.%s", x->cfg->prefix, size, dir);
+        (void)snprintf(buf, len, "%s.%zu.%s", x->cfg->com.prefix, size, dir);
 }
 
 static void zc_attach(void *st, enum bench_side side) {
@@ -196,7 +197,6 @@ static void zc_free(void *st) {
 }
 
 static const struct lat_ops zc_ops = {
-        .name = "zcbus",
         .attach = zc_attach,
         .begin = zc_begin,
         .ping = zc_ping,
@@ -209,9 +209,8 @@ static const struct lat_ops zc_ops = {
 /* ------------------------------------------------------------ options */
 
 struct lat_opts {
-        struct lat_cfg cfg;
-        unsigned baselines; /* mask of 1 << BENCH_XP_* */
-        bool no_bus, json, pong, ping;
+        struct lat_cfg cfg; /* cfg.com: the options perf has too */
+        bool pong, ping;
         const char *plot;
 };
 
@@ -246,129 +245,62 @@ static void usage(FILE *f) {
                 BENCH_SPIN_US_DEFAULT, 100.0 * hist_rel_error());
 }
 
-static int bad_option(char **argv, int o) {
-        if (o == ':')
-                cli_err(CMD, "option '%s' needs an argument (try 'zcbus lat --help')", argv[optind - 1]);
-        else if (optopt)
-                cli_err(CMD, "unknown option '-%c' (try 'zcbus lat --help')", optopt);
-        else
-                cli_err(CMD, "unknown option '%s' (try 'zcbus lat --help')", argv[optind - 1]);
-        return 2;
-}
-
-static int bad_value(const char *opt, const char *arg, const char *want) {
-        cli_err(CMD, "invalid %s '%s': %s", opt, arg, want);
-        return 2;
-}
-
 /* Returns -1 to go on, else the exit status. */
 static int parse_opts(int argc, char **argv, struct lat_opts *o) {
         enum {
-                OPT_SIZE = 0x100, OPT_WARMUP, OPT_ROUND, OPT_WAIT, OPT_SPIN, OPT_CPU, OPT_POLICY, OPT_SLOTS,
-                OPT_BASELINE, OPT_NOBUS, OPT_PREFIX, OPT_PONG, OPT_PING, OPT_JSON, OPT_PLOT,
+                OPT_WARMUP = BENCH_OPT_END_, OPT_ROUND, OPT_PONG, OPT_PING, OPT_PLOT,
         };
         static const struct option longopts[] = {
-                {"size", required_argument, NULL, OPT_SIZE},
+                BENCH_COMMON_LONGOPTS,
                 {"count", required_argument, NULL, 'n'},
                 {"duration", required_argument, NULL, 'd'},
                 {"warmup", required_argument, NULL, OPT_WARMUP},
                 {"round", required_argument, NULL, OPT_ROUND},
-                {"wait", required_argument, NULL, OPT_WAIT},
-                {"spin-us", required_argument, NULL, OPT_SPIN},
-                {"cpu", required_argument, NULL, OPT_CPU},
-                {"policy", required_argument, NULL, OPT_POLICY},
-                {"slots", required_argument, NULL, OPT_SLOTS},
-                {"baseline", required_argument, NULL, OPT_BASELINE},
-                {"no-bus", no_argument, NULL, OPT_NOBUS},
-                {"prefix", required_argument, NULL, OPT_PREFIX},
                 {"pong", no_argument, NULL, OPT_PONG},
                 {"ping", no_argument, NULL, OPT_PING},
-                {"json", no_argument, NULL, OPT_JSON},
                 {"plot", required_argument, NULL, OPT_PLOT},
                 {"help", no_argument, NULL, 'h'},
                 {NULL, 0, NULL, 0},
         };
         struct lat_cfg *c = &o->cfg;
-        bool have_n = false, have_d = false, have_prefix = false;
+        bool have_n = false, have_d = false;
         unsigned long long v;
         int opt, r;
 
-        c->sizes[0] = 64;
-        c->nsizes = 1;
+        bench_common_init(&c->com);
         c->count = 100000;
         c->warmup = 10000;
         c->round = 1000;
-        c->wait = ZCBUS_WAIT_ADAPTIVE;
-        c->spin_us = BENCH_SPIN_US_DEFAULT;
-        c->policy = ZCBUS_POLICY_RELIABLE;
-        bench_default_cpus(c->cpus);
 
         opterr = 0;
         while ((opt = getopt_long(argc, argv, ":n:d:h", longopts, NULL)) != -1) {
+                r = bench_common_opt(CMD, opt, optarg, &c->com);
+                if (r < 0)
+                        return 2;
+                if (r > 0)
+                        continue;
                 switch (opt) {
-                case OPT_SIZE:
-                        if (bench_parse_sizes(optarg, c->sizes, BENCH_SIZES_MAX, &c->nsizes) < 0)
-                                return bad_value("--size", optarg,
-                                                 "want a list of distinct sizes in 8..64M, e.g. 64,4K,1M (at most 16)");
-                        break;
                 case 'n':
                         if (cli_parse_u64(optarg, 1, UINT64_C(1) << 40, 1, &v) < 0)
-                                return bad_value("-n", optarg, "want a count >= 1");
+                                return bench_bad_value(CMD, "-n", optarg, "want a count >= 1");
                         c->count = v;
                         have_n = true;
                         break;
                 case 'd':
                         if (bench_parse_seconds(optarg, 0.001, 86400, &c->duration_ns) < 0)
-                                return bad_value("-d", optarg, "want seconds in 0.001..86400, e.g. 2 or 0.5");
+                                return bench_bad_value(CMD, "-d", optarg,
+                                                       "want seconds in 0.001..86400, e.g. 2 or 0.5");
                         have_d = true;
                         break;
                 case OPT_WARMUP:
                         if (cli_parse_u64(optarg, 0, UINT64_C(1) << 40, 1, &v) < 0)
-                                return bad_value("--warmup", optarg, "want a count >= 0");
+                                return bench_bad_value(CMD, "--warmup", optarg, "want a count >= 0");
                         c->warmup = v;
                         break;
                 case OPT_ROUND:
                         if (cli_parse_u64(optarg, 1, UINT64_C(1) << 40, 1, &v) < 0)
-                                return bad_value("--round", optarg, "want a count >= 1");
+                                return bench_bad_value(CMD, "--round", optarg, "want a count >= 1");
                         c->round = v;
-                        break;
-                case OPT_WAIT:
-                        if (bench_parse_wait(optarg, &c->wait) < 0)
-                                return bad_value("--wait", optarg, "want spin, futex or adaptive");
-                        break;
-                case OPT_SPIN:
-                        if (cli_parse_u64(optarg, 1, 1000000, 0, &v) < 0)
-                                return bad_value("--spin-us", optarg, "want microseconds in 1..1000000");
-                        c->spin_us = (uint32_t)v;
-                        break;
-                case OPT_CPU:
-                        r = bench_parse_cpus(optarg, c->cpus);
-                        if (r == -ERANGE)
-                                return bad_value("--cpu", optarg, "not CPUs this process may run on");
-                        if (r < 0)
-                                return bad_value("--cpu", optarg, "want A,B (CPU numbers) or none");
-                        break;
-                case OPT_POLICY:
-                        if (bench_parse_policy(optarg, &c->policy) < 0)
-                                return bad_value("--policy", optarg, "want reliable or latest");
-                        break;
-                case OPT_SLOTS:
-                        if (cli_parse_u64(optarg, 2, UINT32_C(1) << 24, 1, &v) < 0 || (v & (v - 1)))
-                                return bad_value("--slots", optarg, "want a power of two in 2..16M");
-                        c->slots = (uint32_t)v;
-                        break;
-                case OPT_BASELINE:
-                        if (bench_parse_baselines(optarg, &o->baselines) < 0)
-                                return bad_value("--baseline", optarg, "want a list of uds,pipe,shm, or all");
-                        break;
-                case OPT_NOBUS:
-                        o->no_bus = true;
-                        break;
-                case OPT_PREFIX:
-                        if (!*optarg || strlen(optarg) >= sizeof(c->prefix) || strpbrk(optarg, " \t\n/"))
-                                return bad_value("--prefix", optarg, "want 1..127 characters, no blanks or '/'");
-                        (void)snprintf(c->prefix, sizeof(c->prefix), "%s", optarg);
-                        have_prefix = true;
                         break;
                 case OPT_PONG:
                         o->pong = true;
@@ -376,19 +308,16 @@ static int parse_opts(int argc, char **argv, struct lat_opts *o) {
                 case OPT_PING:
                         o->ping = true;
                         break;
-                case OPT_JSON:
-                        o->json = true;
-                        break;
                 case OPT_PLOT:
                         if (!*optarg)
-                                return bad_value("--plot", optarg, "want a file name");
+                                return bench_bad_value(CMD, "--plot", optarg, "want a file name");
                         o->plot = optarg;
                         break;
                 case 'h':
                         usage(stdout);
                         return 0;
                 default:
-                        return bad_option(argv, opt);
+                        return cli_bad_option(CMD, argv, opt);
                 }
         }
         if (optind < argc) {
@@ -405,23 +334,16 @@ static int parse_opts(int argc, char **argv, struct lat_opts *o) {
                 cli_err(CMD, "--ping and --pong are the two ends: give one");
                 return 2;
         }
-        if ((o->pong || o->ping) && (o->baselines || o->no_bus)) {
+        if ((o->pong || o->ping) && (o->cfg.com.baselines || o->cfg.com.no_bus)) {
                 cli_err(CMD, "--%s measures zcbus only: the baselines need the forked peer", o->pong ? "pong" : "ping");
                 return 2;
         }
-        if (o->pong && (o->json || o->plot)) {
+        if (o->pong && (o->cfg.com.json || o->plot)) {
                 cli_err(CMD, "--pong only echoes: --json and --plot belong to the measuring side");
                 return 2;
         }
-        if (o->no_bus && !o->baselines) {
-                cli_err(CMD, "--no-bus needs --baseline (there would be nothing to measure)");
+        if (bench_common_finish(CMD, &c->com, o->pong || o->ping) < 0)
                 return 2;
-        }
-        for (unsigned i = 0; i < c->nsizes; i++)
-                c->max_size = MAX(c->max_size, c->sizes[i]);
-        if (!have_prefix)
-                (void)snprintf(c->prefix, sizeof(c->prefix), o->pong || o->ping ? "zcbus.lat" : "zcbus.lat.%ld",
-                               (long)getpid());
         return -1;
 }
 
@@ -429,20 +351,17 @@ static int parse_opts(int argc, char **argv, struct lat_opts *o) {
 
 static void print_header(const struct lat_opts *o) {
         const struct lat_cfg *c = &o->cfg;
-        char sizes[256] = "", one[32];
+        char sizes[256];
 
-        for (unsigned i = 0; i < c->nsizes; i++) {
-                bench_fmt_size(c->sizes[i], one, sizeof(one));
-                (void)snprintf(sizes + strlen(sizes), sizeof(sizes) - strlen(sizes), "%s%s", i ? "," : "", one);
-        }
+        bench_fmt_sizes(&c->com, sizes, sizeof(sizes));
         (void)printf("zcbus lat: %s B, ", sizes);
         if (c->count)
                 (void)printf("%" PRIu64 " round trips", c->count);
         else
                 (void)printf("%.3g s", (double)c->duration_ns / 1e9);
-        (void)printf(", wait=%s, policy=%s, ", bench_wait_name(c->wait), zcbus_policy_name(c->policy));
-        if (c->cpus[0] >= 0)
-                (void)printf("cpus %d,%d", c->cpus[0], c->cpus[1]);
+        (void)printf(", wait=%s, policy=%s, ", bench_wait_name(c->com.wait), zcbus_policy_name(c->com.policy));
+        if (c->com.cpus[0] >= 0)
+                (void)printf("cpus %d,%d", c->com.cpus[0], c->com.cpus[1]);
         else
                 (void)printf("cpus not pinned");
         (void)printf(" (histogram rel. error %.1f%%)\n", 100.0 * hist_rel_error());
@@ -465,11 +384,11 @@ static void print_text(const struct lat_opts *o, const struct lat_xp *xps, unsig
         bool kernel = false;
 
         print_header(o);
-        for (unsigned s = 0; s < c->nsizes; s++) {
+        for (unsigned s = 0; s < c->com.nsizes; s++) {
                 struct hist_summary zs = {0};
                 char size[32];
 
-                bench_fmt_size(c->sizes[s], size, sizeof(size));
+                bench_fmt_size(c->com.sizes[s], size, sizeof(size));
                 for (unsigned x = 0; x < nxp; x++) {
                         struct hist_summary h;
                         hist_summarize(hists[s * nxp + x], &h);
@@ -479,7 +398,8 @@ static void print_text(const struct lat_opts *o, const struct lat_xp *xps, unsig
                                 kernel = true;
                         (void)printf("%-9s %8s %8" PRIu64 " %8" PRIu64 " %8" PRIu64 " %8" PRIu64 " %8" PRIu64
                                      " %8" PRIu64 " %8.0f\n",
-                                     xps[x].ops->name, size, h.min, h.p50, h.p90, h.p99, h.p999, h.max, h.mean);
+                                     bench_xp_name(xps[x].kind), size, h.min, h.p50, h.p90, h.p99, h.p999, h.max,
+                                     h.mean);
                 }
                 if (xps[0].kind != BENCH_XP_ZCBUS)
                         continue;
@@ -487,7 +407,7 @@ static void print_text(const struct lat_opts *o, const struct lat_xp *xps, unsig
                         struct hist_summary h;
                         char a[16], b[16];
                         hist_summarize(hists[s * nxp + x], &h);
-                        (void)printf("ratio zcbus/%s %s: p50 %s  p99 %s\n", xps[x].ops->name, size,
+                        (void)printf("ratio zcbus/%s %s: p50 %s  p99 %s\n", bench_xp_name(xps[x].kind), size,
                                      fmt_ratio(ratio(zs.p50, h.p50), a, sizeof(a)),
                                      fmt_ratio(ratio(zs.p99, h.p99), b, sizeof(b)));
                 }
@@ -507,41 +427,38 @@ static void print_json(const struct lat_opts *o, const struct lat_xp *xps, unsig
         const struct lat_cfg *c = &o->cfg;
         bool first = true;
 
-        (void)printf("{\"command\":\"lat\",\"wait\":\"%s\",\"policy\":\"%s\",\"spin_us\":%u,", bench_wait_name(c->wait),
-                     zcbus_policy_name(c->policy), c->spin_us);
-        if (c->cpus[0] >= 0)
-                (void)printf("\"cpus\":[%d,%d],", c->cpus[0], c->cpus[1]);
-        else
-                (void)printf("\"cpus\":null,");
+        (void)printf("{\"command\":\"lat\",\"wait\":\"%s\",\"policy\":\"%s\",\"spin_us\":%u,",
+                     bench_wait_name(c->com.wait), zcbus_policy_name(c->com.policy), c->com.spin_us);
+        bench_json_cpus(stdout, &c->com);
         if (c->count)
                 (void)printf("\"round_trips\":%" PRIu64 ",\"duration_s\":null,", c->count);
         else
                 (void)printf("\"round_trips\":null,\"duration_s\":%.3f,", (double)c->duration_ns / 1e9);
         (void)printf("\"warmup\":%" PRIu64 ",\"round\":%" PRIu64 ",\"rel_error\":%.5f,\"prefix\":", c->warmup, c->round,
                      hist_rel_error());
-        bench_json_str(stdout, c->prefix);
+        bench_json_str(stdout, c->com.prefix);
         (void)printf(",\"results\":[");
-        for (unsigned s = 0; s < c->nsizes; s++)
+        for (unsigned s = 0; s < c->com.nsizes; s++)
                 for (unsigned x = 0; x < nxp; x++) {
                         struct hist_summary h;
                         hist_summarize(hists[s * nxp + x], &h);
                         (void)printf("%s{\"transport\":\"%s\",\"size\":%zu,\"count\":%" PRIu64 ",\"min_ns\":%" PRIu64
                                      ",\"p50_ns\":%" PRIu64 ",\"p90_ns\":%" PRIu64 ",\"p99_ns\":%" PRIu64
                                      ",\"p999_ns\":%" PRIu64 ",\"max_ns\":%" PRIu64 ",\"mean_ns\":%.1f}",
-                                     first ? "" : ",", xps[x].ops->name, c->sizes[s], h.count, h.min, h.p50, h.p90,
-                                     h.p99, h.p999, h.max, h.mean);
+                                     first ? "" : ",", bench_xp_name(xps[x].kind), c->com.sizes[s], h.count, h.min,
+                                     h.p50, h.p90, h.p99, h.p999, h.max, h.mean);
                         first = false;
                 }
         (void)printf("],\"ratios\":[");
         first = true;
-        for (unsigned s = 0; s < c->nsizes && xps[0].kind == BENCH_XP_ZCBUS; s++) {
+        for (unsigned s = 0; s < c->com.nsizes && xps[0].kind == BENCH_XP_ZCBUS; s++) {
                 struct hist_summary zs;
                 hist_summarize(hists[s * nxp], &zs);
                 for (unsigned x = 1; x < nxp; x++) {
                         struct hist_summary h;
                         hist_summarize(hists[s * nxp + x], &h);
-                        (void)printf("%s{\"size\":%zu,\"baseline\":\"%s\",\"p50\":", first ? "" : ",", c->sizes[s],
-                                     xps[x].ops->name);
+                        (void)printf("%s{\"size\":%zu,\"baseline\":\"%s\",\"p50\":", first ? "" : ",", c->com.sizes[s],
+                                     bench_xp_name(xps[x].kind));
                         json_num(ratio(zs.p50, h.p50));
                         (void)printf(",\"p99\":");
                         json_num(ratio(zs.p99, h.p99));
@@ -554,7 +471,7 @@ static void print_json(const struct lat_opts *o, const struct lat_xp *xps, unsig
 
 static int plot(const struct lat_opts *o, const struct lat_xp *xps, unsigned nxp, struct hist **hists) {
         const struct lat_cfg *c = &o->cfg;
-        unsigned n = c->nsizes * nxp;
+        unsigned n = c->com.nsizes * nxp;
         _cleanup_free_ struct bench_series *series = calloc(n, sizeof(*series));
         _cleanup_free_ char *titles = calloc(n, 64);
         char title[160];
@@ -563,18 +480,18 @@ static int plot(const struct lat_opts *o, const struct lat_xp *xps, unsigned nxp
                 cli_err(CMD, "out of memory");
                 return -ENOMEM;
         }
-        for (unsigned s = 0; s < c->nsizes; s++)
+        for (unsigned s = 0; s < c->com.nsizes; s++)
                 for (unsigned x = 0; x < nxp; x++) {
                         char size[32], *t = titles + 64 * (s * nxp + x);
-                        bench_fmt_size(c->sizes[s], size, sizeof(size));
-                        (void)snprintf(t, 64, "%s %s B", xps[x].ops->name, size);
+                        bench_fmt_size(c->com.sizes[s], size, sizeof(size));
+                        (void)snprintf(t, 64, "%s %s B", bench_xp_name(xps[x].kind), size);
                         series[s * nxp + x] = (struct bench_series){.title = t, .h = hists[s * nxp + x]};
                 }
-        if (c->cpus[0] >= 0)
+        if (c->com.cpus[0] >= 0)
                 (void)snprintf(title, sizeof(title), "zcbus lat: round trip, wait=%s, cpus %d,%d",
-                               bench_wait_name(c->wait), c->cpus[0], c->cpus[1]);
+                               bench_wait_name(c->com.wait), c->com.cpus[0], c->com.cpus[1]);
         else
-                (void)snprintf(title, sizeof(title), "zcbus lat: round trip, wait=%s", bench_wait_name(c->wait));
+                (void)snprintf(title, sizeof(title), "zcbus lat: round trip, wait=%s", bench_wait_name(c->com.wait));
         return bench_plot(CMD, o->plot, title, series, n);
 }
 
@@ -586,8 +503,8 @@ static int ext_open(struct lat_zc *x, const char *mine, const char *theirs) {
         zcbus_pub *tmp = NULL;
         int r;
 
-        if ((r = zc_connect(x)) < 0 || (r = zc_open_pub(x, mine, x->cfg->max_size, &x->pub)) < 0 ||
-            (r = zc_open_pub(x, theirs, x->cfg->max_size, &tmp)) < 0)
+        if ((r = zc_connect(x)) < 0 || (r = zc_open_pub(x, mine, x->cfg->com.max_size, &x->pub)) < 0 ||
+            (r = zc_open_pub(x, theirs, x->cfg->com.max_size, &tmp)) < 0)
                 return r;
         zcbus_pub_close(tmp);
         return zc_open_sub(x, theirs);
@@ -598,10 +515,10 @@ static int ext_pong(const struct lat_opts *o, struct lat_zc *x) {
         uint64_t n = 0;
         int r;
 
-        (void)snprintf(ping, sizeof(ping), "%s.ping", o->cfg.prefix);
-        (void)snprintf(pong, sizeof(pong), "%s.pong", o->cfg.prefix);
-        if ((r = bench_pin(o->cfg.cpus[1])) < 0) {
-                cli_err(CMD, "cannot pin to CPU %d: %s", o->cfg.cpus[1], strerror(-r));
+        (void)snprintf(ping, sizeof(ping), "%s.ping", o->cfg.com.prefix);
+        (void)snprintf(pong, sizeof(pong), "%s.pong", o->cfg.com.prefix);
+        if ((r = bench_pin(o->cfg.com.cpus[1])) < 0) {
+                cli_err(CMD, "cannot pin to CPU %d: %s", o->cfg.com.cpus[1], strerror(-r));
                 return 1;
         }
         if ((r = ext_open(x, pong, ping)) < 0) {
@@ -609,7 +526,7 @@ static int ext_pong(const struct lat_opts *o, struct lat_zc *x) {
                 return 1;
         }
         (void)printf("zcbus lat: echoing '%s' to '%s' (up to %zu B); start 'zcbus lat --ping' elsewhere\n", ping, pong,
-                     o->cfg.max_size);
+                     o->cfg.com.max_size);
         (void)fflush(stdout);
         x->timeout_ms = -1;
         for (;;) {
@@ -632,11 +549,11 @@ static int ext_measure(const struct lat_cfg *c, struct lat_zc *x, struct hist **
         uint64_t ctr = 0;
         int r;
 
-        for (unsigned s = 0; s < c->nsizes; s++) {
+        for (unsigned s = 0; s < c->com.nsizes; s++) {
                 struct hist *h = hists[s];
                 uint64_t done = 0, start;
 
-                x->size = c->sizes[s];
+                x->size = c->com.sizes[s];
                 for (uint64_t k = 0; k < c->warmup; k++) {
                         if (k % c->round == 0)
                                 bench_watchdog_pet();
@@ -671,10 +588,10 @@ static int ext_ping(const struct lat_opts *o, struct lat_zc *x, struct hist **hi
         bool up = false;
         int r;
 
-        (void)snprintf(ping, sizeof(ping), "%s.ping", c->prefix);
-        (void)snprintf(pong, sizeof(pong), "%s.pong", c->prefix);
-        if ((r = bench_pin(c->cpus[0])) < 0) {
-                cli_err(CMD, "cannot pin to CPU %d: %s", c->cpus[0], strerror(-r));
+        (void)snprintf(ping, sizeof(ping), "%s.ping", c->com.prefix);
+        (void)snprintf(pong, sizeof(pong), "%s.pong", c->com.prefix);
+        if ((r = bench_pin(c->com.cpus[0])) < 0) {
+                cli_err(CMD, "cannot pin to CPU %d: %s", c->com.cpus[0], strerror(-r));
                 return r;
         }
         if ((r = ext_open(x, ping, pong)) < 0) {
@@ -703,7 +620,7 @@ static int ext_ping(const struct lat_opts *o, struct lat_zc *x, struct hist **hi
                         cli_err(CMD, "probing the pong failed: %s", zcbus_strerror(r));
                 else
                         cli_err(CMD, "no answer on '%s' within %d ms: start 'zcbus lat --pong --prefix %s' first", pong,
-                                PROBE_TRIES * PROBE_WAIT_MS, c->prefix);
+                                PROBE_TRIES * PROBE_WAIT_MS, c->com.prefix);
                 return -ETIMEDOUT;
         }
         x->timeout_ms = -1;
@@ -749,17 +666,17 @@ int cmd_lat(int argc, char **argv, const char *sock) {
                 cli_err(CMD, "--plot needs gnuplot, which is not on $PATH (Debian: apt-get install gnuplot-nox)");
                 return 1;
         }
-        if (o.cfg.wait == ZCBUS_WAIT_SPIN && o.cfg.cpus[0] >= 0 && o.cfg.cpus[0] == o.cfg.cpus[1] && !o.pong &&
-            !o.ping)
+        if (o.cfg.com.wait == ZCBUS_WAIT_SPIN && o.cfg.com.cpus[0] >= 0 && o.cfg.com.cpus[0] == o.cfg.com.cpus[1] &&
+            !o.pong && !o.ping)
                 cli_err(CMD, "warning: --wait spin with both sides on CPU %d: a round trip waits for the "
                              "scheduler to preempt the spinner",
-                        o.cfg.cpus[0]);
-        if (!o.no_bus && bench_broker_check(CMD, sock) < 0)
+                        o.cfg.com.cpus[0]);
+        if (!o.cfg.com.no_bus && bench_broker_check(CMD, sock) < 0)
                 return 1;
 
         /* Transports: zcbus first (ratios are zcbus/baseline), then the
          * baselines, all created before the fork. */
-        if (!o.no_bus) {
+        if (!o.cfg.com.no_bus) {
                 struct lat_zc *x = calloc(1, sizeof(*x));
                 if (!x) {
                         cli_err(CMD, "out of memory");
@@ -774,7 +691,7 @@ int cmd_lat(int argc, char **argv, const char *sock) {
                 return status;
         }
         for (unsigned k = BENCH_XP_SHM; k < BENCH_XP_MAX_; k++) {
-                if (!(o.baselines & (1u << k)))
+                if (!(o.cfg.com.baselines & (1u << k)))
                         continue;
                 r = baseline_lat_new(k, &o.cfg, &xps[nxp]);
                 if (r < 0) {
@@ -784,7 +701,7 @@ int cmd_lat(int argc, char **argv, const char *sock) {
                 }
                 nxp++;
         }
-        nh = o.cfg.nsizes * nxp;
+        nh = o.cfg.com.nsizes * nxp;
         hists = calloc(nh, sizeof(*hists));
         for (unsigned i = 0; hists && i < nh; i++)
                 if (!(hists[i] = hist_new())) {
@@ -802,7 +719,7 @@ int cmd_lat(int argc, char **argv, const char *sock) {
         else
                 r = bench_lat_run(CMD, &o.cfg, xps, nxp, hists);
         if (r >= 0) {
-                if (o.json)
+                if (o.cfg.com.json)
                         print_json(&o, xps, nxp, hists);
                 else
                         print_text(&o, xps, nxp, hists);

@@ -44,25 +44,6 @@ static void usage(void) {
                      "  -h, --help  show this help and exit\n");
 }
 
-static int connect_bus(const char *sock, zcbus **ret_bus) {
-        char path[4096];
-        bool nobody;
-        int r;
-
-        r = zcbus_connect(sock, ret_bus);
-        if (r >= 0)
-                return 0;
-        /* connect(2)'s own words when nothing listens there. */
-        nobody = r == -ENOENT || r == -ECONNREFUSED;
-        if (sock)
-                (void)snprintf(path, sizeof(path), "%s", sock);
-        else if (zcbus_default_socket(path, sizeof(path)) < 0)
-                (void)snprintf(path, sizeof(path), "(default)");
-        cli_err("list", "cannot connect to broker at '%s': %s%s", path,
-                nobody ? strerror(-r) : zcbus_strerror(r), nobody ? " (is zcbusd running?)" : "");
-        return r;
-}
-
 /* All topics, or a negative errno. */
 static int fetch(zcbus *bus, zcbus_topic_entry **ret_v, unsigned *ret_n) {
         _cleanup_free_ zcbus_topic_entry *v = NULL;
@@ -293,17 +274,8 @@ int cmd_list(int argc, char **argv, const char *sock) {
                 case 'h':
                         usage();
                         return 0;
-                case ':':
-                        cli_err("list", "option '%s' needs an argument (try 'zcbus list --help')",
-                                argv[optind - 1]);
-                        return 2;
                 default:
-                        if (optopt)
-                                cli_err("list", "unknown option '-%c' (try 'zcbus list --help')", optopt);
-                        else
-                                cli_err("list", "unknown option '%s' (try 'zcbus list --help')",
-                                        argv[optind - 1]);
-                        return 2;
+                        return cli_bad_option("list", argv, o);
                 }
         }
         if (optind < argc) {
@@ -311,18 +283,11 @@ int cmd_list(int argc, char **argv, const char *sock) {
                 return 2;
         }
 
-        if (connect_bus(sock, &bus) < 0)
+        if (cli_connect("list", sock, &bus) < 0)
                 return 1;
         r = fetch(bus, &v, &n);
-        if (r < 0) {
-                const char *why = zcbus_last_error(bus);
-
-                if (why && *why)
-                        cli_err("list", "cannot list topics: %s (%s)", zcbus_strerror(r), why);
-                else
-                        cli_err("list", "cannot list topics: %s", zcbus_strerror(r));
-                return 1;
-        }
+        if (r < 0)
+                return cli_fail("list", bus, r, "cannot list topics");
 
         if (json)
                 print_json(v, n);

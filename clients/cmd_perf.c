@@ -1,8 +1,9 @@
 /*
  * cmd_perf.c: `zcbus perf`, one-way throughput from producer processes to
  * subscriber processes. It owns the command's options and output and the
- * zcbus transport of the measurement; bench_perf_run() in bench.c forks
- * and times the peers, baseline.c has the references.
+ * zcbus transport of the measurement; bench.c parses the options it shares
+ * with lat (bench_common_opt()) and forks and times the peers
+ * (bench_perf_run()), baseline.c has the references.
  *
  * The zcbus producer writes each message in place (loan, memset of the
  * payload so every byte is written once, the 8-byte tag "producer index,
@@ -66,7 +67,7 @@ static int pzc_prepare(void *st, size_t size) {
         struct perf_zc *x = st;
 
         x->size = size;
-        (void)snprintf(x->topic, sizeof(x->topic), "%s.%zu", x->cfg->prefix, size);
+        (void)snprintf(x->topic, sizeof(x->topic), "%s.%zu", x->cfg->com.prefix, size);
         return 0;
 }
 
@@ -95,11 +96,11 @@ static int pzc_attach(void *st, enum perf_role role, unsigned idx) {
         if (role == PERF_PROD) {
                 zcbus_topic_opts o = {
                         .size = sizeof(o),
-                        .slot_count = bench_perf_slots(x->size, c->slots),
+                        .slot_count = bench_perf_slots(x->size, c->com.slots),
                         .slot_size = (uint32_t)x->size,
-                        .policy = c->policy,
-                        .wait_mode = c->wait,
-                        .spin_us = c->spin_us,
+                        .policy = c->com.policy,
+                        .wait_mode = c->com.wait,
+                        .spin_us = c->com.spin_us,
                 };
                 r = zcbus_pub_open(x->bus, x->topic, &o, &x->pub);
                 if (r < 0)
@@ -121,8 +122,8 @@ static int pzc_attach(void *st, enum perf_role role, unsigned idx) {
                 zcbus_sub_opts o = {
                         .size = sizeof(o),
                         .max_holds = MAX(batch, 16u),
-                        .wait_mode = c->wait,
-                        .spin_us = c->spin_us,
+                        .wait_mode = c->com.wait,
+                        .spin_us = c->com.spin_us,
                 };
                 r = zcbus_sub_open(x->bus, x->topic, &o, &x->sub);
                 if (r < 0)
@@ -209,7 +210,7 @@ static int pzc_consume(struct perf_zc *x, struct perf_ctl *ctl, struct perf_resu
         unsigned batch = c->batch;
         struct sub_check k = {
                 .producers = c->producers,
-                .reliable = c->policy != ZCBUS_POLICY_LATEST,
+                .reliable = c->com.policy != ZCBUS_POLICY_LATEST,
                 .size = x->size,
         };
         zcbus_sub_stats stats = {.size = sizeof(stats)};
@@ -276,7 +277,6 @@ static void pzc_free(void *st) {
 }
 
 static const struct perf_ops pzc_ops = {
-        .name = "zcbus",
         .prepare = pzc_prepare,
         .attach = pzc_attach,
         .run = pzc_run,
@@ -288,9 +288,7 @@ static const struct perf_ops pzc_ops = {
 /* ------------------------------------------------------------ options */
 
 struct perf_opts {
-        struct perf_cfg cfg;
-        unsigned baselines;
-        bool no_bus, json;
+        struct perf_cfg cfg; /* cfg.com: the options lat has too */
 };
 
 static void usage(FILE *f) {
@@ -320,161 +318,83 @@ static void usage(FILE *f) {
                 PRODUCERS_MAX, SUBSCRIBERS_MAX, BATCH_MAX, BENCH_SPIN_US_DEFAULT);
 }
 
-static int bad_option(char **argv, int o) {
-        if (o == ':')
-                cli_err(CMD, "option '%s' needs an argument (try 'zcbus perf --help')", argv[optind - 1]);
-        else if (optopt)
-                cli_err(CMD, "unknown option '-%c' (try 'zcbus perf --help')", optopt);
-        else
-                cli_err(CMD, "unknown option '%s' (try 'zcbus perf --help')", argv[optind - 1]);
-        return 2;
-}
-
-static int bad_value(const char *opt, const char *arg, const char *want) {
-        cli_err(CMD, "invalid %s '%s': %s", opt, arg, want);
-        return 2;
-}
-
 static int parse_opts(int argc, char **argv, struct perf_opts *o) {
         enum {
-                OPT_SIZE = 0x100, OPT_ROUNDS, OPT_BATCH, OPT_POLICY, OPT_WAIT, OPT_SPIN, OPT_CPU, OPT_SLOTS,
-                OPT_BASELINE, OPT_NOBUS, OPT_PREFIX, OPT_JSON,
+                OPT_ROUNDS = BENCH_OPT_END_, OPT_BATCH,
         };
         static const struct option longopts[] = {
+                BENCH_COMMON_LONGOPTS,
                 {"producers", required_argument, NULL, 'p'},
                 {"subscribers", required_argument, NULL, 'c'},
-                {"size", required_argument, NULL, OPT_SIZE},
                 {"duration", required_argument, NULL, 'd'},
                 {"rounds", required_argument, NULL, OPT_ROUNDS},
                 {"batch", required_argument, NULL, OPT_BATCH},
-                {"policy", required_argument, NULL, OPT_POLICY},
-                {"wait", required_argument, NULL, OPT_WAIT},
-                {"spin-us", required_argument, NULL, OPT_SPIN},
-                {"cpu", required_argument, NULL, OPT_CPU},
-                {"slots", required_argument, NULL, OPT_SLOTS},
-                {"baseline", required_argument, NULL, OPT_BASELINE},
-                {"no-bus", no_argument, NULL, OPT_NOBUS},
-                {"prefix", required_argument, NULL, OPT_PREFIX},
-                {"json", no_argument, NULL, OPT_JSON},
                 {"help", no_argument, NULL, 'h'},
                 {NULL, 0, NULL, 0},
         };
         struct perf_cfg *c = &o->cfg;
-        bool have_prefix = false;
         unsigned long long v;
         int opt, r;
 
-        c->sizes[0] = 64;
-        c->nsizes = 1;
+        bench_common_init(&c->com);
         c->producers = c->subscribers = 1;
         c->batch = 1;
         c->rounds = 3;
         c->duration_ns = UINT64_C(2) * 1000000000u;
-        c->wait = ZCBUS_WAIT_ADAPTIVE;
-        c->spin_us = BENCH_SPIN_US_DEFAULT;
-        c->policy = ZCBUS_POLICY_RELIABLE;
-        bench_default_cpus(c->cpus);
 
         opterr = 0;
         while ((opt = getopt_long(argc, argv, ":p:c:d:h", longopts, NULL)) != -1) {
+                r = bench_common_opt(CMD, opt, optarg, &c->com);
+                if (r < 0)
+                        return 2;
+                if (r > 0)
+                        continue;
                 switch (opt) {
                 case 'p':
                         if (cli_parse_u64(optarg, 1, PRODUCERS_MAX, 0, &v) < 0)
-                                return bad_value("-p", optarg, "want 1..64 producers");
+                                return bench_bad_value(CMD, "-p", optarg, "want 1..64 producers");
                         c->producers = (unsigned)v;
                         break;
                 case 'c':
                         if (cli_parse_u64(optarg, 1, SUBSCRIBERS_MAX, 0, &v) < 0)
-                                return bad_value("-c", optarg, "want 1..128 subscribers");
+                                return bench_bad_value(CMD, "-c", optarg, "want 1..128 subscribers");
                         c->subscribers = (unsigned)v;
-                        break;
-                case OPT_SIZE:
-                        if (bench_parse_sizes(optarg, c->sizes, BENCH_SIZES_MAX, &c->nsizes) < 0)
-                                return bad_value("--size", optarg,
-                                                 "want a list of distinct sizes in 8..64M, e.g. 64,4K,1M (at most 16)");
                         break;
                 case 'd':
                         if (bench_parse_seconds(optarg, 0.01, 86400, &c->duration_ns) < 0)
-                                return bad_value("-d", optarg, "want seconds in 0.01..86400, e.g. 2 or 0.5");
+                                return bench_bad_value(CMD, "-d", optarg, "want seconds in 0.01..86400, e.g. 2 or 0.5");
                         break;
                 case OPT_ROUNDS:
                         if (cli_parse_u64(optarg, 1, ROUNDS_MAX, 0, &v) < 0)
-                                return bad_value("--rounds", optarg, "want 1..99");
+                                return bench_bad_value(CMD, "--rounds", optarg, "want 1..99");
                         c->rounds = (unsigned)v;
                         break;
                 case OPT_BATCH:
                         if (cli_parse_u64(optarg, 1, BATCH_MAX, 0, &v) < 0)
-                                return bad_value("--batch", optarg, "want 1..1024 messages");
+                                return bench_bad_value(CMD, "--batch", optarg, "want 1..1024 messages");
                         c->batch = (unsigned)v;
-                        break;
-                case OPT_POLICY:
-                        if (bench_parse_policy(optarg, &c->policy) < 0)
-                                return bad_value("--policy", optarg, "want reliable or latest");
-                        break;
-                case OPT_WAIT:
-                        if (bench_parse_wait(optarg, &c->wait) < 0)
-                                return bad_value("--wait", optarg, "want spin, futex or adaptive");
-                        break;
-                case OPT_SPIN:
-                        if (cli_parse_u64(optarg, 1, 1000000, 0, &v) < 0)
-                                return bad_value("--spin-us", optarg, "want microseconds in 1..1000000");
-                        c->spin_us = (uint32_t)v;
-                        break;
-                case OPT_CPU:
-                        r = bench_parse_cpus(optarg, c->cpus);
-                        if (r == -ERANGE)
-                                return bad_value("--cpu", optarg, "not CPUs this process may run on");
-                        if (r < 0)
-                                return bad_value("--cpu", optarg, "want A,B (CPU numbers) or none");
-                        break;
-                case OPT_SLOTS:
-                        if (cli_parse_u64(optarg, 2, UINT32_C(1) << 24, 1, &v) < 0 || (v & (v - 1)))
-                                return bad_value("--slots", optarg, "want a power of two in 2..16M");
-                        c->slots = (uint32_t)v;
-                        break;
-                case OPT_BASELINE:
-                        if (bench_parse_baselines(optarg, &o->baselines) < 0)
-                                return bad_value("--baseline", optarg, "want a list of uds,pipe,shm, or all");
-                        break;
-                case OPT_NOBUS:
-                        o->no_bus = true;
-                        break;
-                case OPT_PREFIX:
-                        if (!*optarg || strlen(optarg) >= sizeof(c->prefix) || strpbrk(optarg, " \t\n/"))
-                                return bad_value("--prefix", optarg, "want 1..127 characters, no blanks or '/'");
-                        (void)snprintf(c->prefix, sizeof(c->prefix), "%s", optarg);
-                        have_prefix = true;
-                        break;
-                case OPT_JSON:
-                        o->json = true;
                         break;
                 case 'h':
                         usage(stdout);
                         return 0;
                 default:
-                        return bad_option(argv, opt);
+                        return cli_bad_option(CMD, argv, opt);
                 }
         }
         if (optind < argc) {
                 cli_err(CMD, "unexpected argument '%s' (try 'zcbus perf --help')", argv[optind]);
                 return 2;
         }
-        if (o->baselines && c->producers != 1) {
+        if (o->cfg.com.baselines && c->producers != 1) {
                 cli_err(CMD, "--baseline needs -p 1 (the references have a single producer)");
                 return 2;
         }
-        if (o->no_bus && !o->baselines) {
-                cli_err(CMD, "--no-bus needs --baseline (there would be nothing to measure)");
+        if (bench_common_finish(CMD, &c->com, false) < 0)
                 return 2;
-        }
         if (c->duration_ns / c->rounds < UINT64_C(10) * 1000000u) {
                 cli_err(CMD, "-d is too short for %u rounds (at least 10 ms each)", c->rounds);
                 return 2;
         }
-        for (unsigned i = 0; i < c->nsizes; i++)
-                c->max_size = MAX(c->max_size, c->sizes[i]);
-        if (!have_prefix)
-                (void)snprintf(c->prefix, sizeof(c->prefix), "zcbus.perf.%ld", (long)getpid());
         return -1;
 }
 
@@ -528,25 +448,22 @@ static const struct perf_outcome *med(const struct perf_report *R, unsigned s, u
 
 static void print_text(const struct perf_report *R) {
         const struct perf_cfg *c = &R->o->cfg;
-        char sizes[256] = "", one[32];
+        char sizes[256], one[32];
 
-        for (unsigned i = 0; i < c->nsizes; i++) {
-                bench_fmt_size(c->sizes[i], one, sizeof(one));
-                (void)snprintf(sizes + strlen(sizes), sizeof(sizes) - strlen(sizes), "%s%s", i ? "," : "", one);
-        }
+        bench_fmt_sizes(&c->com, sizes, sizeof(sizes));
         (void)printf("zcbus perf: %s B, %u producer%s -> %u subscriber%s, %u round%s of %.3g s, batch %u, "
                      "policy=%s, wait=%s, ",
                      sizes, c->producers, c->producers == 1 ? "" : "s", c->subscribers, c->subscribers == 1 ? "" : "s",
                      c->rounds, c->rounds == 1 ? "" : "s", (double)c->duration_ns / c->rounds / 1e9, c->batch,
-                     zcbus_policy_name(c->policy), bench_wait_name(c->wait));
-        if (c->cpus[0] >= 0)
-                (void)printf("cpus %d,%d (median round)\n", c->cpus[0], c->cpus[1]);
+                     zcbus_policy_name(c->com.policy), bench_wait_name(c->com.wait));
+        if (c->com.cpus[0] >= 0)
+                (void)printf("cpus %d,%d (median round)\n", c->com.cpus[0], c->com.cpus[1]);
         else
                 (void)printf("cpus not pinned (median round)\n");
         (void)printf("%-9s %8s %12s %12s %12s %8s %10s %10s\n", "transport", "size", "msgs/s/sub", "msgs/s(sum)",
                      "pub msgs/s", "GB/s", "lost", "waits");
-        for (unsigned s = 0; s < c->nsizes; s++) {
-                size_t size = c->sizes[s];
+        for (unsigned s = 0; s < c->com.nsizes; s++) {
+                size_t size = c->com.sizes[s];
                 double ms = median_of(&R->memset_bps[s * c->rounds], c->rounds);
                 bench_fmt_size(size, one, sizeof(one));
                 for (unsigned x = 0; x < R->nxp; x++) {
@@ -555,13 +472,14 @@ static void print_text(const struct perf_report *R) {
                         bench_fmt_rate(m->sub_rate_sum / c->subscribers, a, sizeof(a));
                         bench_fmt_rate(m->sub_rate_sum, b, sizeof(b));
                         bench_fmt_rate(m->pub_rate, p, sizeof(p));
-                        (void)printf("%-9s %8s %12s %12s %12s %8.2f %10" PRIu64 " %10" PRIu64 "\n", R->xps[x].ops->name,
-                                     one, a, b, p, m->pub_rate * (double)size / 1e9, m->lost, m->waits);
+                        (void)printf("%-9s %8s %12s %12s %12s %8.2f %10" PRIu64 " %10" PRIu64 "\n",
+                                     bench_xp_name(R->xps[x].kind), one, a, b, p, m->pub_rate * (double)size / 1e9,
+                                     m->lost, m->waits);
                 }
                 if (isfinite(ms)) {
                         char where[32] = "unpinned";
-                        if (c->cpus[0] >= 0)
-                                (void)snprintf(where, sizeof(where), "CPU %d", c->cpus[0]);
+                        if (c->com.cpus[0] >= 0)
+                                (void)snprintf(where, sizeof(where), "CPU %d", c->com.cpus[0]);
                         (void)printf("%-9s %8s %12s %12s %12s %8.2f   (one core, %s, %s buffer)\n", "memset", one, "",
                                      "", "", ms / 1e9, where, one);
                 }
@@ -569,7 +487,7 @@ static void print_text(const struct perf_report *R) {
                         double z = med(R, s, 0)->sub_rate_sum;
                         for (unsigned x = 1; x < R->nxp; x++) {
                                 double b = med(R, s, x)->sub_rate_sum;
-                                (void)printf("ratio zcbus/%s %s: msgs/s %.2f\n", R->xps[x].ops->name, one,
+                                (void)printf("ratio zcbus/%s %s: msgs/s %.2f\n", bench_xp_name(R->xps[x].kind), one,
                                              b > 0 ? z / b : NAN);
                         }
                         if (isfinite(ms) && ms > 0)
@@ -592,22 +510,19 @@ static void print_json(const struct perf_report *R) {
 
         (void)printf("{\"command\":\"perf\",\"producers\":%u,\"subscribers\":%u,\"batch\":%u,\"policy\":\"%s\","
                      "\"wait\":\"%s\",\"spin_us\":%u,\"duration_s\":%.3f,\"rounds\":%u,",
-                     c->producers, c->subscribers, c->batch, zcbus_policy_name(c->policy), bench_wait_name(c->wait),
-                     c->spin_us, (double)c->duration_ns / 1e9, c->rounds);
-        if (c->cpus[0] >= 0)
-                (void)printf("\"cpus\":[%d,%d],", c->cpus[0], c->cpus[1]);
-        else
-                (void)printf("\"cpus\":null,");
+                     c->producers, c->subscribers, c->batch, zcbus_policy_name(c->com.policy),
+                     bench_wait_name(c->com.wait), c->com.spin_us, (double)c->duration_ns / 1e9, c->rounds);
+        bench_json_cpus(stdout, &c->com);
         (void)printf("\"prefix\":");
-        bench_json_str(stdout, c->prefix);
+        bench_json_str(stdout, c->com.prefix);
         (void)printf(",\"results\":[");
-        for (unsigned s = 0; s < c->nsizes; s++) {
+        for (unsigned s = 0; s < c->com.nsizes; s++) {
                 double ms = median_of(&R->memset_bps[s * c->rounds], c->rounds);
                 for (unsigned x = 0; x < R->nxp; x++) {
                         const struct perf_cell *cell = &R->cells[s * R->nxp + x];
                         const struct perf_outcome *m = &cell->rounds[cell->median];
                         (void)printf("%s{\"transport\":\"%s\",\"size\":%zu,\"msgs_per_s_sub\":", first ? "" : ",",
-                                     R->xps[x].ops->name, c->sizes[s]);
+                                     bench_xp_name(R->xps[x].kind), c->com.sizes[s]);
                         json_num(m->sub_rate_sum / c->subscribers);
                         (void)printf(",\"msgs_per_s_sum\":");
                         json_num(m->sub_rate_sum);
@@ -616,7 +531,7 @@ static void print_json(const struct perf_report *R) {
                         (void)printf(",\"msgs_per_s_pub\":");
                         json_num(m->pub_rate);
                         (void)printf(",\"gb_per_s\":");
-                        json_num(m->pub_rate * (double)c->sizes[s] / 1e9);
+                        json_num(m->pub_rate * (double)c->com.sizes[s] / 1e9);
                         (void)printf(",\"lost\":%" PRIu64 ",\"waits\":%" PRIu64 ",\"rounds_msgs_per_s_sum\":[", m->lost,
                                      m->waits);
                         for (unsigned k = 0; k < c->rounds; k++) {
@@ -627,28 +542,28 @@ static void print_json(const struct perf_report *R) {
                         first = false;
                 }
                 if (isfinite(ms)) {
-                        (void)printf(",{\"transport\":\"memset\",\"size\":%zu,\"gb_per_s\":", c->sizes[s]);
+                        (void)printf(",{\"transport\":\"memset\",\"size\":%zu,\"gb_per_s\":", c->com.sizes[s]);
                         json_num(ms / 1e9);
                         (void)printf("}");
                 }
         }
         (void)printf("],\"ratios\":[");
         first = true;
-        for (unsigned s = 0; s < c->nsizes && R->xps[0].kind == BENCH_XP_ZCBUS; s++) {
+        for (unsigned s = 0; s < c->com.nsizes && R->xps[0].kind == BENCH_XP_ZCBUS; s++) {
                 double z = med(R, s, 0)->sub_rate_sum;
                 double ms = median_of(&R->memset_bps[s * c->rounds], c->rounds);
                 for (unsigned x = 1; x < R->nxp; x++) {
                         double b = med(R, s, x)->sub_rate_sum;
-                        (void)printf("%s{\"size\":%zu,\"baseline\":\"%s\",\"msgs\":", first ? "" : ",", c->sizes[s],
-                                     R->xps[x].ops->name);
+                        (void)printf("%s{\"size\":%zu,\"baseline\":\"%s\",\"msgs\":", first ? "" : ",", c->com.sizes[s],
+                                     bench_xp_name(R->xps[x].kind));
                         json_num(b > 0 ? z / b : NAN);
                         (void)printf("}");
                         first = false;
                 }
                 if (isfinite(ms) && ms > 0) {
                         (void)printf("%s{\"size\":%zu,\"baseline\":\"memset\",\"gb_per_s\":", first ? "" : ",",
-                                     c->sizes[s]);
-                        json_num(med(R, s, 0)->pub_rate * (double)c->sizes[s] / ms);
+                                     c->com.sizes[s]);
+                        json_num(med(R, s, 0)->pub_rate * (double)c->com.sizes[s] / ms);
                         (void)printf("}");
                         first = false;
                 }
@@ -670,8 +585,8 @@ static int measure(struct perf_report *R, struct perf_xp *xps) {
         uint64_t per_round = c->duration_ns / c->rounds;
         int r;
 
-        for (unsigned s = 0; s < c->nsizes; s++) {
-                size_t size = c->sizes[s];
+        for (unsigned s = 0; s < c->com.nsizes; s++) {
+                size_t size = c->com.sizes[s];
                 for (unsigned k = 0; k < c->rounds; k++) {
                         for (unsigned x = 0; x < R->nxp; x++) {
                                 r = bench_perf_run(CMD, c, &xps[x], size, per_round,
@@ -681,7 +596,7 @@ static int measure(struct perf_report *R, struct perf_xp *xps) {
                         }
                         R->memset_bps[s * c->rounds + k] = NAN;
                         if (size >= MEMSET_FROM) {
-                                r = bench_memset_rate(CMD, c->cpus[0], size, MIN(per_round, MEMSET_NS_MAX),
+                                r = bench_memset_rate(CMD, c->com.cpus[0], size, MIN(per_round, MEMSET_NS_MAX),
                                                       &R->memset_bps[s * c->rounds + k]);
                                 if (r < 0)
                                         return r;
@@ -705,10 +620,10 @@ int cmd_perf(int argc, char **argv, const char *sock) {
                 return r;
         o.cfg.sock = sock;
         (void)signal(SIGPIPE, SIG_IGN); /* a dead peer is an EPIPE, not our death */
-        if (!o.no_bus && bench_broker_check(CMD, sock) < 0)
+        if (!o.cfg.com.no_bus && bench_broker_check(CMD, sock) < 0)
                 return 1;
 
-        if (!o.no_bus) {
+        if (!o.cfg.com.no_bus) {
                 struct perf_zc *x = calloc(1, sizeof(*x));
                 if (!x) {
                         cli_err(CMD, "out of memory");
@@ -718,7 +633,7 @@ int cmd_perf(int argc, char **argv, const char *sock) {
                 xps[nxp++] = (struct perf_xp){.ops = &pzc_ops, .st = x, .kind = BENCH_XP_ZCBUS};
         }
         for (unsigned k = BENCH_XP_SHM; k < BENCH_XP_MAX_; k++) {
-                if (!(o.baselines & (1u << k)))
+                if (!(o.cfg.com.baselines & (1u << k)))
                         continue;
                 r = baseline_perf_new(k, &o.cfg, &xps[nxp]);
                 if (r < 0) {
@@ -729,12 +644,12 @@ int cmd_perf(int argc, char **argv, const char *sock) {
                 nxp++;
         }
         R.nxp = nxp;
-        R.cells = calloc((size_t)o.cfg.nsizes * nxp, sizeof(*R.cells));
-        R.memset_bps = calloc((size_t)o.cfg.nsizes * o.cfg.rounds, sizeof(*R.memset_bps));
+        R.cells = calloc((size_t)o.cfg.com.nsizes * nxp, sizeof(*R.cells));
+        R.memset_bps = calloc((size_t)o.cfg.com.nsizes * o.cfg.rounds, sizeof(*R.memset_bps));
         if (!R.cells || !R.memset_bps)
                 cli_err(CMD, "out of memory");
         else if (measure(&R, xps) >= 0) {
-                if (o.json)
+                if (o.cfg.com.json)
                         print_json(&R);
                 else
                         print_text(&R);

@@ -55,19 +55,6 @@ static void sub_closep(zcbus_sub **p) {
         zcbus_sub_close(*p);
 }
 
-/* Report a getopt failure (opterr is 0, optstring starts with ':'). */
-static int bad_option(const char *cmd, char **argv, int o) {
-        const char *arg = optind > 0 ? argv[optind - 1] : "?";
-
-        if (o == ':')
-                cli_err(cmd, "option '%s' needs an argument (try 'zcbus %s --help')", arg, cmd);
-        else if (optopt)
-                cli_err(cmd, "unknown option '-%c' (try 'zcbus %s --help')", optopt, cmd);
-        else
-                cli_err(cmd, "unknown option '%s' (try 'zcbus %s --help')", arg, cmd);
-        return 2;
-}
-
 static int bad_value(const char *cmd, const char *opt, const char *val, const char *want) {
         cli_err(cmd, "invalid %s '%s' (expected %s; try 'zcbus %s --help')", opt, val, want, cmd);
         return 2;
@@ -85,43 +72,6 @@ static int parse_timeout(const char *s, int *ret) {
                 return -EINVAL;
         *ret = (int)v;
         return 0;
-}
-
-/* Connect, or say why not (with the path actually tried). */
-static int connect_bus(const char *cmd, const char *sock, zcbus **ret_bus) {
-        char path[4096];
-        bool nobody;
-        int r;
-
-        r = zcbus_connect(sock, ret_bus);
-        if (r >= 0)
-                return 0;
-        /* connect(2)'s own words when nothing listens there. */
-        nobody = r == -ENOENT || r == -ECONNREFUSED;
-        if (sock)
-                (void)snprintf(path, sizeof(path), "%s", sock);
-        else if (zcbus_default_socket(path, sizeof(path)) < 0)
-                (void)snprintf(path, sizeof(path), "(default)");
-        cli_err(cmd, "cannot connect to broker at '%s': %s%s", path,
-                nobody ? strerror(-r) : zcbus_strerror(r), nobody ? " (is zcbusd running?)" : "");
-        return r;
-}
-
-/* "zcbus CMD: WHAT: strerror (broker's explanation)"; returns 1. */
-static int __attribute__((format(printf, 4, 5)))
-fail(const char *cmd, zcbus *bus, int r, const char *fmt, ...) {
-        const char *why = bus ? zcbus_last_error(bus) : NULL;
-        char what[512];
-        va_list ap;
-
-        va_start(ap, fmt);
-        (void)vsnprintf(what, sizeof(what), fmt, ap);
-        va_end(ap);
-        if (why && *why)
-                cli_err(cmd, "%s: %s (%s)", what, zcbus_strerror(r), why);
-        else
-                cli_err(cmd, "%s: %s", what, zcbus_strerror(r));
-        return 1;
 }
 
 static int check_topic(const char *cmd, const char *topic) {
@@ -184,11 +134,11 @@ static int pub_error(struct pub_ctx *c, int r, size_t len) {
         if (r == -EMSGSIZE)
                 return too_big(c, "message", c->sent + 1, len);
         if (r == -ETIMEDOUT)
-                return fail("pub", NULL, r, "timed out after %d ms waiting for room in topic '%s'",
-                            c->timeout_ms, c->topic);
+                return cli_fail("pub", NULL, r, "timed out after %d ms waiting for room in topic '%s'",
+                                c->timeout_ms, c->topic);
         if (r == -EAGAIN)
-                return fail("pub", NULL, r, "topic '%s' is full (and --timeout is 0)", c->topic);
-        return fail("pub", c->bus, r, "cannot publish to topic '%s'", c->topic);
+                return cli_fail("pub", NULL, r, "topic '%s' is full (and --timeout is 0)", c->topic);
+        return cli_fail("pub", c->bus, r, "cannot publish to topic '%s'", c->topic);
 }
 
 static int pub_one(struct pub_ctx *c, const void *data, size_t len) {
@@ -309,7 +259,7 @@ static int pub_stdin(struct pub_ctx *c, uint64_t count) {
                         return too_big(c, "line", kept.n + 1, len);
                 r = lines_add(&kept, line, len);
                 if (r < 0)
-                        return fail("pub", NULL, r, "cannot keep standard input");
+                        return cli_fail("pub", NULL, r, "cannot keep standard input");
                 line = NULL;
                 cap = 0;
         }
@@ -406,7 +356,7 @@ int cmd_pub(int argc, char **argv, const char *sock) {
                         pub_usage();
                         return 0;
                 default:
-                        return bad_option("pub", argv, o);
+                        return cli_bad_option("pub", argv, o);
                 }
         }
         if (optind >= argc) {
@@ -421,15 +371,15 @@ int cmd_pub(int argc, char **argv, const char *sock) {
                 return 2;
         }
 
-        r = connect_bus("pub", sock, &bus);
+        r = cli_connect("pub", sock, &bus);
         if (r < 0)
                 return 1;
         r = zcbus_pub_open(bus, c.topic, &topts, &pub);
         if (r < 0)
-                return fail("pub", bus, r, "cannot publish to topic '%s'", c.topic);
+                return cli_fail("pub", bus, r, "cannot publish to topic '%s'", c.topic);
         r = zcbus_pub_info(pub, &info);
         if (r < 0)
-                return fail("pub", bus, r, "cannot query topic '%s'", c.topic);
+                return cli_fail("pub", bus, r, "cannot query topic '%s'", c.topic);
         c.bus = bus;
         c.pub = pub;
         c.slot_size = info.slot_size;
@@ -595,12 +545,12 @@ static int sub_run(const struct sub_args *a, const char *sock) {
         _cleanup_(sub_closep) zcbus_sub *sub = NULL;
         int r;
 
-        r = connect_bus("sub", sock, &bus);
+        r = cli_connect("sub", sock, &bus);
         if (r < 0)
                 return stop_signal ? 0 : 1;
         r = zcbus_sub_open(bus, a->topic, &a->opts, &sub);
         if (r < 0)
-                return stop_signal ? 0 : fail("sub", bus, r, "cannot subscribe to topic '%s'", a->topic);
+                return stop_signal ? 0 : cli_fail("sub", bus, r, "cannot subscribe to topic '%s'", a->topic);
         if (a->ready_fd >= 0)
                 signal_ready(a->ready_fd);
 
@@ -615,7 +565,7 @@ static int sub_run(const struct sub_args *a, const char *sock) {
                         return 1;
                 }
                 if (r < 0)
-                        return fail("sub", bus, r, "cannot receive from topic '%s'", a->topic);
+                        return cli_fail("sub", bus, r, "cannot receive from topic '%s'", a->topic);
 
                 int w = print_msg(&msg, a->verbose, a->hex);
                 (void)zcbus_sub_release(sub, &msg);
@@ -708,7 +658,7 @@ int cmd_sub(int argc, char **argv, const char *sock) {
                         sub_usage();
                         return 0;
                 default:
-                        return bad_option("sub", argv, o);
+                        return cli_bad_option("sub", argv, o);
                 }
         }
         if (optind >= argc) {

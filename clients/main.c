@@ -2,7 +2,7 @@
  * main.c: the zcbus command-line tool's entry point. It owns the global
  * options (-s PATH, --help, --version), dispatches to one subcommand, and
  * implements the helpers every subcommand shares (strict number parsing,
- * one-line error reports).
+ * one-line error reports, connecting to the broker).
  *
  * Global options are parsed with "+" so they stop at the command name:
  * everything after it belongs to the subcommand, which gets its own argv
@@ -11,6 +11,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -46,6 +47,52 @@ void cli_err(const char *cmd, const char *fmt, ...) {
          * line either way. */
         if (n == 0 || fmt[n - 1] != '\n')
                 (void)fputc('\n', stderr);
+}
+
+int cli_bad_option(const char *cmd, char **argv, int opt) {
+        const char *arg = optind > 0 ? argv[optind - 1] : "?";
+
+        if (opt == ':')
+                cli_err(cmd, "option '%s' needs an argument (try 'zcbus %s --help')", arg, cmd);
+        else if (optopt)
+                cli_err(cmd, "unknown option '-%c' (try 'zcbus %s --help')", optopt, cmd);
+        else
+                cli_err(cmd, "unknown option '%s' (try 'zcbus %s --help')", arg, cmd);
+        return 2;
+}
+
+int cli_connect(const char *cmd, const char *sock, zcbus **ret_bus) {
+        char path[4096];
+        bool nobody;
+        int r;
+
+        r = zcbus_connect(sock, ret_bus);
+        if (r >= 0)
+                return 0;
+        /* connect(2)'s own words when nothing listens there. */
+        nobody = r == -ENOENT || r == -ECONNREFUSED;
+        if (sock)
+                (void)snprintf(path, sizeof(path), "%s", sock);
+        else if (zcbus_default_socket(path, sizeof(path)) < 0)
+                (void)snprintf(path, sizeof(path), "(default)");
+        cli_err(cmd, "cannot connect to broker at '%s': %s%s", path,
+                nobody ? strerror(-r) : zcbus_strerror(r), nobody ? " (is zcbusd running?)" : "");
+        return r;
+}
+
+int cli_fail(const char *cmd, zcbus *bus, int r, const char *fmt, ...) {
+        const char *why = bus ? zcbus_last_error(bus) : NULL;
+        char what[512];
+        va_list ap;
+
+        va_start(ap, fmt);
+        (void)vsnprintf(what, sizeof(what), fmt, ap);
+        va_end(ap);
+        if (why && *why)
+                cli_err(cmd, "%s: %s (%s)", what, zcbus_strerror(r), why);
+        else
+                cli_err(cmd, "%s: %s", what, zcbus_strerror(r));
+        return 1;
 }
 
 int cli_parse_u64(const char *s, unsigned long long min, unsigned long long max, int allow_suffix,
