@@ -306,7 +306,6 @@ _public_ int zcbus_pub_open(zcbus *bus, const char *topic, const zcbus_topic_opt
         if ((o.slot_count && !is_pow2_u32(o.slot_count)) || o.policy > ZCBUS_POLICY_LATEST ||
             o.wait_mode > ZCBUS_WAIT_FUTEX)
                 return -EINVAL;
-        fence_register();
         p = calloc(1, sizeof(*p));
         if (!p)
                 return -ENOMEM;
@@ -491,7 +490,6 @@ _public_ int zcbus_sub_open(zcbus *bus, const char *topic, const zcbus_sub_opts 
                                        .slot_size = o.slot_size, .policy = o.policy};
         if (o.max_holds == 0)
                 o.max_holds = RING_MAX_HOLDS_DEFAULT;
-        fence_register();
         s = calloc(1, sizeof(*s));
         if (!s)
                 return -ENOMEM;
@@ -617,19 +615,12 @@ _public_ int zcbus_wait_any(zcbus_sub *const *subs, unsigned n, int timeout_ms) 
                 /* Announce on every topic (C), re-check, sleep on all. */
                 for (unsigned i = 0; i < n; i++)
                         ring_sub_announce(&subs[i]->rs, &words[i], &vals[i]);
-                bool bounded = fence_heavy() < 0; /* C: producers use fence_light */
-                uint64_t until = deadline;
-                if (bounded && (!until || until > now_ns() + 1000000))
-                        until = now_ns() + 1000000;
                 r = 0;
                 for (unsigned i = 0; i < n && r == 0; i++)
                         if (ring_sub_ready(&subs[i]->rs))
                                 r = 1;
-                if (r == 0) {
-                        r = futex_waitv_words(words, vals, n, until);
-                        if (r == -ETIMEDOUT && until != deadline)
-                                r = 0;
-                }
+                if (r == 0)
+                        r = futex_waitv_words(words, vals, n, deadline);
                 for (unsigned i = 0; i < n; i++)
                         ring_sub_unannounce(&subs[i]->rs);
                 if (r == -ETIMEDOUT || r == -EINTR || r == -ENOSYS || r == -EINVAL)

@@ -8,7 +8,6 @@
 
 #include <errno.h>
 #include <limits.h>
-#include <stdlib.h>
 #include <linux/futex.h>
 #include <sys/syscall.h>
 #include <time.h>
@@ -23,34 +22,6 @@
 #ifndef FUTEX_32
 #define FUTEX_32 2
 #endif
-
-_Atomic int fence_asym;
-
-#ifndef MEMBARRIER_CMD_GLOBAL_EXPEDITED
-#define MEMBARRIER_CMD_GLOBAL_EXPEDITED (1 << 1)
-#define MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED (1 << 2)
-#endif
-
-void fence_register(void) {
-#if defined(__SANITIZE_THREAD__)
-        return; /* ThreadSanitizer models fences, not membarrier */
-#else
-        static _Atomic int tried;
-        const char *off = getenv("ZCBUS_NO_MEMBARRIER");
-
-        if (atomic_exchange(&tried, 1) || (off && *off == '1'))
-                return;
-        if (syscall(SYS_membarrier, MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED, 0, 0) == 0)
-                atomic_store(&fence_asym, 1);
-#endif
-}
-
-int fence_heavy(void) {
-        full_fence();
-        if (syscall(SYS_membarrier, MEMBARRIER_CMD_GLOBAL_EXPEDITED, 0, 0) < 0)
-                return negerrno();
-        return 0;
-}
 
 uint64_t now_ns(void) {
         struct timespec ts;

@@ -30,6 +30,7 @@
 
 #include <errno.h>
 #include <limits.h>
+#include <sched.h>
 #include <string.h>
 
 #include "futex.h"
@@ -70,6 +71,12 @@ static int wait_until(const struct ring_wait *w, au32 *waiters, au32 *word, uint
                                         return -ETIMEDOUT;
                                 if (t >= spin_end)
                                         break;
+                                /* Past the first few microseconds a prompt
+                                 * answer is not coming: let whoever shares
+                                 * this CPU (another subscriber, the producer)
+                                 * run instead of burning the slice. */
+                                if (!spin_only)
+                                        (void)sched_yield();
                         }
                 }
         }
@@ -77,19 +84,11 @@ static int wait_until(const struct ring_wait *w, au32 *waiters, au32 *word, uint
                 int r = 0;
 
                 (void)faa_sc(waiters, 1);           /* C / F */
-                /* The hot side only has a compiler barrier (fence_light):
-                 * fence every registered process before re-checking. */
-                bool bounded = fence_heavy() < 0;
                 uint32_t v = load_sc(word);
                 if (!ready(ctx)) {
-                        uint64_t until = deadline;
-                        if (bounded && (!until || until > now_ns() + 1000000))
-                                until = now_ns() + 1000000;
                         if (sleeps)
                                 (*sleeps)++;
-                        r = futex_wait(word, v, until);
-                        if (r == -ETIMEDOUT && until != deadline)
-                                r = 0;
+                        r = futex_wait(word, v, deadline);
                 }
                 (void)fas_sc(waiters, 1);
                 if (ready(ctx))
@@ -399,11 +398,11 @@ void ring_pub_publish(struct ring_pub *p, uint64_t seq, uint32_t len, uint64_t t
 void ring_pub_notify(struct ring_pub *p) {
         const struct seg_map *m = p->m;
 
-        /* D: order every stamp published since the last notify before the
-         * look at data_waiters. A compiler barrier when this process is
-         * registered for membarrier (sleepers fence us), else a full
-         * fence: one per batch either way. */
-        fence_light();
+        /* D: one full fence orders every stamp published since the last
+         * notify before the look at data_waiters (C11 fence rules: a
+         * reader's SC re-load that follows this fence in S sees the
+         * stamps). One fence per batch, not one locked store per slot. */
+        full_fence();
         if (load_rlx(&seg_subs_notify(m)->data_waiters) == 0)
                 return;
         stat_inc(&p->me->wakeups, 1);
@@ -482,12 +481,9 @@ bool ring_sub_ready(struct ring_sub *s) {
         return slot_state_of(v, s->next) != SLOT_EMPTY;
 }
 
+/* Holds are kept in the order received, which is sequence order. */
 static uint64_t min_held(const struct ring_sub *s) {
-        uint64_t m = UINT64_MAX;
-        for (uint32_t i = 0; i < s->nheld; i++)
-                if (s->held[i] < m)
-                        m = s->held[i];
-        return m;
+        return s->nheld ? s->held[0] : UINT64_MAX;
 }
 
 /* RELIABLE: the floor this subscriber must publish: its oldest hold,
@@ -504,7 +500,7 @@ static void publish_floor(struct ring_sub *s, uint64_t f) {
         struct seg_subs_notify *sn = seg_subs_notify(s->m);
 
         store_rel(&s->me->floor, f); /* E: payload reads done before the floor moves */
-        fence_light();               /* E (sleepers fence us, see futex.h) */
+        full_fence();                /* E: the floor before the look at room_waiters */
         if (load_rlx(&sn->room_waiters))
                 wake_all(&sn->room_word);
 }
@@ -578,6 +574,10 @@ static int take_one(struct ring_sub *s, zcbus_msg *msg) {
                 s->pending_lost = 0;
                 s->held[s->nheld++] = c;
                 s->next = c + 1;
+                /* Pull a later slot's first line in ahead of time: when the
+                 * producer is ahead, its lines are ready and the miss is
+                 * hidden behind this message's processing. */
+                __builtin_prefetch(seg_slot(m, c + 3), 0, 3);
                 return 1;
         }
         return 0;
@@ -636,6 +636,19 @@ int ring_sub_release(struct ring_sub *s, const uint64_t *seqs, uint32_t n) {
         bool latest = s->m->g.policy == ZCBUS_POLICY_LATEST;
         uint64_t before = latest ? 0 : floor_of(s), after;
 
+        /* Fast path: the oldest holds, in the order received (recv then
+         * release, or a batch released whole): O(n). */
+        uint32_t k0 = 0;
+        while (k0 < n && k0 < s->nheld && s->held[k0] == seqs[k0])
+                k0++;
+        if (k0 == n) {
+                if (latest)
+                        for (uint32_t k = 0; k < n; k++)
+                                seg_hold_drop(s->m, seqs[k], s->index); /* H; E */
+                memmove(s->held, s->held + n, (s->nheld - n) * sizeof(s->held[0]));
+                s->nheld -= n;
+                goto released;
+        }
         /* All or nothing: every sequence must be held, once. */
         for (uint32_t k = 0; k < n; k++) {
                 uint32_t count = 0;
@@ -651,10 +664,13 @@ int ring_sub_release(struct ring_sub *s, const uint64_t *seqs, uint32_t n) {
                 for (i = 0; i < s->nheld; i++)
                         if (s->held[i] == seqs[k])
                                 break;
-                s->held[i] = s->held[--s->nheld];
+                /* Keep the rest in the order received. */
+                memmove(s->held + i, s->held + i + 1, (s->nheld - i - 1) * sizeof(s->held[0]));
+                s->nheld--;
                 if (latest)
                         seg_hold_drop(s->m, seqs[k], s->index); /* H: payload reads done; E */
         }
+released:
         store_rlx(&s->me->held, s->nheld);
         if (latest) {
                 struct seg_subs_notify *sn = seg_subs_notify(s->m);
