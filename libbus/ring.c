@@ -197,6 +197,10 @@ static int wait_room(struct ring_pub *p, uint64_t seq, enum room_kind kind, uint
  * LATEST reader holds the old message. */
 static void mark_slot(const struct seg_map *m, uint64_t seq, uint32_t producer, uint32_t flag) {
         struct seg_slot *s = seg_slot(m, seq);
+        /* I: a LATEST reader may be reading the descriptor of the lap
+         * before; WRITING first makes its re-check fail. */
+        if (load_rlx(&s->stamp) != (SEG_STAMP_WRITING | ring_stamp(seq)))
+                store_sc(&s->stamp, SEG_STAMP_WRITING | ring_stamp(seq));
         store_rlx(&s->len, 0);
         store_rlx(&s->flags, flag);
         s->producer = producer;
@@ -303,6 +307,7 @@ static int claim_latest(struct ring_pub *p, uint64_t deadline, bool may_wait, ui
                 p->claim = SEG_CLAIM_NONE;
                 p->nclaim = 0;
                 store_rel(&p->me->claim, SEG_CLAIM_NONE);
+                ring_pub_notify(p); /* readers may wait at t */
                 skips++;
                 if (may_wait && deadline && now_ns() >= deadline)
                         return -ETIMEDOUT;
@@ -321,9 +326,9 @@ int ring_pub_claim(struct ring_pub *p, uint32_t n, int timeout_ms, uint64_t *ret
                 return -EINVAL;
         if (p->claim != SEG_CLAIM_NONE) {
                 r = settle_claim(p, deadline, may_wait);
+                ring_pub_notify(p); /* readers may wait at the sequences written off */
                 if (r < 0)
                         return r == -ETIMEDOUT && !may_wait ? -EAGAIN : r;
-                ring_pub_notify(p); /* readers may wait at the sequences written off */
         }
         if (m->g.policy == ZCBUS_POLICY_LATEST) {
                 if (n != 1)
@@ -415,6 +420,7 @@ void ring_pub_deinit(struct ring_pub *p) {
         if (p->claim != SEG_CLAIM_NONE && settle_claim(p, 0, false) < 0) {
                 /* Slots not free yet: the claim stays recorded and the
                  * broker writes it off when they are. */
+                ring_pub_notify(p);
                 store_rel(&p->me->state, SEG_ENTRY_CLOSING);
                 p->m = NULL;
                 return;
@@ -425,6 +431,19 @@ void ring_pub_deinit(struct ring_pub *p) {
 }
 
 /* -------------------------------------------------------------- subscriber */
+
+/* Publish a higher floor and wake producers waiting for it (E). Every
+ * raise of a floor goes through here: a producer may be asleep on the
+ * old value. */
+static void publish_floor(struct ring_sub *s, uint64_t f) {
+        struct seg_subs_notify *sn = seg_subs_notify(s->m);
+
+        s->pub_floor = f;
+        store_rel(&s->me->floor, f); /* E: payload reads done before the floor moves */
+        full_fence();                /* E: the floor before the look at room_waiters */
+        if (load_rlx(&sn->room_waiters))
+                wake_all(&sn->room_word);
+}
 
 int ring_sub_init(struct ring_sub *s, const struct seg_map *m, uint32_t index, uint32_t history,
                   uint32_t max_holds, uint64_t *held, struct ring_wait wait) {
@@ -457,7 +476,8 @@ int ring_sub_init(struct ring_sub *s, const struct seg_map *m, uint32_t index, u
                 h = load_sc(&seg_head(m)->head);
                 if (h <= SEG_SEQ_LIMIT && h >= n && f < h - n)
                         f = h - n;
-                store_sc(&s->me->floor, f);
+                /* A raise: a producer may already sleep on the first value. */
+                publish_floor(s, f);
         }
         s->next = f;
         store_rlx(&s->me->next, f);
@@ -493,17 +513,6 @@ static uint64_t floor_of(const struct ring_sub *s) {
         return s->next < f ? s->next : f;
 }
 
-/* Publish a higher floor and wake producers waiting for it (E). Every
- * raise of a floor goes through here: a producer may be asleep on the
- * old value. */
-static void publish_floor(struct ring_sub *s, uint64_t f) {
-        struct seg_subs_notify *sn = seg_subs_notify(s->m);
-
-        store_rel(&s->me->floor, f); /* E: payload reads done before the floor moves */
-        full_fence();                /* E: the floor before the look at room_waiters */
-        if (load_rlx(&sn->room_waiters))
-                wake_all(&sn->room_word);
-}
 
 /* Lapped under LATEST: jump to the newest message. */
 static void skip_ahead(struct ring_sub *s, uint64_t *lost) {
@@ -542,25 +551,29 @@ static int take_one(struct ring_sub *s, zcbus_msg *msg) {
                 }
                 uint32_t len = load_rlx(&sl->len), flags = load_rlx(&sl->flags);
                 uint64_t ts = load_rlx(&sl->ts_ns);
-                if (flags & (SEG_SLOT_ABANDONED | SEG_SLOT_SKIPPED)) {
-                        s->next = c + 1;
-                        s->skipped++;
-                        continue;
-                }
+                bool had = false;
                 if (latest) {
                         /* H: take the hold, then make sure the slot still
-                         * holds c; the descriptor read above is then c's. */
-                        seg_hold_take(m, c, s->index);
+                         * holds c; the descriptor read above is then c's
+                         * (every writer marks WRITING before touching it).
+                         * If this subscriber held the slot already (an older
+                         * message under markers), the hold stays. */
+                        had = seg_hold_take(m, c, s->index);
                         if (load_sc(&sl->stamp) != v) {
-                                seg_hold_drop(m, c, s->index);
+                                if (!had)
+                                        seg_hold_drop(m, c, s->index);
                                 continue; /* overwritten meanwhile: look again */
                         }
                 }
-                if (len > m->g.slot_size) {
-                        /* A producer wrote nonsense: refuse it, step over it. */
-                        if (latest)
+                if (flags & (SEG_SLOT_ABANDONED | SEG_SLOT_SKIPPED) || len > m->g.slot_size) {
+                        /* A marker, or nonsense from a producer (refused with
+                         * -EBADMSG): step over it. */
+                        if (latest && !had)
                                 seg_hold_drop(m, c, s->index);
                         s->next = c + 1;
+                        s->skipped++;
+                        if (flags & (SEG_SLOT_ABANDONED | SEG_SLOT_SKIPPED))
+                                continue;
                         return -EBADMSG;
                 }
                 *msg = (zcbus_msg){
@@ -605,6 +618,8 @@ int ring_sub_recv(struct ring_sub *s, zcbus_msg *msgs, uint32_t n, int timeout_m
                         if (r < 0) {
                                 if (got)
                                         break;
+                                if (s->m->g.policy != ZCBUS_POLICY_LATEST && floor_of(s) != s->pub_floor)
+                                        publish_floor(s, floor_of(s));
                                 return r;
                         }
                         if (r == 0)
@@ -619,6 +634,11 @@ int ring_sub_recv(struct ring_sub *s, zcbus_msg *msgs, uint32_t n, int timeout_m
                         store_rlx(&s->me->held, s->nheld);
                         return (int)got;
                 }
+                /* RELIABLE: markers stepped over moved the cursor without a
+                 * release; before waiting, let producers see it, or a lap
+                 * of markers could leave both sides waiting. */
+                if (s->m->g.policy != ZCBUS_POLICY_LATEST && floor_of(s) != s->pub_floor)
+                        publish_floor(s, floor_of(s));
                 if (timeout_ms == 0)
                         return -EAGAIN;
                 if (!deadline && timeout_ms > 0)
@@ -634,7 +654,7 @@ int ring_sub_recv(struct ring_sub *s, zcbus_msg *msgs, uint32_t n, int timeout_m
 
 int ring_sub_release(struct ring_sub *s, const uint64_t *seqs, uint32_t n) {
         bool latest = s->m->g.policy == ZCBUS_POLICY_LATEST;
-        uint64_t before = latest ? 0 : floor_of(s), after;
+        uint64_t after;
 
         /* Fast path: the oldest holds, in the order received (recv then
          * release, or a batch released whole): O(n). */
@@ -679,9 +699,8 @@ released:
                 return 0;
         }
         after = floor_of(s);
-        if (after == before)
-                return 0;
-        publish_floor(s, after);
+        if (after != s->pub_floor)
+                publish_floor(s, after);
         return 0;
 }
 
@@ -770,8 +789,12 @@ static bool claimed_by_other(const struct seg_map *m, uint32_t self, uint64_t se
                 if (i == self)
                         continue;
                 struct seg_prod *e = seg_prod(m, i);
-                uint64_t c = load_sc(&e->claim);
-                uint32_t k = load_rlx(&e->claim_n);
+                uint64_t c;
+                uint32_t k;
+                do { /* claim_n belongs to the claim read around it */
+                        c = load_sc(&e->claim);
+                        k = load_sc(&e->claim_n);
+                } while (load_sc(&e->claim) != c);
                 if (c == SEG_CLAIM_NONE || (c & SEG_CLAIM_PENDING))
                         continue;
                 if (seq >= c && seq - c < k)

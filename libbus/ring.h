@@ -71,6 +71,7 @@ struct ring_sub {
         uint64_t lost;      /* total missed, counted when reported */
         uint64_t pending_lost; /* missed since the last delivered message */
         uint64_t skipped;   /* markers stepped over (abandoned, skipped) */
+        uint64_t pub_floor; /* RELIABLE: the floor last published */
         uint64_t sleeps;
 };
 

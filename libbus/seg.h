@@ -282,10 +282,13 @@ static inline bool seg_held(const struct seg_map *m, uint64_t seq) {
                         return true;
         return false;
 }
-/* Subscriber sub takes or drops its hold on seq's slot (SC: point H). */
-static inline void seg_hold_take(const struct seg_map *m, uint64_t seq, uint32_t sub) {
-        (void)atomic_fetch_or_explicit(&seg_holds(m, seq)[(sub % m->g.max_subs) / 64], UINT64_C(1) << (sub % 64),
-                                       memory_order_seq_cst);
+/* Subscriber sub takes or drops its hold on seq's slot (SC: point H).
+ * take returns whether sub held the slot already: it may hold an older
+ * lap's message there while the slot shows markers stepped over it. */
+static inline bool seg_hold_take(const struct seg_map *m, uint64_t seq, uint32_t sub) {
+        uint64_t bit = UINT64_C(1) << (sub % 64);
+        return atomic_fetch_or_explicit(&seg_holds(m, seq)[(sub % m->g.max_subs) / 64], bit, memory_order_seq_cst) &
+               bit;
 }
 static inline void seg_hold_drop(const struct seg_map *m, uint64_t seq, uint32_t sub) {
         (void)atomic_fetch_and_explicit(&seg_holds(m, seq)[(sub % m->g.max_subs) / 64],
