@@ -22,6 +22,9 @@
  *   I  LATEST producer reusing a slot: stamp = WRITING|seq+1 (SC), then
  *      load hold[slot] (SC): one of H/I sees the other; a held slot is
  *      not written but stamped SKIPPED, and the producer moves on [pairs H]
+ *   K  sleepers arm (armed = 1, SC) after reading the futex word and
+ *      before re-checking; wakers wake only if they take the arm
+ *      (exchange to 0, SC) after their store and fence [pairs C-F]
  *   J  producer claim record: claim = PENDING|head (SC) before the
  *      fetch-add, the sequence after; the broker reads head, then the
  *      claims, then the stamps, so a dead producer's hole is found
@@ -55,7 +58,7 @@ void ring_wait_init(struct ring_wait *w, uint32_t mode, uint32_t spin_us) {
  */
 typedef bool (*ready_fn)(void *ctx);
 
-static int wait_until(const struct ring_wait *w, au32 *waiters, au32 *word, uint64_t deadline,
+static int wait_until(const struct ring_wait *w, au32 *waiters, au32 *armed, au32 *word, uint64_t deadline,
                       ready_fn ready, void *ctx, uint64_t *sleeps) {
         if (w->mode != ZCBUS_WAIT_FUTEX) {
                 bool spin_only = w->mode == ZCBUS_WAIT_SPIN;
@@ -85,6 +88,10 @@ static int wait_until(const struct ring_wait *w, au32 *waiters, au32 *word, uint
 
                 (void)faa_sc(waiters, 1);           /* C / F */
                 uint32_t v = load_sc(word);
+                /* Arm after reading the word: a waker that takes the arm
+                 * bumps the word after we read it, so the sleep below
+                 * cannot miss that wake-up (K). */
+                store_sc(armed, 1);
                 if (!ready(ctx)) {
                         if (sleeps)
                                 (*sleeps)++;
@@ -103,6 +110,16 @@ static int wait_until(const struct ring_wait *w, au32 *waiters, au32 *word, uint
 static void wake_all(au32 *word) {
         (void)faa_sc(word, 1);
         (void)futex_wake(word, INT_MAX);
+}
+
+/* The hot side's wake-up (after its store and full fence, D / E): only if
+ * someone sleeps, and only once per arming (K): sleepers that were woken
+ * but have not run yet do not cost every later publish a system call. */
+static bool wake_armed(au32 *waiters, au32 *armed, au32 *word) {
+        if (load_rlx(waiters) == 0 || atomic_exchange_explicit(armed, 0, memory_order_seq_cst) == 0)
+                return false;
+        wake_all(word);
+        return true;
 }
 
 /* ---------------------------------------------------------------- producer */
@@ -186,9 +203,10 @@ static int wait_room(struct ring_pub *p, uint64_t seq, enum room_kind kind, uint
         /* Waiting for another producer's publish is waiting for data: it
          * wakes data sleepers (D). Room and holds are freed by readers (E). */
         if (kind == ROOM_PREV)
-                return wait_until(&p->wait, &sn->data_waiters, &seg_ring_notify(p->m)->data_word, deadline,
-                                  room_ready, &x, &dummy);
-        return wait_until(&p->wait, &sn->room_waiters, &sn->room_word, deadline, room_ready, &x, &dummy);
+                return wait_until(&p->wait, &sn->data_waiters, &sn->data_armed, &seg_ring_notify(p->m)->data_word,
+                                  deadline, room_ready, &x, &dummy);
+        return wait_until(&p->wait, &sn->room_waiters, &sn->room_armed, &sn->room_word, deadline, room_ready, &x,
+                          &dummy);
 }
 
 /* Stamp seq's slot as a marker readers step over (ABANDONED: its
@@ -275,8 +293,8 @@ static int claim_latest(struct ring_pub *p, uint64_t deadline, bool may_wait, ui
                                 if (!may_wait)
                                         return -EAGAIN;
                                 stat_inc(&p->me->waits, 1);
-                                int r = wait_until(&p->wait, &sn->room_waiters, &sn->room_word, deadline,
-                                                   some_slot_unheld, p, &dummy);
+                                int r = wait_until(&p->wait, &sn->room_waiters, &sn->room_armed, &sn->room_word,
+                                                   deadline, some_slot_unheld, p, &dummy);
                                 if (r < 0)
                                         return r;
                         }
@@ -408,10 +426,9 @@ void ring_pub_notify(struct ring_pub *p) {
          * reader's SC re-load that follows this fence in S sees the
          * stamps). One fence per batch, not one locked store per slot. */
         full_fence();
-        if (load_rlx(&seg_subs_notify(m)->data_waiters) == 0)
-                return;
-        stat_inc(&p->me->wakeups, 1);
-        wake_all(&seg_ring_notify(m)->data_word);
+        struct seg_subs_notify *sn = seg_subs_notify(m);
+        if (wake_armed(&sn->data_waiters, &sn->data_armed, &seg_ring_notify(m)->data_word))
+                stat_inc(&p->me->wakeups, 1);
 }
 
 void ring_pub_deinit(struct ring_pub *p) {
@@ -441,8 +458,7 @@ static void publish_floor(struct ring_sub *s, uint64_t f) {
         s->pub_floor = f;
         store_rel(&s->me->floor, f); /* E: payload reads done before the floor moves */
         full_fence();                /* E: the floor before the look at room_waiters */
-        if (load_rlx(&sn->room_waiters))
-                wake_all(&sn->room_word);
+        (void)wake_armed(&sn->room_waiters, &sn->room_armed, &sn->room_word);
 }
 
 int ring_sub_init(struct ring_sub *s, const struct seg_map *m, uint32_t index, uint32_t history,
@@ -643,7 +659,7 @@ int ring_sub_recv(struct ring_sub *s, zcbus_msg *msgs, uint32_t n, int timeout_m
                         return -EAGAIN;
                 if (!deadline && timeout_ms > 0)
                         deadline = deadline_from_ms(timeout_ms);
-                r = wait_until(&s->wait, &seg_subs_notify(s->m)->data_waiters,
+                r = wait_until(&s->wait, &seg_subs_notify(s->m)->data_waiters, &seg_subs_notify(s->m)->data_armed,
                                &seg_ring_notify(s->m)->data_word, deadline, sub_ready_cb, s, &s->sleeps);
                 if (s->sleeps)
                         store_rlx(&s->me->sleeps, s->sleeps);
@@ -694,8 +710,9 @@ released:
         store_rlx(&s->me->held, s->nheld);
         if (latest) {
                 struct seg_subs_notify *sn = seg_subs_notify(s->m);
-                if (load_sc(&sn->room_waiters)) /* E: a producer found every slot held */
-                        wake_all(&sn->room_word);
+                /* E (the hold drops above were SC): a producer may wait
+                 * because it found every slot held. */
+                (void)wake_armed(&sn->room_waiters, &sn->room_armed, &sn->room_word);
                 return 0;
         }
         after = floor_of(s);
@@ -705,9 +722,11 @@ released:
 }
 
 void ring_sub_announce(struct ring_sub *s, au32 **ret_word, uint32_t *ret_val) {
-        (void)faa_sc(&seg_subs_notify(s->m)->data_waiters, 1); /* C */
+        struct seg_subs_notify *sn = seg_subs_notify(s->m);
+        (void)faa_sc(&sn->data_waiters, 1); /* C */
         *ret_word = &seg_ring_notify(s->m)->data_word;
         *ret_val = load_sc(*ret_word);
+        store_sc(&sn->data_armed, 1); /* K: after reading the word */
 }
 
 void ring_sub_unannounce(struct ring_sub *s) {

@@ -164,7 +164,10 @@ struct seg_subs_notify {
         au32 room_word;    /* futex: bumped when a release wakes producers */
         au32 gen;          /* bumped when a subscriber sets a floor below
                               head: producers drop their cached gate */
-        uint8_t pad[SEG_LINE - 16];
+        au32 data_armed;   /* 1: a data sleeper wants a wake-up; the waker
+                              takes it (exchange to 0) and wakes once */
+        au32 room_armed;   /* the same for room sleepers */
+        uint8_t pad[SEG_LINE - 24];
 };
 static_assert(sizeof(struct seg_subs_notify) == SEG_LINE, "one line");
 
