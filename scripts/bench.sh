@@ -315,6 +315,13 @@ for name, v, op, lim, fmt in targets:
     ok = v is not None and (v <= lim if op == "≤" else v >= lim)
     w(f"| {name} | {fmt(v)} | {'yes' if ok else '**no**'} |")
 w("")
+# The hand-written part (what was changed and what it bought) lives in
+# docs/perf-log.md and is carried over on every regeneration.
+log = os.path.join(os.path.dirname(out), "perf-log.md")
+if os.path.exists(log):
+    with open(log) as f:
+        L.append(f.read().rstrip("\n"))
+    w("")
 with open(out, "w") as f:
     f.write("\n".join(L))
 EOF
