@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The one test command: installs what is missing, builds zcbus with
 # -Werror, runs the whole suite, then runs it again under ASan+UBSan, then
-# the ring tests under ThreadSanitizer, then a short stress run.
+# the ring tests under ThreadSanitizer, a short stress run and a short
+# libFuzzer run of the protocol decoder.
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 cd "$top"
@@ -21,8 +22,11 @@ scripts/sanitize.sh tsan
 echo "== stress (short)"
 scripts/stress.sh "${ZCBUS_STRESS_SECONDS:-20}"
 
+echo "== fuzz the protocol decoder (short)"
+scripts/fuzz.sh "${ZCBUS_FUZZ_SECONDS:-15}"
+
 # One closing line for whoever reads the log: every suite of both make
 # check runs, the TSan ring suite and the stress run (any failure above
-# has already stopped this script).
+# has already stopped this script). The fuzz run counts as one.
 suites=$(awk '/^# PASS:/ { n += $3 } END { print n + 0 }' build/plain/test-suite.log build/asan/test-suite.log)
-echo "check.sh: $((suites + 2)) passed, 0 failed"
+echo "check.sh: $((suites + 3)) passed, 0 failed"
