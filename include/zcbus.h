@@ -15,7 +15,8 @@
  *    ABI. A zero field means "the default" (the broker's, for topic fields).
  *  - Close calls accept NULL.
  *  - The hot path (loan, commit, recv, release) makes no allocation, takes
- *    no lock and makes no system call unless it has to sleep or wake a
+ *    no lock and makes no system call unless it has to wait (an adaptive
+ *    waiter yields the CPU between spin rounds, then sleeps) or wake a
  *    sleeper.
  *
  * Threads: each handle belongs to one thread at a time, and different
@@ -116,7 +117,7 @@ typedef struct zcbus_sub_stats {
         uint32_t size;     /* sizeof(zcbus_sub_stats), set by caller */
         uint32_t held;     /* messages held right now */
         uint64_t received; /* messages delivered to this subscriber */
-        uint64_t lost;     /* messages it missed (LATEST only) */
+        uint64_t lost;     /* sequences it missed (LATEST only) */
         uint64_t sleeps;   /* times it slept on the futex */
         uint64_t next_seq; /* next sequence it will read */
         uint64_t skipped;  /* sequences that were no message (a producer

@@ -541,20 +541,11 @@ _public_ int zcbus_sub_release(zcbus_sub *sub, const zcbus_msg *msg) {
 }
 
 _public_ int zcbus_sub_release_batch(zcbus_sub *sub, const zcbus_msg *msgs, unsigned n) {
-        uint64_t seqs[64];
-
-        if (!sub || !msgs)
+        if (!sub || (n && !msgs))
                 return -EINVAL;
-        for (unsigned done = 0; done < n;) {
-                unsigned k = MIN(n - done, (unsigned)ARRAY_SIZE(seqs));
-                for (unsigned i = 0; i < k; i++)
-                        seqs[i] = msgs[done + i].seq;
-                int r = ring_sub_release(&sub->rs, seqs, k);
-                if (r < 0)
-                        return r;
-                done += k;
-        }
-        return 0;
+        if (n == 0)
+                return 0;
+        return ring_sub_release_strided(&sub->rs, &msgs[0].seq, sizeof(zcbus_msg), n);
 }
 
 _public_ int zcbus_sub_info(zcbus_sub *sub, zcbus_topic_info *info) {

@@ -51,11 +51,11 @@ _public_ const char *zcbus_strerror(int err) {
         case -ECONNRESET:
                 return "the broker closed the connection";
         case -ENOSPC:
-                return "the broker's topic or memory limit is reached";
+                return "no space left (from the broker: its topic or memory limit is reached)";
         case -EFBIG:
-                return "the topic's ring would exceed the broker's per-topic limit";
+                return "too large (from the broker: the ring would exceed its per-topic limit)";
         case -EMFILE:
-                return "this connection holds too many producers and subscribers";
+                return "too many open files (from the broker: this connection holds too many entries)";
         default:
                 return strerror(-err);
         }

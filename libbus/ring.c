@@ -8,10 +8,11 @@
  *   B  reader: stamp (acquire), then descriptor + payload       [pairs A]
  *   C  reader about to sleep: data_waiters++ (SC), load data_word (SC),
  *      re-load the stamp (SC)                                 [pairs D]
- *   D  producer after publishing: load data_waiters (SC); if set, bump
- *      data_word and FUTEX_WAKE                               [pairs C]
- *   E  reader releasing: floor = new floor (SC), then load room_waiters
- *      (SC); if set, bump room_word and FUTEX_WAKE           [pairs F]
+ *   D  producer after publishing: full fence, load data_waiters; if set
+ *      (and armed, K), bump data_word and FUTEX_WAKE          [pairs C]
+ *   E  reader releasing: floor = new floor (release) and a full fence
+ *      (LATEST: the SC clear of its hold bit), then load room_waiters;
+ *      if set (and armed, K), bump room_word and FUTEX_WAKE  [pairs F]
  *   F  producer about to sleep for room: room_waiters++ (SC), load
  *      room_word (SC), re-scan floors (SC)                   [pairs E]
  *   G  new subscriber: floor = f (SC), gen++ (SC), load head (SC);
@@ -262,9 +263,6 @@ static int prepare_slots(struct ring_pub *p, uint64_t deadline, bool may_wait) {
         return 0;
 }
 
-/* LATEST: claim one sequence whose slot nobody holds. A held slot is
- * stamped SKIPPED (readers step over it) and the producer claims again:
- * it never waits for a reader. */
 /* Is any slot of the ring free of holds? (SC loads: point F) */
 static bool some_slot_unheld(void *c) {
         const struct seg_map *m = ((struct ring_pub *)c)->m;
@@ -274,6 +272,9 @@ static bool some_slot_unheld(void *c) {
         return false;
 }
 
+/* LATEST: claim one sequence whose slot nobody holds. A held slot is
+ * stamped SKIPPED (readers step over it) and the producer claims again:
+ * it waits for readers only if they hold every slot. */
 static int claim_latest(struct ring_pub *p, uint64_t deadline, bool may_wait, uint64_t *ret_seq) {
         const struct seg_map *m = p->m;
         struct seg_ring_head *hd = seg_head(m);
@@ -668,19 +669,30 @@ int ring_sub_recv(struct ring_sub *s, zcbus_msg *msgs, uint32_t n, int timeout_m
         }
 }
 
+/* The i-th sequence of an array of n records stride bytes apart. */
+static inline uint64_t seq_at(const void *base, size_t stride, uint32_t i) {
+        uint64_t v;
+        memcpy(&v, (const uint8_t *)base + (size_t)i * stride, sizeof(v));
+        return v;
+}
+
 int ring_sub_release(struct ring_sub *s, const uint64_t *seqs, uint32_t n) {
+        return ring_sub_release_strided(s, seqs, sizeof(*seqs), n);
+}
+
+int ring_sub_release_strided(struct ring_sub *s, const void *seqs, size_t stride, uint32_t n) {
         bool latest = s->m->g.policy == ZCBUS_POLICY_LATEST;
         uint64_t after;
 
         /* Fast path: the oldest holds, in the order received (recv then
          * release, or a batch released whole): O(n). */
         uint32_t k0 = 0;
-        while (k0 < n && k0 < s->nheld && s->held[k0] == seqs[k0])
+        while (k0 < n && k0 < s->nheld && s->held[k0] == seq_at(seqs, stride, k0))
                 k0++;
         if (k0 == n) {
                 if (latest)
                         for (uint32_t k = 0; k < n; k++)
-                                seg_hold_drop(s->m, seqs[k], s->index); /* H; E */
+                                seg_hold_drop(s->m, seq_at(seqs, stride, k), s->index); /* H; E */
                 memmove(s->held, s->held + n, (s->nheld - n) * sizeof(s->held[0]));
                 s->nheld -= n;
                 goto released;
@@ -689,22 +701,22 @@ int ring_sub_release(struct ring_sub *s, const uint64_t *seqs, uint32_t n) {
         for (uint32_t k = 0; k < n; k++) {
                 uint32_t count = 0;
                 for (uint32_t i = 0; i < s->nheld; i++)
-                        count += s->held[i] == seqs[k];
+                        count += s->held[i] == seq_at(seqs, stride, k);
                 for (uint32_t j = 0; j < k; j++)
-                        count -= count && seqs[j] == seqs[k];
+                        count -= count && seq_at(seqs, stride, j) == seq_at(seqs, stride, k);
                 if (count == 0)
                         return -ENOENT;
         }
         for (uint32_t k = 0; k < n; k++) {
                 uint32_t i;
                 for (i = 0; i < s->nheld; i++)
-                        if (s->held[i] == seqs[k])
+                        if (s->held[i] == seq_at(seqs, stride, k))
                                 break;
                 /* Keep the rest in the order received. */
                 memmove(s->held + i, s->held + i + 1, (s->nheld - i - 1) * sizeof(s->held[0]));
                 s->nheld--;
                 if (latest)
-                        seg_hold_drop(s->m, seqs[k], s->index); /* H: payload reads done; E */
+                        seg_hold_drop(s->m, seq_at(seqs, stride, k), s->index); /* H: payload reads done; E */
         }
 released:
         store_rlx(&s->me->held, s->nheld);
@@ -755,6 +767,7 @@ void ring_prod_activate(const struct seg_map *m, uint32_t index, uint32_t pid) {
         store_rlx(&e->waits, 0);
         store_rlx(&e->wakeups, 0);
         store_rlx(&e->abandoned, 0);
+        store_rlx(&e->skipped, 0);
         store_rlx(&e->pid, pid);
         store_rel(&e->state, SEG_ENTRY_ACTIVE);
 }

@@ -85,6 +85,9 @@ int ring_sub_init(struct ring_sub *s, const struct seg_map *m, uint32_t index, u
 int ring_sub_recv(struct ring_sub *s, zcbus_msg *msgs, uint32_t n, int timeout_ms);
 /* Release held sequences; -ENOENT for one not held. */
 int ring_sub_release(struct ring_sub *s, const uint64_t *seqs, uint32_t n);
+/* The same over the seq fields of n records stride bytes apart (e.g.
+ * &msgs[0].seq, sizeof(zcbus_msg)): all or nothing, whatever n. */
+int ring_sub_release_strided(struct ring_sub *s, const void *seqs, size_t stride, uint32_t n);
 /* Is a message (or a skip) ready at the cursor? Non-blocking. */
 bool ring_sub_ready(struct ring_sub *s);
 /* For wait-any: announce a sleeper and return the word and value to wait
