@@ -768,6 +768,12 @@ static int lat_measure(const struct lat_run *L, unsigned s, struct hist **hists)
                         uint64_t t0;
 
                         bench_watchdog_pet();
+                        if (L->nxp > 1)
+                                for (uint64_t k = 0; k < cfg->round_warmup; k++)
+                                        if ((r = ops->ping(st, ctr++)) < 0) {
+                                                lat_report(L, x, size, r);
+                                                return r;
+                                        }
                         t0 = now_ns();
 
                         /* The hot loop: one clock read per round trip (the

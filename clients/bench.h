@@ -201,6 +201,10 @@ struct lat_cfg {
         uint64_t duration_ns; /* measuring time per size (count == 0) */
         uint64_t warmup;      /* unrecorded round trips per transport and size */
         uint64_t round;       /* round trips per transport per round */
+        uint64_t round_warmup; /* unrecorded round trips at the start of each
+                                  transport's turn in a round (interleaved
+                                  runs only: the first ones after another
+                                  transport pay for its cold caches) */
         const char *sock;
 };
 

@@ -227,6 +227,8 @@ static void usage(FILE *f) {
                 "  -d, --duration SECS  measure for SECS per size instead of a count\n"
                 "      --warmup N       unrecorded round trips first (default 10000)\n"
                 "      --round N        round trips per transport per interleaved round (default 1000)\n"
+                "      --round-warmup N unrecorded round trips at the start of each transport's\n"
+                "                       turn in a round, with baselines (default 10)\n"
                 "      --wait MODE      spin, futex or adaptive (default adaptive)\n"
                 "      --spin-us N      adaptive spin budget in microseconds (default %u)\n"
                 "      --cpu A,B|none   pin ping to CPU A and pong to CPU B (default 0,1 with 2+ CPUs)\n"
@@ -248,7 +250,7 @@ static void usage(FILE *f) {
 /* Returns -1 to go on, else the exit status. */
 static int parse_opts(int argc, char **argv, struct lat_opts *o) {
         enum {
-                OPT_WARMUP = BENCH_OPT_END_, OPT_ROUND, OPT_PONG, OPT_PING, OPT_PLOT,
+                OPT_WARMUP = BENCH_OPT_END_, OPT_ROUND, OPT_ROUND_WARMUP, OPT_PONG, OPT_PING, OPT_PLOT,
         };
         static const struct option longopts[] = {
                 BENCH_COMMON_LONGOPTS,
@@ -256,6 +258,7 @@ static int parse_opts(int argc, char **argv, struct lat_opts *o) {
                 {"duration", required_argument, NULL, 'd'},
                 {"warmup", required_argument, NULL, OPT_WARMUP},
                 {"round", required_argument, NULL, OPT_ROUND},
+                {"round-warmup", required_argument, NULL, OPT_ROUND_WARMUP},
                 {"pong", no_argument, NULL, OPT_PONG},
                 {"ping", no_argument, NULL, OPT_PING},
                 {"plot", required_argument, NULL, OPT_PLOT},
@@ -271,6 +274,7 @@ static int parse_opts(int argc, char **argv, struct lat_opts *o) {
         c->count = 100000;
         c->warmup = 10000;
         c->round = 1000;
+        c->round_warmup = 10;
 
         opterr = 0;
         while ((opt = getopt_long(argc, argv, ":n:d:h", longopts, NULL)) != -1) {
@@ -301,6 +305,11 @@ static int parse_opts(int argc, char **argv, struct lat_opts *o) {
                         if (cli_parse_u64(optarg, 1, UINT64_C(1) << 40, 1, &v) < 0)
                                 return bench_bad_value(CMD, "--round", optarg, "want a count >= 1");
                         c->round = v;
+                        break;
+                case OPT_ROUND_WARMUP:
+                        if (cli_parse_u64(optarg, 0, UINT64_C(1) << 40, 1, &v) < 0)
+                                return bench_bad_value(CMD, "--round-warmup", optarg, "want a count >= 0");
+                        c->round_warmup = v;
                         break;
                 case OPT_PONG:
                         o->pong = true;
@@ -434,7 +443,9 @@ static void print_json(const struct lat_opts *o, const struct lat_xp *xps, unsig
                 (void)printf("\"round_trips\":%" PRIu64 ",\"duration_s\":null,", c->count);
         else
                 (void)printf("\"round_trips\":null,\"duration_s\":%.3f,", (double)c->duration_ns / 1e9);
-        (void)printf("\"warmup\":%" PRIu64 ",\"round\":%" PRIu64 ",\"rel_error\":%.5f,\"prefix\":", c->warmup, c->round,
+        (void)printf("\"warmup\":%" PRIu64 ",\"round\":%" PRIu64 ",\"round_warmup\":%" PRIu64
+                     ",\"rel_error\":%.5f,\"prefix\":",
+                     c->warmup, c->round, c->round_warmup,
                      hist_rel_error());
         bench_json_str(stdout, c->com.prefix);
         (void)printf(",\"results\":[");
