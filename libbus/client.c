@@ -289,10 +289,10 @@ static int open_topic(zcbus *bus, const char *topic, uint32_t role, const zcbus_
         return 0;
 }
 
-_public_ int zcbus_pub_open(zcbus *bus, const char *topic, const zcbus_topic_opts *opts, zcbus_pub **out) {
-        zcbus_topic_opts o;
-        struct ring_wait w;
-        zcbus_pub *p;
+/* What every open checks first: the handles, the name, the caller's
+ * options copied into a full-size struct. */
+static int open_args(const zcbus *bus, const char *topic, const void *out, void *opts_dst, size_t size,
+                     const void *opts) {
         int r;
 
         if (!bus || !out)
@@ -300,7 +300,16 @@ _public_ int zcbus_pub_open(zcbus *bus, const char *topic, const zcbus_topic_opt
         r = check_topic(topic);
         if (r < 0)
                 return r;
-        r = copy_opts(&o, sizeof(o), opts);
+        return copy_opts(opts_dst, size, opts);
+}
+
+_public_ int zcbus_pub_open(zcbus *bus, const char *topic, const zcbus_topic_opts *opts, zcbus_pub **out) {
+        zcbus_topic_opts o;
+        struct ring_wait w;
+        zcbus_pub *p;
+        int r;
+
+        r = open_args(bus, topic, out, &o, sizeof(o), opts);
         if (r < 0)
                 return r;
         if ((o.slot_count && !is_pow2_u32(o.slot_count)) || o.policy > ZCBUS_POLICY_LATEST ||
@@ -475,12 +484,7 @@ _public_ int zcbus_sub_open(zcbus *bus, const char *topic, const zcbus_sub_opts 
         zcbus_sub *s;
         int r;
 
-        if (!bus || !out)
-                return -EINVAL;
-        r = check_topic(topic);
-        if (r < 0)
-                return r;
-        r = copy_opts(&o, sizeof(o), opts);
+        r = open_args(bus, topic, out, &o, sizeof(o), opts);
         if (r < 0)
                 return r;
         if (o.wait_mode > ZCBUS_WAIT_FUTEX || o.max_holds > RING_MAX_HOLDS_LIMIT ||

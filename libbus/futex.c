@@ -39,6 +39,16 @@ static struct timespec ts_of(uint64_t ns) {
         return (struct timespec){.tv_sec = (time_t)(ns / 1000000000u), .tv_nsec = (long)(ns % 1000000000u)};
 }
 
+/* A wait's outcome: >= 0 as is (woken, or the waitv index); "the value
+ * had already changed" (EAGAIN) counts as woken. */
+static int wait_result(long r) {
+        if (r >= 0)
+                return (int)r;
+        if (errno == EAGAIN)
+                return 0;
+        return negerrno(); /* -ETIMEDOUT, -EINTR, or what the kernel said */
+}
+
 int futex_wait(au32 *word, uint32_t expected, uint64_t deadline_ns) {
         struct timespec ts;
         long r;
@@ -51,18 +61,7 @@ int futex_wait(au32 *word, uint32_t expected, uint64_t deadline_ns) {
         /* FUTEX_WAIT_BITSET takes an absolute CLOCK_MONOTONIC deadline. */
         r = syscall(SYS_futex, (uint32_t *)word, FUTEX_WAIT_BITSET, expected, deadline_ns ? &ts : NULL,
                     NULL, FUTEX_BITSET_MATCH_ANY);
-        if (r == 0)
-                return 0;
-        switch (errno) {
-        case EAGAIN: /* value already changed */
-                return 0;
-        case ETIMEDOUT:
-                return -ETIMEDOUT;
-        case EINTR:
-                return -EINTR;
-        default:
-                return negerrno();
-        }
+        return wait_result(r);
 }
 
 int futex_wake(au32 *word, int n) {
@@ -92,16 +91,5 @@ int futex_waitv_words(au32 *const *words, const uint32_t *expected, unsigned n, 
                 ts = ts_of(deadline_ns);
         }
         r = syscall(SYS_futex_waitv, v, n, 0, deadline_ns ? &ts : NULL, CLOCK_MONOTONIC);
-        if (r >= 0)
-                return (int)r;
-        switch (errno) {
-        case EAGAIN:
-                return 0;
-        case ETIMEDOUT:
-                return -ETIMEDOUT;
-        case EINTR:
-                return -EINTR;
-        default:
-                return negerrno();
-        }
+        return wait_result(r);
 }
