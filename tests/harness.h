@@ -127,6 +127,17 @@ void peer_fail(const char *file, int line, const char *fmt, ...) __attribute__((
                         ck_abort_msg("Assertion '%s == %s' failed: %lld != %lld", #a, #b, fa_, fb_); \
         } while (0)
 
+/* Run a Check suite (CK_NORMAL output) and give the number of tests that
+ * failed. For main() in files that include <check.h>. */
+#define RUN_SUITE(suite)                                                \
+        __extension__({                                                 \
+                SRunner *rs_sr_ = srunner_create(suite);                \
+                srunner_run_all(rs_sr_, CK_NORMAL);                     \
+                int rs_failed_ = srunner_ntests_failed(rs_sr_);         \
+                srunner_free(rs_sr_);                                   \
+                rs_failed_;                                             \
+        })
+
 /* Call from main(): exit 77 (skip) on a kernel without sealable memfds,
  * which every zcbus segment is. */
 static inline void require_memfd_sealing(void) {

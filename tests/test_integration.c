@@ -81,6 +81,31 @@ static void expect_signal(struct peer_args *a, char want, const char *what) {
         ck_assert_msg(c == want, "waiting for %s: got %d, want '%c' (peer died?)", what, c, want);
 }
 
+/* Spawn a peer and wait for its 'R' (open). */
+static pid_t spawn_ready(int (*fn)(void *), struct peer_args *a, const char *what) {
+        pid_t pid = spawn_peer(fn, a);
+        expect_signal(a, 'R', what);
+        return pid;
+}
+
+/* A producer that creates a reliable topic of slot_count x slot_size. */
+static void reliable_pub_args(struct peer_args *a, const char *sock, const char *topic, uint32_t slot_count,
+                              uint32_t slot_size, uint64_t n) {
+        peer_args_init(a, sock, topic);
+        a->slot_count = slot_count;
+        a->slot_size = slot_size;
+        a->policy = ZCBUS_POLICY_RELIABLE;
+        a->n = n;
+}
+
+/* A subscriber (or a producer opening the topic as it is). */
+static void sized_peer_args(struct peer_args *a, const char *sock, const char *topic, uint32_t slot_size,
+                            uint64_t n) {
+        peer_args_init(a, sock, topic);
+        a->slot_size = slot_size;
+        a->n = n;
+}
+
 static size_t msg_len(uint64_t counter, uint32_t slot_size) {
         uint32_t min = slot_size > 4096 ? slot_size - 4096 : 8;
         return pattern_len(counter, min, slot_size);
@@ -147,18 +172,26 @@ static int publish_range(zcbus_pub *pub, uint64_t first, uint64_t n, uint32_t sl
         return 0;
 }
 
+/* In a producer peer: open, 'R', wait for 'G', publish [first, first + n).
+ * Nonzero when any of it failed (and said why). */
+static int pub_open_go_publish(struct peer_args *a, zcbus **bus, zcbus_pub **pub) {
+        peer_enter(a);
+        if (pub_open_peer(a, bus, pub))
+                return 1;
+        PEER_CHECK(chan_send(&a->up, 'R') == 0, "signal");
+        PEER_CHECK(chan_recv(&a->down) == 'G', "no go");
+        if (publish_range(*pub, a->first, a->n, a->slot_size))
+                return 1;
+        return 0;
+}
+
 /* Producer: open, 'R', wait for 'G', publish, close. */
 static int producer_peer(void *arg) {
         struct peer_args *a = arg;
         zcbus *bus;
         zcbus_pub *pub;
 
-        peer_enter(a);
-        if (pub_open_peer(a, &bus, &pub))
-                return 1;
-        PEER_CHECK(chan_send(&a->up, 'R') == 0, "signal");
-        PEER_CHECK(chan_recv(&a->down) == 'G', "no go");
-        if (publish_range(pub, a->first, a->n, a->slot_size))
+        if (pub_open_go_publish(a, &bus, &pub))
                 return 1;
         zcbus_pub_close(pub);
         zcbus_disconnect(bus);
@@ -286,12 +319,7 @@ static int loan_and_die_peer(void *arg) {
         zcbus_pub *pub;
         void *buf;
 
-        peer_enter(a);
-        if (pub_open_peer(a, &bus, &pub))
-                return 1;
-        PEER_CHECK(chan_send(&a->up, 'R') == 0, "signal");
-        PEER_CHECK(chan_recv(&a->down) == 'G', "no go");
-        if (publish_range(pub, a->first, a->n, a->slot_size))
+        if (pub_open_go_publish(a, &bus, &pub))
                 return 1;
         int r = zcbus_pub_loan_timeout(pub, a->slot_size, &buf, PEER_WAIT_MS);
         PEER_CHECK(r == 0, "loan: %s", zcbus_strerror(r));
@@ -389,6 +417,30 @@ static void wait_ok(pid_t pid, const char *who) {
         ck_assert_msg(st == 0, "%s exited with status %d (its stderr says why)", who, st);
 }
 
+/* Note the descriptors and mappings, then start a broker. */
+static void broker_begin(struct leak_check *lc, struct broker *b) {
+        leak_begin(lc);
+        ck_assert_int_eq(broker_start(b, NULL), 0);
+}
+
+/* Stop the broker cleanly, remove it, and check nothing leaked. */
+static void broker_end(struct leak_check *lc, struct broker *b) {
+        broker_stop(b);
+        broker_destroy(b);
+        leak_end(lc);
+}
+
+/* Release the producer, wait for it and for nsubs subscribers. */
+static void go_and_wait_all(struct peer_args *pa, pid_t pp, struct peer_args *sa, const pid_t *sp, int nsubs) {
+        ck_assert_int_eq(chan_send(&pa->down, 'G'), 0);
+        wait_ok(pp, "producer");
+        for (int i = 0; i < nsubs; i++) {
+                wait_ok(sp[i], "subscriber");
+                peer_args_done(&sa[i]);
+        }
+        peer_args_done(pa);
+}
+
 START_TEST(test_broker_serves_a_private_socket_and_shuts_down_cleanly) {
         struct leak_check lc;
         struct broker b;
@@ -396,8 +448,7 @@ START_TEST(test_broker_serves_a_private_socket_and_shuts_down_cleanly) {
         uint8_t id[16], id2[16], zero[16] = {0};
         struct stat st;
 
-        leak_begin(&lc);
-        ck_assert_int_eq(broker_start(&b, NULL), 0);
+        broker_begin(&lc, &b);
         ck_assert_int_eq(stat(b.sock, &st), 0);
         ck_assert_msg(S_ISSOCK(st.st_mode), "%s is not a socket", b.sock);
         ck_assert_msg((st.st_mode & 0007) == 0, "socket mode %o is open to others", st.st_mode & 0777);
@@ -410,82 +461,38 @@ START_TEST(test_broker_serves_a_private_socket_and_shuts_down_cleanly) {
         zcbus_disconnect(bus);
         zcbus_disconnect(bus2);
         zcbus_disconnect(NULL);
-        broker_stop(&b);
-        broker_destroy(&b);
-        leak_end(&lc);
+        broker_end(&lc, &b);
 }
 END_TEST
 
-START_TEST(test_one_producer_and_four_subscriber_processes_pass_a_million_messages) {
+/* One reliable producer and nsubs subscribers (at most 4) that read all n
+ * messages, on a topic of slot_count x slot_size. */
+static void one_to_many(const char *topic, uint32_t slot_count, uint32_t slot_size, uint64_t n, int nsubs) {
         struct leak_check lc;
         struct broker b;
         struct peer_args pa, sa[4];
         pid_t pp, sp[4];
-        const uint64_t n = test_scaled(1000000);
 
-        leak_begin(&lc);
-        ck_assert_int_eq(broker_start(&b, NULL), 0);
-        peer_args_init(&pa, b.sock, "bulk");
-        pa.slot_count = 1024;
-        pa.slot_size = 64;
-        pa.policy = ZCBUS_POLICY_RELIABLE;
-        pa.n = n;
-        pp = spawn_peer(producer_peer, &pa);
-        expect_signal(&pa, 'R', "the producer's open");
-        for (int i = 0; i < 4; i++) {
-                peer_args_init(&sa[i], b.sock, "bulk");
-                sa[i].slot_size = 64;
-                sa[i].n = n;
+        ck_assert_int_le(nsubs, 4);
+        broker_begin(&lc, &b);
+        reliable_pub_args(&pa, b.sock, topic, slot_count, slot_size, n);
+        pp = spawn_ready(producer_peer, &pa, "the producer's open");
+        for (int i = 0; i < nsubs; i++) {
+                sized_peer_args(&sa[i], b.sock, topic, slot_size, n);
                 sa[i].how = SUB_READ_ALL;
-                sp[i] = spawn_peer(subscriber_peer, &sa[i]);
-                expect_signal(&sa[i], 'R', "a subscriber's open");
+                sp[i] = spawn_ready(subscriber_peer, &sa[i], "a subscriber's open");
         }
-        ck_assert_int_eq(chan_send(&pa.down, 'G'), 0);
-        wait_ok(pp, "producer");
-        for (int i = 0; i < 4; i++) {
-                wait_ok(sp[i], "subscriber");
-                peer_args_done(&sa[i]);
-        }
-        peer_args_done(&pa);
-        broker_stop(&b);
-        broker_destroy(&b);
-        leak_end(&lc);
+        go_and_wait_all(&pa, pp, sa, sp, nsubs);
+        broker_end(&lc, &b);
+}
+
+START_TEST(test_one_producer_and_four_subscriber_processes_pass_a_million_messages) {
+        one_to_many("bulk", 1024, 64, test_scaled(1000000), 4);
 }
 END_TEST
 
 START_TEST(test_one_mebibyte_messages_arrive_intact) {
-        struct leak_check lc;
-        struct broker b;
-        struct peer_args pa, sa[2];
-        pid_t pp, sp[2];
-        const uint64_t n = test_scaled(300);
-
-        leak_begin(&lc);
-        ck_assert_int_eq(broker_start(&b, NULL), 0);
-        peer_args_init(&pa, b.sock, "frames");
-        pa.slot_count = 8;
-        pa.slot_size = 1u << 20;
-        pa.policy = ZCBUS_POLICY_RELIABLE;
-        pa.n = n;
-        pp = spawn_peer(producer_peer, &pa);
-        expect_signal(&pa, 'R', "the producer's open");
-        for (int i = 0; i < 2; i++) {
-                peer_args_init(&sa[i], b.sock, "frames");
-                sa[i].slot_size = 1u << 20;
-                sa[i].n = n;
-                sp[i] = spawn_peer(subscriber_peer, &sa[i]);
-                expect_signal(&sa[i], 'R', "a subscriber's open");
-        }
-        ck_assert_int_eq(chan_send(&pa.down, 'G'), 0);
-        wait_ok(pp, "producer");
-        for (int i = 0; i < 2; i++) {
-                wait_ok(sp[i], "subscriber");
-                peer_args_done(&sa[i]);
-        }
-        peer_args_done(&pa);
-        broker_stop(&b);
-        broker_destroy(&b);
-        leak_end(&lc);
+        one_to_many("frames", 8, 1u << 20, test_scaled(300), 2);
 }
 END_TEST
 
@@ -500,8 +507,7 @@ START_TEST(test_message_larger_than_the_slot_fails_with_emsgsize) {
         void *buf;
         zcbus_msg m;
 
-        leak_begin(&lc);
-        ck_assert_int_eq(broker_start(&b, NULL), 0);
+        broker_begin(&lc, &b);
         ck_assert_int_eq(zcbus_connect(b.sock, &bus), 0);
         ck_assert_int_eq(zcbus_pub_open(bus, "sized", &o, &pub), 0);
         ck_assert_int_eq(zcbus_sub_open(bus, "sized", NULL, &sub), 0);
@@ -541,9 +547,7 @@ START_TEST(test_message_larger_than_the_slot_fails_with_emsgsize) {
         zcbus_sub_close(sub);
         zcbus_pub_close(pub);
         zcbus_disconnect(bus);
-        broker_stop(&b);
-        broker_destroy(&b);
-        leak_end(&lc);
+        broker_end(&lc, &b);
 }
 END_TEST
 
@@ -557,25 +561,16 @@ START_TEST(test_subscribers_that_exit_close_or_are_killed_do_not_stall_a_reliabl
         struct peer_args pa, sa[NSUBS];
         pid_t pp, sp[NSUBS];
 
-        leak_begin(&lc);
-        ck_assert_int_eq(broker_start(&b, NULL), 0);
+        broker_begin(&lc, &b);
         /* A small reliable ring: the producer is a few messages ahead of
          * the slowest live subscriber at most. */
-        peer_args_init(&pa, b.sock, "gate");
-        pa.slot_count = 8;
-        pa.slot_size = 64;
-        pa.policy = ZCBUS_POLICY_RELIABLE;
-        pa.n = n;
-        pp = spawn_peer(producer_peer, &pa);
-        expect_signal(&pa, 'R', "the producer's open");
+        reliable_pub_args(&pa, b.sock, "gate", 8, 64, n);
+        pp = spawn_ready(producer_peer, &pa, "the producer's open");
         for (int i = 0; i < NSUBS; i++) {
-                peer_args_init(&sa[i], b.sock, "gate");
-                sa[i].slot_size = 64;
-                sa[i].n = n;
+                sized_peer_args(&sa[i], b.sock, "gate", 64, n);
                 sa[i].how = how[i];
                 sa[i].stop_after = stop[i];
-                sp[i] = spawn_peer(subscriber_peer, &sa[i]);
-                expect_signal(&sa[i], 'R', "a subscriber's open");
+                sp[i] = spawn_ready(subscriber_peer, &sa[i], "a subscriber's open");
         }
         ck_assert_int_eq(chan_send(&pa.down, 'G'), 0);
 
@@ -595,9 +590,7 @@ START_TEST(test_subscribers_that_exit_close_or_are_killed_do_not_stall_a_reliabl
         for (int i = 0; i < NSUBS; i++)
                 peer_args_done(&sa[i]);
         peer_args_done(&pa);
-        broker_stop(&b);
-        broker_destroy(&b);
-        leak_end(&lc);
+        broker_end(&lc, &b);
 }
 END_TEST
 
@@ -607,20 +600,11 @@ static void broker_death(int sig) {
         struct peer_args pa, sa;
         pid_t pp, sp;
 
-        leak_begin(&lc);
-        ck_assert_int_eq(broker_start(&b, NULL), 0);
-        peer_args_init(&pa, b.sock, "flow");
-        pa.slot_count = 64;
-        pa.slot_size = 64;
-        pa.policy = ZCBUS_POLICY_RELIABLE;
-        pa.n = 1000;
-        pp = spawn_peer(survivor_pub_peer, &pa);
-        expect_signal(&pa, 'R', "the producer's open");
-        peer_args_init(&sa, b.sock, "flow");
-        sa.slot_size = 64;
-        sa.n = 1000;
-        sp = spawn_peer(survivor_sub_peer, &sa);
-        expect_signal(&sa, 'R', "the subscriber's open");
+        broker_begin(&lc, &b);
+        reliable_pub_args(&pa, b.sock, "flow", 64, 64, 1000);
+        pp = spawn_ready(survivor_pub_peer, &pa, "the producer's open");
+        sized_peer_args(&sa, b.sock, "flow", 64, 1000);
+        sp = spawn_ready(survivor_sub_peer, &sa, "the subscriber's open");
 
         if (sig == SIGTERM)
                 broker_stop(&b); /* asserts exit 0 and no socket left */
@@ -640,9 +624,7 @@ static void broker_death(int sig) {
         wait_ok(sp, "subscriber");
         peer_args_done(&pa);
         peer_args_done(&sa);
-        broker_stop(&b);
-        broker_destroy(&b);
-        leak_end(&lc);
+        broker_end(&lc, &b);
 }
 
 START_TEST(test_topics_keep_flowing_after_broker_sigterm_and_clients_reconnect) {
@@ -662,23 +644,14 @@ START_TEST(test_producer_killed_between_loan_and_commit_is_skipped_and_a_second_
         pid_t pid1, pid2, sp;
         const uint64_t before = 10, after = 200;
 
-        leak_begin(&lc);
-        ck_assert_int_eq(broker_start(&b, NULL), 0);
-        peer_args_init(&p1, b.sock, "loan");
-        p1.slot_count = 16;
-        p1.slot_size = 64;
-        p1.policy = ZCBUS_POLICY_RELIABLE;
-        p1.n = before;
-        pid1 = spawn_peer(loan_and_die_peer, &p1);
-        expect_signal(&p1, 'R', "the first producer's open");
+        broker_begin(&lc, &b);
+        reliable_pub_args(&p1, b.sock, "loan", 16, 64, before);
+        pid1 = spawn_ready(loan_and_die_peer, &p1, "the first producer's open");
         /* The subscriber sees 0..9, then one sequence skipped, then
          * 10..209 from the second producer. */
-        peer_args_init(&sa, b.sock, "loan");
-        sa.slot_size = 64;
-        sa.n = before + after;
+        sized_peer_args(&sa, b.sock, "loan", 64, before + after);
         sa.gap_after = before - 1;
-        sp = spawn_peer(subscriber_peer, &sa);
-        expect_signal(&sa, 'R', "the subscriber's open");
+        sp = spawn_ready(subscriber_peer, &sa, "the subscriber's open");
         ck_assert_int_eq(chan_send(&p1.down, 'G'), 0);
         expect_signal(&p1, 'L', "the first producer's loan");
         ck_assert_int_eq(kill(pid1, SIGKILL), 0);
@@ -686,21 +659,17 @@ START_TEST(test_producer_killed_between_loan_and_commit_is_skipped_and_a_second_
 
         /* More messages than the ring holds: the second producer can only
          * finish if the dead one's slot is written off. */
-        peer_args_init(&p2, b.sock, "loan");
-        p2.slot_size = 64; /* opens with the topic's geometry (no opts) */
+        /* slot_size 64 and no count: opens with the topic's geometry. */
+        sized_peer_args(&p2, b.sock, "loan", 64, after);
         p2.first = before;
-        p2.n = after;
-        pid2 = spawn_peer(producer_peer, &p2);
-        expect_signal(&p2, 'R', "the second producer's open");
+        pid2 = spawn_ready(producer_peer, &p2, "the second producer's open");
         ck_assert_int_eq(chan_send(&p2.down, 'G'), 0);
         wait_ok(pid2, "second producer");
         wait_ok(sp, "subscriber");
         peer_args_done(&p1);
         peer_args_done(&p2);
         peer_args_done(&sa);
-        broker_stop(&b);
-        broker_destroy(&b);
-        leak_end(&lc);
+        broker_end(&lc, &b);
 }
 END_TEST
 
@@ -714,8 +683,7 @@ START_TEST(test_first_opener_creates_and_a_conflicting_later_opener_gets_eexist)
                               .policy = ZCBUS_POLICY_RELIABLE};
         zcbus_topic_info i1 = {.size = sizeof(i1)}, i2 = {.size = sizeof(i2)}, i3 = {.size = sizeof(i3)};
 
-        leak_begin(&lc);
-        ck_assert_int_eq(broker_start(&b, NULL), 0);
+        broker_begin(&lc, &b);
         ck_assert_int_eq(zcbus_connect(b.sock, &bus), 0);
         ck_assert_int_eq(zcbus_connect(b.sock, &bus2), 0);
         ck_assert_int_eq(zcbus_pub_open(bus, "geo", &o, &pub), 0);
@@ -764,9 +732,7 @@ START_TEST(test_first_opener_creates_and_a_conflicting_later_opener_gets_eexist)
         zcbus_sub_close(NULL);
         zcbus_disconnect(bus2);
         zcbus_disconnect(bus);
-        broker_stop(&b);
-        broker_destroy(&b);
-        leak_end(&lc);
+        broker_end(&lc, &b);
 }
 END_TEST
 
@@ -899,6 +865,14 @@ static void expect_hangup(int fd, const char *what) {
         (void)close(fd);
 }
 
+/* Connect, send one datagram, and wait until the broker hangs up. */
+static void send_expect_hangup(const char *sock, const void *buf, size_t len, const int *fds, unsigned nfds,
+                               const char *what) {
+        int fd = raw_connect(sock);
+        raw_send(fd, buf, len, fds, nfds);
+        expect_hangup(fd, what);
+}
+
 static size_t hdr_only(uint8_t *buf, uint32_t magic, uint16_t version, uint16_t type, uint32_t len) {
         struct proto_hdr h = {.magic = magic, .version = version, .type = type, .len = len, .req_id = 1};
         memcpy(buf, &h, sizeof(h));
@@ -912,57 +886,40 @@ START_TEST(test_broker_disconnects_garbage_peers_and_keeps_serving) {
         int fds[20], p[2], q[2];
         size_t n;
 
-        leak_begin(&lc);
-        ck_assert_int_eq(broker_start(&b, NULL), 0);
+        broker_begin(&lc, &b);
         ck_assert_int_eq(pipe2(p, O_CLOEXEC), 0);
         ck_assert_int_eq(pipe2(q, O_CLOEXEC), 0);
 
-        int fd = raw_connect(b.sock);
-        raw_send(fd, "abc", 3, NULL, 0);
-        expect_hangup(fd, "3-byte datagram");
+        send_expect_hangup(b.sock, "abc", 3, NULL, 0, "3-byte datagram");
 
-        fd = raw_connect(b.sock);
         n = hdr_only(buf, 0x12345678, PROTO_VERSION, PROTO_HELLO, 8);
         memset(buf + n, 0, 8);
-        raw_send(fd, buf, n + 8, NULL, 0);
-        expect_hangup(fd, "bad magic");
+        send_expect_hangup(b.sock, buf, n + 8, NULL, 0, "bad magic");
 
-        fd = raw_connect(b.sock);
         n = hdr_only(buf, PROTO_MAGIC, PROTO_VERSION, PROTO_HELLO, UINT32_MAX);
         memset(buf + n, 0, 8);
-        raw_send(fd, buf, n + 8, NULL, 0);
-        expect_hangup(fd, "header length 2^32-1");
+        send_expect_hangup(b.sock, buf, n + 8, NULL, 0, "header length 2^32-1");
 
-        fd = raw_connect(b.sock);
         n = hdr_only(buf, PROTO_MAGIC, PROTO_VERSION, PROTO_OPEN, sizeof(buf) - sizeof(struct proto_hdr));
         memset(buf + n, 'a', sizeof(buf) - n);
-        raw_send(fd, buf, sizeof(buf), NULL, 0);
-        expect_hangup(fd, "datagram above PROTO_MSG_MAX");
+        send_expect_hangup(b.sock, buf, sizeof(buf), NULL, 0, "datagram above PROTO_MSG_MAX");
 
-        fd = raw_connect(b.sock);
         n = hdr_only(buf, PROTO_MAGIC, PROTO_VERSION + 1, PROTO_HELLO, 8);
         memset(buf + n, 0, 8);
-        raw_send(fd, buf, n + 8, NULL, 0);
-        expect_hangup(fd, "unknown protocol version");
+        send_expect_hangup(b.sock, buf, n + 8, NULL, 0, "unknown protocol version");
 
-        fd = raw_connect(b.sock);
         n = hdr_only(buf, PROTO_MAGIC, PROTO_VERSION, 200, 0);
-        raw_send(fd, buf, n, NULL, 0);
-        expect_hangup(fd, "unknown message type");
+        send_expect_hangup(b.sock, buf, n, NULL, 0, "unknown message type");
 
         /* Garbage carrying descriptors: the broker must not keep them. */
         for (int i = 0; i < 20; i++) {
                 fds[i] = dup(p[1]);
                 ck_assert_int_ge(fds[i], 0);
         }
-        fd = raw_connect(b.sock);
         n = hdr_only(buf, 0, 0, 0, 0);
-        raw_send(fd, buf, n, fds, 2);
-        expect_hangup(fd, "bad magic with 2 descriptors");
-        fd = raw_connect(b.sock);
+        send_expect_hangup(b.sock, buf, n, fds, 2, "bad magic with 2 descriptors");
         n = (size_t)proto_enc_hello(buf, sizeof(buf), 1);
-        raw_send(fd, buf, n, fds, 20);
-        expect_hangup(fd, "HELLO with 20 descriptors");
+        send_expect_hangup(b.sock, buf, n, fds, 20, "HELLO with 20 descriptors");
         for (int i = 0; i < 20; i++)
                 (void)close(fds[i]);
         (void)close(p[1]);
@@ -974,7 +931,7 @@ START_TEST(test_broker_disconnects_garbage_peers_and_keeps_serving) {
 
         /* A well-formed HELLO with a descriptor it did not ask for: answered
          * or refused, but the descriptor is not kept. */
-        fd = raw_connect(b.sock);
+        int fd = raw_connect(b.sock);
         n = (size_t)proto_enc_hello(buf, sizeof(buf), 1);
         raw_send(fd, buf, n, &q[1], 1);
         (void)close(q[1]);
@@ -1043,17 +1000,13 @@ static Suite *integration_suite(void) {
 }
 
 int main(void) {
-        SRunner *sr;
         int failed;
 
         harness_init(); /* exits 77 without $ZCBUSD */
         /* A peer that writes to a pipe whose reader is gone gets EPIPE,
          * not a silent death. */
         (void)signal(SIGPIPE, SIG_IGN);
-        sr = srunner_create(integration_suite());
-        srunner_run_all(sr, CK_NORMAL);
-        failed = srunner_ntests_failed(sr);
-        srunner_free(sr);
+        failed = RUN_SUITE(integration_suite());
         harness_cleanup();
         return failed ? 1 : 0;
 }

@@ -17,7 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "harness.h" /* FAST_CHECK */
+#include "harness.h" /* FAST_CHECK, RUN_SUITE */
 #include "proto.h"
 #include "zcbus.h"
 
@@ -35,6 +35,14 @@ static int decode_exact(const void *buf, size_t len, struct proto_msg *m) {
         r = proto_decode(c, len, m ? m : &tmp);
         free(c);
         return r;
+}
+
+/* An encoder's result n: exactly want_len bytes that decode, as a message
+ * of the given type, into *m. */
+static void check_encoded(const uint8_t *buf, int n, size_t want_len, uint16_t type, struct proto_msg *m) {
+        ck_assert_int_eq(n, (int)want_len);
+        ck_assert_int_eq(decode_exact(buf, (size_t)n, m), 0);
+        ck_assert_uint_eq(m->hdr.type, type);
 }
 
 /* Assemble header + body by hand; hdr.len = blen unless told otherwise. */
@@ -123,9 +131,7 @@ START_TEST(test_hello_reply_round_trips) {
                 r.session_id[i] = (uint8_t)(0xa0 + i);
         int n = proto_enc_hello_reply(buf, sizeof(buf), 1, &r);
 
-        ck_assert_int_eq(n, (int)(HDR + sizeof(r)));
-        ck_assert_int_eq(decode_exact(buf, (size_t)n, &m), 0);
-        ck_assert_uint_eq(m.hdr.type, PROTO_HELLO_REPLY);
+        check_encoded(buf, n, HDR + sizeof(r), PROTO_HELLO_REPLY, &m);
         ck_assert_uint_eq(m.hdr.req_id, 1);
         ck_assert_mem_eq(m.u.hello_reply.session_id, r.session_id, 16);
         ck_assert_uint_eq(m.u.hello_reply.broker_version, PROTO_VERSION);
@@ -155,9 +161,7 @@ START_TEST(test_open_round_trips_for_every_role_policy_and_name_length) {
                                 };
                                 size_t nl = strlen(names[ni]);
                                 int n = proto_enc_open(buf, sizeof(buf), 42, &o, names[ni]);
-                                ck_assert_int_eq(n, (int)(HDR + sizeof(o) + nl));
-                                ck_assert_int_eq(decode_exact(buf, (size_t)n, &m), 0);
-                                ck_assert_uint_eq(m.hdr.type, PROTO_OPEN);
+                                check_encoded(buf, n, HDR + sizeof(o) + nl, PROTO_OPEN, &m);
                                 ck_assert_uint_eq(m.hdr.req_id, 42);
                                 ck_assert_uint_eq(m.u.open.role, roles[ri]);
                                 ck_assert_uint_eq(m.u.open.policy, policies[pi]);
@@ -187,9 +191,7 @@ START_TEST(test_open_reply_round_trips) {
         }
         int n = proto_enc_open_reply(buf, sizeof(buf), 3, &r);
 
-        ck_assert_int_eq(n, (int)(HDR + sizeof(r)));
-        ck_assert_int_eq(decode_exact(buf, (size_t)n, &m), 0);
-        ck_assert_uint_eq(m.hdr.type, PROTO_OPEN_REPLY);
+        check_encoded(buf, n, HDR + sizeof(r), PROTO_OPEN_REPLY, &m);
         ck_assert_mem_eq(&m.u.open_reply, &r, sizeof(r));
 }
 END_TEST
@@ -201,9 +203,7 @@ START_TEST(test_close_round_trips) {
         memset(c.topic_id, 0x5a, 16);
         int n = proto_enc_close(buf, sizeof(buf), 9, &c);
 
-        ck_assert_int_eq(n, (int)(HDR + sizeof(c)));
-        ck_assert_int_eq(decode_exact(buf, (size_t)n, &m), 0);
-        ck_assert_uint_eq(m.hdr.type, PROTO_CLOSE);
+        check_encoded(buf, n, HDR + sizeof(c), PROTO_CLOSE, &m);
         ck_assert_mem_eq(&m.u.close, &c, sizeof(c));
 }
 END_TEST
@@ -213,9 +213,7 @@ START_TEST(test_ok_round_trips) {
         struct proto_msg m;
         int n = proto_enc_ok(buf, sizeof(buf), 77);
 
-        ck_assert_int_eq(n, (int)HDR);
-        ck_assert_int_eq(decode_exact(buf, (size_t)n, &m), 0);
-        ck_assert_uint_eq(m.hdr.type, PROTO_OK);
+        check_encoded(buf, n, HDR, PROTO_OK, &m);
         ck_assert_uint_eq(m.hdr.len, 0);
         ck_assert_uint_eq(m.hdr.req_id, 77);
 }
@@ -255,9 +253,7 @@ START_TEST(test_list_round_trips) {
         struct proto_msg m;
         int n = proto_enc_list(buf, sizeof(buf), 11, 128, PROTO_LIST_MAX);
 
-        ck_assert_int_eq(n, (int)(HDR + sizeof(struct proto_list)));
-        ck_assert_int_eq(decode_exact(buf, (size_t)n, &m), 0);
-        ck_assert_uint_eq(m.hdr.type, PROTO_LIST);
+        check_encoded(buf, n, HDR + sizeof(struct proto_list), PROTO_LIST, &m);
         ck_assert_uint_eq(m.u.list.start, 128);
         ck_assert_uint_eq(m.u.list.max, PROTO_LIST_MAX);
 }
@@ -953,11 +949,5 @@ static Suite *proto_suite(void) {
 }
 
 int main(void) {
-        SRunner *sr = srunner_create(proto_suite());
-        int failed;
-
-        srunner_run_all(sr, CK_NORMAL);
-        failed = srunner_ntests_failed(sr);
-        srunner_free(sr);
-        return failed ? 1 : 0;
+        return RUN_SUITE(proto_suite()) ? 1 : 0;
 }

@@ -26,7 +26,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "harness.h" /* header-only helpers: pattern_*, test_scaled */
+#include "harness.h" /* header-only helpers: pattern_*, test_scaled, RUN_SUITE */
 #include "ring.h"
 #include "seg.h"
 
@@ -93,6 +93,16 @@ static void sub_start(struct topic *t, struct ring_sub *s, uint32_t index, uint3
                       uint64_t *held, uint32_t mode) {
         ring_sub_activate(&t->bm, index, (uint32_t)getpid());
         ck_assert_int_eq(ring_sub_init(s, &t->sm, index, history, max_holds, held, wait_mode(mode)), 0);
+}
+
+/* The common start: open the topic, one adaptive subscriber (no history)
+ * at sub_index, then one producer at pub_index. */
+static void topic_open_sub_pub(struct topic *t, const struct seg_params *p, struct ring_sub *s, uint32_t sub_index,
+                               uint32_t max_holds, uint64_t *held, struct ring_pub *pub, uint32_t pub_index,
+                               uint32_t pub_mode) {
+        topic_open(t, p);
+        sub_start(t, s, sub_index, 0, max_holds, held, ZCBUS_WAIT_ADAPTIVE);
+        pub_start(t, pub, pub_index, pub_mode);
 }
 
 /* Write the message for seq into its claimed slot and publish it. */
@@ -659,9 +669,7 @@ START_TEST(test_holds_beyond_max_fail_with_enobufs_and_release_in_any_order) {
         uint64_t held[4];
         zcbus_msg m[8];
 
-        topic_open(&t, &p);
-        sub_start(&t, &s, 0, 0, 4, held, ZCBUS_WAIT_ADAPTIVE);
-        pub_start(&t, &pub, 0, ZCBUS_WAIT_ADAPTIVE);
+        topic_open_sub_pub(&t, &p, &s, 0, 4, held, &pub, 0, ZCBUS_WAIT_ADAPTIVE);
         pub_n(&pub, 10);
         ck_assert_int_eq(ring_sub_recv(&s, &m[0], 1, 0), 1);
         ck_assert_int_eq(ring_sub_recv(&s, &m[1], 2, 0), 2); /* m[1], m[2] */
@@ -727,9 +735,7 @@ START_TEST(test_failed_release_batch_leaves_holds_and_floor_consistent) {
         uint64_t held[8], seq;
         zcbus_msg m[8];
 
-        topic_open(&t, &p);
-        sub_start(&t, &s, 0, 0, 8, held, ZCBUS_WAIT_ADAPTIVE);
-        pub_start(&t, &pub, 0, ZCBUS_WAIT_ADAPTIVE);
+        topic_open_sub_pub(&t, &p, &s, 0, 8, held, &pub, 0, ZCBUS_WAIT_ADAPTIVE);
         pub_n(&pub, 8);
         ck_assert_int_eq(ring_sub_recv(&s, m, 8, 0), 8);
         ck_assert_int_eq(pub_one(&pub, 0, NULL), -EAGAIN); /* seq 0 held: full */
@@ -781,9 +787,7 @@ START_TEST(test_full_reliable_ring_returns_eagain_or_etimedout_to_the_producer) 
         struct ring_sub s;
         uint64_t held[2];
 
-        topic_open(&t, &p);
-        sub_start(&t, &s, 0, 0, 2, held, ZCBUS_WAIT_ADAPTIVE);
-        pub_start(&t, &pub, 0, ZCBUS_WAIT_FUTEX);
+        topic_open_sub_pub(&t, &p, &s, 0, 2, held, &pub, 0, ZCBUS_WAIT_FUTEX);
         pub_n(&pub, 8);
         ck_assert_int_eq(pub_one(&pub, 0, NULL), -EAGAIN);
         ck_assert_int_eq(pub_one(&pub, 10, NULL), -ETIMEDOUT);
@@ -876,9 +880,7 @@ START_TEST(test_closing_a_subscriber_stops_it_gating_producers) {
         struct ring_sub s;
         uint64_t held[2];
 
-        topic_open(&t, &p);
-        sub_start(&t, &s, 0, 0, 2, held, ZCBUS_WAIT_ADAPTIVE);
-        pub_start(&t, &pub, 0, ZCBUS_WAIT_ADAPTIVE);
+        topic_open_sub_pub(&t, &p, &s, 0, 2, held, &pub, 0, ZCBUS_WAIT_ADAPTIVE);
         pub_n(&pub, 8);
         ck_assert_int_eq(pub_one(&pub, 0, NULL), -EAGAIN);
         ring_sub_deinit(&s);
@@ -898,9 +900,7 @@ START_TEST(test_evicted_producer_claim_is_skipped_and_the_topic_continues) {
         uint64_t held[4], hole, seq;
         zcbus_msg m;
 
-        topic_open(&t, &p);
-        sub_start(&t, &s, 0, 0, 4, held, ZCBUS_WAIT_ADAPTIVE);
-        pub_start(&t, &live, 1, ZCBUS_WAIT_ADAPTIVE);
+        topic_open_sub_pub(&t, &p, &s, 0, 4, held, &live, 1, ZCBUS_WAIT_ADAPTIVE);
         pub_start(&t, &dead, 0, ZCBUS_WAIT_ADAPTIVE);
         pub_n(&live, 2);
         /* The dead producer claims seq 2 and is never heard from again. */
@@ -956,9 +956,7 @@ START_TEST(test_producer_eviction_waits_until_the_abandoned_slot_is_free) {
         uint64_t held[4], seq;
         zcbus_msg m;
 
-        topic_open(&t, &p);
-        sub_start(&t, &s, 0, 0, 4, held, ZCBUS_WAIT_ADAPTIVE);
-        pub_start(&t, &live, 1, ZCBUS_WAIT_ADAPTIVE);
+        topic_open_sub_pub(&t, &p, &s, 0, 4, held, &live, 1, ZCBUS_WAIT_ADAPTIVE);
         ring_prod_activate(&t.bm, 0, 1); /* the one that dies */
         pub_n(&live, 8); /* 0..7: full for the subscriber, who read nothing */
         ck_assert_uint_eq(fake_dead_claim(&t, 0), 8);
@@ -990,9 +988,7 @@ START_TEST(test_producer_dead_between_intent_and_claim_record_leaves_a_hole_the_
         uint64_t held[4], seq;
         zcbus_msg m;
 
-        topic_open(&t, &p);
-        sub_start(&t, &s, 0, 0, 4, held, ZCBUS_WAIT_ADAPTIVE);
-        pub_start(&t, &live, 1, ZCBUS_WAIT_ADAPTIVE);
+        topic_open_sub_pub(&t, &p, &s, 0, 4, held, &live, 1, ZCBUS_WAIT_ADAPTIVE);
         ring_prod_activate(&t.bm, 0, 1); /* dies after its fetch-add */
         ring_prod_activate(&t.bm, 2, 2); /* dies before its fetch-add */
         pub_n(&live, 2);
@@ -1049,9 +1045,7 @@ START_TEST(test_pub_deinit_abandons_unpublished_claims) {
         uint64_t held[4], seq;
         zcbus_msg m;
 
-        topic_open(&t, &p);
-        sub_start(&t, &s, 0, 0, 4, held, ZCBUS_WAIT_ADAPTIVE);
-        pub_start(&t, &a, 0, ZCBUS_WAIT_ADAPTIVE);
+        topic_open_sub_pub(&t, &p, &s, 0, 4, held, &a, 0, ZCBUS_WAIT_ADAPTIVE);
         pub_start(&t, &b, 1, ZCBUS_WAIT_ADAPTIVE);
         ck_assert_int_eq(ring_pub_claim(&a, 3, 0, &seq), 0);
         ck_assert_uint_eq(seq, 0);
@@ -1079,9 +1073,7 @@ START_TEST(test_corrupt_slot_length_fails_recv_with_ebadmsg) {
         uint64_t held[4], seq;
         zcbus_msg m;
 
-        topic_open(&t, &p);
-        sub_start(&t, &s, 0, 0, 4, held, ZCBUS_WAIT_ADAPTIVE);
-        pub_start(&t, &pub, 0, ZCBUS_WAIT_ADAPTIVE);
+        topic_open_sub_pub(&t, &p, &s, 0, 4, held, &pub, 0, ZCBUS_WAIT_ADAPTIVE);
         for (int i = 0; i < 3; i++) {
                 ck_assert_int_eq(pub_one(&pub, 0, &seq), 0);
                 /* A hostile producer rewrites the length after publishing. */
@@ -1115,9 +1107,7 @@ START_TEST(test_lapped_latest_subscriber_counts_what_it_lost) {
         uint64_t held[4], prev, received = 0, lost = 0;
         zcbus_msg m;
 
-        topic_open(&t, &p);
-        sub_start(&t, &s, 0, 0, 4, held, ZCBUS_WAIT_ADAPTIVE);
-        pub_start(&t, &pub, 0, ZCBUS_WAIT_ADAPTIVE);
+        topic_open_sub_pub(&t, &p, &s, 0, 4, held, &pub, 0, ZCBUS_WAIT_ADAPTIVE);
         /* A LATEST producer never waits for a reader that holds nothing. */
         pub_n(&pub, 100);
         prev = UINT64_MAX; /* "before seq 0" */
@@ -1153,9 +1143,7 @@ START_TEST(test_latest_producer_never_waits_and_never_overwrites_a_held_message)
         uint64_t held[4], seq = 0;
         zcbus_msg hold, m;
 
-        topic_open(&t, &p);
-        sub_start(&t, &s, 0, 0, 4, held, ZCBUS_WAIT_ADAPTIVE);
-        pub_start(&t, &pub, 0, ZCBUS_WAIT_ADAPTIVE);
+        topic_open_sub_pub(&t, &p, &s, 0, 4, held, &pub, 0, ZCBUS_WAIT_ADAPTIVE);
         pub_n(&pub, 1);
         ck_assert_int_eq(ring_sub_recv(&s, &hold, 1, 0), 1);
         ck_assert_uint_eq(hold.seq, 0);
@@ -1201,9 +1189,7 @@ START_TEST(test_latest_hold_by_a_subscriber_past_the_first_64_protects_its_slot)
         uint64_t held[4];
         zcbus_msg hold;
 
-        topic_open(&t, &p);
-        sub_start(&t, &s, 70, 0, 4, held, ZCBUS_WAIT_ADAPTIVE);
-        pub_start(&t, &pub, 0, ZCBUS_WAIT_ADAPTIVE);
+        topic_open_sub_pub(&t, &p, &s, 70, 4, held, &pub, 0, ZCBUS_WAIT_ADAPTIVE);
         pub_n(&pub, 1);
         ck_assert_int_eq(ring_sub_recv(&s, &hold, 1, 0), 1);
         ck_assert_msg(seg_held(&t.bm, hold.seq), "subscriber 70's hold is not visible");
@@ -1448,13 +1434,6 @@ static Suite *ring_suite(void) {
 }
 
 int main(void) {
-        SRunner *sr;
-        int failed;
-
         require_memfd_sealing(); /* exits 77 without it */
-        sr = srunner_create(ring_suite());
-        srunner_run_all(sr, CK_NORMAL);
-        failed = srunner_ntests_failed(sr);
-        srunner_free(sr);
-        return failed ? 1 : 0;
+        return RUN_SUITE(ring_suite()) ? 1 : 0;
 }

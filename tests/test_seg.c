@@ -673,13 +673,6 @@ static Suite *seg_suite(void) {
 }
 
 int main(void) {
-        SRunner *sr;
-        int failed;
-
         require_memfd_sealing(); /* exits 77 without it */
-        sr = srunner_create(seg_suite());
-        srunner_run_all(sr, CK_NORMAL);
-        failed = srunner_ntests_failed(sr);
-        srunner_free(sr);
-        return failed ? 1 : 0;
+        return RUN_SUITE(seg_suite()) ? 1 : 0;
 }
