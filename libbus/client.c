@@ -331,7 +331,7 @@ _public_ int zcbus_pub_open(zcbus *bus, const char *topic, const zcbus_topic_opt
         return 0;
 }
 
-_public_ int zcbus_pub_loan_timeout(zcbus_pub *pub, size_t len, void **buf, int timeout_ms) {
+static _always_inline_ int pub_loan(zcbus_pub *pub, size_t len, void **buf, int timeout_ms) {
         uint64_t seq;
         int r;
 
@@ -351,11 +351,15 @@ _public_ int zcbus_pub_loan_timeout(zcbus_pub *pub, size_t len, void **buf, int 
         return 0;
 }
 
-_public_ int zcbus_pub_loan(zcbus_pub *pub, size_t len, void **buf) {
-        return zcbus_pub_loan_timeout(pub, len, buf, -1);
+_public_ int zcbus_pub_loan_timeout(zcbus_pub *pub, size_t len, void **buf, int timeout_ms) {
+        return pub_loan(pub, len, buf, timeout_ms);
 }
 
-_public_ int zcbus_pub_commit(zcbus_pub *pub, size_t len) {
+_public_ int zcbus_pub_loan(zcbus_pub *pub, size_t len, void **buf) {
+        return pub_loan(pub, len, buf, -1);
+}
+
+static _always_inline_ int pub_commit(zcbus_pub *pub, size_t len) {
         if (!pub)
                 return -EINVAL;
         if (!pub->loaned)
@@ -368,18 +372,22 @@ _public_ int zcbus_pub_commit(zcbus_pub *pub, size_t len) {
         return 0;
 }
 
+_public_ int zcbus_pub_commit(zcbus_pub *pub, size_t len) {
+        return pub_commit(pub, len);
+}
+
 _public_ int zcbus_pub_send(zcbus_pub *pub, const void *data, size_t len, int timeout_ms) {
         void *buf;
         int r;
 
         if (!pub || (len && !data))
                 return -EINVAL;
-        r = zcbus_pub_loan_timeout(pub, len, &buf, timeout_ms);
+        r = pub_loan(pub, len, &buf, timeout_ms);
         if (r < 0)
                 return r;
         if (len)
                 memcpy(buf, data, len);
-        return zcbus_pub_commit(pub, len);
+        return pub_commit(pub, len);
 }
 
 _public_ int zcbus_pub_send_batch(zcbus_pub *pub, const zcbus_iov *msgs, unsigned n, int timeout_ms) {

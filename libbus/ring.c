@@ -26,9 +26,10 @@
  *   K  sleepers arm (armed = 1, SC) after reading the futex word and
  *      before re-checking; wakers wake only if they take the arm
  *      (exchange to 0, SC) after their store and fence [pairs C-F]
- *   J  producer claim record: claim = PENDING|head (SC) before the
- *      fetch-add, the sequence after; the broker reads head, then the
- *      claims, then the stamps, so a dead producer's hole is found
+ *   J  producer claim record: claim = PENDING|head before the fetch-add
+ *      (plain: the fetch-add releases it), the sequence after; the broker
+ *      reads head, then the claims, then the stamps, so a dead producer's
+ *      hole is found
  */
 #include "config.h"
 
@@ -131,10 +132,10 @@ void ring_pub_init(struct ring_pub *p, const struct seg_map *m, uint32_t index, 
                 .me = seg_prod(m, index),
                 .index = index % m->g.max_producers,
                 .wait = wait,
-                .gate = 0,
+                .room_end = 0,
                 .gen = load_sc(&seg_subs_notify(m)->gen) - 1, /* force a first scan */
                 .claim = SEG_CLAIM_NONE,
-                .single = m->g.max_producers == 1,
+                .reliable = m->g.policy != ZCBUS_POLICY_LATEST,
         };
 }
 
@@ -149,22 +150,24 @@ static uint64_t scan_floors(const struct seg_map *m) {
         return g;
 }
 
+/* Re-compute the cached gate from the floors. */
+static void rescan(struct ring_pub *p) {
+        p->room_end = floor_plus_n(scan_floors(p->m), p->m->g.slot_count);
+}
+
 /* Is the slot of seq free to be written, as far as subscribers go? Uses
  * the cached gate and re-scans only when the gate says no. */
 static bool room_for(struct ring_pub *p, uint64_t seq) {
-        uint32_t n = p->m->g.slot_count;
-
-        if (floor_plus_n(p->gate, n) > seq)
+        if (seq < p->room_end)
                 return true;
-        p->gate = scan_floors(p->m);
-        return floor_plus_n(p->gate, n) > seq;
+        rescan(p);
+        return seq < p->room_end;
 }
 
-/* Has the previous lap's occupant of seq's slot been published? (Or has
- * the claimant of seq, the only one who may, already marked it?) */
-static bool prev_done(const struct seg_map *m, uint64_t seq) {
-        uint64_t v = load_acq(&seg_slot(m, seq)->stamp); /* B: previous writer is done */
-        return v == ring_prev_stamp(seq, m->g.slot_count) || v == (SEG_STAMP_WRITING | ring_stamp(seq));
+/* ... then take the new gen and re-scan under it. */
+static void regate(struct ring_pub *p) {
+        p->gen = load_sc(&seg_subs_notify(p->m)->gen);
+        rescan(p);
 }
 
 enum room_kind {
@@ -184,7 +187,7 @@ static bool room_ready(void *c) {
 
         switch (x->kind) {
         case ROOM_PREV:
-                return prev_done(m, x->seq);
+                return ring_prev_done(m, x->seq);
         case ROOM_GATE:
         default:
                 return room_for(x->p, x->seq);
@@ -333,12 +336,33 @@ static int claim_latest(struct ring_pub *p, uint64_t deadline, bool may_wait, ui
         }
 }
 
-int ring_pub_claim(struct ring_pub *p, uint32_t n, int timeout_ms, uint64_t *ret_seq) {
+/* RELIABLE, the fetch-add handed out s..s+n-1: record them, then wait
+ * until each slot may be written. */
+int ring_pub_claim_taken(struct ring_pub *p, uint64_t s, uint32_t n, int timeout_ms, uint64_t *ret_seq) {
+        int r;
+
+        store_rel(&p->me->claim, s); /* J */
+        if (_unlikely_(s > SEG_SEQ_LIMIT + 1 - n))
+                /* Unreachable in practice (2^63 messages); the claim stays
+                 * recorded for the broker, which writes it off. */
+                return -EOVERFLOW;
+        p->claim = s;
+        p->nclaim = n;
+        p->nwritten = 0;
+        if (ring_gen_moved(p)) /* G */
+                regate(p);
+        r = prepare_slots(p, deadline_from_ms(timeout_ms), timeout_ms != 0);
+        if (r < 0)
+                return r; /* the claim is kept and settled by the next call */
+        *ret_seq = s;
+        return 0;
+}
+
+int ring_pub_claim_slow(struct ring_pub *p, uint32_t n, int timeout_ms, uint64_t *ret_seq) {
         const struct seg_map *m = p->m;
-        struct seg_ring_head *hd = seg_head(m);
         uint64_t deadline = deadline_from_ms(timeout_ms);
         bool may_wait = timeout_ms != 0;
-        uint64_t h, s;
+        uint64_t h;
         int r;
 
         if (n == 0 || n > m->g.slot_count)
@@ -349,7 +373,7 @@ int ring_pub_claim(struct ring_pub *p, uint32_t n, int timeout_ms, uint64_t *ret
                 if (r < 0)
                         return r == -ETIMEDOUT && !may_wait ? -EAGAIN : r;
         }
-        if (m->g.policy == ZCBUS_POLICY_LATEST) {
+        if (!p->reliable) {
                 if (n != 1)
                         return -EINVAL;
                 return claim_latest(p, deadline, may_wait, ret_seq);
@@ -357,78 +381,21 @@ int ring_pub_claim(struct ring_pub *p, uint32_t n, int timeout_ms, uint64_t *ret
 
         /* Look before claiming: with one producer this check is exact, so
          * a timeout never leaves a claim behind. */
-        h = load_rlx(&hd->head);
-        /* Ask for the slot's line for writing now: its previous lap was read
-         * by subscribers, and a plain load first would cost a second
-         * coherence round trip to upgrade. */
-        __builtin_prefetch(seg_slot(m, h), 1, 3);
+        h = load_rlx(&seg_head(m)->head);
         if (_unlikely_(h > SEG_SEQ_LIMIT + 1 - n))
                 return -EOVERFLOW; /* the sequence space is used up */
-        uint32_t gen = load_sc(&seg_subs_notify(m)->gen);
-        if (gen != p->gen) {
-                p->gen = gen;
-                p->gate = scan_floors(m);
-        }
+        if (ring_gen_moved(p))
+                regate(p);
         r = wait_room(p, h + n - 1, ROOM_GATE, deadline, may_wait);
         if (r < 0)
                 return r;
-
-        store_rlx(&p->me->claim_n, n);
-        store_sc(&p->me->claim, SEG_CLAIM_PENDING | h); /* J */
-        s = faa_sc(&hd->head, n);                       /* G, J */
-        if (_unlikely_(s > SEG_SEQ_LIMIT + 1 - n)) {
-                /* Unreachable in practice (2^63 messages); leave the claim
-                 * for the broker, which writes it off. */
-                store_rel(&p->me->claim, s);
-                return -EOVERFLOW;
-        }
-        store_rel(&p->me->claim, s); /* J */
-        p->claim = s;
-        p->nclaim = n;
-        p->nwritten = 0;
-
-        gen = load_sc(&seg_subs_notify(m)->gen); /* G */
-        if (gen != p->gen) {
-                p->gen = gen;
-                p->gate = scan_floors(m);
-        }
-        r = prepare_slots(p, deadline, may_wait);
-        if (r < 0)
-                return r; /* the claim is kept and settled by the next call */
-        *ret_seq = s;
-        return 0;
+        return ring_pub_claim_taken(p, ring_take_seqs(p, h, n), n, timeout_ms, ret_seq);
 }
 
-void *ring_pub_payload(struct ring_pub *p, uint64_t seq) {
-        return seg_payload(seg_slot(p->m, seq));
-}
-
-void ring_pub_publish(struct ring_pub *p, uint64_t seq, uint32_t len, uint64_t ts_ns) {
-        struct seg_slot *s = seg_slot(p->m, seq);
-
-        store_rlx(&s->len, len);
-        store_rlx(&s->flags, 0);
-        store_rlx(&s->ts_ns, ts_ns);
-        s->producer = p->index;
-        store_rel(&s->stamp, ring_stamp(seq)); /* A; the fence in ring_pub_notify makes it D's store */
-        stat_inc(&p->me->published, 1);
-        if (++p->nwritten == p->nclaim) {
-                p->claim = SEG_CLAIM_NONE;
-                p->nclaim = p->nwritten = 0;
-                store_rel(&p->me->claim, SEG_CLAIM_NONE);
-        }
-}
-
-void ring_pub_notify(struct ring_pub *p) {
-        const struct seg_map *m = p->m;
-
-        /* D: one full fence orders every stamp published since the last
-         * notify before the look at data_waiters (C11 fence rules: a
-         * reader's SC re-load that follows this fence in S sees the
-         * stamps). One fence per batch, not one locked store per slot. */
-        full_fence();
-        struct seg_subs_notify *sn = seg_subs_notify(m);
-        if (wake_armed(&sn->data_waiters, &sn->data_armed, &seg_ring_notify(m)->data_word))
+/* The wake-up half of ring_pub_notify: once per arming (K). */
+void ring_pub_wake(struct ring_pub *p) {
+        struct seg_subs_notify *sn = seg_subs_notify(p->m);
+        if (wake_armed(&sn->data_waiters, &sn->data_armed, &seg_ring_notify(p->m)->data_word))
                 stat_inc(&p->me->wakeups, 1);
 }
 
@@ -450,15 +417,9 @@ void ring_pub_deinit(struct ring_pub *p) {
 
 /* -------------------------------------------------------------- subscriber */
 
-/* Publish a higher floor and wake producers waiting for it (E). Every
- * raise of a floor goes through here: a producer may be asleep on the
- * old value. */
-static void publish_floor(struct ring_sub *s, uint64_t f) {
+/* The wake-up half of ring_sub_publish_floor (E, K). */
+void ring_sub_wake_room(struct ring_sub *s) {
         struct seg_subs_notify *sn = seg_subs_notify(s->m);
-
-        s->pub_floor = f;
-        store_rel(&s->me->floor, f); /* E: payload reads done before the floor moves */
-        full_fence();                /* E: the floor before the look at room_waiters */
         (void)wake_armed(&sn->room_waiters, &sn->room_armed, &sn->room_word);
 }
 
@@ -477,6 +438,7 @@ int ring_sub_init(struct ring_sub *s, const struct seg_map *m, uint32_t index, u
                 .wait = wait,
                 .held = held,
                 .max_holds = max_holds,
+                .reliable = m->g.policy != ZCBUS_POLICY_LATEST,
         };
         /* Untrusted head: clamp into [start_seq, SEG_SEQ_LIMIT]. */
         h = load_acq(&seg_head(m)->head);
@@ -494,7 +456,7 @@ int ring_sub_init(struct ring_sub *s, const struct seg_map *m, uint32_t index, u
                 if (h <= SEG_SEQ_LIMIT && h >= n && f < h - n)
                         f = h - n;
                 /* A raise: a producer may already sleep on the first value. */
-                publish_floor(s, f);
+                ring_sub_publish_floor(s, f);
         }
         s->next = f;
         store_rlx(&s->me->next, f);
@@ -517,19 +479,6 @@ bool ring_sub_ready(struct ring_sub *s) {
         uint64_t v = load_sc(&seg_slot(s->m, s->next)->stamp); /* C */
         return slot_state_of(v, s->next) != SLOT_EMPTY;
 }
-
-/* Holds are kept in the order received, which is sequence order. */
-static uint64_t min_held(const struct ring_sub *s) {
-        return s->nheld ? s->held[0] : UINT64_MAX;
-}
-
-/* RELIABLE: the floor this subscriber must publish: its oldest hold,
- * else its cursor. */
-static uint64_t floor_of(const struct ring_sub *s) {
-        uint64_t f = min_held(s);
-        return s->next < f ? s->next : f;
-}
-
 
 /* Lapped under LATEST: jump to the newest message. */
 static void skip_ahead(struct ring_sub *s, uint64_t *lost) {
@@ -617,7 +566,7 @@ static bool sub_ready_cb(void *c) {
         return ring_sub_ready(c);
 }
 
-int ring_sub_recv(struct ring_sub *s, zcbus_msg *msgs, uint32_t n, int timeout_ms) {
+int ring_sub_recv_slow(struct ring_sub *s, zcbus_msg *msgs, uint32_t n, int timeout_ms) {
         uint64_t deadline = 0;
         uint32_t got = 0;
         int r;
@@ -635,8 +584,8 @@ int ring_sub_recv(struct ring_sub *s, zcbus_msg *msgs, uint32_t n, int timeout_m
                         if (r < 0) {
                                 if (got)
                                         break;
-                                if (s->m->g.policy != ZCBUS_POLICY_LATEST && floor_of(s) != s->pub_floor)
-                                        publish_floor(s, floor_of(s));
+                                if (s->m->g.policy != ZCBUS_POLICY_LATEST && ring_floor_of(s) != s->pub_floor)
+                                        ring_sub_publish_floor(s, ring_floor_of(s));
                                 return r;
                         }
                         if (r == 0)
@@ -654,8 +603,8 @@ int ring_sub_recv(struct ring_sub *s, zcbus_msg *msgs, uint32_t n, int timeout_m
                 /* RELIABLE: markers stepped over moved the cursor without a
                  * release; before waiting, let producers see it, or a lap
                  * of markers could leave both sides waiting. */
-                if (s->m->g.policy != ZCBUS_POLICY_LATEST && floor_of(s) != s->pub_floor)
-                        publish_floor(s, floor_of(s));
+                if (s->m->g.policy != ZCBUS_POLICY_LATEST && ring_floor_of(s) != s->pub_floor)
+                        ring_sub_publish_floor(s, ring_floor_of(s));
                 if (timeout_ms == 0)
                         return -EAGAIN;
                 if (!deadline && timeout_ms > 0)
@@ -666,33 +615,25 @@ int ring_sub_recv(struct ring_sub *s, zcbus_msg *msgs, uint32_t n, int timeout_m
                         store_rlx(&s->me->sleeps, s->sleeps);
                 if (r < 0)
                         return r;
+                /* Woken for a message: the short way, when it applies. */
+                if (ring_recv_fast_ok(s, n) && ring_take_fast(s, msgs))
+                        return 1;
         }
 }
 
-/* The i-th sequence of an array of n records stride bytes apart. */
-static inline uint64_t seq_at(const void *base, size_t stride, uint32_t i) {
-        uint64_t v;
-        memcpy(&v, (const uint8_t *)base + (size_t)i * stride, sizeof(v));
-        return v;
-}
-
-int ring_sub_release(struct ring_sub *s, const uint64_t *seqs, uint32_t n) {
-        return ring_sub_release_strided(s, seqs, sizeof(*seqs), n);
-}
-
-int ring_sub_release_strided(struct ring_sub *s, const void *seqs, size_t stride, uint32_t n) {
+int ring_sub_release_slow(struct ring_sub *s, const void *seqs, size_t stride, uint32_t n) {
         bool latest = s->m->g.policy == ZCBUS_POLICY_LATEST;
         uint64_t after;
 
         /* Fast path: the oldest holds, in the order received (recv then
          * release, or a batch released whole): O(n). */
         uint32_t k0 = 0;
-        while (k0 < n && k0 < s->nheld && s->held[k0] == seq_at(seqs, stride, k0))
+        while (k0 < n && k0 < s->nheld && s->held[k0] == ring_seq_at(seqs, stride, k0))
                 k0++;
         if (k0 == n) {
                 if (latest)
                         for (uint32_t k = 0; k < n; k++)
-                                seg_hold_drop(s->m, seq_at(seqs, stride, k), s->index); /* H; E */
+                                seg_hold_drop(s->m, ring_seq_at(seqs, stride, k), s->index); /* H; E */
                 memmove(s->held, s->held + n, (s->nheld - n) * sizeof(s->held[0]));
                 s->nheld -= n;
                 goto released;
@@ -701,22 +642,22 @@ int ring_sub_release_strided(struct ring_sub *s, const void *seqs, size_t stride
         for (uint32_t k = 0; k < n; k++) {
                 uint32_t count = 0;
                 for (uint32_t i = 0; i < s->nheld; i++)
-                        count += s->held[i] == seq_at(seqs, stride, k);
+                        count += s->held[i] == ring_seq_at(seqs, stride, k);
                 for (uint32_t j = 0; j < k; j++)
-                        count -= count && seq_at(seqs, stride, j) == seq_at(seqs, stride, k);
+                        count -= count && ring_seq_at(seqs, stride, j) == ring_seq_at(seqs, stride, k);
                 if (count == 0)
                         return -ENOENT;
         }
         for (uint32_t k = 0; k < n; k++) {
                 uint32_t i;
                 for (i = 0; i < s->nheld; i++)
-                        if (s->held[i] == seq_at(seqs, stride, k))
+                        if (s->held[i] == ring_seq_at(seqs, stride, k))
                                 break;
                 /* Keep the rest in the order received. */
                 memmove(s->held + i, s->held + i + 1, (s->nheld - i - 1) * sizeof(s->held[0]));
                 s->nheld--;
                 if (latest)
-                        seg_hold_drop(s->m, seq_at(seqs, stride, k), s->index); /* H: payload reads done; E */
+                        seg_hold_drop(s->m, ring_seq_at(seqs, stride, k), s->index); /* H: payload reads done; E */
         }
 released:
         store_rlx(&s->me->held, s->nheld);
@@ -727,9 +668,9 @@ released:
                 (void)wake_armed(&sn->room_waiters, &sn->room_armed, &sn->room_word);
                 return 0;
         }
-        after = floor_of(s);
+        after = ring_floor_of(s);
         if (after != s->pub_floor)
-                publish_floor(s, after);
+                ring_sub_publish_floor(s, after);
         return 0;
 }
 
@@ -752,7 +693,7 @@ void ring_sub_deinit(struct ring_sub *s) {
                 for (uint32_t i = 0; i < s->nheld; i++)
                         seg_hold_drop(s->m, s->held[i], s->index);
         s->nheld = 0;
-        publish_floor(s, SEG_FLOOR_NONE);
+        ring_sub_publish_floor(s, SEG_FLOOR_NONE);
         store_rel(&s->me->state, SEG_ENTRY_CLOSING);
         s->m = NULL;
 }
