@@ -205,6 +205,7 @@ struct lat_cfg {
                                   transport's turn in a round (interleaved
                                   runs only: the first ones after another
                                   transport pay for its cold caches) */
+        bool timestamp;       /* zcbus producers stamp their messages */
         const char *sock;
 };
 

@@ -85,6 +85,7 @@ static int zc_open_pub(struct lat_zc *x, const char *topic, size_t slot_size, zc
                 .policy = x->cfg->com.policy,
                 .wait_mode = x->cfg->com.wait,
                 .spin_us = x->cfg->com.spin_us,
+                .flags = x->cfg->timestamp ? ZCBUS_PUB_TIMESTAMP : 0,
         };
         int r = zcbus_pub_open(x->bus, topic, &o, ret);
 
@@ -234,6 +235,7 @@ static void usage(FILE *f) {
                 "      --cpu A,B|none   pin ping to CPU A and pong to CPU B (default 0,1 with 2+ CPUs)\n"
                 "      --policy P       reliable or latest (default reliable)\n"
                 "      --slots N        ring slots per topic (power of two; default 16..256 by size)\n"
+                "      --timestamp      zcbus producers stamp each message (ZCBUS_PUB_TIMESTAMP)\n"
                 "      --baseline LIST  also measure uds,pipe,shm (or all) and print ratios\n"
                 "      --no-bus         baselines only, no broker needed (needs --baseline)\n"
                 "      --prefix NAME    topic prefix (default zcbus.lat.PID; zcbus.lat with --ping/--pong)\n"
@@ -251,6 +253,7 @@ static void usage(FILE *f) {
 static int parse_opts(int argc, char **argv, struct lat_opts *o) {
         enum {
                 OPT_WARMUP = BENCH_OPT_END_, OPT_ROUND, OPT_ROUND_WARMUP, OPT_PONG, OPT_PING, OPT_PLOT,
+                OPT_TIMESTAMP,
         };
         static const struct option longopts[] = {
                 BENCH_COMMON_LONGOPTS,
@@ -262,6 +265,7 @@ static int parse_opts(int argc, char **argv, struct lat_opts *o) {
                 {"pong", no_argument, NULL, OPT_PONG},
                 {"ping", no_argument, NULL, OPT_PING},
                 {"plot", required_argument, NULL, OPT_PLOT},
+                {"timestamp", no_argument, NULL, OPT_TIMESTAMP},
                 {"help", no_argument, NULL, 'h'},
                 {NULL, 0, NULL, 0},
         };
@@ -310,6 +314,9 @@ static int parse_opts(int argc, char **argv, struct lat_opts *o) {
                         if (cli_parse_u64(optarg, 0, UINT64_C(1) << 40, 1, &v) < 0)
                                 return bench_bad_value(CMD, "--round-warmup", optarg, "want a count >= 0");
                         c->round_warmup = v;
+                        break;
+                case OPT_TIMESTAMP:
+                        c->timestamp = true;
                         break;
                 case OPT_PONG:
                         o->pong = true;
@@ -368,7 +375,8 @@ static void print_header(const struct lat_opts *o) {
                 (void)printf("%" PRIu64 " round trips", c->count);
         else
                 (void)printf("%.3g s", (double)c->duration_ns / 1e9);
-        (void)printf(", wait=%s, policy=%s, ", bench_wait_name(c->com.wait), zcbus_policy_name(c->com.policy));
+        (void)printf(", wait=%s, policy=%s%s, ", bench_wait_name(c->com.wait), zcbus_policy_name(c->com.policy),
+                     c->timestamp ? ", timestamps" : "");
         if (c->com.cpus[0] >= 0)
                 (void)printf("cpus %d,%d", c->com.cpus[0], c->com.cpus[1]);
         else
@@ -436,8 +444,9 @@ static void print_json(const struct lat_opts *o, const struct lat_xp *xps, unsig
         const struct lat_cfg *c = &o->cfg;
         bool first = true;
 
-        (void)printf("{\"command\":\"lat\",\"wait\":\"%s\",\"policy\":\"%s\",\"spin_us\":%u,",
-                     bench_wait_name(c->com.wait), zcbus_policy_name(c->com.policy), c->com.spin_us);
+        (void)printf("{\"command\":\"lat\",\"wait\":\"%s\",\"policy\":\"%s\",\"spin_us\":%u,\"timestamp\":%s,",
+                     bench_wait_name(c->com.wait), zcbus_policy_name(c->com.policy), c->com.spin_us,
+                     c->timestamp ? "true" : "false");
         bench_json_cpus(stdout, &c->com);
         if (c->count)
                 (void)printf("\"round_trips\":%" PRIu64 ",\"duration_s\":null,", c->count);

@@ -93,7 +93,8 @@ static void pub_usage(void) {
                 "\n"
                 "Publish each MESSAGE argument as one message to TOPIC; without any,\n"
                 "publish each line of standard input (newline stripped). The topic is\n"
-                "created with the topic options below if it does not exist yet.\n"
+                "created with the topic options below if it does not exist yet. Each\n"
+                "message is stamped with the time of its commit.\n"
                 "\n"
                 "Options:\n"
                 "  -n, --count COUNT      send the whole set of messages COUNT times\n"
@@ -318,7 +319,9 @@ int cmd_pub(int argc, char **argv, const char *sock) {
                 { "help", no_argument, NULL, 'h' },
                 { NULL, 0, NULL, 0 },
         };
-        zcbus_topic_opts topts = { .size = sizeof(topts) };
+        /* A shell tool: stamp every message, so that subscribers can tell
+         * its age (timestamp_ns). */
+        zcbus_topic_opts topts = { .size = sizeof(topts), .flags = ZCBUS_PUB_TIMESTAMP };
         _cleanup_(disconnectp) zcbus *bus = NULL;
         _cleanup_(pub_closep) zcbus_pub *pub = NULL;
         zcbus_topic_info info = { .size = sizeof(info) };

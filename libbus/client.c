@@ -43,9 +43,15 @@ struct zcbus_pub {
         struct ring_pub rp;
         uint32_t index;
         bool loaned;
+        bool stamp; /* ZCBUS_PUB_TIMESTAMP */
         uint64_t loan_seq;
         size_t loan_len;
 };
+
+/* The commit timestamp, if this producer stamps. */
+static inline uint64_t pub_now(const zcbus_pub *pub) {
+        return pub->stamp ? now_ns() : 0;
+}
 
 struct zcbus_sub {
         zcbus *bus;
@@ -313,7 +319,7 @@ _public_ int zcbus_pub_open(zcbus *bus, const char *topic, const zcbus_topic_opt
         if (r < 0)
                 return r;
         if ((o.slot_count && !is_pow2_u32(o.slot_count)) || o.policy > ZCBUS_POLICY_LATEST ||
-            o.wait_mode > ZCBUS_WAIT_FUTEX)
+            o.wait_mode > ZCBUS_WAIT_FUTEX || (o.flags & ~(uint32_t)ZCBUS_PUB_TIMESTAMP))
                 return -EINVAL;
         p = calloc(1, sizeof(*p));
         if (!p)
@@ -325,6 +331,7 @@ _public_ int zcbus_pub_open(zcbus *bus, const char *topic, const zcbus_topic_opt
         }
         ring_wait_init(&w, o.wait_mode, o.spin_us);
         ring_pub_init(&p->rp, &p->map, p->index, w);
+        p->stamp = o.flags & ZCBUS_PUB_TIMESTAMP;
         p->bus = bus;
         bus->refs++;
         *out = p;
@@ -366,7 +373,7 @@ static _always_inline_ int pub_commit(zcbus_pub *pub, size_t len) {
                 return -EINVAL;
         if (len > pub->loan_len)
                 return -EMSGSIZE;
-        ring_pub_publish(&pub->rp, pub->loan_seq, (uint32_t)len, now_ns());
+        ring_pub_publish(&pub->rp, pub->loan_seq, (uint32_t)len, pub_now(pub));
         pub->loaned = false;
         ring_pub_notify(&pub->rp);
         return 0;
@@ -415,7 +422,7 @@ _public_ int zcbus_pub_send_batch(zcbus_pub *pub, const zcbus_iov *msgs, unsigne
                                 break;
                         if (msgs[done].len)
                                 memcpy(ring_pub_payload(&pub->rp, seq), msgs[done].data, msgs[done].len);
-                        ring_pub_publish(&pub->rp, seq, (uint32_t)msgs[done].len, now_ns());
+                        ring_pub_publish(&pub->rp, seq, (uint32_t)msgs[done].len, pub_now(pub));
                 }
                 if (done == 0)
                         return r;
@@ -425,7 +432,7 @@ _public_ int zcbus_pub_send_batch(zcbus_pub *pub, const zcbus_iov *msgs, unsigne
         r = ring_pub_claim(&pub->rp, n, timeout_ms, &seq);
         if (r < 0)
                 return r;
-        ts = now_ns();
+        ts = pub_now(pub);
         for (unsigned i = 0; i < n; i++) {
                 if (msgs[i].len)
                         memcpy(ring_pub_payload(&pub->rp, seq + i), msgs[i].data, msgs[i].len);

@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Install what building and testing zcbus needs on Debian, only if missing.
-# Usage: scripts/deps.sh [bench|fuzz]   ("bench" adds gnuplot and python3,
+# Usage: scripts/deps.sh [bench|fuzz]   ("bench" adds gnuplot,
 # "fuzz" clang and its sanitizer/libFuzzer runtime)
 set -euo pipefail
-pkgs=(build-essential autoconf automake libtool pkg-config uuid-dev libev-dev check)
-[ "${1:-}" = bench ] && pkgs+=(gnuplot-nox python3)
+pkgs=(build-essential autoconf automake libtool pkg-config uuid-dev libev-dev check python3)
+[ "${1:-}" = bench ] && pkgs+=(gnuplot-nox)
 [ "${1:-}" = fuzz ] && pkgs+=(clang libclang-rt-14-dev)
 missing=()
 for p in "${pkgs[@]}"; do

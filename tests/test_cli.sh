@@ -359,4 +359,28 @@ names = {t["name"] for t in v}
 assert {"rt", "stdin", "hist", "small", "lossy"} <= names, names' "$dir/last.out"
 fi
 
+# ---- lat and perf: the measuring tools, with baselines, briefly ---------------
+
+run cli lat -n 2000 --warmup 200 --wait spin --baseline all
+check "lat --baseline all measures zcbus, uds, pipe and shm and prints ratios" \
+        eval '[ "$rc" -eq 0 ] && [ ! -s "$dir/last.err" ] &&
+              grep -Eq "^zcbus +64 +[0-9]+ +[0-9]+" "$dir/last.out" && grep -Eq "^uds +64 " "$dir/last.out" &&
+              grep -Eq "^pipe +64 " "$dir/last.out" && grep -Eq "^shm +64 " "$dir/last.out" &&
+              grep -q "^ratio zcbus/shm 64: p50 " "$dir/last.out" && grep -q "^ratio zcbus/uds 64: p50 " "$dir/last.out"'
+run cli lat -n 1000 --warmup 100 --timestamp --size 64,4K --json --baseline shm
+check "lat --timestamp --json reports the option and both sizes" \
+        eval '[ "$rc" -eq 0 ] && grep -q "\"timestamp\":true" "$dir/last.out" && grep -q "\"size\":4096" "$dir/last.out"'
+if command -v python3 >/dev/null 2>&1; then
+        check "lat --json is valid JSON" python3 -m json.tool "$dir/last.out"
+fi
+run cli lat --timestamp=1
+check "lat: --timestamp takes no value" usage_error
+run cli perf -d 0.2 --rounds 1 --baseline shm,pipe --json
+check "perf --baseline --json runs and reports zcbus and the baselines" \
+        eval '[ "$rc" -eq 0 ] && grep -q "\"transport\":\"zcbus\"" "$dir/last.out" &&
+              grep -q "\"transport\":\"shm\"" "$dir/last.out" && grep -q "\"transport\":\"pipe\"" "$dir/last.out"'
+if command -v python3 >/dev/null 2>&1; then
+        check "perf --json is valid JSON" python3 -m json.tool "$dir/last.out"
+fi
+
 finish

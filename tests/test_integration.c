@@ -25,6 +25,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -736,6 +737,82 @@ START_TEST(test_first_opener_creates_and_a_conflicting_later_opener_gets_eexist)
 }
 END_TEST
 
+static uint64_t mono_ns(void) {
+        struct timespec ts;
+        ck_assert_int_eq(clock_gettime(CLOCK_MONOTONIC, &ts), 0);
+        return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+START_TEST(test_messages_carry_a_timestamp_only_when_the_producer_asks) {
+        struct leak_check lc;
+        struct broker b;
+        zcbus *bus;
+        zcbus_pub *plain, *stamped, *bad;
+        zcbus_sub *sub;
+        zcbus_msg m[2];
+        zcbus_topic_opts o = {.size = sizeof(o), .slot_count = 16, .slot_size = 64};
+        zcbus_topic_opts ts = o;
+        ts.flags = ZCBUS_PUB_TIMESTAMP;
+        zcbus_iov two[2] = {{.data = "a", .len = 1}, {.data = "b", .len = 1}};
+        uint64_t t0, t1;
+
+        broker_begin(&lc, &b);
+        ck_assert_int_eq(zcbus_connect(b.sock, &bus), 0);
+        ck_assert_int_eq(zcbus_sub_open(bus, "ts", NULL, &sub), 0);
+        ck_assert_int_eq(zcbus_pub_open(bus, "ts", &o, &plain), 0);
+        ck_assert_int_eq(zcbus_pub_open(bus, "ts", &ts, &stamped), 0);
+        zcbus_topic_opts unknown = o;
+        unknown.flags = 1u << 7;
+        ck_assert_int_eq(zcbus_pub_open(bus, "ts", &unknown, &bad), -EINVAL);
+
+        /* Not asked: 0, not a stale value from the slot's last lap. */
+        for (int lap = 0; lap < 2; lap++) {
+                for (int i = 0; i < 16; i++) {
+                        ck_assert_int_eq(zcbus_pub_send(lap ? plain : stamped, "x", 1, 0), 0);
+                        ck_assert_int_eq(zcbus_sub_recv(sub, &m[0], 0), 0);
+                        if (lap)
+                                ck_assert_uint_eq(m[0].timestamp_ns, 0);
+                        else
+                                ck_assert_uint_ne(m[0].timestamp_ns, 0);
+                        ck_assert_int_eq(zcbus_sub_release(sub, &m[0]), 0);
+                }
+        }
+
+        /* Asked: CLOCK_MONOTONIC at commit, for a loan, a send and a batch. */
+        void *buf;
+        t0 = mono_ns();
+        ck_assert_int_eq(zcbus_pub_loan(stamped, 1, &buf), 0);
+        *(char *)buf = 'l';
+        ck_assert_int_eq(zcbus_pub_commit(stamped, 1), 0);
+        t1 = mono_ns();
+        ck_assert_int_eq(zcbus_sub_recv(sub, &m[0], 0), 0);
+        ck_assert_uint_ge(m[0].timestamp_ns, t0);
+        ck_assert_uint_le(m[0].timestamp_ns, t1);
+        ck_assert_int_eq(zcbus_sub_release(sub, &m[0]), 0);
+
+        t0 = mono_ns();
+        ck_assert_int_eq(zcbus_pub_send_batch(stamped, two, 2, 0), 2);
+        t1 = mono_ns();
+        ck_assert_int_eq(zcbus_sub_recv_batch(sub, m, 2, 0), 2);
+        ck_assert_uint_ge(m[0].timestamp_ns, t0);
+        ck_assert_uint_le(m[1].timestamp_ns, t1);
+        ck_assert_uint_le(m[0].timestamp_ns, m[1].timestamp_ns);
+        ck_assert_int_eq(zcbus_sub_release_batch(sub, m, 2), 0);
+
+        ck_assert_int_eq(zcbus_pub_send_batch(plain, two, 2, 0), 2);
+        ck_assert_int_eq(zcbus_sub_recv_batch(sub, m, 2, 0), 2);
+        ck_assert_uint_eq(m[0].timestamp_ns, 0);
+        ck_assert_uint_eq(m[1].timestamp_ns, 0);
+        ck_assert_int_eq(zcbus_sub_release_batch(sub, m, 2), 0);
+
+        zcbus_pub_close(stamped);
+        zcbus_pub_close(plain);
+        zcbus_sub_close(sub);
+        zcbus_disconnect(bus);
+        broker_end(&lc, &b);
+}
+END_TEST
+
 START_TEST(test_connect_to_a_missing_or_dead_socket_fails_with_enoent_or_econnrefused) {
         struct leak_check lc;
         char dir[128], path[160];
@@ -978,6 +1055,7 @@ static Suite *integration_suite(void) {
         tcase_add_test(tc, test_broker_serves_a_private_socket_and_shuts_down_cleanly);
         tcase_add_test(tc, test_connect_to_a_missing_or_dead_socket_fails_with_enoent_or_econnrefused);
         tcase_add_test(tc, test_first_opener_creates_and_a_conflicting_later_opener_gets_eexist);
+        tcase_add_test(tc, test_messages_carry_a_timestamp_only_when_the_producer_asks);
         tcase_add_test(tc, test_disconnect_leaves_no_descriptor_or_mapping_behind);
         tcase_add_test(tc, test_broker_disconnects_garbage_peers_and_keeps_serving);
         suite_add_tcase(s, tc);
