@@ -84,8 +84,8 @@ typedef struct zcbus_topic_opts {
 /* zcbus_topic_opts.flags */
 enum {
         /* Stamp each message with CLOCK_MONOTONIC at commit (one clock
-         * read per message, or per batch; about 30 ns on a VM). Without
-         * it, receivers see timestamp_ns == 0. */
+         * read per message, or per batch on a reliable topic; about 30 ns
+         * on a VM). Without it, receivers see timestamp_ns == 0. */
         ZCBUS_PUB_TIMESTAMP = 1u << 0,
 };
 

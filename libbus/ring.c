@@ -26,10 +26,9 @@
  *   K  sleepers arm (armed = 1, SC) after reading the futex word and
  *      before re-checking; wakers wake only if they take the arm
  *      (exchange to 0, SC) after their store and fence [pairs C-F]
- *   J  producer claim record: claim = PENDING|head before the fetch-add
- *      (plain: the fetch-add releases it), the sequence after; the broker
- *      reads head, then the claims, then the stamps, so a dead producer's
- *      hole is found
+ *   J  producer claim record: claim = PENDING|head (release) before the
+ *      fetch-add, the sequence after; the broker reads head, then the
+ *      claims, then the stamps, so a dead producer's hole is found
  */
 #include "config.h"
 
@@ -306,9 +305,7 @@ static int claim_latest(struct ring_pub *p, uint64_t deadline, bool may_wait, ui
                 uint64_t h = load_rlx(&hd->head);
                 if (_unlikely_(h > SEG_SEQ_LIMIT))
                         return -EOVERFLOW;
-                store_rlx(&p->me->claim_n, 1);
-                store_sc(&p->me->claim, SEG_CLAIM_PENDING | h); /* J */
-                uint64_t t = faa_sc(&hd->head, 1);
+                uint64_t t = ring_take_seqs(p, h, 1);
                 store_rel(&p->me->claim, t); /* J */
                 p->claim = t;
                 p->nclaim = 1;
@@ -338,7 +335,8 @@ static int claim_latest(struct ring_pub *p, uint64_t deadline, bool may_wait, ui
 
 /* RELIABLE, the fetch-add handed out s..s+n-1: record them, then wait
  * until each slot may be written. */
-int ring_pub_claim_taken(struct ring_pub *p, uint64_t s, uint32_t n, int timeout_ms, uint64_t *ret_seq) {
+int ring_pub_claim_taken(struct ring_pub *p, uint64_t s, uint32_t n, uint64_t deadline, bool may_wait,
+                         uint64_t *ret_seq) {
         int r;
 
         store_rel(&p->me->claim, s); /* J */
@@ -351,7 +349,7 @@ int ring_pub_claim_taken(struct ring_pub *p, uint64_t s, uint32_t n, int timeout
         p->nwritten = 0;
         if (ring_gen_moved(p)) /* G */
                 regate(p);
-        r = prepare_slots(p, deadline_from_ms(timeout_ms), timeout_ms != 0);
+        r = prepare_slots(p, deadline, may_wait);
         if (r < 0)
                 return r; /* the claim is kept and settled by the next call */
         *ret_seq = s;
@@ -389,7 +387,7 @@ int ring_pub_claim_slow(struct ring_pub *p, uint32_t n, int timeout_ms, uint64_t
         r = wait_room(p, h + n - 1, ROOM_GATE, deadline, may_wait);
         if (r < 0)
                 return r;
-        return ring_pub_claim_taken(p, ring_take_seqs(p, h, n), n, timeout_ms, ret_seq);
+        return ring_pub_claim_taken(p, ring_take_seqs(p, h, n), n, deadline, may_wait, ret_seq);
 }
 
 /* The wake-up half of ring_pub_notify: once per arming (K). */

@@ -14,6 +14,7 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "futex.h"
 #include "macro.h"
 #include "seg.h"
 #include "zcbus.h"
@@ -119,7 +120,8 @@ static inline uint64_t ring_prev_stamp(uint64_t seq, uint32_t slot_count) {
  */
 
 int ring_pub_claim_slow(struct ring_pub *p, uint32_t n, int timeout_ms, uint64_t *ret_seq);
-int ring_pub_claim_taken(struct ring_pub *p, uint64_t s, uint32_t n, int timeout_ms, uint64_t *ret_seq);
+int ring_pub_claim_taken(struct ring_pub *p, uint64_t s, uint32_t n, uint64_t deadline, bool may_wait,
+                         uint64_t *ret_seq);
 void ring_pub_wake(struct ring_pub *p);
 int ring_sub_recv_slow(struct ring_sub *s, zcbus_msg *msgs, uint32_t n, int timeout_ms);
 int ring_sub_release_slow(struct ring_sub *s, const void *seqs, size_t stride, uint32_t n);
@@ -141,10 +143,13 @@ static _always_inline_ bool ring_gen_moved(const struct ring_pub *p) {
 /* Take n sequences from head: the claim record goes first (J), so the
  * broker can tell a producer that died here from one that never came. */
 static _always_inline_ uint64_t ring_take_seqs(struct ring_pub *p, uint64_t h, uint32_t n) {
-        /* J: plain stores suffice: the fetch-add (seq_cst, so a release)
-         * publishes them to whoever reads head, as the broker does first. */
+        /* J: the fetch-add (seq_cst, so a release) publishes the intent to
+         * whoever reads head, as the broker does first; the intent is a
+         * release store itself (a plain MOV on x86, as a relaxed one), so
+         * that a broker reading it also sees this producer's earlier
+         * stamps, published before its claim went back to NONE. */
         store_rlx(&p->me->claim_n, n);
-        store_rlx(&p->me->claim, SEG_CLAIM_PENDING | h);
+        store_rel(&p->me->claim, SEG_CLAIM_PENDING | h);
         return faa_sc(&seg_head(p->m)->head, n); /* G, J */
 }
 
@@ -173,7 +178,8 @@ static _always_inline_ int ring_pub_claim(struct ring_pub *p, uint32_t n, int ti
                                 *ret_seq = s;
                                 return 0;
                         }
-                        return ring_pub_claim_taken(p, s, 1, timeout_ms, ret_seq);
+                        return ring_pub_claim_taken(p, s, 1, deadline_from_ms(timeout_ms), timeout_ms != 0,
+                                                    ret_seq);
                 }
         }
         return ring_pub_claim_slow(p, n, timeout_ms, ret_seq);
@@ -267,8 +273,11 @@ static _always_inline_ int ring_sub_recv(struct ring_sub *s, zcbus_msg *msgs, ui
                  * of the budget and sleeps. */
                 if (timeout_ms != 0 && s->wait.mode != ZCBUS_WAIT_FUTEX && ring_floor_of(s) == s->pub_floor) {
                         const au64 *stamp = &seg_slot(s->m, s->next)->stamp;
-                        uint64_t old = load_rlx(stamp);
-                        for (unsigned i = 0; i < RING_SPIN_INLINE; i++) {
+                        uint64_t old = load_rlx(stamp), want = ring_stamp(s->next);
+                        /* Spin only while the slot is not yet ours: a marker,
+                         * a bad length or a lap are final already. */
+                        bool pending = old != want && (old & SEG_STAMP_SEQ_MASK) <= want;
+                        for (unsigned i = 0; pending && i < RING_SPIN_INLINE; i++) {
                                 cpu_relax();
                                 if (load_rlx(stamp) != old) {
                                         if (ring_take_fast(s, msgs))

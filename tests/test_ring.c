@@ -20,6 +20,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <time.h>
 #include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -816,6 +817,61 @@ START_TEST(test_full_reliable_ring_returns_eagain_or_etimedout_to_the_producer) 
 }
 END_TEST
 
+/* A claim that waits for room, loses the freed slot to another producer
+ * and waits again keeps one deadline for the whole call. */
+struct race_ctx {
+        struct topic *t;
+        struct ring_sub *s;
+        struct ring_pub *other;
+        uint64_t taken;
+        uint64_t freed;
+};
+
+static void *take_then_free(void *arg) {
+        struct race_ctx *x = arg;
+        struct timespec pause = {.tv_sec = 0, .tv_nsec = 250 * 1000000L};
+
+        (void)nanosleep(&pause, NULL);
+        /* The other producer takes the next sequence first ... */
+        x->taken = ring_take_seqs(x->other, load_rlx(&seg_head(&x->t->pm)->head), 1);
+        store_rel(&x->other->me->claim, x->taken);
+        x->other->claim = x->taken;
+        x->other->nclaim = 1;
+        x->other->nwritten = 0;
+        /* ... then the subscriber frees one slot. */
+        x->freed = recv_check_release(x->s);
+        return NULL;
+}
+
+START_TEST(test_a_claim_that_loses_a_race_for_room_times_out_once) {
+        struct seg_params p = params(4, 32, ZCBUS_POLICY_RELIABLE, 2, 1);
+        struct topic t;
+        struct ring_pub a, c;
+        struct ring_sub s;
+        uint64_t held[4], seq;
+        struct race_ctx x = {.t = &t, .s = &s, .other = &c};
+        pthread_t th;
+
+        topic_open_sub_pub(&t, &p, &s, 0, 4, held, &a, 0, ZCBUS_WAIT_FUTEX);
+        pub_start(&t, &c, 1, ZCBUS_WAIT_FUTEX);
+        pub_n(&a, 4);
+        ck_assert_int_eq(pthread_create(&th, NULL, take_then_free, &x), 0);
+        uint64_t t0 = now_ns();
+        ck_assert_int_eq(ring_pub_claim(&a, 1, 300, &seq), -ETIMEDOUT);
+        uint64_t ms = (now_ns() - t0) / 1000000u;
+        ck_assert_int_eq(pthread_join(th, NULL), 0);
+        ck_assert_uint_eq(x.taken, 4);
+        ck_assert_uint_eq(x.freed, 0);
+        /* 300 ms in all, not 250 + a fresh 300 after the lost race. */
+        ck_assert_msg(ms >= 290 && ms < 500, "claim with a 300 ms timeout returned after %llu ms",
+                      (unsigned long long)ms);
+        ring_pub_deinit(&c);
+        ring_pub_deinit(&a);
+        ring_sub_deinit(&s);
+        topic_close(&t);
+}
+END_TEST
+
 /* ----------------------------------------------------------- repair */
 
 struct blocked_ctx {
@@ -1410,6 +1466,7 @@ static Suite *ring_suite(void) {
         tcase_add_test(tc, test_failed_release_batch_leaves_holds_and_floor_consistent);
         tcase_add_test(tc, test_recv_on_an_empty_ring_returns_eagain_or_etimedout);
         tcase_add_test(tc, test_full_reliable_ring_returns_eagain_or_etimedout_to_the_producer);
+        tcase_add_test(tc, test_a_claim_that_loses_a_race_for_room_times_out_once);
         suite_add_tcase(s, tc);
 
         tc = tcase_create("repair");
