@@ -28,7 +28,8 @@
 
 #include "macro.h"
 #include "reg.h"
-#include "ring.h"
+#include "ring_repair.h"
+#include "seg.h"
 #include "zcbus.h"
 
 #ifdef ZCBUS_TEST_HIGH_SEQ
