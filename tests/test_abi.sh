@@ -50,13 +50,13 @@ int main(void) {
 }
 C
 check "a static link beside clashing names builds" \
-        ${CC:-cc} -I"$s/include" -o "$tmp/app" "$tmp/app.c" "$a" -luuid -pthread
+        ${ABI_CC:-cc} -I"$s/include" -o "$tmp/app" "$tmp/app.c" "$a" -luuid -pthread
 check "and runs with the application's own definitions" "$tmp/app"
 
 printf '#include <zcbus.h>\nstatic zcbus_msg m;\nint main(void) { return (int)m.len + (zcbus_strerror(0) == 0); }\n' >"$tmp/h.c"
 cp "$tmp/h.c" "$tmp/h.cpp"
-check "zcbus.h compiles as strict C11" ${CC:-cc} -std=c11 -pedantic-errors -Wall -Wextra -Werror -I"$s/include" -c "$tmp/h.c" -o "$tmp/h11.o"
-check "zcbus.h compiles as C99 -pedantic" ${CC:-cc} -std=c99 -pedantic-errors -Wall -Wextra -Werror -I"$s/include" -c "$tmp/h.c" -o "$tmp/h99.o"
+check "zcbus.h compiles as strict C11" ${ABI_CC:-cc} -std=c11 -pedantic-errors -Wall -Wextra -Werror -I"$s/include" -c "$tmp/h.c" -o "$tmp/h11.o"
+check "zcbus.h compiles as C99 -pedantic" ${ABI_CC:-cc} -std=c99 -pedantic-errors -Wall -Wextra -Werror -I"$s/include" -c "$tmp/h.c" -o "$tmp/h99.o"
 check "zcbus.h compiles as C++17" ${CXX:-c++} -std=c++17 -pedantic-errors -Wall -Wextra -Werror -I"$s/include" -c "$tmp/h.cpp" -o "$tmp/hxx.o"
 
 echo "test_abi: $pass passed, $fail failed"
