@@ -436,29 +436,47 @@ _public_ int zcbus_pub_send_batch(zcbus_pub *pub, const zcbus_iov *msgs, unsigne
         return ring_pub_send_iov(&pub->rp, msgs, n, timeout_ms);
 }
 
-static void fill_info(const struct seg_map *m, zcbus_topic_info *info) {
+/* Copy a full-size result into the caller's size-prefixed struct: as
+ * much as its size says, which it keeps. */
+static void copy_out_sized(void *dst, const void *full, size_t full_size) {
+        uint32_t size;
+
+        memcpy(&size, dst, sizeof(size));
+        memcpy(dst, full, MIN((size_t)size, full_size));
+        memcpy(dst, &size, sizeof(size));
+}
+
+/* Is p a caller's size-prefixed struct with at least its size field? */
+static bool sized_ok(const void *p) {
+        uint32_t size;
+
+        if (!p)
+                return false;
+        memcpy(&size, p, sizeof(size));
+        return size >= sizeof(uint32_t);
+}
+
+static int fill_info(const struct seg_map *m, zcbus_topic_info *info) {
+        if (!sized_ok(info))
+                return -EINVAL;
         zcbus_topic_info full = {
                 .size = sizeof(full),
                 .slot_count = m->g.slot_count,
                 .slot_size = m->g.slot_size,
                 .policy = m->g.policy,
         };
-        uint32_t size = info->size;
         memcpy(full.topic_id, m->g.topic_id, 16);
         memcpy(full.segment_id, m->g.segment_id, 16);
-        memcpy(info, &full, MIN((size_t)size, sizeof(full)));
-        info->size = size;
-}
-
-_public_ int zcbus_pub_info(zcbus_pub *pub, zcbus_topic_info *info) {
-        if (!pub || !info || info->size < sizeof(uint32_t))
-                return -EINVAL;
-        fill_info(&pub->map, info);
+        copy_out_sized(info, &full, sizeof(full));
         return 0;
 }
 
+_public_ int zcbus_pub_info(zcbus_pub *pub, zcbus_topic_info *info) {
+        return pub ? fill_info(&pub->map, info) : -EINVAL;
+}
+
 _public_ int zcbus_pub_stats_get(zcbus_pub *pub, zcbus_pub_stats *stats) {
-        if (!pub || !stats || stats->size < sizeof(uint32_t))
+        if (!pub || !sized_ok(stats))
                 return -EINVAL;
         struct seg_prod *e = pub->rp.me;
         zcbus_pub_stats full = {
@@ -469,9 +487,7 @@ _public_ int zcbus_pub_stats_get(zcbus_pub *pub, zcbus_pub_stats *stats) {
                 .topic_head = ring_head(&pub->map) - pub->map.g.start_seq,
                 .skipped = load_rlx(&e->skipped),
         };
-        uint32_t size = stats->size;
-        memcpy(stats, &full, MIN((size_t)size, sizeof(full)));
-        stats->size = size;
+        copy_out_sized(stats, &full, sizeof(full));
         return 0;
 }
 
@@ -553,14 +569,11 @@ _public_ int zcbus_sub_release_batch(zcbus_sub *sub, const zcbus_msg *msgs, unsi
 }
 
 _public_ int zcbus_sub_info(zcbus_sub *sub, zcbus_topic_info *info) {
-        if (!sub || !info || info->size < sizeof(uint32_t))
-                return -EINVAL;
-        fill_info(&sub->map, info);
-        return 0;
+        return sub ? fill_info(&sub->map, info) : -EINVAL;
 }
 
 _public_ int zcbus_sub_stats_get(zcbus_sub *sub, zcbus_sub_stats *stats) {
-        if (!sub || !stats || stats->size < sizeof(uint32_t))
+        if (!sub || !sized_ok(stats))
                 return -EINVAL;
         zcbus_sub_stats full = {
                 .size = sizeof(full),
@@ -571,9 +584,7 @@ _public_ int zcbus_sub_stats_get(zcbus_sub *sub, zcbus_sub_stats *stats) {
                 .next_seq = sub->rs.next,
                 .skipped = sub->rs.skipped,
         };
-        uint32_t size = stats->size;
-        memcpy(stats, &full, MIN((size_t)size, sizeof(full)));
-        stats->size = size;
+        copy_out_sized(stats, &full, sizeof(full));
         return 0;
 }
 
