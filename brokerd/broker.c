@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * broker.c: the control plane of zcbusd. It owns the listening socket and
  * its file, the list of sessions, and the meaning of every request: it

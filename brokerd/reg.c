@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * reg.c: the topic registry. It owns every topic the broker knows: its
  * name and uuids, its two sealed memfds (plus a read-only reopen of the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * client.c: the public API. A connection is a SOCK_SEQPACKET socket to the
  * broker, used only to open and close topics (synchronous request/reply);

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * layout.h: the layout of a topic's shared segments: structs, named
  * offsets, the stamp encoding and the limits. Shared by the broker (which

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * proto.c: encoding and decoding of control messages. Encoding is plain
  * memcpy of fixed bodies plus trailing strings; decoding checks every

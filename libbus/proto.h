@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * proto.h: the control protocol between libzcbus and zcbusd, spoken over a
  * SOCK_SEQPACKET Unix socket (one datagram = one message, file descriptors

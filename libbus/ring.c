@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * ring.c: the data plane's shared core (ring.h): the floor scan and the
  * markers. One ring of slots per topic; many producers claim sequences

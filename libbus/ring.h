@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * ring.h: what the producer side (ring_pub), the subscriber side
  * (ring_sub) and the broker's repairs (ring_repair) share on a mapped

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * ring_pub.c: the producer side's general paths (ring_pub.h has the hot
  * one): waiting for room under RELIABLE (the lowest subscriber floor,

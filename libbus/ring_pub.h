@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * ring_pub.h: the producer side of a mapped topic: claiming sequences,
  * writing slots in place, publishing them and waking readers. The hot

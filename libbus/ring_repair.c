@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * ring_repair.c: the broker's side of the ring (ring_repair.h). Entries
  * are reset before they are handed out; a freed subscriber stops gating

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * ring_repair.h: what only the broker does to a ring: hand table entries
  * to new peers, and free them after their owners closed or died,

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * ring_sub.c: the subscriber side's general paths (ring_sub.h has the hot
  * one): registering with history (point G), stepping over markers and

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * ring_sub.h: the subscriber side of a mapped topic: a private cursor,
  * reading slots in place, holding them until released, publishing the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * seg.c: creating, validating and mapping a topic's two segments.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * seg.h: a topic's two segments over their life: creating them sealed
  * (the broker), validating and mapping them (everyone), unmapping. The

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * sock.c: datagram I/O with descriptor passing. The one rule: whatever a
  * peer sends, the receiver ends up owning exactly the descriptors it asked

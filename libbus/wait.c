@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * wait.c: the waiting engine (see wait.h). Spinning reads the clock only
  * when something can end the spin; an adaptive waiter past its first

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * wait.h: the one waiting engine of zcbus. A waiter spins (per its mode),
  * then announces itself, arms, re-checks and sleeps on a futex word; a

@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: MIT
 # test_abi.sh: what libzcbus shows the programs that link it.
 #  - libzcbus.so exports exactly the zcbus_* calls that include/zcbus.h
 #    declares, and nothing of the broker's (its repair code is not in it);

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_ring.c: Check suite "ring", the data plane on a mapped topic.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_seg.c: Check suite "seg", the shared segment layout.
  *
