@@ -412,7 +412,7 @@ static void repair_cb(struct ev_loop *loop, ev_timer *w, int revents) {
                 for (uint32_t i = 0; i < t->map.g.max_producers; i++) {
                         if (t->prod_state[i] != REG_ENTRY_REPAIR)
                                 continue;
-                        if (ring_prod_evict(&t->map, i) == -EAGAIN)
+                        if (ring_prod_repair(&t->map, i) == -EAGAIN)
                                 continue;
                         log_debug("topic '%s': producer %u repaired", t->name, i);
                         t->prod_state[i] = REG_ENTRY_FREE;

@@ -38,6 +38,15 @@ void ring_sub_activate(const struct seg_map *m, uint32_t index, uint32_t pid) {
         store_rel(&e->state, SEG_ENTRY_ACTIVE);
 }
 
+/* A peer that died may have been anywhere in a wake-up: between taking a
+ * sleepers' arm (K) and bumping the word, or between its last store and
+ * its notify. Whatever it left undone, wake every sleeper on both words:
+ * each re-checks and, if it still has to wait, arms again. */
+static void wake_both(const struct seg_map *m) {
+        wait_wake_all(ring_data_words(m).word);
+        wait_wake_all(ring_room_words(m).word);
+}
+
 void ring_sub_evict(const struct seg_map *m, uint32_t index) {
         struct seg_sub *e = seg_sub(m, index);
         /* Give back any LATEST holds it left: its bit in every slot. */
@@ -46,7 +55,7 @@ void ring_sub_evict(const struct seg_map *m, uint32_t index) {
         store_sc(&e->floor, SEG_FLOOR_NONE); /* E */
         store_rlx(&e->held, 0);
         store_rel(&e->state, SEG_ENTRY_FREE);
-        wait_wake_all(ring_room_words(m).word);
+        wake_both(m);
 }
 
 /* Write off seq if its slot is free. 0 done, -EAGAIN not yet. */
@@ -98,14 +107,18 @@ static bool other_claim_pending(const struct seg_map *m, uint32_t self) {
 }
 
 int ring_prod_evict(const struct seg_map *m, uint32_t index) {
+        /* Not live any more: another eviction must not wait for this one
+         * to leave its claim window. */
+        store_sc(&seg_prod(m, index)->state, SEG_ENTRY_CLOSING);
+        wake_both(m);
+        return ring_prod_repair(m, index);
+}
+
+int ring_prod_repair(const struct seg_map *m, uint32_t index) {
         struct seg_prod *e = seg_prod(m, index);
         uint64_t c = load_sc(&e->claim);
         uint32_t k = load_rlx(&e->claim_n);
         int r;
-
-        /* Not live any more: another eviction must not wait for this one
-         * to leave its claim window. */
-        store_sc(&e->state, SEG_ENTRY_CLOSING);
 
         if (c == SEG_CLAIM_NONE)
                 goto done;

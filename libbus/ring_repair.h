@@ -19,9 +19,12 @@ void ring_sub_activate(const struct seg_map *m, uint32_t index, uint32_t pid);
  * blocked producers are woken. */
 void ring_sub_evict(const struct seg_map *m, uint32_t index);
 /* Free a producer entry whose owner is gone, abandoning any sequence it
- * claimed and never published so readers step over it. Returns 0 when
- * done, -EAGAIN when it must be retried later (a slot is not free yet, or
- * a live producer is between claim and record). */
+ * claimed and never published so readers step over it. Wakes every
+ * sleeper on both words first (the owner may have died inside a wake-up).
+ * Returns 0 when done, -EAGAIN when ring_prod_repair must be retried
+ * later (a slot is not free yet, or a live producer is between claim and
+ * record). */
 int ring_prod_evict(const struct seg_map *m, uint32_t index);
+int ring_prod_repair(const struct seg_map *m, uint32_t index);
 
 #endif
