@@ -118,14 +118,18 @@ static int geom_of(const struct seg_params *p, struct seg_geom *ret) {
         return 0;
 }
 
-static int memfd_sized(const char *name, uint64_t size, int *ret_fd) {
+/* A memfd of the given size and mode. The mode matters because anyone
+ * who holds any fd of a memfd can open it again through /proc/self/fd/N
+ * with whatever access the inode's mode grants their uid: a read-only fd
+ * of a 0666 memfd is a writable one for everybody. */
+static int memfd_sized(const char *name, uint64_t size, mode_t mode, int *ret_fd) {
         _cleanup_close_ int fd = memfd_create(name, MFD_CLOEXEC | MFD_ALLOW_SEALING | MFD_NOEXEC_SEAL);
 
         if (fd < 0 && errno == EINVAL) /* kernel without MFD_NOEXEC_SEAL */
                 fd = memfd_create(name, MFD_CLOEXEC | MFD_ALLOW_SEALING);
         if (fd < 0)
                 return negerrno();
-        if (ftruncate(fd, (off_t)size) < 0)
+        if (ftruncate(fd, (off_t)size) < 0 || fchmod(fd, mode) < 0)
                 return negerrno();
         *ret_fd = TAKE_FD(fd);
         return 0;
@@ -162,8 +166,11 @@ static void seg_init(const struct seg_map *m, const struct seg_params *p) {
                 store_rlx(&seg_prod(m, i)->claim, SEG_CLAIM_NONE);
         /* Each slot starts as if the sequence one lap before start_seq had
          * been abandoned in it, so the first producer finds the stamp it
-         * expects (seg_prev_stamp) and no reader ever sees it. */
-        for (uint64_t t = g->start_seq; t < g->start_seq + g->slot_count; t++) {
+         * expects (seg_prev_stamp) and no reader ever sees it. A fresh
+         * memfd reads zero, which is that stamp for every sequence of the
+         * first lap: a ring starting at 0 is ready without touching a
+         * slot, so creating even a huge topic faults in no slot page. */
+        for (uint64_t t = MAX(g->start_seq, (uint64_t)g->slot_count); t < g->start_seq + g->slot_count; t++) {
                 struct seg_slot *s = seg_slot(m, t);
                 store_rlx(&s->flags, SEG_SLOT_ABANDONED);
                 store_rlx(&s->stamp, seg_prev_stamp(t, g->slot_count));
@@ -192,10 +199,14 @@ int seg_create(const struct seg_params *p, int *ret_ring_fd, int *ret_subs_fd) {
         r = geom_of(p, &m.g);
         if (r < 0)
                 return r;
-        r = memfd_sized("zcbus-ring", m.g.ring_size, &rfd);
+        /* The ring: the creator's uid may reopen it read-only (the
+         * subscribers' fd), nobody else may open it at all; producers get
+         * the creator's writable fd itself. The subs segment is handed out
+         * writable to everyone who needs it; reopening grants no one more. */
+        r = memfd_sized("zcbus-ring", m.g.ring_size, 0400, &rfd);
         if (r < 0)
                 return r;
-        r = memfd_sized("zcbus-subs", m.g.subs_size, &sfd);
+        r = memfd_sized("zcbus-subs", m.g.subs_size, 0600, &sfd);
         if (r < 0)
                 return r;
         r = mapping_new(rfd, m.g.ring_size, PROT_READ | PROT_WRITE, &ring);

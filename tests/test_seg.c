@@ -21,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -639,6 +640,75 @@ START_TEST(test_subscriber_readonly_ring_map_reads_but_cannot_write) {
 }
 END_TEST
 
+/* Defect: the ring memfd had mode 0666, so any uid holding the read-only
+ * fd could reopen it O_RDWR through /proc/self/fd and forge messages. */
+START_TEST(test_ring_memfd_cannot_be_reopened_writable_by_another_uid) {
+        struct seg_params p = valid_params();
+        int rfd, sfd;
+
+        if (geteuid() != 0) {
+                fprintf(stderr, "seg: not root, cannot switch uid: cross-uid reopen not tested\n");
+                return;
+        }
+        create_segments(&p, &rfd, &sfd);
+        int rofd = reopen_rdonly(rfd);
+        fflush(NULL);
+        pid_t pid = fork();
+        ck_assert_int_ge(pid, 0);
+        if (pid == 0) {
+                char path[64];
+                int bad = 0;
+                if (setresgid(65534, 65534, 65534) < 0 || setresuid(65534, 65534, 65534) < 0)
+                        _exit(90);
+                /* Keep /proc/self/fd reachable after the uid change. */
+                (void)prctl(PR_SET_DUMPABLE, 1, 0, 0, 0);
+                int fds[3] = {rofd, rfd, sfd};
+                for (int i = 0; i < 3; i++) {
+                        snprintf(path, sizeof(path), "/proc/self/fd/%d", fds[i]);
+                        int fd = open(path, O_RDWR | O_CLOEXEC);
+                        if (fd >= 0 || errno != EACCES)
+                                bad |= 1 << i;
+                        if (fd >= 0)
+                                (void)close(fd);
+                        if (fchmod(fds[i], 0666) == 0)
+                                bad |= 8 << i;
+                }
+                _exit(bad);
+        }
+        int st;
+        ck_assert_int_eq(waitpid(pid, &st, 0), pid);
+        ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0,
+                      "another uid reopened or re-moded a segment (status %#x: bits 1,2,4 opened ro/ring/subs "
+                      "O_RDWR, 8,16,32 chmod)", st);
+        (void)close(rofd);
+        (void)close(rfd);
+        (void)close(sfd);
+}
+END_TEST
+
+/* Defect: creating a topic stamped every slot, touching all of a huge
+ * ring's memory inside the broker's event loop (seconds for 1 GiB). A ring
+ * that starts at sequence 0 must need no write to any slot page. */
+START_TEST(test_creating_a_large_ring_touches_no_slot_page) {
+        struct seg_params p = valid_params();
+        struct stat st;
+        int rfd, sfd;
+
+        p.slot_count = 1u << 16;
+        p.slot_size = 4096 - SEG_SLOT_DESC; /* one page a slot: 256 MiB */
+        p.start_seq = 0;
+        create_segments(&p, &rfd, &sfd);
+        ck_assert_int_eq(fstat(rfd, &st), 0);
+        ck_assert_uint_ge((uint64_t)st.st_size, (uint64_t)p.slot_count * 4096);
+        /* Header, head, notify and producer lines: a page or two. */
+        ck_assert_msg((uint64_t)st.st_blocks * 512 <= (UINT64_C(1) << 20),
+                      "creating a %llu-byte ring allocated %llu bytes", (unsigned long long)st.st_size,
+                      (unsigned long long)st.st_blocks * 512);
+        (void)close(rfd);
+        (void)close(sfd);
+}
+END_TEST
+
 static Suite *seg_suite(void) {
         Suite *s = suite_create("seg");
         TCase *tc;
@@ -659,6 +729,7 @@ static Suite *seg_suite(void) {
         tcase_add_test(tc, test_mapped_geometry_and_initial_state_match_the_params);
         tcase_add_test(tc, test_map_refuses_unsealed_foreign_or_swapped_fds);
         tcase_add_test(tc, test_hold_bitmaps_grow_with_the_subscriber_table);
+        tcase_add_test(tc, test_creating_a_large_ring_touches_no_slot_page);
         suite_add_tcase(s, tc);
 
         tc = tcase_create("validate");
@@ -670,6 +741,7 @@ static Suite *seg_suite(void) {
         tc = tcase_create("readonly");
         tcase_set_timeout(tc, 30);
         tcase_add_test(tc, test_subscriber_readonly_ring_map_reads_but_cannot_write);
+        tcase_add_test(tc, test_ring_memfd_cannot_be_reopened_writable_by_another_uid);
         suite_add_tcase(s, tc);
         return s;
 }
