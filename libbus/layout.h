@@ -52,7 +52,7 @@
 #define SEG_LINE 64u
 #define SEG_RING_MAGIC UINT64_C(0x474e525355424353) /* "SCBUSRNG" little endian */
 #define SEG_SUBS_MAGIC UINT64_C(0x4255535355424353) /* "SCBUSSUB" little endian */
-#define SEG_VERSION 1u
+#define SEG_VERSION 2u
 
 #define SEG_STAMP_WRITING (UINT64_C(1) << 63)
 #define SEG_STAMP_SEQ_MASK (~SEG_STAMP_WRITING)
@@ -169,15 +169,14 @@ struct seg_subs_hdr {
 static_assert(sizeof(struct seg_subs_hdr) == SEG_LINE, "one line");
 
 struct seg_subs_notify {
-        au32 data_waiters; /* readers announced asleep on ring data_word */
-        au32 room_waiters; /* producers announced asleep on room_word */
-        au32 room_word;    /* futex: bumped when a release wakes producers */
-        au32 gen;          /* bumped when a subscriber sets a floor below
-                              head: producers drop their cached gate */
-        au32 data_armed;   /* 1: a data sleeper wants a wake-up; the waker
-                              takes it (exchange to 0) and wakes once */
-        au32 room_armed;   /* the same for room sleepers */
-        uint8_t pad[SEG_LINE - 24];
+        au32 data_armed; /* 1: a sleeper on the ring's data_word wants a
+                            wake-up; a waker takes it (exchange to 0) and
+                            wakes once */
+        au32 room_armed; /* the same for sleepers on room_word */
+        au32 room_word;  /* futex: bumped when a release wakes producers */
+        au32 gen;        /* bumped when a subscriber sets a floor below
+                            head: producers drop their cached gate */
+        uint8_t pad[SEG_LINE - 16];
 };
 static_assert(sizeof(struct seg_subs_notify) == SEG_LINE, "one line");
 

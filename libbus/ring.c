@@ -9,15 +9,17 @@
  * Ordering points (docs/design.md has the table and the arguments):
  *   A  producer: payload + descriptor, then stamp = seq+1 (release/SC)
  *   B  reader: stamp (acquire), then descriptor + payload       [pairs A]
- *   C  reader about to sleep: data_waiters++ (SC), load data_word (SC),
+ *   C  reader about to sleep: load data_word (SC), data_armed = 1 (SC),
  *      re-load the stamp (SC)                                 [pairs D]
- *   D  producer after publishing: full fence, load data_waiters; if set
- *      (and armed, K), bump data_word and FUTEX_WAKE          [pairs C]
+ *   D  producer after publishing: full fence, load data_armed; if it
+ *      takes the arm (K), bump data_word and FUTEX_WAKE       [pairs C]
  *   E  reader releasing: floor = new floor (release) and a full fence
- *      (LATEST: the SC clear of its hold bit), then load room_waiters;
- *      if set (and armed, K), bump room_word and FUTEX_WAKE  [pairs F]
- *   F  producer about to sleep for room: room_waiters++ (SC), load
- *      room_word (SC), re-scan floors (SC)                   [pairs E]
+ *      (LATEST: the SC clear of its hold bit), then load room_armed (SC
+ *      after an RMW); if it takes the arm (K), bump room_word and
+ *      FUTEX_WAKE; a LATEST reader's hold that turns out transient is
+ *      dropped the same way                                  [pairs F]
+ *   F  producer about to sleep for room: load room_word (SC),
+ *      room_armed = 1 (SC), re-scan floors or holds (SC)     [pairs E]
  *   G  new subscriber: floor = f (SC), gen++ (SC), load head (SC);
  *      producer: head fetch-add (SC), load gen (SC): a producer that
  *      missed the new floor claimed below the head the subscriber read,
@@ -26,6 +28,9 @@
  *   I  LATEST producer reusing a slot: stamp = WRITING|seq+1 (SC), then
  *      load hold[slot] (SC): one of H/I sees the other; a held slot is
  *      not written but stamped SKIPPED, and the producer moves on [pairs H]
+ *      The descriptor is a seqlock: a release fence after WRITING and
+ *      before the descriptor stores; the reader's acquire fence after
+ *      its descriptor loads and before its re-check of the stamp
  *   K  sleepers arm (armed = 1, SC) after reading the futex word and
  *      before re-checking; wakers wake only if they take the arm
  *      (exchange to 0, SC) after their store and fence [pairs C-F]
@@ -53,6 +58,7 @@ void ring_mark_slot(const struct seg_map *m, uint64_t seq, uint32_t producer, ui
          * before; WRITING first makes its re-check fail. */
         if (load_rlx(&s->stamp) != (SEG_STAMP_WRITING | seg_stamp(seq)))
                 store_sc(&s->stamp, SEG_STAMP_WRITING | seg_stamp(seq));
+        atomic_thread_fence(memory_order_release); /* I: WRITING before the descriptor */
         store_rlx(&s->len, 0);
         store_rlx(&s->flags, flag);
         s->producer = producer;

@@ -31,11 +31,11 @@ static inline bool ring_is_latest(const struct seg_map *m) {
  * subs segment's room word. */
 static inline struct wait_words ring_data_words(const struct seg_map *m) {
         struct seg_subs_notify *sn = seg_subs_notify(m);
-        return (struct wait_words){&sn->data_waiters, &sn->data_armed, &seg_ring_notify(m)->data_word};
+        return (struct wait_words){&sn->data_armed, &seg_ring_notify(m)->data_word};
 }
 static inline struct wait_words ring_room_words(const struct seg_map *m) {
         struct seg_subs_notify *sn = seg_subs_notify(m);
-        return (struct wait_words){&sn->room_waiters, &sn->room_armed, &sn->room_word};
+        return (struct wait_words){&sn->room_armed, &sn->room_word};
 }
 
 /* floor + n, saturating: SEG_FLOOR_NONE gates nothing. */

@@ -159,7 +159,10 @@ static int claim_latest(struct ring_pub *p, uint64_t deadline, bool may_wait, ui
                         return r; /* kept: settled by the next call */
                 struct seg_slot *sl = seg_slot(m, t);
                 store_sc(&sl->stamp, SEG_STAMP_WRITING | seg_stamp(t)); /* I */
-                if (!ring_held(m, t)) {                                  /* I */
+                /* I: WRITING before the descriptor stores of publish (the
+                 * seqlock's writer side; the payload is guarded by H/I). */
+                atomic_thread_fence(memory_order_release);
+                if (!ring_held(m, t)) { /* I */
                         *ret_seq = t;
                         return 0;
                 }

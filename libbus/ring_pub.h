@@ -68,6 +68,10 @@ static _always_inline_ uint64_t ring_take_seqs(struct ring_pub *p, uint64_t h, u
          * release store itself (a plain MOV on x86, as a relaxed one), so
          * that a broker reading it also sees this producer's earlier
          * stamps, published before its claim went back to NONE. */
+        /* The count is written after a release fence, so a broker that
+         * reads a claim, then the count, then (after an acquire fence) the
+         * claim again, never pairs it with the next claim's count. */
+        atomic_thread_fence(memory_order_release);
         store_rlx(&p->me->claim_n, n);
         store_rel(&p->me->claim, SEG_CLAIM_PENDING | h);
         return faa_sc(&seg_head(p->m)->head, n); /* G, J */
@@ -137,14 +141,13 @@ static _always_inline_ void ring_pub_publish(struct ring_pub *p, uint64_t seq, u
                 ring_claim_clear(p);
 }
 
-/* Wake sleeping readers if any announced themselves. D: one full fence
- * orders every stamp published since the last notify before the look at
- * data_waiters (C11 fence rules: a reader's SC re-load that follows this
- * fence in S sees the stamps). One fence per batch, not one locked store
- * per slot. */
+/* Wake sleeping readers if one armed. D: one full fence orders every
+ * stamp published since the last notify before the look at data_armed
+ * (C11 fence rules: a reader's SC re-load that follows this fence in S
+ * sees the stamps). One fence per batch, not one locked store per slot. */
 static _always_inline_ void ring_pub_notify(struct ring_pub *p) {
         full_fence();
-        if (_unlikely_(load_rlx(&seg_subs_notify(p->m)->data_waiters) != 0))
+        if (_unlikely_(load_rlx(&seg_subs_notify(p->m)->data_armed) != 0))
                 ring_pub_wake(p);
 }
 

@@ -63,23 +63,31 @@ bool ring_sub_ready(struct ring_sub *s) {
         return seg_stamp_state(v, s->next) != SEG_STAMP_NOT_YET;
 }
 
-/* Lapped under LATEST: jump to the newest message. */
-static void skip_ahead(struct ring_sub *s, uint64_t *lost) {
+/* Lapped under LATEST: jump to the newest message. False when head says
+ * the lap cannot be (it is not past the cursor: the stamp was written
+ * without a claim). */
+static bool skip_ahead(struct ring_sub *s, uint64_t *lost) {
         uint64_t h = load_acq(&seg_head(s->m)->head);
-        uint64_t to;
 
-        if (h > SEG_SEQ_LIMIT || h <= s->next)
-                to = s->next + 1; /* nonsense head: step one at a time */
-        else
-                to = h - 1;
-        if (to <= s->next)
-                to = s->next + 1;
-        *lost += to - s->next;
-        s->next = to;
+        if (h > SEG_SEQ_LIMIT || h <= s->next + 1)
+                return false;
+        *lost += h - 1 - s->next;
+        s->next = h - 1;
+        return true;
+}
+
+/* LATEST: drop a hold that did not stand (the slot was overwritten under
+ * it, or holds a marker or nonsense). A producer may have seen the bit and
+ * gone to sleep thinking every slot held: wake it as a release would (E). */
+static void drop_transient_hold(struct ring_sub *s, uint64_t c) {
+        ring_hold_drop(s->m, c, s->index);
+        (void)wait_wake_armed(ring_room_words(s->m));
 }
 
 /* Take whatever is at the cursor without waiting. Returns 1 with *msg
- * filled, 0 if nothing is there, or a negative errno. */
+ * filled, 0 if nothing is there, or a negative errno: -EBADMSG for a slot
+ * no honest producer can have left (the cursor steps past it, so every
+ * call makes progress and returns). */
 static int take_one(struct ring_sub *s, zcbus_msg *msg) {
         const struct seg_map *m = s->m;
         bool latest = !s->reliable;
@@ -93,7 +101,14 @@ static int take_one(struct ring_sub *s, zcbus_msg *msg) {
                 case SEG_STAMP_NOT_YET:
                         return 0;
                 case SEG_STAMP_LAPPED:
-                        skip_ahead(s, &s->pending_lost);
+                        /* RELIABLE producers never pass a floor, and every
+                         * stamp was claimed from head first: a lap there, or
+                         * a stamp beyond head, is a scribbled ring. */
+                        if (!latest || !skip_ahead(s, &s->pending_lost)) {
+                                s->next = c + 1;
+                                s->skipped++;
+                                return -EBADMSG;
+                        }
                         continue;
                 case SEG_STAMP_READY:
                         break;
@@ -108,9 +123,12 @@ static int take_one(struct ring_sub *s, zcbus_msg *msg) {
                          * If this subscriber held the slot already (an older
                          * message under markers), the hold stays. */
                         had = ring_hold_take(m, c, s->index);
+                        /* I: the descriptor loads above before the re-check
+                         * (the seqlock's reader side). */
+                        atomic_thread_fence(memory_order_acquire);
                         if (load_sc(&sl->stamp) != v) {
                                 if (!had)
-                                        ring_hold_drop(m, c, s->index);
+                                        drop_transient_hold(s, c);
                                 continue; /* overwritten meanwhile: look again */
                         }
                 }
@@ -118,7 +136,7 @@ static int take_one(struct ring_sub *s, zcbus_msg *msg) {
                         /* A marker, or nonsense from a producer (refused with
                          * -EBADMSG): step over it. */
                         if (latest && !had)
-                                ring_hold_drop(m, c, s->index);
+                                drop_transient_hold(s, c);
                         s->next = c + 1;
                         s->skipped++;
                         if (flags & (SEG_SLOT_ABANDONED | SEG_SLOT_SKIPPED))
@@ -184,6 +202,11 @@ int ring_sub_recv_slow(struct ring_sub *s, zcbus_msg *msgs, uint32_t n, int time
                         store_rlx(&s->me->sleeps, s->sleeps);
                 if (r < 0)
                         return r;
+                /* Something is at the cursor, but take_one may still find
+                 * nothing to deliver (a long run of markers, in bounded
+                 * steps): the deadline holds whatever the ring says. */
+                if (deadline && now_ns() >= deadline)
+                        return -ETIMEDOUT;
                 /* Woken for a message: the short way, when it applies. */
                 if (ring_recv_fast_ok(s, n) && ring_take_fast(s, msgs))
                         return 1;

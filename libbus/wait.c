@@ -2,10 +2,11 @@
 /*
  * wait.c: the waiting engine (see wait.h). Spinning reads the clock only
  * when something can end the spin; an adaptive waiter past its first
- * microseconds yields its CPU between checks; a sleeper announces itself,
- * reads the futex word, arms, re-checks and only then sleeps, so that a
- * waker that changes the state after the re-check also sees the
- * announcement and bumps the word the sleeper waits on (C/D, E/F, K).
+ * microseconds yields its CPU between checks; a sleeper reads the futex
+ * word, arms, re-checks and only then sleeps, so that a waker that changes
+ * the state after the re-check also sees the arm and bumps the word the
+ * sleeper waits on (C/D, E/F, K). Nothing a sleeper leaves behind when it
+ * is killed (an arm) outlives the next wake-up.
  */
 #include "config.h"
 
@@ -50,19 +51,15 @@ static int spin(const struct wait_how *w, uint64_t deadline, wait_ready_fn ready
         }
 }
 
-/* Announce on ww (C / F) and arm (K); returns the futex word's value to
- * sleep on. */
-static uint32_t announce(struct wait_words ww) {
-        (void)faa_sc(ww.waiters, 1); /* C / F */
+/* Arm ww (C / F, K); returns the futex word's value to sleep on. */
+static uint32_t arm(struct wait_words ww) {
         uint32_t v = load_sc(ww.word);
         /* Arm after reading the word: a waker that takes the arm bumps the
-         * word after we read it, so the sleep cannot miss that wake-up (K). */
+         * word after we read it, so the sleep cannot miss that wake-up (K).
+         * SC: the store is the sleeper's half of the Dekker pair C / F; the
+         * re-check that follows is the other half's load. */
         store_sc(ww.armed, 1);
         return v;
-}
-
-static void unannounce(struct wait_words ww) {
-        (void)fas_sc(ww.waiters, 1);
 }
 
 int wait_until(const struct wait_how *w, struct wait_words ww, uint64_t deadline, wait_ready_fn ready, void *ctx,
@@ -74,14 +71,13 @@ int wait_until(const struct wait_how *w, struct wait_words ww, uint64_t deadline
         }
         for (;;) {
                 int r = 0;
-                uint32_t v = announce(ww);
+                uint32_t v = arm(ww);
 
                 if (!ready(ctx)) {
                         if (sleeps)
                                 (*sleeps)++;
                         r = futex_wait(ww.word, v, deadline);
                 }
-                unannounce(ww);
                 if (ready(ctx))
                         return 0;
                 if (r < 0)
@@ -112,15 +108,13 @@ int wait_any(const struct wait_words *ww, unsigned n, int timeout_ms, wait_ready
                         return i;
                 if (timeout_ms == 0)
                         return -EAGAIN;
-                /* Announce on every topic (C), re-check, sleep on all. */
+                /* Arm every topic (C), re-check, sleep on all. */
                 for (unsigned k = 0; k < n; k++) {
-                        vals[k] = announce(ww[k]);
+                        vals[k] = arm(ww[k]);
                         words[k] = ww[k].word;
                 }
                 if (ready_index(n, ready, ctx) < 0)
                         r = futex_waitv_words(words, vals, n, deadline);
-                for (unsigned k = 0; k < n; k++)
-                        unannounce(ww[k]);
                 if (r < 0 && r != -EAGAIN)
                         return r; /* -ETIMEDOUT, -EINTR, -ENOSYS, -EINVAL, ... */
         }
@@ -132,7 +126,10 @@ void wait_wake_all(au32 *word) {
 }
 
 bool wait_wake_armed(struct wait_words ww) {
-        if (load_rlx(ww.waiters) == 0 || atomic_exchange_explicit(ww.armed, 0, memory_order_seq_cst) == 0)
+        /* SC load: after an SC read-modify-write (a LATEST hold drop) a
+         * relaxed load could be ordered before it in C11 (D / E). The
+         * exchange takes the arm: one waker per arming. */
+        if (load_sc(ww.armed) == 0 || atomic_exchange_explicit(ww.armed, 0, memory_order_seq_cst) == 0)
                 return false;
         wait_wake_all(ww.word);
         return true;

@@ -1,9 +1,11 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * wait.h: the one waiting engine of zcbus. A waiter spins (per its mode),
- * then announces itself, arms, re-checks and sleeps on a futex word; a
- * waker, after its own store and a full fence, wakes only if someone
- * announced and it takes the arm. The ring's readers and producers, the
+ * then reads the futex word, arms, re-checks and sleeps on the word; a
+ * waker, after its own store and a full fence, wakes only if it takes the
+ * arm. There is no count of sleepers: a count that a sleeper raises and
+ * lowers is left raised for good by one killed in between, while an arm
+ * left raised by a dead sleeper costs one wake-up and is gone. The ring's readers and producers, the
  * wait-any of several subscriptions, and the measurement lab's shm floor
  * all wait here (ordering points C/D, E/F and K of docs/design.md).
  */
@@ -29,9 +31,8 @@ void wait_how_init(struct wait_how *w, uint32_t mode, uint32_t spin_us);
 
 /* The words of one direction of notification. */
 struct wait_words {
-        au32 *waiters; /* sleepers announced (C / F) */
-        au32 *armed;   /* 1: a sleeper wants a wake-up; a waker takes it (K) */
-        au32 *word;    /* the futex word, bumped by each wake */
+        au32 *armed; /* 1: a sleeper wants a wake-up; a waker takes it (C / F, K) */
+        au32 *word;  /* the futex word, bumped by each wake */
 };
 
 /* Is the awaited state there? Must load with seq_cst what the waker
@@ -53,8 +54,7 @@ typedef bool (*wait_ready_at_fn)(void *ctx, unsigned i);
 int wait_any(const struct wait_words *ww, unsigned n, int timeout_ms, wait_ready_at_fn ready, void *ctx);
 
 /* The hot side's wake-up, after its store and full fence (D / E): only if
- * someone announced, and only once per arming (K). Returns whether it
- * woke. */
+ * a sleeper armed, and only once per arming (K). Returns whether it woke. */
 bool wait_wake_armed(struct wait_words ww);
 /* Bump the word and wake every sleeper on it, unconditionally. */
 void wait_wake_all(au32 *word);

@@ -321,8 +321,8 @@ START_TEST(test_mapped_geometry_and_initial_state_match_the_params) {
         ck_assert_ptr_eq(seg_holds(&m, 16), seg_holds(&m, 0));
         ck_assert_ptr_eq(seg_holds(&m, 1), seg_holds(&m, 0) + m.g.hold_words);
         const struct seg_subs_notify *sn = seg_subs_notify(&m);
-        ck_assert_uint_eq(ld32(&sn->data_waiters), 0);
-        ck_assert_uint_eq(ld32(&sn->room_waiters), 0);
+        ck_assert_uint_eq(ld32(&sn->data_armed), 0);
+        ck_assert_uint_eq(ld32(&sn->room_armed), 0);
         /* No slot holds a message a reader could take for sequence >= start. */
         for (uint64_t s = 1000; s < 1016; s++) {
                 uint64_t st = load_rlx(&seg_slot(&m, s)->stamp);
