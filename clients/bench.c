@@ -1089,19 +1089,6 @@ int bench_memset_rate(const char *cmd, int cpu, size_t size, uint64_t duration_n
 
 /* ------------------------------------------------------------- output */
 
-void bench_json_str(FILE *f, const char *s) {
-        (void)fputc('"', f);
-        for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-                if (*p == '"' || *p == '\\')
-                        (void)fprintf(f, "\\%c", *p);
-                else if (*p < 0x20)
-                        (void)fprintf(f, "\\u%04x", *p);
-                else
-                        (void)fputc(*p, f);
-        }
-        (void)fputc('"', f);
-}
-
 void bench_json_cpus(FILE *f, const struct bench_common *c) {
         if (c->cpus[0] >= 0)
                 (void)fprintf(f, "\"cpus\":[%d,%d],", c->cpus[0], c->cpus[1]);

@@ -330,8 +330,6 @@ static inline uint64_t perf_tag(unsigned producer, uint64_t ctr) {
 
 /* --- output ------------------------------------------------------------- */
 
-/* A JSON string literal with the escapes JSON needs. */
-void bench_json_str(FILE *f, const char *s);
 /* The "cpus" member and its comma: "\"cpus\":[A,B]," or "\"cpus\":null,". */
 void bench_json_cpus(FILE *f, const struct bench_common *c);
 /* Is an executable gnuplot on $PATH? */

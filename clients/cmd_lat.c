@@ -30,6 +30,7 @@
 #include "bench.h"
 #include "cli.h"
 #include "futex.h"
+#include "json.h"
 #include "macro.h"
 #include "zcbus.h"
 
@@ -433,13 +434,6 @@ static void print_text(const struct lat_opts *o, const struct lat_xp *xps, unsig
                 (void)printf("(uds and pipe copy the payload both ways and wait in the kernel whatever --wait says)\n");
 }
 
-static void json_num(double v) {
-        if (isfinite(v))
-                (void)printf("%.4f", v);
-        else
-                (void)printf("null");
-}
-
 static void print_json(const struct lat_opts *o, const struct lat_xp *xps, unsigned nxp, struct hist **hists) {
         const struct lat_cfg *c = &o->cfg;
         bool first = true;
@@ -456,7 +450,7 @@ static void print_json(const struct lat_opts *o, const struct lat_xp *xps, unsig
                      ",\"rel_error\":%.5f,\"prefix\":",
                      c->warmup, c->round, c->round_warmup,
                      hist_rel_error());
-        bench_json_str(stdout, c->com.prefix);
+        json_str(stdout, c->com.prefix);
         (void)printf(",\"results\":[");
         for (unsigned s = 0; s < c->com.nsizes; s++)
                 for (unsigned x = 0; x < nxp; x++) {
@@ -479,9 +473,9 @@ static void print_json(const struct lat_opts *o, const struct lat_xp *xps, unsig
                         hist_summarize(hists[s * nxp + x], &h);
                         (void)printf("%s{\"size\":%zu,\"baseline\":\"%s\",\"p50\":", first ? "" : ",", c->com.sizes[s],
                                      bench_xp_name(xps[x].kind));
-                        json_num(ratio(zs.p50, h.p50));
+                        json_num(stdout, ratio(zs.p50, h.p50), 'f', 4);
                         (void)printf(",\"p99\":");
-                        json_num(ratio(zs.p99, h.p99));
+                        json_num(stdout, ratio(zs.p99, h.p99), 'f', 4);
                         (void)printf("}");
                         first = false;
                 }

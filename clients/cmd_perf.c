@@ -31,6 +31,7 @@
 #include "bench.h"
 #include "cli.h"
 #include "futex.h"
+#include "json.h"
 #include "macro.h"
 #include "zcbus.h"
 
@@ -497,13 +498,6 @@ static void print_text(const struct perf_report *R) {
         }
 }
 
-static void json_num(double v) {
-        if (isfinite(v))
-                (void)printf("%.6g", v);
-        else
-                (void)printf("null");
-}
-
 static void print_json(const struct perf_report *R) {
         const struct perf_cfg *c = &R->o->cfg;
         bool first = true;
@@ -514,7 +508,7 @@ static void print_json(const struct perf_report *R) {
                      bench_wait_name(c->com.wait), c->com.spin_us, (double)c->duration_ns / 1e9, c->rounds);
         bench_json_cpus(stdout, &c->com);
         (void)printf("\"prefix\":");
-        bench_json_str(stdout, c->com.prefix);
+        json_str(stdout, c->com.prefix);
         (void)printf(",\"results\":[");
         for (unsigned s = 0; s < c->com.nsizes; s++) {
                 double ms = median_of(&R->memset_bps[s * c->rounds], c->rounds);
@@ -523,27 +517,27 @@ static void print_json(const struct perf_report *R) {
                         const struct perf_outcome *m = &cell->rounds[cell->median];
                         (void)printf("%s{\"transport\":\"%s\",\"size\":%zu,\"msgs_per_s_sub\":", first ? "" : ",",
                                      bench_xp_name(R->xps[x].kind), c->com.sizes[s]);
-                        json_num(m->sub_rate_sum / c->subscribers);
+                        json_num(stdout, m->sub_rate_sum / c->subscribers, 'g', 6);
                         (void)printf(",\"msgs_per_s_sum\":");
-                        json_num(m->sub_rate_sum);
+                        json_num(stdout, m->sub_rate_sum, 'g', 6);
                         (void)printf(",\"msgs_per_s_min_sub\":");
-                        json_num(m->sub_rate_min);
+                        json_num(stdout, m->sub_rate_min, 'g', 6);
                         (void)printf(",\"msgs_per_s_pub\":");
-                        json_num(m->pub_rate);
+                        json_num(stdout, m->pub_rate, 'g', 6);
                         (void)printf(",\"gb_per_s\":");
-                        json_num(m->pub_rate * (double)c->com.sizes[s] / 1e9);
+                        json_num(stdout, m->pub_rate * (double)c->com.sizes[s] / 1e9, 'g', 6);
                         (void)printf(",\"lost\":%" PRIu64 ",\"waits\":%" PRIu64 ",\"rounds_msgs_per_s_sum\":[", m->lost,
                                      m->waits);
                         for (unsigned k = 0; k < c->rounds; k++) {
                                 (void)printf("%s", k ? "," : "");
-                                json_num(cell->rounds[k].sub_rate_sum);
+                                json_num(stdout, cell->rounds[k].sub_rate_sum, 'g', 6);
                         }
                         (void)printf("]}");
                         first = false;
                 }
                 if (isfinite(ms)) {
                         (void)printf(",{\"transport\":\"memset\",\"size\":%zu,\"gb_per_s\":", c->com.sizes[s]);
-                        json_num(ms / 1e9);
+                        json_num(stdout, ms / 1e9, 'g', 6);
                         (void)printf("}");
                 }
         }
@@ -556,14 +550,14 @@ static void print_json(const struct perf_report *R) {
                         double b = med(R, s, x)->sub_rate_sum;
                         (void)printf("%s{\"size\":%zu,\"baseline\":\"%s\",\"msgs\":", first ? "" : ",", c->com.sizes[s],
                                      bench_xp_name(R->xps[x].kind));
-                        json_num(b > 0 ? z / b : NAN);
+                        json_num(stdout, b > 0 ? z / b : NAN, 'g', 6);
                         (void)printf("}");
                         first = false;
                 }
                 if (isfinite(ms) && ms > 0) {
                         (void)printf("%s{\"size\":%zu,\"baseline\":\"memset\",\"gb_per_s\":", first ? "" : ",",
                                      c->com.sizes[s]);
-                        json_num(med(R, s, 0)->pub_rate * (double)c->com.sizes[s] / ms);
+                        json_num(stdout, med(R, s, 0)->pub_rate * (double)c->com.sizes[s] / ms, 'g', 6);
                         (void)printf("}");
                         first = false;
                 }

@@ -4,6 +4,7 @@ zcbus_SOURCES = \
 	clients/main.c clients/cli.h \
 	clients/cmd_pubsub.c \
 	clients/cmd_list.c \
+	clients/json.c clients/json.h \
 	clients/cmd_lat.c \
 	clients/cmd_perf.c \
 	clients/bench.c clients/bench.h \
