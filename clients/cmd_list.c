@@ -22,7 +22,6 @@
 #include "zcbus.h"
 #include "cli.h"
 #include "json.h"
-#include "macro.h"
 
 /* Entries asked for per request. */
 #define LIST_PAGE 64
@@ -30,10 +29,6 @@
 #define LIST_MAX (1U << 20)
 
 enum { OPT_JSON = 0x100 };
-
-static void disconnectp(zcbus **p) {
-        zcbus_disconnect(*p);
-}
 
 static void usage(void) {
         (void)printf("Usage: zcbus list [OPTIONS]\n"
@@ -181,7 +176,7 @@ int cmd_list(int argc, char **argv, const char *sock) {
                 { "help", no_argument, NULL, 'h' },
                 { NULL, 0, NULL, 0 },
         };
-        _cleanup_(disconnectp) zcbus *bus = NULL;
+        _cleanup_(cli_disconnectp) zcbus *bus = NULL;
         _cleanup_free_ zcbus_topic_entry *v = NULL;
         unsigned n = 0;
         int o, r, json = 0;

@@ -1,157 +1,25 @@
 /*
- * baseline.c: the kernel and raw-shared-memory references of `zcbus lat`
- * and `zcbus perf` (see baseline.h for what each one is). It owns their
- * fds, mappings and buffers, and the one word-waiting engine of the shm
- * reference.
- *
- * The shm reference is deliberately minimal, so that it is a floor and not
- * a second bus: a message is "the word changed"; the payload lives at a
- * fixed place next to it. In lat, like zcbus, it writes only the 8-byte
- * counter of a SIZE-byte payload; in perf it is a plain single-producer
- * ring with one head word and one tail word per subscriber, and the
- * producer memsets every slot it fills exactly as the zcbus producer does.
- * uds and pipe copy the whole payload both ways and always block in the
- * kernel (--wait does not apply to them).
- *
- * Waiting (shm): spin loads the word with cpu_relax(); futex sleeps at
- * once; adaptive spins for the budget, then announces itself in a waiter
- * count, re-checks and sleeps; its waker stores the word and looks at the
- * count (both seq_cst: "store mine, then look at yours", so one of the two
- * always sees the other) and calls FUTEX_WAKE only if someone sleeps. In
- * lat, futex mode wakes unconditionally, as the plain futex reference; in
- * perf it uses the waiter count too, or the reference would measure one
- * FUTEX_WAKE per message instead of the floor.
+ * xp_sock.c: the kernel references of the lab (xp_sock.h), uds and pipe,
+ * for lat and perf. They copy the whole payload into the kernel and out
+ * again, and always block there (--wait does not apply to them). All fds
+ * are made in the parent before the fork, so both processes share them;
+ * attach() drops the other side's ends.
  */
-
-#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
-#include "baseline.h"
 #include "futex.h"
 #include "macro.h"
-#include "zcbus.h"
+#include "procs.h"
+#include "xp_sock.h"
 
-#define IDLE_SLICE_NS (UINT64_C(100) * 1000000u)      /* perf: re-check "done" this often */
-#define SOCK_BATCH_BYTES (UINT64_C(16) << 20)         /* perf: most bytes per batched call */
-
-/* ------------------------------------------------- one word, each way */
-
-struct shm_line {
-        au32 word;    /* the message counter (or ring index) */
-        au32 waiters; /* sleepers announced on word */
-        uint8_t pad[56];
-};
-static_assert(sizeof(struct shm_line) == 64, "one cache line");
-
-struct waiter {
-        uint64_t spin_ns; /* before sleeping; 0: sleep at once; UINT64_MAX: never sleep */
-        bool announce;    /* sleepers count themselves; wakers wake only if counted */
-};
-
-static struct waiter waiter_for(uint32_t mode, uint32_t spin_us, bool wake_always) {
-        switch (mode) {
-        case ZCBUS_WAIT_SPIN:
-                return (struct waiter){.spin_ns = UINT64_MAX};
-        case ZCBUS_WAIT_FUTEX:
-                return (struct waiter){.spin_ns = 0, .announce = !wake_always};
-        default:
-                return (struct waiter){.spin_ns = (uint64_t)spin_us * 1000u, .announce = true};
-        }
-}
-
-/* Publish v in l->word and wake per the mode. Payload written before is
- * visible to whoever sees v (release, or seq_cst, store). */
-static inline void line_post(struct shm_line *l, uint32_t v, const struct waiter *w, int nwake) {
-        if (w->spin_ns == UINT64_MAX) {
-                store_rel(&l->word, v); /* pairs with line_wait's load_acq */
-                return;
-        }
-        if (!w->announce) {
-                store_rel(&l->word, v); /* pairs with line_wait's load_acq */
-                (void)futex_wake(&l->word, nwake);
-                return;
-        }
-        store_sc(&l->word, v);      /* store mine ... */
-        if (load_sc(&l->waiters))   /* ... then look at yours: pairs with line_wait */
-                (void)futex_wake(&l->word, nwake);
-}
-
-/* Wait until l->word != old (then the payload behind it is visible), at
- * most timeout_ns (0: no limit). The clock is read only when there is a
- * spin budget or a limit, and then every 128 spins, as zcbus does. */
-static int line_wait(struct shm_line *l, uint32_t old, const struct waiter *w, uint64_t timeout_ns) {
-        uint64_t deadline = 0;
-
-        if (load_acq(&l->word) != old) /* pairs with line_post's store */
-                return 0;
-        if (w->spin_ns) {
-                bool budget = w->spin_ns != UINT64_MAX;
-                uint64_t t = budget || timeout_ns ? now_ns() : 0;
-                uint64_t spin_end = budget ? t + w->spin_ns : UINT64_MAX;
-                deadline = timeout_ns ? t + timeout_ns : UINT64_MAX;
-                for (unsigned i = 1;; i++) {
-                        if (load_acq(&l->word) != old)
-                                return 0;
-                        cpu_relax();
-                        if ((i & 127) == 0 && (budget || timeout_ns)) {
-                                t = now_ns();
-                                if (t >= deadline)
-                                        return -ETIMEDOUT;
-                                if (t >= spin_end)
-                                        break;
-                        }
-                }
-                if (!timeout_ns)
-                        deadline = 0;
-        } else if (timeout_ns)
-                deadline = now_ns() + timeout_ns;
-        for (;;) {
-                int r = 0;
-                if (w->announce)
-                        (void)faa_sc(&l->waiters, 1); /* store mine ... */
-                if (load_sc(&l->word) == old)         /* ... then look at yours */
-                        r = futex_wait(&l->word, old, deadline);
-                if (w->announce)
-                        (void)fas_sc(&l->waiters, 1);
-                if (load_acq(&l->word) != old)
-                        return 0;
-                if (r < 0 && r != -EINTR)
-                        return r;
-        }
-}
-
-/* A zeroed shared mapping of *len bytes of a sealed-size memfd: what both
- * processes of a run map, made before the fork. On failure *len is 0, so
- * that shm_unmap() has nothing to do. */
-static int shm_map(const char *name, size_t *len, uint8_t **ret) {
-        _cleanup_close_ int fd = memfd_create(name, MFD_CLOEXEC);
-        void *p = MAP_FAILED;
-
-        if (fd >= 0 && ftruncate(fd, (off_t)*len) == 0)
-                p = mmap(NULL, *len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-        if (p == MAP_FAILED) {
-                int r = negerrno();
-                *len = 0;
-                return r;
-        }
-        *ret = p;
-        return 0;
-}
-
-static void shm_unmap(uint8_t **p, size_t *len) {
-        if (*p)
-                (void)munmap(*p, *len);
-        *p = NULL;
-        *len = 0;
-}
+#define SOCK_BATCH_BYTES (UINT64_C(16) << 20) /* perf: most bytes per batched call */
 
 /* ------------------------------------------------------- fd helpers */
 
@@ -256,103 +124,6 @@ static void pipe_room(int fd, size_t max) {
 
 /* ================================================================ lat */
 
-/* --- shm: one word each way, the counter at the start of a SIZE-byte
- * payload area next to it. */
-
-struct lat_shm {
-        struct waiter w;
-        uint8_t *map;
-        size_t len, max;
-        struct shm_line *ping, *pong; /* ping: written by the ping side */
-        uint8_t *ping_buf, *pong_buf;
-        uint32_t seq;
-};
-
-static void lat_shm_attach(void *st, enum bench_side side) {
-}
-
-static int lat_shm_begin(void *st, enum bench_side side, int step, size_t size) {
-        struct lat_shm *x = st;
-
-        return size <= x->max ? 0 : -EMSGSIZE;
-}
-
-static int lat_shm_ping(void *st, uint64_t ctr) {
-        struct lat_shm *x = st;
-        uint32_t s = ++x->seq;
-        uint64_t echo;
-        int r;
-
-        memcpy(x->ping_buf, &ctr, sizeof(ctr));
-        line_post(x->ping, s, &x->w, 1);
-        r = line_wait(x->pong, s - 1, &x->w, 0);
-        if (r < 0)
-                return r;
-        memcpy(&echo, x->pong_buf, sizeof(echo));
-        return echo == ctr ? 0 : -EBADMSG;
-}
-
-static int lat_shm_pong(void *st, uint64_t *ret_ctr) {
-        struct lat_shm *x = st;
-        uint64_t ctr;
-        int r = line_wait(x->ping, x->seq, &x->w, 0);
-
-        if (r < 0)
-                return r;
-        x->seq++;
-        memcpy(&ctr, x->ping_buf, sizeof(ctr));
-        memcpy(x->pong_buf, &ctr, sizeof(ctr));
-        line_post(x->pong, x->seq, &x->w, 1);
-        *ret_ctr = ctr;
-        return 0;
-}
-
-static void lat_shm_end(void *st, enum bench_side side) {
-}
-
-static void lat_shm_free(void *st) {
-        struct lat_shm *x = st;
-
-        if (!x)
-                return;
-        shm_unmap(&x->map, &x->len);
-        free(x);
-}
-
-static void lat_shm_freep(struct lat_shm **p) {
-        lat_shm_free(*p);
-}
-
-static const struct lat_ops lat_shm_ops = {
-        .attach = lat_shm_attach,
-        .begin = lat_shm_begin,
-        .ping = lat_shm_ping,
-        .pong = lat_shm_pong,
-        .end = lat_shm_end,
-        .free = lat_shm_free,
-};
-
-static int lat_shm_new(const struct lat_cfg *cfg, struct lat_xp *ret) {
-        _cleanup_(lat_shm_freep) struct lat_shm *x = calloc(1, sizeof(*x));
-        size_t area = ALIGN_UP(cfg->com.max_size, (size_t)64);
-        int r;
-
-        if (!x)
-                return -ENOMEM;
-        x->w = waiter_for(cfg->com.wait, cfg->com.spin_us, true);
-        x->max = cfg->com.max_size;
-        x->len = 2 * sizeof(struct shm_line) + 2 * area;
-        r = shm_map("zcbus-lat-shm", &x->len, &x->map);
-        if (r < 0)
-                return r;
-        x->ping = (struct shm_line *)x->map;
-        x->pong = x->ping + 1;
-        x->ping_buf = x->map + 2 * sizeof(struct shm_line);
-        x->pong_buf = x->ping_buf + area;
-        *ret = (struct lat_xp){.ops = &lat_shm_ops, .st = TAKE_PTR(x), .kind = BENCH_XP_SHM};
-        return 0;
-}
-
 /* --- uds and pipe: the whole payload copied each way. */
 
 struct lat_sock {
@@ -425,9 +196,6 @@ static int lat_sock_pong(void *st, uint64_t *ret_ctr) {
         return lat_sock_send(x);
 }
 
-static void lat_sock_end(void *st, enum bench_side side) {
-}
-
 static void lat_sock_free(void *st) {
         struct lat_sock *x = st;
 
@@ -455,14 +223,15 @@ static const struct lat_ops lat_sock_ops = {
         .begin = lat_sock_begin,
         .ping = lat_sock_ping,
         .pong = lat_sock_pong,
-        .end = lat_sock_end,
         .free = lat_sock_free,
 };
 
-static int lat_sock_new(unsigned kind, const struct lat_cfg *cfg, struct lat_xp *ret) {
+int xp_sock_lat_new(unsigned kind, const struct lat_cfg *cfg, struct lat_xp *ret) {
         _cleanup_(lat_sock_freep) struct lat_sock *x = calloc(1, sizeof(*x));
         int fds[2];
 
+        if (kind != BENCH_XP_UDS && kind != BENCH_XP_PIPE)
+                return -EINVAL;
         if (!x)
                 return -ENOMEM;
         x->kind = kind;
@@ -502,187 +271,7 @@ static int lat_sock_new(unsigned kind, const struct lat_cfg *cfg, struct lat_xp 
         return 0;
 }
 
-int baseline_lat_new(unsigned kind, const struct lat_cfg *cfg, struct lat_xp *ret) {
-        switch (kind) {
-        case BENCH_XP_SHM:
-                return lat_shm_new(cfg, ret);
-        case BENCH_XP_UDS:
-        case BENCH_XP_PIPE:
-                return lat_sock_new(kind, cfg, ret);
-        default:
-                return -EINVAL;
-        }
-}
-
 /* =============================================================== perf */
-
-/* --- shm: a single-producer ring; head word, one tail word per
- * subscriber, slots of the same geometry as the zcbus topic. */
-
-struct perf_shm {
-        const struct perf_cfg *cfg;
-        struct waiter w;
-        uint8_t *map;
-        size_t len, size;
-        struct shm_line *head, *done, *tails;
-        uint8_t *slots;
-        uint32_t n, mask;
-        uint64_t stride;
-};
-
-static int perf_shm_prepare(void *st, size_t size) {
-        struct perf_shm *x = st;
-        const struct perf_cfg *cfg = x->cfg;
-        size_t lines = (2 + (size_t)cfg->subscribers) * sizeof(struct shm_line);
-        int r;
-
-        shm_unmap(&x->map, &x->len);
-        x->size = size;
-        x->n = bench_perf_slots(size, cfg->com.slots);
-        x->mask = x->n - 1;
-        x->stride = bench_slot_stride(size);
-        x->len = ALIGN_UP(lines, (size_t)4096) + (size_t)x->n * x->stride;
-        r = shm_map("zcbus-perf-shm", &x->len, &x->map);
-        if (r < 0)
-                return r;
-        x->head = (struct shm_line *)x->map;
-        x->done = x->head + 1;
-        x->tails = x->head + 2;
-        /* Like a zcbus slot: a descriptor line, then the payload. */
-        x->slots = x->map + ALIGN_UP(lines, (size_t)4096) + 64;
-        return 0;
-}
-
-static int perf_shm_attach(void *st, enum perf_role role, unsigned idx) {
-        return 0;
-}
-
-static void perf_shm_detach(void *st) {
-        struct perf_shm *x = st;
-
-        shm_unmap(&x->map, &x->len);
-}
-
-static inline uint8_t *perf_shm_slot(const struct perf_shm *x, uint32_t i) {
-        return x->slots + (uint64_t)(i & x->mask) * x->stride;
-}
-
-/* Wait until the slowest subscriber leaves room for batch more slots
- * after head; min_tail caches its position. false: time to stop. */
-static bool perf_shm_room(struct perf_shm *x, struct perf_ctl *ctl, uint32_t head, uint32_t batch,
-                          uint32_t *min_tail, uint64_t *waits) {
-        unsigned nsub = x->cfg->subscribers;
-
-        while ((uint32_t)(head + batch - *min_tail) > x->n) {
-                unsigned slow = 0;
-                uint32_t m = head;
-                for (unsigned c = 0; c < nsub; c++) {
-                        uint32_t t = load_acq(&x->tails[c].word); /* pairs with the reader's line_post */
-                        if ((uint32_t)(head - t) > (uint32_t)(head - m)) {
-                                m = t;
-                                slow = c;
-                        }
-                }
-                *min_tail = m;
-                if ((uint32_t)(head + batch - m) <= x->n)
-                        break;
-                (*waits)++;
-                (void)line_wait(&x->tails[slow], m, &x->w, IDLE_SLICE_NS);
-                if (load_rlx(&ctl->stop))
-                        return false;
-        }
-        return true;
-}
-
-static int perf_shm_produce(struct perf_shm *x, struct perf_ctl *ctl, struct perf_result *res) {
-        uint32_t batch = MIN(x->cfg->batch, x->n), head = 0, min_tail = 0;
-        size_t size = x->size;
-        uint64_t waits = 0;
-
-        while (!load_rlx(&ctl->stop) && perf_shm_room(x, ctl, head, batch, &min_tail, &waits)) {
-                for (uint32_t i = 0; i < batch; i++) {
-                        uint8_t *p = perf_shm_slot(x, head + i);
-                        uint64_t tag = perf_tag(0, res->count + i);
-                        memset(p + 8, 0xa5, size - 8); /* every byte written once */
-                        memcpy(p, &tag, 8);
-                }
-                head += batch;
-                res->count += batch;
-                line_post(x->head, head, &x->w, INT_MAX);
-        }
-        res->t_end = now_ns();
-        res->waits = waits;
-        store_sc(&x->done->word, 1);
-        if (x->w.spin_ns != UINT64_MAX)
-                (void)futex_wake(&x->head->word, INT_MAX);
-        return 0;
-}
-
-static int perf_shm_consume(struct perf_shm *x, unsigned idx, struct perf_result *res) {
-        uint32_t batch = x->cfg->batch, tail = 0;
-        size_t size = x->size;
-        uint64_t sink = 0, count = 0, idle_count = UINT64_MAX;
-
-        for (;;) {
-                uint32_t h = load_acq(&x->head->word), n; /* pairs with the producer's post */
-
-                if (h == tail) {
-                        /* Idle: the only place a subscriber reads the clock. */
-                        if (idle_count != count) {
-                                res->t_end = now_ns();
-                                idle_count = count;
-                        }
-                        if (load_acq(&x->done->word)) {
-                                if (load_acq(&x->head->word) == tail)
-                                        break;
-                                continue;
-                        }
-                        (void)line_wait(x->head, tail, &x->w, IDLE_SLICE_NS);
-                        continue;
-                }
-                n = MIN(h - tail, batch);
-                for (uint32_t i = 0; i < n; i++) {
-                        const uint8_t *p = perf_shm_slot(x, tail + i);
-                        uint64_t v, last;
-                        memcpy(&v, p, 8);
-                        memcpy(&last, p + size - 8, 8);
-                        if (_unlikely_(v != perf_tag(0, count)))
-                                return -EBADMSG;
-                        sink ^= last;
-                        count++;
-                }
-                tail += n;
-                line_post(&x->tails[idx], tail, &x->w, 1);
-        }
-        res->count = count;
-        res->sink = sink;
-        return 0;
-}
-
-static int perf_shm_run(void *st, enum perf_role role, unsigned idx, struct perf_ctl *ctl, struct perf_result *r) {
-        struct perf_shm *x = st;
-
-        if (role == PERF_PROD)
-                return perf_shm_produce(x, ctl, r);
-        return perf_shm_consume(x, idx, r);
-}
-
-static void perf_shm_free(void *st) {
-        struct perf_shm *x = st;
-
-        if (!x)
-                return;
-        shm_unmap(&x->map, &x->len);
-        free(x);
-}
-
-static const struct perf_ops perf_shm_ops = {
-        .prepare = perf_shm_prepare,
-        .attach = perf_shm_attach,
-        .run = perf_shm_run,
-        .detach = perf_shm_detach,
-        .free = perf_shm_free,
-};
 
 /* --- uds and pipe: one connection per subscriber; the producer copies
  * every message into each (that is what fan-out costs over the kernel).
@@ -918,35 +507,27 @@ static const struct perf_ops perf_sock_ops = {
         .free = perf_sock_free,
 };
 
-int baseline_perf_new(unsigned kind, const struct perf_cfg *cfg, struct perf_xp *ret) {
+int xp_sock_perf_new(unsigned kind, const struct perf_cfg *cfg, struct perf_xp *ret) {
+        _cleanup_(perf_sock_freep) struct perf_sock *x = NULL;
+
         if (cfg->producers != 1)
                 return -EOPNOTSUPP;
-        if (kind == BENCH_XP_SHM) {
-                struct perf_shm *x = calloc(1, sizeof(*x));
-                if (!x)
-                        return -ENOMEM;
-                x->cfg = cfg;
-                x->w = waiter_for(cfg->com.wait, cfg->com.spin_us, false);
-                *ret = (struct perf_xp){.ops = &perf_shm_ops, .st = x, .kind = kind};
-                return 0;
-        }
-        if (kind == BENCH_XP_UDS || kind == BENCH_XP_PIPE) {
-                _cleanup_(perf_sock_freep) struct perf_sock *x = calloc(1, sizeof(*x));
-                if (!x)
-                        return -ENOMEM;
-                x->kind = kind;
-                x->cfg = cfg;
-                x->fds = malloc(cfg->subscribers * sizeof(*x->fds));
-                if (!x->fds)
-                        return -ENOMEM;
-                for (unsigned c = 0; c < cfg->subscribers; c++)
-                        x->fds[c][0] = x->fds[c][1] = -1;
-                *ret = (struct perf_xp){
-                        .ops = &perf_sock_ops,
-                        .st = TAKE_PTR(x),
-                        .kind = kind,
-                };
-                return 0;
-        }
-        return -EINVAL;
+        if (kind != BENCH_XP_UDS && kind != BENCH_XP_PIPE)
+                return -EINVAL;
+        x = calloc(1, sizeof(*x));
+        if (!x)
+                return -ENOMEM;
+        x->kind = kind;
+        x->cfg = cfg;
+        x->fds = malloc(cfg->subscribers * sizeof(*x->fds));
+        if (!x->fds)
+                return -ENOMEM;
+        for (unsigned c = 0; c < cfg->subscribers; c++)
+                x->fds[c][0] = x->fds[c][1] = -1;
+        *ret = (struct perf_xp){
+                .ops = &perf_sock_ops,
+                .st = TAKE_PTR(x),
+                .kind = kind,
+        };
+        return 0;
 }
