@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * broker.c: the control plane of zcbusd. It owns the listening socket and
  * its file, the list of sessions, and the meaning of every request: it
@@ -166,11 +167,9 @@ static int violation(struct broker *b, struct peer *p, uint32_t req_id, int err,
 static int on_datagram(struct peer *p, const void *buf, ssize_t n, void *userdata) {
         struct broker *b = userdata;
         struct proto_msg m;
-        uint32_t req_id = 0;
+        uint32_t req_id = n > 0 ? proto_peek_req_id(buf, (size_t)n) : 0;
         int r;
 
-        if (n >= (ssize_t)sizeof(struct proto_hdr))
-                memcpy(&req_id, (const uint8_t *)buf + offsetof(struct proto_hdr, req_id), sizeof(req_id));
         r = n < 0 ? (int)n : proto_decode(buf, (size_t)n, &m);
         if (n < 0)
                 return violation(b, p, req_id, r, "datagram too large or carrying too many descriptors");

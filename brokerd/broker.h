@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * broker.h: zcbusd's listening socket, sessions and request dispatch. See
  * broker.c.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * conf.c: what zcbusd can be told and how loudly it speaks. It owns the
  * built-in defaults, the config file parser, the range of every setting,

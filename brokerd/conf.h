@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * conf.h: zcbusd's settings (defaults, config file, limits) and its log
  * sink. See conf.c.

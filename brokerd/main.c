@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * main.c: the zcbusd process. It owns what happens before and after the
  * broker serves: the command line, the configuration it resolves (file,

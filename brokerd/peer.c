@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * peer.c: one connected client session. It owns the session's socket, who
  * the client is (SO_PEERCRED, a pidfd, a session uuid), the watchers that

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * peer.h: one client session of zcbusd. See peer.c.
  */

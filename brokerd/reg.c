@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * reg.c: the topic registry. It owns every topic the broker knows: its
  * name and uuids, its two sealed memfds (plus a read-only reopen of the
@@ -28,7 +29,8 @@
 
 #include "macro.h"
 #include "reg.h"
-#include "ring.h"
+#include "ring_repair.h"
+#include "seg.h"
 #include "zcbus.h"
 
 #ifdef ZCBUS_TEST_HIGH_SEQ

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * reg.h: the topic registry of zcbusd. See reg.c.
  */

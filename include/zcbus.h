@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * zcbus.h: the public interface of libzcbus, the zero-copy shared-memory
  * message bus client.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * atomics.h: the vocabulary of shared-memory ordering zcbus uses.
  *

@@ -1,7 +1,10 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * client.c: the public API. A connection is a SOCK_SEQPACKET socket to the
  * broker, used only to open and close topics (synchronous request/reply);
- * everything after opening runs on the mapped segments through ring.c.
+ * everything after opening runs on the mapped segments through the ring
+ * modules (ring_pub, ring_sub). This file checks the caller's arguments,
+ * owns the handles and talks to the broker; it encodes no ring rule.
  *
  * Handles keep the connection alive: after zcbus_disconnect() the socket
  * and the struct live until the last handle is closed, so open topics keep
@@ -19,9 +22,11 @@
 #include "futex.h"
 #include "macro.h"
 #include "proto.h"
-#include "ring.h"
+#include "ring_pub.h"
+#include "ring_sub.h"
 #include "seg.h"
 #include "sock.h"
+#include "wait.h"
 #include "zcbus.h"
 
 #define CLIENT_REPLY_TIMEOUT_MS 10000
@@ -43,15 +48,9 @@ struct zcbus_pub {
         struct ring_pub rp;
         uint32_t index;
         bool loaned;
-        bool stamp; /* ZCBUS_PUB_TIMESTAMP */
         uint64_t loan_seq;
         size_t loan_len;
 };
-
-/* The commit timestamp, if this producer stamps. */
-static inline uint64_t pub_now(const zcbus_pub *pub) {
-        return pub->stamp ? now_ns() : 0;
-}
 
 struct zcbus_sub {
         zcbus *bus;
@@ -72,6 +71,14 @@ static void bus_maybe_free(zcbus *bus) {
         free(bus);
 }
 
+/* A connection still being made: no handle knows it yet. */
+static void bus_freep(zcbus **bus) {
+        if (!*bus)
+                return;
+        (*bus)->closed = true;
+        bus_maybe_free(*bus);
+}
+
 static void bus_unref(zcbus *bus) {
         if (!bus)
                 return;
@@ -89,7 +96,7 @@ static int rpc(zcbus *bus, int len, struct proto_msg *ret, int *fds, unsigned ma
                 return len;
         if (bus->fd < 0)
                 return -ENOTCONN;
-        memcpy(&id, (uint8_t *)bus->buf + 12, sizeof(id));
+        id = proto_peek_req_id(bus->buf, (size_t)len);
         r = sock_send(bus->fd, bus->buf, (size_t)len, NULL, 0);
         if (r < 0)
                 return r == -EAGAIN ? -ENOBUFS : r;
@@ -163,9 +170,9 @@ _public_ int zcbus_default_socket(char *buf, size_t len) {
 }
 
 _public_ int zcbus_connect(const char *socket_path, zcbus **out) {
+        _cleanup_(bus_freep) zcbus *bus = NULL;
         char path[108];
         struct proto_msg m;
-        zcbus *bus;
         int r;
 
         if (!out)
@@ -179,21 +186,17 @@ _public_ int zcbus_connect(const char *socket_path, zcbus **out) {
         bus = calloc(1, sizeof(*bus));
         if (!bus)
                 return -ENOMEM;
+        bus->fd = -1;
         r = sock_connect(socket_path, &bus->fd);
-        if (r < 0) {
-                free(bus);
+        if (r < 0)
                 return r;
-        }
         r = rpc(bus, proto_enc_hello(bus->buf, sizeof(bus->buf), next_id(bus)), &m, NULL, 0, NULL);
         if (r == 0 && m.hdr.type != PROTO_HELLO_REPLY)
                 r = -EPROTO;
-        if (r < 0) {
-                (void)close(bus->fd);
-                free(bus);
+        if (r < 0)
                 return r;
-        }
         memcpy(bus->session_id, m.u.hello_reply.session_id, 16);
-        *out = bus;
+        *out = TAKE_PTR(bus);
         return 0;
 }
 
@@ -309,10 +312,34 @@ static int open_args(const zcbus *bus, const char *topic, const void *out, void 
         return copy_opts(opts_dst, size, opts);
 }
 
+/* Handles under construction free themselves on every error path. */
+static void pub_free(zcbus_pub *p) {
+        if (!p)
+                return;
+        seg_unmap(&p->map);
+        free(p);
+}
+
+static void pub_freep(zcbus_pub **p) {
+        pub_free(*p);
+}
+
+static void sub_free(zcbus_sub *s) {
+        if (!s)
+                return;
+        seg_unmap(&s->map);
+        free(s->held);
+        free(s);
+}
+
+static void sub_freep(zcbus_sub **s) {
+        sub_free(*s);
+}
+
 _public_ int zcbus_pub_open(zcbus *bus, const char *topic, const zcbus_topic_opts *opts, zcbus_pub **out) {
+        _cleanup_(pub_freep) zcbus_pub *p = NULL;
         zcbus_topic_opts o;
-        struct ring_wait w;
-        zcbus_pub *p;
+        struct wait_how w;
         int r;
 
         r = open_args(bus, topic, out, &o, sizeof(o), opts);
@@ -325,16 +352,14 @@ _public_ int zcbus_pub_open(zcbus *bus, const char *topic, const zcbus_topic_opt
         if (!p)
                 return -ENOMEM;
         r = open_topic(bus, topic, PROTO_ROLE_PUB, &o, &p->map, &p->index);
-        if (r < 0) {
-                free(p);
+        if (r < 0)
                 return r;
-        }
-        ring_wait_init(&w, o.wait_mode, o.spin_us);
+        wait_how_init(&w, o.wait_mode, o.spin_us);
         ring_pub_init(&p->rp, &p->map, p->index, w);
-        p->stamp = o.flags & ZCBUS_PUB_TIMESTAMP;
+        p->rp.stamp = o.flags & ZCBUS_PUB_TIMESTAMP;
         p->bus = bus;
         bus->refs++;
-        *out = p;
+        *out = TAKE_PTR(p);
         return 0;
 }
 
@@ -373,7 +398,7 @@ static _always_inline_ int pub_commit(zcbus_pub *pub, size_t len) {
                 return -EINVAL;
         if (len > pub->loan_len)
                 return -EMSGSIZE;
-        ring_pub_publish(&pub->rp, pub->loan_seq, (uint32_t)len, pub_now(pub));
+        ring_pub_publish(&pub->rp, pub->loan_seq, (uint32_t)len, ring_pub_now(&pub->rp));
         pub->loaned = false;
         ring_pub_notify(&pub->rp);
         return 0;
@@ -398,9 +423,6 @@ _public_ int zcbus_pub_send(zcbus_pub *pub, const void *data, size_t len, int ti
 }
 
 _public_ int zcbus_pub_send_batch(zcbus_pub *pub, const zcbus_iov *msgs, unsigned n, int timeout_ms) {
-        uint64_t seq, ts;
-        int r = -EINVAL;
-
         if (!pub || !msgs || n == 0)
                 return -EINVAL;
         if (pub->loaned)
@@ -412,59 +434,50 @@ _public_ int zcbus_pub_send_batch(zcbus_pub *pub, const zcbus_iov *msgs, unsigne
                 if (msgs[i].len && !msgs[i].data)
                         return -EINVAL;
         }
-        if (pub->map.g.policy == ZCBUS_POLICY_LATEST) {
-                /* LATEST claims one slot at a time (a held slot is stepped
-                 * over); the batch still costs one notification. */
-                unsigned done = 0;
-                for (; done < n; done++) {
-                        r = ring_pub_claim(&pub->rp, 1, done ? 0 : timeout_ms, &seq);
-                        if (r < 0)
-                                break;
-                        if (msgs[done].len)
-                                memcpy(ring_pub_payload(&pub->rp, seq), msgs[done].data, msgs[done].len);
-                        ring_pub_publish(&pub->rp, seq, (uint32_t)msgs[done].len, pub_now(pub));
-                }
-                if (done == 0)
-                        return r;
-                ring_pub_notify(&pub->rp);
-                return (int)done;
-        }
-        r = ring_pub_claim(&pub->rp, n, timeout_ms, &seq);
-        if (r < 0)
-                return r;
-        ts = pub_now(pub);
-        for (unsigned i = 0; i < n; i++) {
-                if (msgs[i].len)
-                        memcpy(ring_pub_payload(&pub->rp, seq + i), msgs[i].data, msgs[i].len);
-                ring_pub_publish(&pub->rp, seq + i, (uint32_t)msgs[i].len, ts);
-        }
-        ring_pub_notify(&pub->rp);
-        return (int)n;
+        return ring_pub_send_iov(&pub->rp, msgs, n, timeout_ms);
 }
 
-static void fill_info(const struct seg_map *m, zcbus_topic_info *info) {
+/* Copy a full-size result into the caller's size-prefixed struct: as
+ * much as its size says, which it keeps. */
+static void copy_out_sized(void *dst, const void *full, size_t full_size) {
+        uint32_t size;
+
+        memcpy(&size, dst, sizeof(size));
+        memcpy(dst, full, MIN((size_t)size, full_size));
+        memcpy(dst, &size, sizeof(size));
+}
+
+/* Is p a caller's size-prefixed struct with at least its size field? */
+static bool sized_ok(const void *p) {
+        uint32_t size;
+
+        if (!p)
+                return false;
+        memcpy(&size, p, sizeof(size));
+        return size >= sizeof(uint32_t);
+}
+
+static int fill_info(const struct seg_map *m, zcbus_topic_info *info) {
+        if (!sized_ok(info))
+                return -EINVAL;
         zcbus_topic_info full = {
                 .size = sizeof(full),
                 .slot_count = m->g.slot_count,
                 .slot_size = m->g.slot_size,
                 .policy = m->g.policy,
         };
-        uint32_t size = info->size;
         memcpy(full.topic_id, m->g.topic_id, 16);
         memcpy(full.segment_id, m->g.segment_id, 16);
-        memcpy(info, &full, MIN((size_t)size, sizeof(full)));
-        info->size = size;
-}
-
-_public_ int zcbus_pub_info(zcbus_pub *pub, zcbus_topic_info *info) {
-        if (!pub || !info || info->size < sizeof(uint32_t))
-                return -EINVAL;
-        fill_info(&pub->map, info);
+        copy_out_sized(info, &full, sizeof(full));
         return 0;
 }
 
+_public_ int zcbus_pub_info(zcbus_pub *pub, zcbus_topic_info *info) {
+        return pub ? fill_info(&pub->map, info) : -EINVAL;
+}
+
 _public_ int zcbus_pub_stats_get(zcbus_pub *pub, zcbus_pub_stats *stats) {
-        if (!pub || !stats || stats->size < sizeof(uint32_t))
+        if (!pub || !sized_ok(stats))
                 return -EINVAL;
         struct seg_prod *e = pub->rp.me;
         zcbus_pub_stats full = {
@@ -475,9 +488,7 @@ _public_ int zcbus_pub_stats_get(zcbus_pub *pub, zcbus_pub_stats *stats) {
                 .topic_head = ring_head(&pub->map) - pub->map.g.start_seq,
                 .skipped = load_rlx(&e->skipped),
         };
-        uint32_t size = stats->size;
-        memcpy(stats, &full, MIN((size_t)size, sizeof(full)));
-        stats->size = size;
+        copy_out_sized(stats, &full, sizeof(full));
         return 0;
 }
 
@@ -488,15 +499,14 @@ _public_ void zcbus_pub_close(zcbus_pub *pub) {
                 pub->loaned = false; /* the claim is written off by deinit */
         ring_pub_deinit(&pub->rp);
         send_close(pub->bus, pub->map.g.topic_id, PROTO_ROLE_PUB, pub->index);
-        seg_unmap(&pub->map);
         bus_unref(pub->bus);
-        free(pub);
+        pub_free(pub);
 }
 
 _public_ int zcbus_sub_open(zcbus *bus, const char *topic, const zcbus_sub_opts *opts, zcbus_sub **out) {
+        _cleanup_(sub_freep) zcbus_sub *s = NULL;
         zcbus_sub_opts o;
-        struct ring_wait w;
-        zcbus_sub *s;
+        struct wait_how w;
         int r;
 
         r = open_args(bus, topic, out, &o, sizeof(o), opts);
@@ -513,28 +523,20 @@ _public_ int zcbus_sub_open(zcbus *bus, const char *topic, const zcbus_sub_opts 
         if (!s)
                 return -ENOMEM;
         s->held = calloc(o.max_holds, sizeof(uint64_t));
-        if (!s->held) {
-                free(s);
+        if (!s->held)
                 return -ENOMEM;
-        }
         r = open_topic(bus, topic, PROTO_ROLE_SUB, &topic_opts, &s->map, &s->index);
-        if (r < 0) {
-                free(s->held);
-                free(s);
+        if (r < 0)
                 return r;
-        }
-        ring_wait_init(&w, o.wait_mode, o.spin_us);
+        wait_how_init(&w, o.wait_mode, o.spin_us);
         r = ring_sub_init(&s->rs, &s->map, s->index, o.history, o.max_holds, s->held, w);
         if (r < 0) {
                 send_close(bus, s->map.g.topic_id, PROTO_ROLE_SUB, s->index);
-                seg_unmap(&s->map);
-                free(s->held);
-                free(s);
                 return r;
         }
         s->bus = bus;
         bus->refs++;
-        *out = s;
+        *out = TAKE_PTR(s);
         return 0;
 }
 
@@ -568,14 +570,11 @@ _public_ int zcbus_sub_release_batch(zcbus_sub *sub, const zcbus_msg *msgs, unsi
 }
 
 _public_ int zcbus_sub_info(zcbus_sub *sub, zcbus_topic_info *info) {
-        if (!sub || !info || info->size < sizeof(uint32_t))
-                return -EINVAL;
-        fill_info(&sub->map, info);
-        return 0;
+        return sub ? fill_info(&sub->map, info) : -EINVAL;
 }
 
 _public_ int zcbus_sub_stats_get(zcbus_sub *sub, zcbus_sub_stats *stats) {
-        if (!sub || !stats || stats->size < sizeof(uint32_t))
+        if (!sub || !sized_ok(stats))
                 return -EINVAL;
         zcbus_sub_stats full = {
                 .size = sizeof(full),
@@ -586,9 +585,7 @@ _public_ int zcbus_sub_stats_get(zcbus_sub *sub, zcbus_sub_stats *stats) {
                 .next_seq = sub->rs.next,
                 .skipped = sub->rs.skipped,
         };
-        uint32_t size = stats->size;
-        memcpy(stats, &full, MIN((size_t)size, sizeof(full)));
-        stats->size = size;
+        copy_out_sized(stats, &full, sizeof(full));
         return 0;
 }
 
@@ -597,47 +594,25 @@ _public_ void zcbus_sub_close(zcbus_sub *sub) {
                 return;
         ring_sub_deinit(&sub->rs);
         send_close(sub->bus, sub->map.g.topic_id, PROTO_ROLE_SUB, sub->index);
-        seg_unmap(&sub->map);
         bus_unref(sub->bus);
-        free(sub->held);
-        free(sub);
+        sub_free(sub);
+}
+
+static bool sub_ready_at(void *ctx, unsigned i) {
+        return ring_sub_ready(&((zcbus_sub *const *)ctx)[i]->rs);
 }
 
 _public_ int zcbus_wait_any(zcbus_sub *const *subs, unsigned n, int timeout_ms) {
-        au32 *words[128];
-        uint32_t vals[128];
-        uint64_t deadline;
+        struct wait_words ww[WAIT_ANY_MAX];
 
-        if (!subs || n == 0 || n > ARRAY_SIZE(words))
+        if (!subs || n == 0 || n > WAIT_ANY_MAX)
                 return -EINVAL;
-        for (unsigned i = 0; i < n; i++)
+        for (unsigned i = 0; i < n; i++) {
                 if (!subs[i])
                         return -EINVAL;
-        deadline = deadline_from_ms(timeout_ms);
-        for (;;) {
-                int r;
-
-                for (unsigned i = 0; i < n; i++)
-                        if (ring_sub_ready(&subs[i]->rs))
-                                return (int)i;
-                if (timeout_ms == 0)
-                        return -EAGAIN;
-                /* Announce on every topic (C), re-check, sleep on all. */
-                for (unsigned i = 0; i < n; i++)
-                        ring_sub_announce(&subs[i]->rs, &words[i], &vals[i]);
-                r = 0;
-                for (unsigned i = 0; i < n && r == 0; i++)
-                        if (ring_sub_ready(&subs[i]->rs))
-                                r = 1;
-                if (r == 0)
-                        r = futex_waitv_words(words, vals, n, deadline);
-                for (unsigned i = 0; i < n; i++)
-                        ring_sub_unannounce(&subs[i]->rs);
-                if (r == -ETIMEDOUT || r == -EINTR || r == -ENOSYS || r == -EINVAL)
-                        return r;
-                if (r < 0 && r != -EAGAIN)
-                        return r;
+                ww[i] = ring_sub_words(&subs[i]->rs);
         }
+        return wait_any(ww, n, timeout_ms, sub_ready_at, (void *)subs);
 }
 
 _public_ int zcbus_list_topics(zcbus *bus, unsigned start, zcbus_topic_entry *entries, unsigned max,

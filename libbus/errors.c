@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * errors.c: names for the codes libzcbus returns. Codes are plain negative
  * errno values; where a code means something specific on the bus, the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * futex.c: shared (not private) futex waits and wakes on words inside the
  * segments, futex_waitv for waiting on several topics, and the monotonic

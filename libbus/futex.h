@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * futex.h: waiting and waking on 32-bit words in shared memory. The OS
  * quirks (raw syscalls, futex_waitv, clocks) stay behind this module.

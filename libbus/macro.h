@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * macro.h: the small helpers every zcbus module uses: scope-bound cleanup
  * (_cleanup_), ownership hand-off (TAKE_PTR, TAKE_FD), and a few

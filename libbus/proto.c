@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * proto.c: encoding and decoding of control messages. Encoding is plain
  * memcpy of fixed bodies plus trailing strings; decoding checks every
@@ -7,6 +8,7 @@
 #include "config.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <string.h>
 
 #include "macro.h"
@@ -246,4 +248,12 @@ const char *proto_type_name(uint16_t type) {
         if (type < ARRAY_SIZE(names) && names[type])
                 return names[type];
         return "UNKNOWN";
+}
+
+uint32_t proto_peek_req_id(const void *buf, size_t len) {
+        uint32_t id = 0;
+
+        if (buf && len >= sizeof(struct proto_hdr))
+                memcpy(&id, (const uint8_t *)buf + offsetof(struct proto_hdr, req_id), sizeof(id));
+        return id;
 }

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * proto.h: the control protocol between libzcbus and zcbusd, spoken over a
  * SOCK_SEQPACKET Unix socket (one datagram = one message, file descriptors
@@ -152,6 +153,9 @@ int proto_enc_list_reply(void *buf, size_t cap, uint32_t req_id, uint32_t total,
  * buf. Returns 0, -EBADMSG for any malformed message, -EPROTO for a
  * version this side does not speak. */
 int proto_decode(const void *buf, size_t len, struct proto_msg *ret);
+/* The request id of an encoded or received message, read before (or
+ * without) decoding it: 0 when buf is shorter than a header. */
+uint32_t proto_peek_req_id(const void *buf, size_t len);
 
 /* Is a topic name acceptable? 1..PROTO_NAME_MAX printable bytes, none of
  * them space, control or NUL. */

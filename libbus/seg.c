@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * seg.c: creating, validating and mapping a topic's two segments.
  *
@@ -6,7 +7,9 @@
  * truncating a mapping. A receiver checks the seals and the size with
  * fstat() before it maps, then checks the header against that size and
  * copies the geometry into a private struct seg_geom, the only copy the
- * data plane ever trusts.
+ * data plane ever trusts. Creator and receiver derive the geometry from
+ * the parameters the same way (geom_of), and reach every part of a
+ * segment through layout.h's accessors.
  */
 #include "config.h"
 
@@ -18,7 +21,6 @@
 #include <unistd.h>
 
 #include "macro.h"
-#include "ring.h"
 #include "seg.h"
 #include "zcbus.h"
 
@@ -28,8 +30,26 @@
 
 #define SEG_SEALS (F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL)
 
-static uint32_t stride_of(uint32_t slot_size) {
-        return ALIGN_UP(SEG_SLOT_DESC + slot_size, SEG_LINE);
+/* A mapping that unmaps itself at the end of its scope unless taken. */
+struct mapping {
+        void *p;
+        uint64_t size;
+};
+
+static void mapping_release(struct mapping *x) {
+        if (x->p && x->p != MAP_FAILED)
+                (void)munmap(x->p, x->size);
+        x->p = NULL;
+}
+#define _cleanup_mapping_ _cleanup_(mapping_release)
+
+static int mapping_new(int fd, uint64_t size, int prot, struct mapping *ret) {
+        void *p = mmap(NULL, size, prot, MAP_SHARED, fd, 0);
+
+        if (p == MAP_FAILED)
+                return negerrno();
+        *ret = (struct mapping){.p = p, .size = size};
+        return 0;
 }
 
 int seg_params_check(const struct seg_params *p) {
@@ -50,10 +70,6 @@ int seg_params_check(const struct seg_params *p) {
         return 0;
 }
 
-static uint64_t slots_offset_of(uint32_t max_producers) {
-        return ALIGN_UP(SEG_RING_PRODS_OFFSET + (uint64_t)max_producers * SEG_LINE, (uint64_t)4096);
-}
-
 int seg_ring_size(const struct seg_params *p, uint64_t *ret_size) {
         int r = seg_params_check(p);
         uint64_t sz;
@@ -61,7 +77,7 @@ int seg_ring_size(const struct seg_params *p, uint64_t *ret_size) {
         if (r < 0)
                 return r;
         /* slot_count <= 2^24 and stride <= 2^30 + 128: no 64-bit overflow. */
-        sz = slots_offset_of(p->max_producers) + (uint64_t)p->slot_count * stride_of(p->slot_size);
+        sz = seg_slots_offset(p->max_producers) + (uint64_t)p->slot_count * seg_slot_stride(p->slot_size);
         sz = ALIGN_UP(sz, (uint64_t)4096);
         if (sz > SEG_RING_BYTES_MAX)
                 return -E2BIG;
@@ -69,13 +85,37 @@ int seg_ring_size(const struct seg_params *p, uint64_t *ret_size) {
         return 0;
 }
 
-uint64_t seg_holds_offset(uint32_t max_subs) {
-        return SEG_SUBS_TABLE_OFFSET + (uint64_t)max_subs * SEG_LINE;
-}
-
 uint64_t seg_subs_size(uint32_t max_subs, uint32_t slot_count) {
         return ALIGN_UP(seg_holds_offset(max_subs) + (uint64_t)slot_count * seg_hold_words(max_subs) * 8,
                         (uint64_t)4096);
+}
+
+/* The geometry of checked parameters: what the creator lays out and what
+ * a receiver accepts, derived once. */
+static int geom_of(const struct seg_params *p, struct seg_geom *ret) {
+        uint64_t rsize;
+        int r = seg_ring_size(p, &rsize);
+
+        if (r < 0)
+                return r;
+        *ret = (struct seg_geom){
+                .slot_count = p->slot_count,
+                .mask = p->slot_count - 1,
+                .slot_size = p->slot_size,
+                .slot_stride = seg_slot_stride(p->slot_size),
+                .policy = p->policy,
+                .max_producers = p->max_producers,
+                .max_subs = p->max_subs,
+                .slots_offset = seg_slots_offset(p->max_producers),
+                .holds_offset = seg_holds_offset(p->max_subs),
+                .hold_words = seg_hold_words(p->max_subs),
+                .ring_size = rsize,
+                .subs_size = seg_subs_size(p->max_subs, p->slot_count),
+                .start_seq = p->start_seq,
+        };
+        memcpy(ret->segment_id, p->segment_id, 16);
+        memcpy(ret->topic_id, p->topic_id, 16);
+        return 0;
 }
 
 static int memfd_sized(const char *name, uint64_t size, int *ret_fd) {
@@ -91,93 +131,83 @@ static int memfd_sized(const char *name, uint64_t size, int *ret_fd) {
         return 0;
 }
 
-static void unmap(void *p, uint64_t size) {
-        if (p && p != MAP_FAILED)
-                (void)munmap(p, size);
+/* Write the headers and the initial words of a fresh (zero) pair. */
+static void seg_init(const struct seg_map *m, const struct seg_params *p) {
+        const struct seg_geom *g = &m->g;
+        struct seg_ring_hdr *h = (struct seg_ring_hdr *)m->ring;
+        struct seg_subs_hdr *sh = (struct seg_subs_hdr *)m->subs;
+
+        *h = (struct seg_ring_hdr){
+                .magic = SEG_RING_MAGIC,
+                .version = SEG_VERSION,
+                .policy = g->policy,
+                .slot_count = g->slot_count,
+                .slot_size = g->slot_size,
+                .slot_stride = g->slot_stride,
+                .max_producers = g->max_producers,
+                .slots_offset = g->slots_offset,
+                .seg_size = g->ring_size,
+                .start_seq = g->start_seq,
+                .max_subs = g->max_subs,
+                .data_word_start = p->data_word_start,
+        };
+        memcpy(h->segment_id, g->segment_id, 16);
+        memcpy(h->topic_id, g->topic_id, 16);
+
+        /* Nobody else has the memory yet: relaxed initialisation is
+         * enough; the fd passing that hands it out is the synchronisation. */
+        store_rlx(&seg_head(m)->head, g->start_seq);
+        store_rlx(&seg_ring_notify(m)->data_word, p->data_word_start);
+        for (uint32_t i = 0; i < g->max_producers; i++)
+                store_rlx(&seg_prod(m, i)->claim, SEG_CLAIM_NONE);
+        /* Each slot starts as if the sequence one lap before start_seq had
+         * been abandoned in it, so the first producer finds the stamp it
+         * expects (seg_prev_stamp) and no reader ever sees it. */
+        for (uint64_t t = g->start_seq; t < g->start_seq + g->slot_count; t++) {
+                struct seg_slot *s = seg_slot(m, t);
+                store_rlx(&s->flags, SEG_SLOT_ABANDONED);
+                store_rlx(&s->stamp, seg_prev_stamp(t, g->slot_count));
+        }
+
+        *sh = (struct seg_subs_hdr){
+                .magic = SEG_SUBS_MAGIC,
+                .version = SEG_VERSION,
+                .max_subs = g->max_subs,
+                .seg_size = g->subs_size,
+                .subs_offset = SEG_SUBS_TABLE_OFFSET,
+                .holds_offset = g->holds_offset,
+                .slot_count = g->slot_count,
+        };
+        memcpy(sh->segment_id, g->segment_id, 16);
+        for (uint32_t i = 0; i < g->max_subs; i++)
+                store_rlx(&seg_sub(m, i)->floor, SEG_FLOOR_NONE);
 }
 
 int seg_create(const struct seg_params *p, int *ret_ring_fd, int *ret_subs_fd) {
         _cleanup_close_ int rfd = -1, sfd = -1;
-        uint64_t rsize, ssize;
-        uint8_t *ring, *subs;
+        _cleanup_mapping_ struct mapping ring = {0}, subs = {0};
+        struct seg_map m;
         int r;
 
-        r = seg_ring_size(p, &rsize);
+        r = geom_of(p, &m.g);
         if (r < 0)
                 return r;
-        ssize = seg_subs_size(p->max_subs, p->slot_count);
-        r = memfd_sized("zcbus-ring", rsize, &rfd);
+        r = memfd_sized("zcbus-ring", m.g.ring_size, &rfd);
         if (r < 0)
                 return r;
-        r = memfd_sized("zcbus-subs", ssize, &sfd);
+        r = memfd_sized("zcbus-subs", m.g.subs_size, &sfd);
         if (r < 0)
                 return r;
-
-        ring = mmap(NULL, rsize, PROT_READ | PROT_WRITE, MAP_SHARED, rfd, 0);
-        if (ring == MAP_FAILED)
-                return negerrno();
-        subs = mmap(NULL, ssize, PROT_READ | PROT_WRITE, MAP_SHARED, sfd, 0);
-        if (subs == MAP_FAILED) {
-                r = negerrno();
-                unmap(ring, rsize);
+        r = mapping_new(rfd, m.g.ring_size, PROT_READ | PROT_WRITE, &ring);
+        if (r < 0)
                 return r;
-        }
-
-        struct seg_ring_hdr *h = (struct seg_ring_hdr *)ring;
-        *h = (struct seg_ring_hdr){
-                .magic = SEG_RING_MAGIC,
-                .version = SEG_VERSION,
-                .policy = p->policy,
-                .slot_count = p->slot_count,
-                .slot_size = p->slot_size,
-                .slot_stride = stride_of(p->slot_size),
-                .max_producers = p->max_producers,
-                .slots_offset = slots_offset_of(p->max_producers),
-                .seg_size = rsize,
-                .start_seq = p->start_seq,
-                .max_subs = p->max_subs,
-                .data_word_start = p->data_word_start,
-        };
-        memcpy(h->segment_id, p->segment_id, 16);
-        memcpy(h->topic_id, p->topic_id, 16);
-
-        /* The memory is fresh (zero) and nobody else has it yet: relaxed
-         * initialisation is enough; the fd passing that hands it out is
-         * the synchronisation. */
-        struct seg_ring_head *hd = (struct seg_ring_head *)(ring + 2 * SEG_LINE);
-        store_rlx(&hd->head, p->start_seq);
-        struct seg_ring_notify *nt = (struct seg_ring_notify *)(ring + 3 * SEG_LINE);
-        store_rlx(&nt->data_word, p->data_word_start);
-        struct seg_prod *prods = (struct seg_prod *)(ring + SEG_RING_PRODS_OFFSET);
-        for (uint32_t i = 0; i < p->max_producers; i++)
-                store_rlx(&prods[i].claim, SEG_CLAIM_NONE);
-        /* Each slot starts as if the sequence one lap before start_seq had
-         * been abandoned in it, so the first producer finds the stamp it
-         * expects (ring_prev_stamp) and no reader ever sees it. */
-        for (uint64_t t = p->start_seq; t < p->start_seq + p->slot_count; t++) {
-                struct seg_slot *s = (struct seg_slot *)(ring + h->slots_offset +
-                                                         (t & (p->slot_count - 1)) * (uint64_t)h->slot_stride);
-                store_rlx(&s->flags, SEG_SLOT_ABANDONED);
-                store_rlx(&s->stamp, ring_prev_stamp(t, p->slot_count));
-        }
-
-        struct seg_subs_hdr *sh = (struct seg_subs_hdr *)subs;
-        *sh = (struct seg_subs_hdr){
-                .magic = SEG_SUBS_MAGIC,
-                .version = SEG_VERSION,
-                .max_subs = p->max_subs,
-                .seg_size = ssize,
-                .subs_offset = SEG_SUBS_TABLE_OFFSET,
-                .holds_offset = seg_holds_offset(p->max_subs),
-                .slot_count = p->slot_count,
-        };
-        memcpy(sh->segment_id, p->segment_id, 16);
-        struct seg_sub *st = (struct seg_sub *)(subs + SEG_SUBS_TABLE_OFFSET);
-        for (uint32_t i = 0; i < p->max_subs; i++)
-                store_rlx(&st[i].floor, SEG_FLOOR_NONE);
-
-        unmap(ring, rsize);
-        unmap(subs, ssize);
+        r = mapping_new(sfd, m.g.subs_size, PROT_READ | PROT_WRITE, &subs);
+        if (r < 0)
+                return r;
+        m.ring = ring.p;
+        m.subs = subs.p;
+        m.ring_writable = 1;
+        seg_init(&m, p);
 
         if (fcntl(rfd, F_ADD_SEALS, SEG_SEALS) < 0 || fcntl(sfd, F_ADD_SEALS, SEG_SEALS) < 0)
                 return negerrno();
@@ -191,7 +221,7 @@ int seg_validate(const void *ring, uint64_t ring_size, const void *subs, uint64_
         struct seg_ring_hdr h;
         struct seg_subs_hdr sh;
         struct seg_params p;
-        uint64_t want;
+        struct seg_geom g;
 
         if (!ring || !subs || ring_size < sizeof(h) || subs_size < sizeof(sh))
                 return -EBADMSG;
@@ -210,36 +240,21 @@ int seg_validate(const void *ring, uint64_t ring_size, const void *subs, uint64_
                 .max_subs = h.max_subs,
                 .start_seq = h.start_seq,
         };
-        if (seg_ring_size(&p, &want) < 0)
+        memcpy(p.segment_id, h.segment_id, 16);
+        memcpy(p.topic_id, h.topic_id, 16);
+        if (geom_of(&p, &g) < 0)
                 return -EBADMSG;
-        if (h.slot_stride != stride_of(h.slot_size) || h.slots_offset != slots_offset_of(h.max_producers))
+        /* Every derived field the header repeats must be the derived one. */
+        if (h.slot_stride != g.slot_stride || h.slots_offset != g.slots_offset)
                 return -EBADMSG;
-        if (h.seg_size != want || ring_size != want)
+        if (h.seg_size != g.ring_size || ring_size != g.ring_size)
                 return -EBADMSG;
-        if (sh.max_subs != h.max_subs || sh.slot_count != h.slot_count || sh.subs_offset != SEG_SUBS_TABLE_OFFSET ||
-            sh.holds_offset != seg_holds_offset(sh.max_subs) ||
-            sh.seg_size != seg_subs_size(sh.max_subs, sh.slot_count) || subs_size != sh.seg_size)
+        if (sh.max_subs != g.max_subs || sh.slot_count != g.slot_count || sh.subs_offset != SEG_SUBS_TABLE_OFFSET ||
+            sh.holds_offset != g.holds_offset || sh.seg_size != g.subs_size || subs_size != g.subs_size)
                 return -EBADMSG;
         if (memcmp(sh.segment_id, h.segment_id, 16) != 0)
                 return -EBADMSG;
-
-        *ret_geom = (struct seg_geom){
-                .slot_count = h.slot_count,
-                .mask = h.slot_count - 1,
-                .slot_size = h.slot_size,
-                .slot_stride = h.slot_stride,
-                .policy = h.policy,
-                .max_producers = h.max_producers,
-                .max_subs = h.max_subs,
-                .slots_offset = h.slots_offset,
-                .holds_offset = sh.holds_offset,
-                .hold_words = seg_hold_words(h.max_subs),
-                .ring_size = ring_size,
-                .subs_size = subs_size,
-                .start_seq = h.start_seq,
-        };
-        memcpy(ret_geom->segment_id, h.segment_id, 16);
-        memcpy(ret_geom->topic_id, h.topic_id, 16);
+        *ret_geom = g;
         return 0;
 }
 
@@ -261,8 +276,8 @@ static int check_fd(int fd, uint64_t *ret_size) {
 }
 
 int seg_map_fds(int ring_fd, int subs_fd, int ring_writable, struct seg_map *ret_map) {
+        _cleanup_mapping_ struct mapping ring = {0}, subs = {0};
         uint64_t rsize, ssize;
-        void *ring, *subs;
         struct seg_geom g;
         int r;
 
@@ -274,29 +289,29 @@ int seg_map_fds(int ring_fd, int subs_fd, int ring_writable, struct seg_map *ret
                 return r;
         if (rsize > SEG_RING_BYTES_MAX || ssize > seg_subs_size(SEG_SUBS_MAX, SEG_SLOT_COUNT_MAX))
                 return -EBADMSG;
-        ring = mmap(NULL, rsize, PROT_READ | (ring_writable ? PROT_WRITE : 0), MAP_SHARED, ring_fd, 0);
-        if (ring == MAP_FAILED)
-                return negerrno();
-        subs = mmap(NULL, ssize, PROT_READ | PROT_WRITE, MAP_SHARED, subs_fd, 0);
-        if (subs == MAP_FAILED) {
-                r = negerrno();
-                unmap(ring, rsize);
+        r = mapping_new(ring_fd, rsize, PROT_READ | (ring_writable ? PROT_WRITE : 0), &ring);
+        if (r < 0)
                 return r;
-        }
-        r = seg_validate(ring, rsize, subs, ssize, &g);
-        if (r < 0) {
-                unmap(ring, rsize);
-                unmap(subs, ssize);
+        r = mapping_new(subs_fd, ssize, PROT_READ | PROT_WRITE, &subs);
+        if (r < 0)
                 return r;
-        }
-        *ret_map = (struct seg_map){.g = g, .ring = ring, .subs = subs, .ring_writable = ring_writable};
+        r = seg_validate(ring.p, rsize, subs.p, ssize, &g);
+        if (r < 0)
+                return r;
+        *ret_map = (struct seg_map){
+                .g = g,
+                .ring = TAKE_PTR(ring.p),
+                .subs = TAKE_PTR(subs.p),
+                .ring_writable = ring_writable,
+        };
         return 0;
 }
 
 void seg_unmap(struct seg_map *m) {
         if (!m)
                 return;
-        unmap(m->ring, m->g.ring_size);
-        unmap(m->subs, m->g.subs_size);
+        struct mapping ring = {m->ring, m->g.ring_size}, subs = {m->subs, m->g.subs_size};
+        mapping_release(&ring);
+        mapping_release(&subs);
         m->ring = m->subs = NULL;
 }

@@ -1,242 +1,24 @@
+/* SPDX-License-Identifier: MIT */
 /*
- * seg.h: the layout of a topic's shared segments, shared by the broker
- * (which creates them) and the library (which maps and validates them).
+ * seg.h: a topic's two segments over their life: creating them sealed
+ * (the broker), validating and mapping them (everyone), unmapping. The
+ * layout itself (structs, offsets, stamps, limits) is layout.h.
  *
- * A topic has two memfds, both sealed against shrink and grow:
- *
- *  ring segment  producers map it read-write, subscribers read-only, so a
- *                subscriber cannot forge data. It holds:
- *                  line 0-1   immutable header (struct seg_ring_hdr)
- *                  line 2     claim counter `head` (producers only)
- *                  line 3     data futex word (bumped to wake readers)
- *                  lines 4..  producer table, one line per producer
- *                  slots      slot_count x slot_stride: a 32-byte
- *                             descriptor, then the payload
- *  subs segment  everyone maps it read-write: the state a subscriber must
- *                write. It holds:
- *                  line 0     immutable header (struct seg_subs_hdr)
- *                  line 1     notification words (waiter counts, room futex)
- *                  lines 2..  subscriber table, one line per subscriber
- *                  holds      per slot, a bitmap of the subscribers that
- *                             hold its message (LATEST)
- *
- * Why two: write permission belongs to a mapping's file description, so
- * "subscribers cannot write the data" needs a separate object for what
- * they must write. Clients close both fds once mapped, so a topic costs a
- * process no descriptor at all.
- *
- * Everything read from these segments at run time is untrusted: geometry
- * is copied out of the header once, checked against fstat() and the seals,
- * and never re-read; lengths are checked against the slot size; indexes
- * are masked.
- *
- * Slot stamps: stamp = (seq + 1) | (writing ? SEG_STAMP_WRITING : 0);
- * 0 means "never written". See docs/design.md.
+ * Everything read from a segment at run time is untrusted: the geometry
+ * is copied out of the header once, checked against fstat() and the
+ * seals, and never re-read.
  */
 #ifndef ZCBUS_SEG_H
 #define ZCBUS_SEG_H
 
-#include <assert.h>
-#include <stdbool.h>
-#include <stddef.h>
 #include <stdint.h>
 
-#include "atomics.h"
-
-#define SEG_LINE 64u
-#define SEG_RING_MAGIC UINT64_C(0x474e525355424353) /* "SCBUSRNG" little endian */
-#define SEG_SUBS_MAGIC UINT64_C(0x4255535355424353) /* "SCBUSSUB" little endian */
-#define SEG_VERSION 1u
-
-#define SEG_STAMP_WRITING (UINT64_C(1) << 63)
-#define SEG_STAMP_SEQ_MASK (~SEG_STAMP_WRITING)
-/* Largest sequence a ring hands out; past it claims fail (-EOVERFLOW). At
- * a billion messages a second that is 292 years. */
-#define SEG_SEQ_LIMIT (SEG_STAMP_SEQ_MASK - 1)
-
-/* Slot descriptor flags. */
-#define SEG_SLOT_ABANDONED 1u /* claimed by a producer that gave up or died: skip */
-#define SEG_SLOT_SKIPPED 2u   /* LATEST: the slot was held, the producer moved on */
-
-/* Producer claim word: SEG_CLAIM_NONE when idle; SEG_CLAIM_PENDING | h
- * while claiming (h: head before the fetch-add, a lower bound of the
- * claim); the claimed sequence itself once known. */
-#define SEG_CLAIM_NONE UINT64_MAX
-#define SEG_CLAIM_PENDING (UINT64_C(1) << 63)
-
-/* Table entry states. */
-enum {
-        SEG_ENTRY_FREE = 0,
-        SEG_ENTRY_ACTIVE = 1,  /* handed to a live client */
-        SEG_ENTRY_CLOSING = 2, /* client let go; broker will free it */
-};
-
-/* Floor of a subscriber that gates nothing. */
-#define SEG_FLOOR_NONE UINT64_MAX
-
-/* Limits checked at creation and at mapping. */
-#define SEG_SLOT_COUNT_MAX (UINT32_C(1) << 24)
-#define SEG_SLOT_SIZE_MAX (UINT32_C(1) << 30)
-#define SEG_RING_BYTES_MAX (UINT64_C(1) << 40)
-#define SEG_PRODUCERS_MAX 1024u
-#define SEG_SUBS_MAX 4096u
-
-struct seg_ring_hdr {
-        uint64_t magic;
-        uint32_t version;
-        uint32_t policy;
-        uint8_t segment_id[16];
-        uint8_t topic_id[16];
-        uint32_t slot_count;
-        uint32_t slot_size;   /* payload capacity of a slot */
-        uint32_t slot_stride; /* ALIGN_UP(SEG_SLOT_DESC + slot_size, SEG_LINE) */
-        uint32_t max_producers;
-        uint64_t slots_offset;
-        uint64_t seg_size;
-        uint64_t start_seq; /* first sequence handed out */
-        uint32_t max_subs;
-        uint32_t data_word_start; /* initial value of the data futex word */
-        uint8_t reserved[32];
-};
-static_assert(sizeof(struct seg_ring_hdr) == 2 * SEG_LINE, "ring header is two lines");
-
-struct seg_ring_head {
-        au64 head; /* next sequence to claim */
-        uint8_t pad[SEG_LINE - 8];
-};
-static_assert(sizeof(struct seg_ring_head) == SEG_LINE, "one line");
-
-struct seg_ring_notify {
-        au32 data_word; /* futex: bumped when a commit wakes sleepers */
-        uint8_t pad[SEG_LINE - 4];
-};
-static_assert(sizeof(struct seg_ring_notify) == SEG_LINE, "one line");
-
-struct seg_prod {
-        au32 state;     /* SEG_ENTRY_* (broker writes) */
-        au32 pid;       /* owner (broker writes) */
-        au64 claim;     /* SEG_CLAIM_* (owner writes) */
-        au64 published; /* statistics, owner writes */
-        au64 waits;
-        au64 wakeups;
-        au64 abandoned; /* slots abandoned on this producer's behalf */
-        au64 skipped;   /* LATEST: slots found held and stepped over */
-        au32 claim_n;   /* how many sequences from `claim` (owner writes) */
-        uint8_t pad[SEG_LINE - 60];
-};
-static_assert(sizeof(struct seg_prod) == SEG_LINE, "one line");
-
-struct seg_slot {
-        au64 stamp; /* (seq + 1) | WRITING */
-        /* Descriptor words are atomics (relaxed): a LATEST reader reads
-         * them before it knows its hold stands, seqlock-style. */
-        au32 len;   /* payload bytes, <= slot_size */
-        au32 flags; /* SEG_SLOT_* */
-        au64 ts_ns; /* CLOCK_MONOTONIC at commit */
-        uint32_t producer;
-        uint32_t pad;
-        /* The payload follows at once, 32-byte aligned, so that a small
-         * message shares its cache line with the stamp: one line moves
-         * from producer to reader, not two. Slots start on a line. */
-};
-#define SEG_SLOT_DESC 32u
-static_assert(sizeof(struct seg_slot) == SEG_SLOT_DESC, "half a line");
-
-#define SEG_RING_PRODS_OFFSET (2 * SEG_LINE + sizeof(struct seg_ring_head) + sizeof(struct seg_ring_notify))
-static_assert(offsetof(struct seg_ring_hdr, reserved) + 32 == 128, "header packed");
-
-struct seg_subs_hdr {
-        uint64_t magic;
-        uint32_t version;
-        uint32_t max_subs;
-        uint8_t segment_id[16]; /* same as the ring's: binds the pair */
-        uint64_t seg_size;
-        uint64_t subs_offset;
-        uint64_t holds_offset;
-        uint32_t slot_count; /* same as the ring's */
-        uint8_t reserved[4];
-};
-static_assert(sizeof(struct seg_subs_hdr) == SEG_LINE, "one line");
-
-struct seg_subs_notify {
-        au32 data_waiters; /* readers announced asleep on ring data_word */
-        au32 room_waiters; /* producers announced asleep on room_word */
-        au32 room_word;    /* futex: bumped when a release wakes producers */
-        au32 gen;          /* bumped when a subscriber sets a floor below
-                              head: producers drop their cached gate */
-        au32 data_armed;   /* 1: a data sleeper wants a wake-up; the waker
-                              takes it (exchange to 0) and wakes once */
-        au32 room_armed;   /* the same for room sleepers */
-        uint8_t pad[SEG_LINE - 24];
-};
-static_assert(sizeof(struct seg_subs_notify) == SEG_LINE, "one line");
-
-struct seg_sub {
-        au32 state; /* SEG_ENTRY_* (broker writes ACTIVE/FREE) */
-        au32 pid;   /* owner (broker writes) */
-        au64 floor; /* lowest sequence this subscriber still needs, or
-                       SEG_FLOOR_NONE; gates producers */
-        au64 next;  /* next sequence it will read (statistics) */
-        au64 received;
-        au64 lost;
-        au64 sleeps;
-        au32 held;
-        uint8_t pad[SEG_LINE - 52];
-};
-static_assert(sizeof(struct seg_sub) == SEG_LINE, "one line");
-
-#define SEG_SUBS_TABLE_OFFSET (2 * SEG_LINE)
-
-/* Geometry a creator asks for. */
-struct seg_params {
-        uint32_t slot_count; /* power of two, 2..SEG_SLOT_COUNT_MAX */
-        uint32_t slot_size;  /* 1..SEG_SLOT_SIZE_MAX */
-        uint32_t policy;     /* ZCBUS_POLICY_RELIABLE or _LATEST */
-        uint32_t max_producers;
-        uint32_t max_subs;
-        uint8_t segment_id[16];
-        uint8_t topic_id[16];
-        uint64_t start_seq;
-        uint32_t data_word_start;
-};
-
-/* Geometry as validated at mapping time: the only copy the data plane
- * trusts. */
-struct seg_geom {
-        uint32_t slot_count;
-        uint32_t mask;
-        uint32_t slot_size;
-        uint32_t slot_stride;
-        uint32_t policy;
-        uint32_t max_producers;
-        uint32_t max_subs;
-        uint64_t slots_offset;
-        uint64_t holds_offset;
-        uint32_t hold_words;
-        uint64_t ring_size;
-        uint64_t subs_size;
-        uint64_t start_seq;
-        uint8_t segment_id[16];
-        uint8_t topic_id[16];
-};
-
-/* A mapped pair of segments. */
-struct seg_map {
-        struct seg_geom g;
-        uint8_t *ring;    /* ring segment base */
-        uint8_t *subs;    /* subs segment base */
-        int ring_writable;
-};
+#include "layout.h"
 
 /* Size computations; -EINVAL / -E2BIG for bad or oversized parameters. */
 int seg_params_check(const struct seg_params *p);
 int seg_ring_size(const struct seg_params *p, uint64_t *ret_size);
 uint64_t seg_subs_size(uint32_t max_subs, uint32_t slot_count);
-uint64_t seg_holds_offset(uint32_t max_subs);
-/* 64-bit words of hold bitmap per slot. */
-static inline uint32_t seg_hold_words(uint32_t max_subs) {
-        return (max_subs + 63) / 64;
-}
 
 /* Create and initialise both memfds, sealed. Returns 0 and the fds. */
 int seg_create(const struct seg_params *p, int *ret_ring_fd, int *ret_subs_fd);
@@ -247,55 +29,7 @@ int seg_map_fds(int ring_fd, int subs_fd, int ring_writable, struct seg_map *ret
 /* Validate a header against a mapped size; exposed for unit tests. */
 int seg_validate(const void *ring, uint64_t ring_size, const void *subs, uint64_t subs_size,
                  struct seg_geom *ret_geom);
+/* Unmap both segments (NULL, or an unmapped map: nothing to do). */
 void seg_unmap(struct seg_map *m);
-
-/* Accessors on a validated map. */
-static inline struct seg_ring_head *seg_head(const struct seg_map *m) {
-        return (struct seg_ring_head *)(m->ring + 2 * SEG_LINE);
-}
-static inline struct seg_ring_notify *seg_ring_notify(const struct seg_map *m) {
-        return (struct seg_ring_notify *)(m->ring + 3 * SEG_LINE);
-}
-static inline struct seg_prod *seg_prod(const struct seg_map *m, uint32_t i) {
-        return (struct seg_prod *)(m->ring + SEG_RING_PRODS_OFFSET) + (i % m->g.max_producers);
-}
-static inline struct seg_slot *seg_slot(const struct seg_map *m, uint64_t seq) {
-        return (struct seg_slot *)(m->ring + m->g.slots_offset +
-                                   (uint64_t)(seq & m->g.mask) * m->g.slot_stride);
-}
-static inline uint8_t *seg_payload(struct seg_slot *s) {
-        return (uint8_t *)s + SEG_SLOT_DESC;
-}
-static inline struct seg_subs_notify *seg_subs_notify(const struct seg_map *m) {
-        return (struct seg_subs_notify *)(m->subs + SEG_LINE);
-}
-static inline struct seg_sub *seg_sub(const struct seg_map *m, uint32_t i) {
-        return (struct seg_sub *)(m->subs + SEG_SUBS_TABLE_OFFSET) + (i % m->g.max_subs);
-}
-/* LATEST: the hold bitmap of seq's slot (hold_words words; bit i of the
- * bitmap is subscriber i). */
-static inline au64 *seg_holds(const struct seg_map *m, uint64_t seq) {
-        return (au64 *)(m->subs + m->g.holds_offset) + (seq & m->g.mask) * m->g.hold_words;
-}
-/* Does anyone hold seq's slot? (SC loads: point I) */
-static inline bool seg_held(const struct seg_map *m, uint64_t seq) {
-        au64 *w = seg_holds(m, seq);
-        for (uint32_t i = 0; i < m->g.hold_words; i++)
-                if (load_sc(&w[i]))
-                        return true;
-        return false;
-}
-/* Subscriber sub takes or drops its hold on seq's slot (SC: point H).
- * take returns whether sub held the slot already: it may hold an older
- * lap's message there while the slot shows markers stepped over it. */
-static inline bool seg_hold_take(const struct seg_map *m, uint64_t seq, uint32_t sub) {
-        uint64_t bit = UINT64_C(1) << (sub % 64);
-        return atomic_fetch_or_explicit(&seg_holds(m, seq)[(sub % m->g.max_subs) / 64], bit, memory_order_seq_cst) &
-               bit;
-}
-static inline void seg_hold_drop(const struct seg_map *m, uint64_t seq, uint32_t sub) {
-        (void)atomic_fetch_and_explicit(&seg_holds(m, seq)[(sub % m->g.max_subs) / 64],
-                                        ~(UINT64_C(1) << (sub % 64)), memory_order_seq_cst);
-}
 
 #endif

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * sock.c: datagram I/O with descriptor passing. The one rule: whatever a
  * peer sends, the receiver ends up owning exactly the descriptors it asked
@@ -50,7 +51,11 @@ int sock_send(int fd, const void *buf, size_t len, const int *fds, unsigned nfds
         }
 }
 
-static void close_cmsg_fds(struct msghdr *mh) {
+/* Take the fds a message carried: the first max_fds into fds (may be
+ * NULL with max_fds 0), closing the rest. Returns how many were taken. */
+static unsigned take_cmsg_fds(struct msghdr *mh, int *fds, unsigned max_fds) {
+        unsigned got = 0;
+
         for (struct cmsghdr *c = CMSG_FIRSTHDR(mh); c; c = CMSG_NXTHDR(mh, c)) {
                 if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
                         continue;
@@ -58,10 +63,13 @@ static void close_cmsg_fds(struct msghdr *mh) {
                 for (size_t i = 0; i < n; i++) {
                         int f;
                         memcpy(&f, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
-                        if (f >= 0)
+                        if (got < max_fds && fds)
+                                fds[got++] = f;
+                        else if (f >= 0)
                                 (void)close(f);
                 }
         }
+        return got;
 }
 
 ssize_t sock_recv(int fd, void *buf, size_t cap, int *fds, unsigned max_fds, unsigned *ret_nfds) {
@@ -86,22 +94,10 @@ ssize_t sock_recv(int fd, void *buf, size_t cap, int *fds, unsigned max_fds, uns
                 return negerrno();
         }
         if (mh.msg_flags & (MSG_CTRUNC | MSG_TRUNC)) {
-                close_cmsg_fds(&mh);
+                (void)take_cmsg_fds(&mh, NULL, 0);
                 return -EBADMSG;
         }
-        for (struct cmsghdr *c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c)) {
-                if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
-                        continue;
-                size_t k = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-                for (size_t i = 0; i < k; i++) {
-                        int f;
-                        memcpy(&f, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
-                        if (got < max_fds && fds)
-                                fds[got++] = f;
-                        else
-                                (void)close(f);
-                }
-        }
+        got = take_cmsg_fds(&mh, fds, max_fds);
         if (ret_nfds)
                 *ret_nfds = got;
         else

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * sock.h: SOCK_SEQPACKET plumbing shared by broker and library: sending a
  * datagram with file descriptors, receiving one while refusing truncated

@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: MIT
 # bench.sh: run zcbus's standard benchmark set and write docs/benchmarks.md
 # (tables of figures and ratios against the baselines, the machine and the
 # date) and docs/lat.png (latency by percentile).

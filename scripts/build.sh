@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # Configure and build zcbus out of tree: scripts/build.sh DIR [configure args...]
 # Sources stay clean, so several builds (plain, sanitizers) live side by side.
 set -euo pipefail

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # The one test command: installs what is missing, builds zcbus with
 # -Werror, runs the whole suite, then runs it again under ASan+UBSan, then
 # the ring tests under ThreadSanitizer, a short stress run and a short

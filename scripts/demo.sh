@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # demo.sh: zcbus in one command. Installs what the build needs (if
 # missing), builds into build/plain, then starts a private broker on a
 # temporary socket, subscribes, publishes, lists the topics, measures

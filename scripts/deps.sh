@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # Install what building and testing zcbus needs on Debian, only if missing.
 # Usage: scripts/deps.sh [bench|fuzz]   ("bench" adds gnuplot,
 # "fuzz" clang and its sanitizer/libFuzzer runtime)

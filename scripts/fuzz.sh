@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # Fuzz the control-protocol decoder with libFuzzer: scripts/fuzz.sh [SECONDS]
 # (default 60). Installs clang and its runtime if missing. A crash leaves
 # its input in build/fuzz/ and fails the script.

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # Sanitizer runs: scripts/sanitize.sh asan|tsan
 #  asan: the whole make check under AddressSanitizer + UndefinedBehaviorSanitizer
 #  tsan: the ring tests (threads standing in for processes) under ThreadSanitizer

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # Bounded stress run: scripts/stress.sh [SECONDS] [PRODUCERS] [SUBSCRIBERS]
 # Starts a private broker and runs tests/stress (multi-process, reliable and
 # latest phases, order / gap / duplicate / torn-read / lost accounting checks).

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * fuzz_proto.c: libFuzzer target for the control-protocol decoder, the
  * code that reads every byte a peer sends. Built and run by

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * harness.c: a real zcbusd per test and real peer processes, without
  * sleeping and without leaving anything behind.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * harness.h: helpers for tests that run a real zcbusd and real peer
  * processes (test_integration.c), plus a few header-only helpers any test

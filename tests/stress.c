@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * stress.c: a bounded, multi-process stress run of the whole data plane
  * through the public API against a real broker.

@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: MIT
 # test_cli.sh: end-to-end tests of the zcbus CLI against a real zcbusd on a
 # private socket. Run by `make check` with ZCBUSD and ZCBUS_CLI set to the
 # built binaries; exits 77 (skip) without them.

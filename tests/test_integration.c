@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_integration.c: Check suite "integration": a real zcbusd on a
  * private socket, real producer and subscriber processes, the public API

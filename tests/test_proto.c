@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_proto.c: Check suite "proto", the control protocol codec.
  *

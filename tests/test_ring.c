@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_ring.c: Check suite "ring", the data plane on a mapped topic.
  *
@@ -28,7 +29,9 @@
 #include <unistd.h>
 
 #include "harness.h" /* header-only helpers: pattern_*, test_scaled, RUN_SUITE */
-#include "ring.h"
+#include "ring_pub.h"
+#include "ring_repair.h"
+#include "ring_sub.h"
 #include "seg.h"
 
 #define TIMEOUT_FOREVER (-1)
@@ -79,9 +82,9 @@ static void topic_close(struct topic *t) {
         seg_unmap(&t->bm);
 }
 
-static struct ring_wait wait_mode(uint32_t mode) {
-        struct ring_wait w;
-        ring_wait_init(&w, mode, 0);
+static struct wait_how wait_mode(uint32_t mode) {
+        struct wait_how w;
+        wait_how_init(&w, mode, 0);
         return w;
 }
 
@@ -179,22 +182,22 @@ START_TEST(test_prev_stamp_and_slot_index_wrap_at_every_boundary) {
         struct seg_params p = params(256, 64, ZCBUS_POLICY_RELIABLE, 1, 1);
         struct topic t;
 
-        ck_assert_uint_eq(ring_stamp(0), 1);
-        ck_assert_uint_eq(ring_stamp(SEG_SEQ_LIMIT), SEG_STAMP_SEQ_MASK);
-        ck_assert_uint_eq(ring_stamp(SEG_SEQ_LIMIT) & SEG_STAMP_WRITING, 0);
-        ck_assert_uint_eq(ring_prev_stamp(0, 8), 0);
-        ck_assert_uint_eq(ring_prev_stamp(7, 8), 0);
-        ck_assert_uint_eq(ring_prev_stamp(8, 8), 1);
-        ck_assert_uint_eq(ring_prev_stamp(9, 8), 2);
-        ck_assert_uint_eq(ring_prev_stamp(UINT64_C(1) << 32, 8), (UINT64_C(1) << 32) - 7);
-        ck_assert_uint_eq(ring_prev_stamp((UINT64_C(1) << 32) + 3, 1u << 24), (UINT64_C(1) << 32) + 3 - (1u << 24) + 1);
-        ck_assert_uint_eq(ring_prev_stamp(SEG_SEQ_LIMIT, 8), SEG_SEQ_LIMIT - 7);
-        ck_assert_uint_eq(ring_prev_stamp(SEG_SEQ_LIMIT, SEG_SLOT_COUNT_MAX), SEG_SEQ_LIMIT - SEG_SLOT_COUNT_MAX + 1);
+        ck_assert_uint_eq(seg_stamp(0), 1);
+        ck_assert_uint_eq(seg_stamp(SEG_SEQ_LIMIT), SEG_STAMP_SEQ_MASK);
+        ck_assert_uint_eq(seg_stamp(SEG_SEQ_LIMIT) & SEG_STAMP_WRITING, 0);
+        ck_assert_uint_eq(seg_prev_stamp(0, 8), 0);
+        ck_assert_uint_eq(seg_prev_stamp(7, 8), 0);
+        ck_assert_uint_eq(seg_prev_stamp(8, 8), 1);
+        ck_assert_uint_eq(seg_prev_stamp(9, 8), 2);
+        ck_assert_uint_eq(seg_prev_stamp(UINT64_C(1) << 32, 8), (UINT64_C(1) << 32) - 7);
+        ck_assert_uint_eq(seg_prev_stamp((UINT64_C(1) << 32) + 3, 1u << 24), (UINT64_C(1) << 32) + 3 - (1u << 24) + 1);
+        ck_assert_uint_eq(seg_prev_stamp(SEG_SEQ_LIMIT, 8), SEG_SEQ_LIMIT - 7);
+        ck_assert_uint_eq(seg_prev_stamp(SEG_SEQ_LIMIT, SEG_SLOT_COUNT_MAX), SEG_SEQ_LIMIT - SEG_SLOT_COUNT_MAX + 1);
         for (size_t i = 0; i < sizeof(seqs) / sizeof(seqs[0]); i++) {
                 uint64_t s = seqs[i];
                 /* The previous lap's stamp is the stamp of s - count. */
                 if (s >= 8)
-                        ck_assert_uint_eq(ring_prev_stamp(s, 8), ring_stamp(s - 8));
+                        ck_assert_uint_eq(seg_prev_stamp(s, 8), seg_stamp(s - 8));
         }
 
         topic_open(&t, &p);
@@ -302,7 +305,7 @@ static void rebase_ring(struct topic *t, uint64_t h) {
         for (uint64_t s = h; s < h + m->g.slot_count; s++) {
                 struct seg_slot *sl = seg_slot(m, s);
                 sl->flags = SEG_SLOT_ABANDONED;
-                store_sc(&sl->stamp, ring_prev_stamp(s, m->g.slot_count));
+                store_sc(&sl->stamp, seg_prev_stamp(s, m->g.slot_count));
         }
 }
 
@@ -1210,9 +1213,9 @@ START_TEST(test_latest_producer_never_waits_and_never_overwrites_a_held_message)
                 ck_assert_uint_ne(seq & 7, 0);
                 check_msg(&hold, 32);
         }
-        ck_assert_msg(seg_held(&t.bm, 0), "the held slot is not marked held");
+        ck_assert_msg(ring_held(&t.bm, 0), "the held slot is not marked held");
         ck_assert_int_eq(ring_sub_release(&s, &hold.seq, 1), 0);
-        ck_assert_msg(!seg_held(&t.bm, 0), "the released slot is still marked held");
+        ck_assert_msg(!ring_held(&t.bm, 0), "the released slot is still marked held");
         /* Released: the reader catches up with the newest, never a torn one. */
         uint64_t prev = hold.seq;
         for (;;) {
@@ -1230,7 +1233,7 @@ START_TEST(test_latest_producer_never_waits_and_never_overwrites_a_held_message)
         for (int i = 0; i < 8; i++)
                 ck_assert_int_eq(pub_one(&pub, 0, NULL), 0);
         ck_assert_uint_eq(ld64(&seg_slot(&t.bm, 0)->stamp) & SEG_STAMP_SEQ_MASK,
-                          ring_stamp(ring_head(&t.bm) - 1 - ((ring_head(&t.bm) - 1) & 7)));
+                          seg_stamp(ring_head(&t.bm) - 1 - ((ring_head(&t.bm) - 1) & 7)));
         ring_pub_deinit(&pub);
         ring_sub_deinit(&s);
         topic_close(&t);
@@ -1248,13 +1251,13 @@ START_TEST(test_latest_hold_by_a_subscriber_past_the_first_64_protects_its_slot)
         topic_open_sub_pub(&t, &p, &s, 70, 4, held, &pub, 0, ZCBUS_WAIT_ADAPTIVE);
         pub_n(&pub, 1);
         ck_assert_int_eq(ring_sub_recv(&s, &hold, 1, 0), 1);
-        ck_assert_msg(seg_held(&t.bm, hold.seq), "subscriber 70's hold is not visible");
+        ck_assert_msg(ring_held(&t.bm, hold.seq), "subscriber 70's hold is not visible");
         for (int i = 0; i < 30; i++) {
                 ck_assert_int_eq(pub_one(&pub, 0, NULL), 0);
                 check_msg(&hold, 32);
         }
         ck_assert_int_eq(ring_sub_release(&s, &hold.seq, 1), 0);
-        ck_assert(!seg_held(&t.bm, hold.seq));
+        ck_assert(!ring_held(&t.bm, hold.seq));
         ring_sub_deinit(&s);
         ring_pub_deinit(&pub);
         topic_close(&t);
@@ -1323,7 +1326,7 @@ static void *latest_producer(void *arg) {
                 if (r == -ETIMEDOUT) {
                         unsigned held = 0;
                         for (uint32_t k = 0; k < p.m->g.slot_count; k++)
-                                held += seg_held(p.m, k);
+                                held += ring_held(p.m, k);
                         ck_abort_msg("LATEST producer stuck in claim %llu for 30 s with %u of %u slots held "
                                      "(the holders are waiting for data)",
                                      (unsigned long long)i, held, p.m->g.slot_count);

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_seg.c: Check suite "seg", the shared segment layout.
  *
@@ -26,6 +27,7 @@
 #include <unistd.h>
 
 #include "harness.h" /* header-only helpers */
+#include "ring.h"
 #include "seg.h"
 #include "zcbus.h"
 
@@ -314,7 +316,7 @@ START_TEST(test_mapped_geometry_and_initial_state_match_the_params) {
         ck_assert_uint_ge(m.g.holds_offset, SEG_SUBS_TABLE_OFFSET + 8 * SEG_LINE);
         ck_assert_uint_le(m.g.holds_offset + 16 * (uint64_t)m.g.hold_words * 8, m.g.subs_size);
         for (uint64_t s = 0; s < 16; s++)
-                ck_assert_msg(!seg_held(&m, s), "slot %llu held in a new segment", (unsigned long long)s);
+                ck_assert_msg(!ring_held(&m, s), "slot %llu held in a new segment", (unsigned long long)s);
         ck_assert_ptr_eq(seg_holds(&m, 16), seg_holds(&m, 0));
         ck_assert_ptr_eq(seg_holds(&m, 1), seg_holds(&m, 0) + m.g.hold_words);
         const struct seg_subs_notify *sn = seg_subs_notify(&m);
@@ -355,12 +357,12 @@ START_TEST(test_hold_bitmaps_grow_with_the_subscriber_table) {
                 ck_assert_uint_ge(m.g.holds_offset, SEG_SUBS_TABLE_OFFSET + (uint64_t)subs[i] * SEG_LINE);
                 ck_assert_uint_le(m.g.holds_offset + (uint64_t)p.slot_count * m.g.hold_words * 8, m.g.subs_size);
                 /* The last subscriber's bit in the last slot is inside, and
-                 * visible to seg_held. */
-                seg_hold_take(&m, 15, subs[i] - 1);
-                ck_assert(seg_held(&m, 15));
-                ck_assert(!seg_held(&m, 14));
-                seg_hold_drop(&m, 15, subs[i] - 1);
-                ck_assert(!seg_held(&m, 15));
+                 * visible to ring_held. */
+                ring_hold_take(&m, 15, subs[i] - 1);
+                ck_assert(ring_held(&m, 15));
+                ck_assert(!ring_held(&m, 14));
+                ring_hold_drop(&m, 15, subs[i] - 1);
+                ck_assert(!ring_held(&m, 15));
                 seg_unmap(&m);
         }
 }

@@ -1,0 +1,151 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * ring_pub.h: the producer side of a mapped topic: claiming sequences,
+ * writing slots in place, publishing them and waking readers. The hot
+ * path (one message, RELIABLE, room by the cached gate) is inline here
+ * and costs no call into ring_pub.c; anything else takes the general
+ * code there (the *_slow functions), which makes the same checks in the
+ * same order, plus the waiting.
+ */
+#ifndef ZCBUS_RING_PUB_H
+#define ZCBUS_RING_PUB_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "futex.h"
+#include "ring.h"
+
+/* Private state of one producer handle. */
+struct ring_pub {
+        const struct seg_map *m;
+        struct seg_prod *me;
+        uint32_t index;
+        struct wait_how wait;
+        uint64_t room_end; /* cached gate: sequences below it fit (lowest
+                              subscriber floor + slot_count, saturating) */
+        uint32_t gen;      /* subs gen room_end was computed under */
+        uint64_t claim;    /* first claimed, unpublished sequence, or SEG_CLAIM_NONE */
+        uint32_t nclaim;   /* how many claimed from `claim` */
+        uint32_t nwritten;
+        bool reliable;     /* topic policy RELIABLE: the fast claim applies */
+        bool stamp;        /* timestamp each commit (ZCBUS_PUB_TIMESTAMP) */
+};
+
+void ring_pub_init(struct ring_pub *p, const struct seg_map *m, uint32_t index, struct wait_how wait);
+/* Give up unpublished claims: publish them as abandoned if the slots are
+ * free, else leave them recorded for the broker; wake readers. */
+void ring_pub_deinit(struct ring_pub *p);
+
+/* Copy n messages in and publish them with one notification: one claim
+ * of n under RELIABLE (n <= slot_count), one slot at a time under LATEST
+ * (later ones without waiting). Lengths must fit (the caller checked).
+ * Returns how many were sent (>= 1) or a negative errno. */
+int ring_pub_send_iov(struct ring_pub *p, const zcbus_iov *msgs, uint32_t n, int timeout_ms);
+
+/* The general paths behind the inline ones below. */
+int ring_pub_claim_slow(struct ring_pub *p, uint32_t n, int timeout_ms, uint64_t *ret_seq);
+int ring_pub_claim_taken(struct ring_pub *p, uint64_t s, uint32_t n, uint64_t deadline, bool may_wait,
+                         uint64_t *ret_seq);
+void ring_pub_wake(struct ring_pub *p);
+
+/* The commit timestamp, if this producer stamps. */
+static _always_inline_ uint64_t ring_pub_now(const struct ring_pub *p) {
+        return p->stamp ? now_ns() : 0;
+}
+
+/* Did a subscriber register (and maybe lower the lowest floor) since the
+ * cached gate was computed? (SC load: point G) */
+static _always_inline_ bool ring_gen_moved(const struct ring_pub *p) {
+        return load_sc(&seg_subs_notify(p->m)->gen) != p->gen;
+}
+
+/* Take n sequences from head: the claim record goes first (J), so the
+ * broker can tell a producer that died here from one that never came. */
+static _always_inline_ uint64_t ring_take_seqs(struct ring_pub *p, uint64_t h, uint32_t n) {
+        /* J: the fetch-add (seq_cst, so a release) publishes the intent to
+         * whoever reads head, as the broker does first; the intent is a
+         * release store itself (a plain MOV on x86, as a relaxed one), so
+         * that a broker reading it also sees this producer's earlier
+         * stamps, published before its claim went back to NONE. */
+        store_rlx(&p->me->claim_n, n);
+        store_rel(&p->me->claim, SEG_CLAIM_PENDING | h);
+        return faa_sc(&seg_head(p->m)->head, n); /* G, J */
+}
+
+/* Record the claim of s..s+n-1 (J: the sequence after the intent). */
+static _always_inline_ void ring_claim_set(struct ring_pub *p, uint64_t s, uint32_t n) {
+        store_rel(&p->me->claim, s); /* J */
+        p->claim = s;
+        p->nclaim = n;
+        p->nwritten = 0;
+}
+
+/* Every claimed sequence is published or written off: no claim. */
+static _always_inline_ void ring_claim_clear(struct ring_pub *p) {
+        p->claim = SEG_CLAIM_NONE;
+        p->nclaim = p->nwritten = 0;
+        store_rel(&p->me->claim, SEG_CLAIM_NONE);
+}
+
+/* Claim n consecutive sequences (1 <= n <= slot_count), waiting for room
+ * per timeout_ms. A claim that timed out after the sequence was taken is
+ * kept and resumed by the next call. */
+static _always_inline_ int ring_pub_claim(struct ring_pub *p, uint32_t n, int timeout_ms, uint64_t *ret_seq) {
+        const struct seg_map *m = p->m;
+
+        /* One sequence, RELIABLE, no claim left over, room by the cached
+         * gate, no new subscriber, the slot's lap before published. */
+        if (_likely_(n == 1 && p->reliable && p->claim == SEG_CLAIM_NONE)) {
+                uint64_t h = load_rlx(&seg_head(m)->head);
+                /* Ask for the slot's line for writing now: its previous lap
+                 * was read by subscribers, and a plain load first would
+                 * cost a second coherence round trip to upgrade. */
+                __builtin_prefetch(seg_slot(m, h), 1, 3);
+                if (_likely_(h < p->room_end && h <= SEG_SEQ_LIMIT && !ring_gen_moved(p))) {
+                        uint64_t s = ring_take_seqs(p, h, 1);
+                        if (_likely_(s < p->room_end && s <= SEG_SEQ_LIMIT && !ring_gen_moved(p) &&
+                                     ring_prev_done(m, s))) {
+                                ring_claim_set(p, s, 1);
+                                *ret_seq = s;
+                                return 0;
+                        }
+                        return ring_pub_claim_taken(p, s, 1, deadline_from_ms(timeout_ms), timeout_ms != 0,
+                                                    ret_seq);
+                }
+        }
+        return ring_pub_claim_slow(p, n, timeout_ms, ret_seq);
+}
+
+/* Payload of a claimed sequence. */
+static _always_inline_ void *ring_pub_payload(struct ring_pub *p, uint64_t seq) {
+        return seg_payload(seg_slot(p->m, seq));
+}
+
+/* Publish claimed sequence seq with len bytes (len <= slot_size). Does
+ * not wake anyone: call ring_pub_notify() once after a batch. */
+static _always_inline_ void ring_pub_publish(struct ring_pub *p, uint64_t seq, uint32_t len, uint64_t ts_ns) {
+        struct seg_slot *s = seg_slot(p->m, seq);
+
+        store_rlx(&s->len, len);
+        store_rlx(&s->flags, 0);
+        store_rlx(&s->ts_ns, ts_ns);
+        s->producer = p->index;
+        store_rel(&s->stamp, seg_stamp(seq)); /* A; the fence in ring_pub_notify makes it D's store */
+        stat_inc(&p->me->published, 1);
+        if (++p->nwritten == p->nclaim)
+                ring_claim_clear(p);
+}
+
+/* Wake sleeping readers if any announced themselves. D: one full fence
+ * orders every stamp published since the last notify before the look at
+ * data_waiters (C11 fence rules: a reader's SC re-load that follows this
+ * fence in S sees the stamps). One fence per batch, not one locked store
+ * per slot. */
+static _always_inline_ void ring_pub_notify(struct ring_pub *p) {
+        full_fence();
+        if (_unlikely_(load_rlx(&seg_subs_notify(p->m)->data_waiters) != 0))
+                ring_pub_wake(p);
+}
+
+#endif

@@ -1,0 +1,139 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * wait.c: the waiting engine (see wait.h). Spinning reads the clock only
+ * when something can end the spin; an adaptive waiter past its first
+ * microseconds yields its CPU between checks; a sleeper announces itself,
+ * reads the futex word, arms, re-checks and only then sleeps, so that a
+ * waker that changes the state after the re-check also sees the
+ * announcement and bumps the word the sleeper waits on (C/D, E/F, K).
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <sched.h>
+
+#include "futex.h"
+#include "macro.h"
+#include "wait.h"
+#include "zcbus.h"
+
+void wait_how_init(struct wait_how *w, uint32_t mode, uint32_t spin_us) {
+        w->mode = (mode == ZCBUS_WAIT_DEFAULT || mode > ZCBUS_WAIT_FUTEX) ? ZCBUS_WAIT_ADAPTIVE : mode;
+        w->spin_us = spin_us ? spin_us : WAIT_SPIN_US_DEFAULT;
+}
+
+/* Spin per the mode: 0 when ready, -ETIMEDOUT, or 1 when the budget is
+ * spent and the caller should sleep. */
+static int spin(const struct wait_how *w, uint64_t deadline, wait_ready_fn ready, void *ctx) {
+        bool spin_only = w->mode == ZCBUS_WAIT_SPIN;
+        uint64_t spin_end = spin_only ? UINT64_MAX : now_ns() + (uint64_t)w->spin_us * 1000u;
+
+        for (unsigned i = 1;; i++) {
+                if (ready(ctx))
+                        return 0;
+                cpu_relax();
+                /* The clock only when something can end the spin. */
+                if ((i & 127) == 0 && (deadline || !spin_only)) {
+                        uint64_t t = now_ns();
+                        if (deadline && t >= deadline)
+                                return -ETIMEDOUT;
+                        if (t >= spin_end)
+                                return 1;
+                        /* Past the first few microseconds a prompt answer
+                         * is not coming: let whoever shares this CPU
+                         * (another subscriber, the producer) run instead
+                         * of burning the slice. */
+                        if (!spin_only)
+                                (void)sched_yield();
+                }
+        }
+}
+
+/* Announce on ww (C / F) and arm (K); returns the futex word's value to
+ * sleep on. */
+static uint32_t announce(struct wait_words ww) {
+        (void)faa_sc(ww.waiters, 1); /* C / F */
+        uint32_t v = load_sc(ww.word);
+        /* Arm after reading the word: a waker that takes the arm bumps the
+         * word after we read it, so the sleep cannot miss that wake-up (K). */
+        store_sc(ww.armed, 1);
+        return v;
+}
+
+static void unannounce(struct wait_words ww) {
+        (void)fas_sc(ww.waiters, 1);
+}
+
+int wait_until(const struct wait_how *w, struct wait_words ww, uint64_t deadline, wait_ready_fn ready, void *ctx,
+               uint64_t *sleeps) {
+        if (w->mode != ZCBUS_WAIT_FUTEX) {
+                int r = spin(w, deadline, ready, ctx);
+                if (r <= 0)
+                        return r;
+        }
+        for (;;) {
+                int r = 0;
+                uint32_t v = announce(ww);
+
+                if (!ready(ctx)) {
+                        if (sleeps)
+                                (*sleeps)++;
+                        r = futex_wait(ww.word, v, deadline);
+                }
+                unannounce(ww);
+                if (ready(ctx))
+                        return 0;
+                if (r < 0)
+                        return r;
+                if (deadline && now_ns() >= deadline)
+                        return -ETIMEDOUT;
+        }
+}
+
+static int ready_index(unsigned n, wait_ready_at_fn ready, void *ctx) {
+        for (unsigned i = 0; i < n; i++)
+                if (ready(ctx, i))
+                        return (int)i;
+        return -1;
+}
+
+int wait_any(const struct wait_words *ww, unsigned n, int timeout_ms, wait_ready_at_fn ready, void *ctx) {
+        au32 *words[WAIT_ANY_MAX];
+        uint32_t vals[WAIT_ANY_MAX];
+        uint64_t deadline = deadline_from_ms(timeout_ms);
+
+        if (!ww || n == 0 || n > WAIT_ANY_MAX)
+                return -EINVAL;
+        for (;;) {
+                int i = ready_index(n, ready, ctx), r = 0;
+
+                if (i >= 0)
+                        return i;
+                if (timeout_ms == 0)
+                        return -EAGAIN;
+                /* Announce on every topic (C), re-check, sleep on all. */
+                for (unsigned k = 0; k < n; k++) {
+                        vals[k] = announce(ww[k]);
+                        words[k] = ww[k].word;
+                }
+                if (ready_index(n, ready, ctx) < 0)
+                        r = futex_waitv_words(words, vals, n, deadline);
+                for (unsigned k = 0; k < n; k++)
+                        unannounce(ww[k]);
+                if (r < 0 && r != -EAGAIN)
+                        return r; /* -ETIMEDOUT, -EINTR, -ENOSYS, -EINVAL, ... */
+        }
+}
+
+void wait_wake_all(au32 *word) {
+        (void)faa_sc(word, 1);
+        (void)futex_wake(word, INT_MAX);
+}
+
+bool wait_wake_armed(struct wait_words ww) {
+        if (load_rlx(ww.waiters) == 0 || atomic_exchange_explicit(ww.armed, 0, memory_order_seq_cst) == 0)
+                return false;
+        wait_wake_all(ww.word);
+        return true;
+}

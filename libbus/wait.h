@@ -1,0 +1,62 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * wait.h: the one waiting engine of zcbus. A waiter spins (per its mode),
+ * then announces itself, arms, re-checks and sleeps on a futex word; a
+ * waker, after its own store and a full fence, wakes only if someone
+ * announced and it takes the arm. The ring's readers and producers, the
+ * wait-any of several subscriptions, and the measurement lab's shm floor
+ * all wait here (ordering points C/D, E/F and K of docs/design.md).
+ */
+#ifndef ZCBUS_WAIT_H
+#define ZCBUS_WAIT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "atomics.h"
+
+#define WAIT_SPIN_US_DEFAULT 50u
+
+/* How a side waits: enum zcbus_wait_mode (never DEFAULT) and, for
+ * ADAPTIVE, how long it spins before it sleeps. */
+struct wait_how {
+        uint32_t mode;
+        uint32_t spin_us;
+};
+
+/* DEFAULT (or nonsense) becomes ADAPTIVE; spin_us 0 the default budget. */
+void wait_how_init(struct wait_how *w, uint32_t mode, uint32_t spin_us);
+
+/* The words of one direction of notification. */
+struct wait_words {
+        au32 *waiters; /* sleepers announced (C / F) */
+        au32 *armed;   /* 1: a sleeper wants a wake-up; a waker takes it (K) */
+        au32 *word;    /* the futex word, bumped by each wake */
+};
+
+/* Is the awaited state there? Must load with seq_cst what the waker
+ * stores (its re-check is the Dekker half of C / F). */
+typedef bool (*wait_ready_fn)(void *ctx);
+
+/* Wait until ready(ctx), at most until deadline_ns (CLOCK_MONOTONIC, 0:
+ * none). Returns 0, -ETIMEDOUT or -EINTR. *sleeps (may be NULL) counts
+ * the futex sleeps taken. */
+int wait_until(const struct wait_how *w, struct wait_words ww, uint64_t deadline_ns, wait_ready_fn ready,
+               void *ctx, uint64_t *sleeps);
+
+/* Several waits at once (futex_waitv): ready(ctx, i) for i < n, each on
+ * its own words. Returns the index of one that is ready, -EAGAIN when
+ * none is and timeout_ms is 0, -ETIMEDOUT, -EINTR, -EINVAL, or -ENOSYS
+ * when the kernel lacks futex_waitv. n <= WAIT_ANY_MAX. */
+#define WAIT_ANY_MAX 128u
+typedef bool (*wait_ready_at_fn)(void *ctx, unsigned i);
+int wait_any(const struct wait_words *ww, unsigned n, int timeout_ms, wait_ready_at_fn ready, void *ctx);
+
+/* The hot side's wake-up, after its store and full fence (D / E): only if
+ * someone announced, and only once per arming (K). Returns whether it
+ * woke. */
+bool wait_wake_armed(struct wait_words ww);
+/* Bump the word and wake every sleeper on it, unconditionally. */
+void wait_wake_all(au32 *word);
+
+#endif
