@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "cli_util.h"
+#include "layout.h"
 #include "macro.h"
 #include "opts.h"
 #include "zcbus.h"
@@ -229,7 +230,7 @@ uint32_t bench_ring_slots(size_t size, uint32_t req, uint64_t ring_bytes, uint32
 
         if (req)
                 return req;
-        while (n > lo && (uint64_t)n * bench_slot_stride(size) > ring_bytes)
+        while (n > lo && (uint64_t)n * seg_slot_stride((uint32_t)size) > ring_bytes)
                 n >>= 1;
         return n;
 }

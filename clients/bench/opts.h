@@ -3,7 +3,7 @@
  * the benchmark settings both take (with the same option names, texts and
  * defaults), the parsers and formatters behind them, the transport kinds
  * and their names, and the ring geometry both give zcbus topics and the
- * shm floor alike.
+ * shm floor alike (from libbus's slot layout, so the two cannot drift).
  */
 #ifndef ZCBUS_BENCH_OPTS_H
 #define ZCBUS_BENCH_OPTS_H
@@ -110,13 +110,10 @@ void bench_fmt_rate(double v, char *buf, size_t len);
 /* The --size list as given back: "64,4K,1M". */
 void bench_fmt_sizes(const struct bench_common *c, char *buf, size_t len);
 
-/* Ring geometry: slot payload rounded to a cache line plus a descriptor
- * line, as zcbus lays it out. */
-static inline uint64_t bench_slot_stride(size_t size) {
-        return 64u + (((uint64_t)size + 63u) & ~(uint64_t)63u);
-}
 /* Slot count for messages of size: req if not 0, else the largest power
- * of two in [lo, hi] whose ring stays within ring_bytes (lo if none). */
+ * of two in [lo, hi] whose ring of zcbus slots (seg_slot_stride(): a
+ * 32-byte descriptor and the payload, rounded to a cache line) stays
+ * within ring_bytes (lo if none). */
 uint32_t bench_ring_slots(size_t size, uint32_t req, uint64_t ring_bytes, uint32_t lo, uint32_t hi);
 /* The geometry lat and perf give zcbus topics and the shm reference alike:
  * lat 16..256 slots within 32 MiB; perf 4..4096 within 4 MiB: a ring that

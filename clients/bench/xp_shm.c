@@ -2,23 +2,27 @@
  * xp_shm.c: the shm floor of the lab (xp_shm.h): raw shared memory (a
  * memfd mapped by both processes) with one atomic word each way and no
  * bus logic at all, the floor of this machine for handing a message to
- * another core. It owns its mappings and its word-waiting engine.
+ * another core. It owns its mappings and its layout; the waiting and the
+ * slot geometry are zcbus's own (libbus/wait.h, libbus/layout.h), so the
+ * floor differs from zcbus only in what a bus adds, and cannot drift.
  *
  * Deliberately minimal, so that it is a floor and not a second bus: a
- * message is "the word changed"; the payload lives at a fixed place next
- * to it. In lat, like zcbus, it writes only the 8-byte counter of a
- * SIZE-byte payload; in perf it is a plain single-producer ring with one
- * head word and one tail word per subscriber, and the producer memsets
- * every slot it fills exactly as the zcbus producer does.
+ * message is "the word changed"; the payload lives in a zcbus-shaped slot
+ * (a SEG_SLOT_DESC-byte descriptor, left unused, then the payload in the
+ * same cache line, stride seg_slot_stride()). In lat, like zcbus, it
+ * writes only the 8-byte counter of a SIZE-byte payload; in perf it is a
+ * plain single-producer ring with one head word and one tail word per
+ * subscriber, and the producer memsets every slot it fills exactly as the
+ * zcbus producer does.
  *
- * Waiting: spin loads the word with cpu_relax(); futex sleeps at once;
- * adaptive spins for the budget, then announces itself in a waiter
- * count, re-checks and sleeps; its waker stores the word and looks at the
- * count (both seq_cst: "store mine, then look at yours", so one of the two
- * always sees the other) and calls FUTEX_WAKE only if someone sleeps. In
- * lat, futex mode wakes unconditionally, as the plain futex reference; in
- * perf it uses the waiter count too, or the reference would measure one
- * FUTEX_WAKE per message instead of the floor.
+ * Waiting, as --wait says, through wait_until(): spin never sleeps;
+ * adaptive spins for the budget, then announces itself and sleeps, and
+ * its waker (after its store and a full fence) makes a system call only
+ * when someone announced and it takes the arm; futex sleeps at once. In
+ * lat, the futex waker wakes unconditionally (wait_wake_all), as the
+ * plain futex reference; in perf it uses the announce discipline too, or
+ * the reference would measure one FUTEX_WAKE per message instead of the
+ * floor.
  */
 #include <assert.h>
 #include <errno.h>
@@ -26,11 +30,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <limits.h>
 #include <unistd.h>
 
 #include "futex.h"
+#include "layout.h"
 #include "macro.h"
+#include "wait.h"
 #include "xp_shm.h"
 #include "zcbus.h"
 
@@ -38,93 +43,73 @@
 
 /* ------------------------------------------------- one word, each way */
 
+/* One direction of notification on one line: the value the waker
+ * publishes and the wait engine's words for it. */
 struct shm_line {
-        au32 word;    /* the message counter (or ring index) */
-        au32 waiters; /* sleepers announced on word */
-        uint8_t pad[56];
+        au32 value;   /* the message counter (or ring index) */
+        au32 waiters; /* wait.h: sleepers announced */
+        au32 armed;   /* wait.h: a sleeper wants a wake-up */
+        au32 word;    /* wait.h: the futex word, bumped by each wake */
+        uint8_t pad[SEG_LINE - 16];
 };
-static_assert(sizeof(struct shm_line) == 64, "one cache line");
+static_assert(sizeof(struct shm_line) == SEG_LINE, "one cache line");
 
-struct waiter {
-        uint64_t spin_ns; /* before sleeping; 0: sleep at once; UINT64_MAX: never sleep */
-        bool announce;    /* sleepers count themselves; wakers wake only if counted */
+struct shm_wait {
+        struct wait_how how;
+        bool wake_all; /* lat --wait futex: wake at every post, announced or not */
 };
 
-/* The payload of slot i of a ring at base. */
-static inline uint8_t *shm_payload(uint8_t *base, uint64_t stride, uint64_t i) {
-        return base + i * stride;
+static struct shm_wait shm_wait_for(uint32_t mode, uint32_t spin_us, bool futex_wakes_all) {
+        struct shm_wait w = {.wake_all = futex_wakes_all && mode == ZCBUS_WAIT_FUTEX};
+
+        wait_how_init(&w.how, mode, spin_us);
+        return w;
 }
 
-static struct waiter waiter_for(uint32_t mode, uint32_t spin_us, bool wake_always) {
-        switch (mode) {
-        case ZCBUS_WAIT_SPIN:
-                return (struct waiter){.spin_ns = UINT64_MAX};
-        case ZCBUS_WAIT_FUTEX:
-                return (struct waiter){.spin_ns = 0, .announce = !wake_always};
-        default:
-                return (struct waiter){.spin_ns = (uint64_t)spin_us * 1000u, .announce = true};
-        }
+static inline struct wait_words line_words(struct shm_line *l) {
+        return (struct wait_words){.waiters = &l->waiters, .armed = &l->armed, .word = &l->word};
 }
 
-/* Publish v in l->word and wake per the mode. Payload written before is
- * visible to whoever sees v (release, or seq_cst, store). */
-static inline void line_post(struct shm_line *l, uint32_t v, const struct waiter *w, int nwake) {
-        if (w->spin_ns == UINT64_MAX) {
-                store_rel(&l->word, v); /* pairs with line_wait's load_acq */
+/* Publish v in l->value and wake per the mode. What was written before is
+ * visible to whoever sees v. */
+static inline void line_post(struct shm_line *l, uint32_t v, const struct shm_wait *w) {
+        store_rel(&l->value, v); /* pairs with line_wait's loads */
+        if (w->how.mode == ZCBUS_WAIT_SPIN)
+                return; /* nobody sleeps */
+        if (w->wake_all) {
+                wait_wake_all(&l->word); /* its SC bump orders after the store */
                 return;
         }
-        if (!w->announce) {
-                store_rel(&l->word, v); /* pairs with line_wait's load_acq */
-                (void)futex_wake(&l->word, nwake);
-                return;
-        }
-        store_sc(&l->word, v);      /* store mine ... */
-        if (load_sc(&l->waiters))   /* ... then look at yours: pairs with line_wait */
-                (void)futex_wake(&l->word, nwake);
+        full_fence(); /* store mine, then look at yours: pairs with wait_until's announce */
+        (void)wait_wake_armed(line_words(l));
 }
 
-/* Wait until l->word != old (then the payload behind it is visible), at
- * most timeout_ns (0: no limit). The clock is read only when there is a
- * spin budget or a limit, and then every 128 spins, as zcbus does. */
-static int line_wait(struct shm_line *l, uint32_t old, const struct waiter *w, uint64_t timeout_ns) {
-        uint64_t deadline = 0;
+struct line_until {
+        au32 *value;
+        uint32_t old;
+        au32 *done; /* NULL, or a word that ends the wait too */
+};
 
-        if (load_acq(&l->word) != old) /* pairs with line_post's store */
+static bool line_changed(void *ctx) {
+        const struct line_until *u = ctx;
+
+        return load_sc(u->value) != u->old || (u->done && load_sc(u->done));
+}
+
+/* Wait until l->value != old (then the payload behind it is visible) or
+ * *done is set (done may be NULL), at most slice_ns (0: no limit). The
+ * clock is read only when there is a spin budget or a limit. */
+static int line_wait(struct shm_line *l, uint32_t old, au32 *done, const struct shm_wait *w, uint64_t slice_ns) {
+        struct line_until u = {.value = &l->value, .old = old, .done = done};
+
+        if (load_acq(&l->value) != old) /* pairs with line_post's store */
                 return 0;
-        if (w->spin_ns) {
-                bool budget = w->spin_ns != UINT64_MAX;
-                uint64_t t = budget || timeout_ns ? now_ns() : 0;
-                uint64_t spin_end = budget ? t + w->spin_ns : UINT64_MAX;
-                deadline = timeout_ns ? t + timeout_ns : UINT64_MAX;
-                for (unsigned i = 1;; i++) {
-                        if (load_acq(&l->word) != old)
-                                return 0;
-                        cpu_relax();
-                        if ((i & 127) == 0 && (budget || timeout_ns)) {
-                                t = now_ns();
-                                if (t >= deadline)
-                                        return -ETIMEDOUT;
-                                if (t >= spin_end)
-                                        break;
-                        }
-                }
-                if (!timeout_ns)
-                        deadline = 0;
-        } else if (timeout_ns)
-                deadline = now_ns() + timeout_ns;
-        for (;;) {
-                int r = 0;
-                if (w->announce)
-                        (void)faa_sc(&l->waiters, 1); /* store mine ... */
-                if (load_sc(&l->word) == old)         /* ... then look at yours */
-                        r = futex_wait(&l->word, old, deadline);
-                if (w->announce)
-                        (void)fas_sc(&l->waiters, 1);
-                if (load_acq(&l->word) != old)
-                        return 0;
-                if (r < 0 && r != -EINTR)
-                        return r;
-        }
+        return wait_until(&w->how, line_words(l), slice_ns ? now_ns() + slice_ns : 0, line_changed, &u, NULL);
+}
+
+/* The payload of slot i of a ring of zcbus-shaped slots at base. */
+static inline uint8_t *shm_payload(uint8_t *base, uint64_t stride, uint64_t i) {
+        return seg_payload((struct seg_slot *)(base + i * stride));
 }
 
 /* A zeroed shared mapping of *len bytes of a sealed-size memfd: what both
@@ -155,10 +140,10 @@ static void shm_unmap(uint8_t **p, size_t *len) {
 /* ================================================================ lat */
 
 /* --- lat: one word each way, the counter at the start of a SIZE-byte
- * payload area next to it. */
+ * payload in a slot of its own. */
 
 struct lat_shm {
-        struct waiter w;
+        struct shm_wait w;
         uint8_t *map;
         size_t len, max;
         struct shm_line *ping, *pong; /* ping: written by the ping side */
@@ -179,8 +164,8 @@ static int lat_shm_ping(void *st, uint64_t ctr) {
         int r;
 
         memcpy(x->ping_buf, &ctr, sizeof(ctr));
-        line_post(x->ping, s, &x->w, 1);
-        r = line_wait(x->pong, s - 1, &x->w, 0);
+        line_post(x->ping, s, &x->w);
+        r = line_wait(x->pong, s - 1, NULL, &x->w, 0);
         if (r < 0)
                 return r;
         memcpy(&echo, x->pong_buf, sizeof(echo));
@@ -190,14 +175,14 @@ static int lat_shm_ping(void *st, uint64_t ctr) {
 static int lat_shm_pong(void *st, uint64_t *ret_ctr) {
         struct lat_shm *x = st;
         uint64_t ctr;
-        int r = line_wait(x->ping, x->seq, &x->w, 0);
+        int r = line_wait(x->ping, x->seq, NULL, &x->w, 0);
 
         if (r < 0)
                 return r;
         x->seq++;
         memcpy(&ctr, x->ping_buf, sizeof(ctr));
         memcpy(x->pong_buf, &ctr, sizeof(ctr));
-        line_post(x->pong, x->seq, &x->w, 1);
+        line_post(x->pong, x->seq, &x->w);
         *ret_ctr = ctr;
         return 0;
 }
@@ -224,21 +209,21 @@ static const struct lat_ops lat_shm_ops = {
 
 int xp_shm_lat_new(const struct lat_cfg *cfg, struct lat_xp *ret) {
         _cleanup_(lat_shm_freep) struct lat_shm *x = calloc(1, sizeof(*x));
-        size_t area = ALIGN_UP(cfg->com.max_size, (size_t)64);
+        uint64_t stride = seg_slot_stride((uint32_t)cfg->com.max_size);
         int r;
 
         if (!x)
                 return -ENOMEM;
-        x->w = waiter_for(cfg->com.wait, cfg->com.spin_us, true);
+        x->w = shm_wait_for(cfg->com.wait, cfg->com.spin_us, true);
         x->max = cfg->com.max_size;
-        x->len = 2 * sizeof(struct shm_line) + 2 * area;
+        x->len = 2 * sizeof(struct shm_line) + 2 * stride;
         r = shm_map("zcbus-lat-shm", &x->len, &x->map);
         if (r < 0)
                 return r;
         x->ping = (struct shm_line *)x->map;
         x->pong = x->ping + 1;
-        x->ping_buf = x->map + 2 * sizeof(struct shm_line);
-        x->pong_buf = x->ping_buf + area;
+        x->ping_buf = shm_payload(x->map + 2 * sizeof(struct shm_line), stride, 0);
+        x->pong_buf = shm_payload(x->map + 2 * sizeof(struct shm_line), stride, 1);
         *ret = (struct lat_xp){.ops = &lat_shm_ops, .st = TAKE_PTR(x), .kind = BENCH_XP_SHM};
         return 0;
 }
@@ -250,7 +235,7 @@ int xp_shm_lat_new(const struct lat_cfg *cfg, struct lat_xp *ret) {
 
 struct perf_shm {
         const struct perf_cfg *cfg;
-        struct waiter w;
+        struct shm_wait w;
         uint8_t *map;
         size_t len, size;
         struct shm_line *head, *done, *tails;
@@ -269,7 +254,7 @@ static int perf_shm_prepare(void *st, size_t size) {
         x->size = size;
         x->n = bench_perf_slots(size, cfg->com.slots);
         x->mask = x->n - 1;
-        x->stride = bench_slot_stride(size);
+        x->stride = seg_slot_stride((uint32_t)size);
         x->len = ALIGN_UP(lines, (size_t)4096) + (size_t)x->n * x->stride;
         r = shm_map("zcbus-perf-shm", &x->len, &x->map);
         if (r < 0)
@@ -277,8 +262,7 @@ static int perf_shm_prepare(void *st, size_t size) {
         x->head = (struct shm_line *)x->map;
         x->done = x->head + 1;
         x->tails = x->head + 2;
-        /* Like a zcbus slot: a descriptor line, then the payload. */
-        x->slots = x->map + ALIGN_UP(lines, (size_t)4096) + 64;
+        x->slots = x->map + ALIGN_UP(lines, (size_t)4096);
         return 0;
 }
 
@@ -302,7 +286,7 @@ static bool perf_shm_room(struct perf_shm *x, struct perf_ctl *ctl, uint32_t hea
                 unsigned slow = 0;
                 uint32_t m = head;
                 for (unsigned c = 0; c < nsub; c++) {
-                        uint32_t t = load_acq(&x->tails[c].word); /* pairs with the reader's line_post */
+                        uint32_t t = load_acq(&x->tails[c].value); /* pairs with the reader's line_post */
                         if ((uint32_t)(head - t) > (uint32_t)(head - m)) {
                                 m = t;
                                 slow = c;
@@ -312,7 +296,7 @@ static bool perf_shm_room(struct perf_shm *x, struct perf_ctl *ctl, uint32_t hea
                 if ((uint32_t)(head + batch - m) <= x->n)
                         break;
                 (*waits)++;
-                (void)line_wait(&x->tails[slow], m, &x->w, IDLE_SLICE_NS);
+                (void)line_wait(&x->tails[slow], m, NULL, &x->w, IDLE_SLICE_NS);
                 if (load_rlx(&ctl->stop))
                         return false;
         }
@@ -333,13 +317,13 @@ static int perf_shm_produce(struct perf_shm *x, struct perf_ctl *ctl, struct per
                 }
                 head += batch;
                 res->count += batch;
-                line_post(x->head, head, &x->w, INT_MAX);
+                line_post(x->head, head, &x->w);
         }
         res->t_end = now_ns();
         res->waits = waits;
-        store_sc(&x->done->word, 1);
-        if (x->w.spin_ns != UINT64_MAX)
-                (void)futex_wake(&x->head->word, INT_MAX);
+        store_sc(&x->done->value, 1);
+        if (x->w.how.mode != ZCBUS_WAIT_SPIN)
+                wait_wake_all(&x->head->word); /* subscribers asleep on head wait for done too */
         return 0;
 }
 
@@ -349,7 +333,7 @@ static int perf_shm_consume(struct perf_shm *x, unsigned idx, struct perf_result
         uint64_t sink = 0, count = 0, idle_count = UINT64_MAX;
 
         for (;;) {
-                uint32_t h = load_acq(&x->head->word), n; /* pairs with the producer's post */
+                uint32_t h = load_acq(&x->head->value), n; /* pairs with the producer's post */
 
                 if (h == tail) {
                         /* Idle: the only place a subscriber reads the clock. */
@@ -357,12 +341,12 @@ static int perf_shm_consume(struct perf_shm *x, unsigned idx, struct perf_result
                                 res->t_end = now_ns();
                                 idle_count = count;
                         }
-                        if (load_acq(&x->done->word)) {
-                                if (load_acq(&x->head->word) == tail)
+                        if (load_acq(&x->done->value)) {
+                                if (load_acq(&x->head->value) == tail)
                                         break;
                                 continue;
                         }
-                        (void)line_wait(x->head, tail, &x->w, IDLE_SLICE_NS);
+                        (void)line_wait(x->head, tail, &x->done->value, &x->w, IDLE_SLICE_NS);
                         continue;
                 }
                 n = MIN(h - tail, batch);
@@ -377,7 +361,7 @@ static int perf_shm_consume(struct perf_shm *x, unsigned idx, struct perf_result
                         count++;
                 }
                 tail += n;
-                line_post(&x->tails[idx], tail, &x->w, 1);
+                line_post(&x->tails[idx], tail, &x->w);
         }
         res->count = count;
         res->sink = sink;
@@ -417,7 +401,7 @@ int xp_shm_perf_new(const struct perf_cfg *cfg, struct perf_xp *ret) {
         if (!x)
                 return -ENOMEM;
         x->cfg = cfg;
-        x->w = waiter_for(cfg->com.wait, cfg->com.spin_us, false);
+        x->w = shm_wait_for(cfg->com.wait, cfg->com.spin_us, false);
         *ret = (struct perf_xp){.ops = &perf_shm_ops, .st = x, .kind = BENCH_XP_SHM};
         return 0;
 }
