@@ -29,6 +29,7 @@ zcbus_bench_SOURCES = \
 	clients/bench/perf.c clients/bench/perf.h \
 	clients/bench/opts.c clients/bench/opts.h \
 	clients/bench/procs.c clients/bench/procs.h \
+	clients/bench/xp.c clients/bench/xp.h \
 	clients/bench/xp_zcbus.c clients/bench/xp_zcbus.h \
 	clients/bench/xp_shm.c clients/bench/xp_shm.h \
 	clients/bench/xp_sock.c clients/bench/xp_sock.h \

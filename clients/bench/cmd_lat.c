@@ -27,8 +27,7 @@
 #include "macro.h"
 #include "plot.h"
 #include "procs.h"
-#include "xp_shm.h"
-#include "xp_sock.h"
+#include "xp.h"
 #include "xp_zcbus.h"
 #include "zcbus.h"
 
@@ -102,7 +101,7 @@ static int parse_opts(int argc, char **argv, struct lat_opts *o) {
         struct lat_cfg *c = &o->cfg;
         bool have_n = false, have_d = false;
         unsigned long long v;
-        int opt, r;
+        int opt;
 
         bench_common_init(&c->com);
         c->count = 100000;
@@ -110,13 +109,7 @@ static int parse_opts(int argc, char **argv, struct lat_opts *o) {
         c->round = 1000;
         c->round_warmup = 10;
 
-        opterr = 0;
-        while ((opt = getopt_long(argc, argv, ":n:d:h", longopts, NULL)) != -1) {
-                r = bench_common_opt(CMD, opt, optarg, &c->com);
-                if (r < 0)
-                        return 2;
-                if (r > 0)
-                        continue;
+        while ((opt = bench_getopt(CMD, argc, argv, ":n:d:h", longopts, &c->com)) >= 0) {
                 switch (opt) {
                 case 'n':
                         if (cli_parse_u64(optarg, 1, UINT64_C(1) << 40, 1, &v) < 0)
@@ -162,14 +155,10 @@ static int parse_opts(int argc, char **argv, struct lat_opts *o) {
                 case 'h':
                         usage(stdout);
                         return 0;
-                default:
-                        return cli_bad_option(CMD, argv, opt);
                 }
         }
-        if (optind < argc) {
-                cli_err(CMD, "unexpected argument '%s' (try 'zcbus lat --help')", argv[optind]);
+        if (opt == -2 || bench_no_operands(CMD, argc, argv))
                 return 2;
-        }
         if (have_n && have_d) {
                 cli_err(CMD, "give either -n or -d, not both");
                 return 2;
@@ -486,30 +475,15 @@ int bench_cmd_lat(int argc, char **argv, const char *sock) {
         if (!o.cfg.com.no_bus && bench_broker_check(CMD, sock) < 0)
                 return 1;
 
-        /* Transports: zcbus first (ratios are zcbus/baseline), then the
-         * baselines, all created before the fork. */
-        if (!o.cfg.com.no_bus) {
-                if (xp_zc_lat_new(&o.cfg, &xps[nxp]) < 0) {
-                        cli_err(CMD, "out of memory");
-                        return 1;
-                }
-                nxp++;
+        /* All transports are made before the fork. */
+        if (bench_xps_new(CMD, &o.cfg.com, xp_lat_make, &o.cfg, xps, sizeof(*xps), &nxp) < 0) {
+                free_xps(xps, nxp);
+                return 1;
         }
         if (o.pong) {
                 status = ext_pong(&o, &xps[0]);
                 free_xps(xps, nxp);
                 return status;
-        }
-        for (unsigned k = BENCH_XP_SHM; k < BENCH_XP_MAX_; k++) {
-                if (!(o.cfg.com.baselines & (1u << k)))
-                        continue;
-                r = k == BENCH_XP_SHM ? xp_shm_lat_new(&o.cfg, &xps[nxp]) : xp_sock_lat_new(k, &o.cfg, &xps[nxp]);
-                if (r < 0) {
-                        cli_err(CMD, "cannot set up the %s baseline: %s", bench_xp_name(k), strerror(-r));
-                        free_xps(xps, nxp);
-                        return 1;
-                }
-                nxp++;
         }
         nh = o.cfg.com.nsizes * nxp;
         hists = calloc(nh, sizeof(*hists));

@@ -23,8 +23,7 @@
 #include "json.h"
 #include "macro.h"
 #include "perf.h"
-#include "xp_shm.h"
-#include "xp_sock.h"
+#include "xp.h"
 #include "xp_zcbus.h"
 #include "zcbus.h"
 
@@ -85,7 +84,7 @@ static int parse_opts(int argc, char **argv, struct perf_opts *o) {
         };
         struct perf_cfg *c = &o->cfg;
         unsigned long long v;
-        int opt, r;
+        int opt;
 
         bench_common_init(&c->com);
         c->producers = c->subscribers = 1;
@@ -93,13 +92,7 @@ static int parse_opts(int argc, char **argv, struct perf_opts *o) {
         c->rounds = 3;
         c->duration_ns = UINT64_C(2) * 1000000000u;
 
-        opterr = 0;
-        while ((opt = getopt_long(argc, argv, ":p:c:d:h", longopts, NULL)) != -1) {
-                r = bench_common_opt(CMD, opt, optarg, &c->com);
-                if (r < 0)
-                        return 2;
-                if (r > 0)
-                        continue;
+        while ((opt = bench_getopt(CMD, argc, argv, ":p:c:d:h", longopts, &c->com)) >= 0) {
                 switch (opt) {
                 case 'p':
                         if (cli_parse_u64(optarg, 1, PRODUCERS_MAX, 0, &v) < 0)
@@ -128,14 +121,10 @@ static int parse_opts(int argc, char **argv, struct perf_opts *o) {
                 case 'h':
                         usage(stdout);
                         return 0;
-                default:
-                        return cli_bad_option(CMD, argv, opt);
                 }
         }
-        if (optind < argc) {
-                cli_err(CMD, "unexpected argument '%s' (try 'zcbus perf --help')", argv[optind]);
+        if (opt == -2 || bench_no_operands(CMD, argc, argv))
                 return 2;
-        }
         if (o->cfg.com.baselines && c->producers != 1) {
                 cli_err(CMD, "--baseline needs -p 1 (the references have a single producer)");
                 return 2;
@@ -367,23 +356,9 @@ int bench_cmd_perf(int argc, char **argv, const char *sock) {
         if (!o.cfg.com.no_bus && bench_broker_check(CMD, sock) < 0)
                 return 1;
 
-        if (!o.cfg.com.no_bus) {
-                if (xp_zc_perf_new(&o.cfg, &xps[nxp]) < 0) {
-                        cli_err(CMD, "out of memory");
-                        return 1;
-                }
-                nxp++;
-        }
-        for (unsigned k = BENCH_XP_SHM; k < BENCH_XP_MAX_; k++) {
-                if (!(o.cfg.com.baselines & (1u << k)))
-                        continue;
-                r = k == BENCH_XP_SHM ? xp_shm_perf_new(&o.cfg, &xps[nxp]) : xp_sock_perf_new(k, &o.cfg, &xps[nxp]);
-                if (r < 0) {
-                        cli_err(CMD, "cannot set up the %s baseline: %s", bench_xp_name(k), strerror(-r));
-                        free_xps(xps, nxp);
-                        return 1;
-                }
-                nxp++;
+        if (bench_xps_new(CMD, &o.cfg.com, xp_perf_make, &o.cfg, xps, sizeof(*xps), &nxp) < 0) {
+                free_xps(xps, nxp);
+                return 1;
         }
         R.nxp = nxp;
         R.cells = calloc((size_t)o.cfg.com.nsizes * nxp, sizeof(*R.cells));

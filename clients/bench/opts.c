@@ -257,7 +257,7 @@ static int bad_common(const char *cmd, const char *opt, const char *arg, const c
         return -EINVAL;
 }
 
-int bench_common_opt(const char *cmd, int opt, const char *arg, struct bench_common *c) {
+int bench_common_opt(const char *cmd, char **argv, int opt, const char *arg, struct bench_common *c) {
         unsigned long long v;
         int r;
 
@@ -307,9 +307,35 @@ int bench_common_opt(const char *cmd, int opt, const char *arg, struct bench_com
         case BENCH_OPT_JSON:
                 c->json = true;
                 return 1;
+        case ':':
+        case '?':
+                (void)cli_bad_option(cmd, argv, opt);
+                return -EINVAL;
         default:
                 return 0;
         }
+}
+
+int bench_getopt(const char *cmd, int argc, char **argv, const char *shortopts, const struct option *longopts,
+                 struct bench_common *c) {
+        int opt, r;
+
+        opterr = 0;
+        while ((opt = getopt_long(argc, argv, shortopts, longopts, NULL)) != -1) {
+                r = bench_common_opt(cmd, argv, opt, optarg, c);
+                if (r < 0)
+                        return -2;
+                if (r == 0)
+                        return opt;
+        }
+        return -1;
+}
+
+int bench_no_operands(const char *cmd, int argc, char **argv) {
+        if (optind >= argc)
+                return 0;
+        cli_err(cmd, "unexpected argument '%s' (try 'zcbus %s --help')", argv[optind], cmd);
+        return 2;
 }
 
 int bench_common_finish(const char *cmd, struct bench_common *c, bool shared) {

@@ -80,8 +80,18 @@ enum {
 void bench_common_init(struct bench_common *c);
 /* Take getopt_long's opt and optarg if opt is a shared option: 1 if it
  * was, 0 if it is the command's own, -EINVAL after reporting a bad value
- * as "zcbus CMD: invalid ..." (the caller exits 2). */
-int bench_common_opt(const char *cmd, int opt, const char *arg, struct bench_common *c);
+ * as "zcbus CMD: invalid ..." or getopt's ':' / '?' (missing argument,
+ * unknown option) as cli_bad_option() does; the caller exits 2. */
+int bench_common_opt(const char *cmd, char **argv, int opt, const char *arg, struct bench_common *c);
+/* getopt_long(argc, argv, shortopts, longopts) with the shared options
+ * taken by bench_common_opt(): the next option that is the command's own,
+ * -1 at the end, -2 once a bad one was reported (the caller exits 2). */
+struct option;
+int bench_getopt(const char *cmd, int argc, char **argv, const char *shortopts, const struct option *longopts,
+                 struct bench_common *c);
+/* After getopt: 2 after reporting "unexpected argument" if any operand
+ * is left, else 0. */
+int bench_no_operands(const char *cmd, int argc, char **argv);
 /* After parsing: --no-bus needs --baseline (-EINVAL, reported); set
  * max_size and, without --prefix, the prefix "zcbus.CMD.PID" (or
  * "zcbus.CMD" when shared, for peers started by hand). */

@@ -47,7 +47,7 @@ static int perf_peer_main(void *arg) {
         if (bench_put_byte(P->tok->wr, 'R') < 0 || bench_wait_eof(P->go_gate->rd) < 0)
                 return 1;
         P->res->t_start = now_ns();
-        r = P->xp->ops->run(P->xp->st, P->role, P->idx, P->ctl, P->res);
+        r = (P->role == PERF_PROD ? P->xp->ops->produce : P->xp->ops->consume)(P->xp->st, P->idx, P->ctl, P->res);
         if (r < 0) {
                 cli_err(P->cmd, "%s %s %u: %s", bench_xp_name(P->xp->kind),
                         P->role == PERF_PROD ? "producer" : "subscriber", P->idx,

@@ -54,9 +54,10 @@ struct perf_ops { /* the transport's name is bench_xp_name(kind) */
         /* Optional: in the peer, after the fork, keep its own ends, open
          * its handle. All producers attach before any subscriber does. */
         int (*attach)(void *st, enum perf_role role, unsigned idx);
-        /* Publish until ctl->stop, or receive until every producer is done
-         * and nothing is left. Fill r. */
-        int (*run)(void *st, enum perf_role role, unsigned idx, struct perf_ctl *ctl, struct perf_result *r);
+        /* Producer idx: publish until ctl->stop. Subscriber idx: receive
+         * until every producer is done and nothing is left. Fill r. */
+        int (*produce)(void *st, unsigned idx, struct perf_ctl *ctl, struct perf_result *r);
+        int (*consume)(void *st, unsigned idx, struct perf_ctl *ctl, struct perf_result *r);
         /* Optional: parent, after forking a run's peers: drop the peers'
          * ends (and again when the run is over). */
         void (*detach)(void *st);

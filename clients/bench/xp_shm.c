@@ -200,12 +200,8 @@ static void lat_shm_freep(struct lat_shm **p) {
         lat_shm_free(*p);
 }
 
-static const struct lat_ops lat_shm_ops = {
-        .begin = lat_shm_begin,
-        .ping = lat_shm_ping,
-        .pong = lat_shm_pong,
-        .free = lat_shm_free,
-};
+static const struct lat_ops lat_shm_ops = {.begin = lat_shm_begin, .ping = lat_shm_ping, .pong = lat_shm_pong,
+                                          .free = lat_shm_free};
 
 int xp_shm_lat_new(const struct lat_cfg *cfg, struct lat_xp *ret) {
         _cleanup_(lat_shm_freep) struct lat_shm *x = calloc(1, sizeof(*x));
@@ -303,7 +299,8 @@ static bool perf_shm_room(struct perf_shm *x, struct perf_ctl *ctl, uint32_t hea
         return true;
 }
 
-static int perf_shm_produce(struct perf_shm *x, struct perf_ctl *ctl, struct perf_result *res) {
+static int perf_shm_produce(void *st, unsigned idx, struct perf_ctl *ctl, struct perf_result *res) {
+        struct perf_shm *x = st;
         uint32_t batch = MIN(x->cfg->batch, x->n), head = 0, min_tail = 0;
         size_t size = x->size;
         uint64_t waits = 0;
@@ -327,7 +324,8 @@ static int perf_shm_produce(struct perf_shm *x, struct perf_ctl *ctl, struct per
         return 0;
 }
 
-static int perf_shm_consume(struct perf_shm *x, unsigned idx, struct perf_result *res) {
+static int perf_shm_consume(void *st, unsigned idx, struct perf_ctl *ctl, struct perf_result *res) {
+        struct perf_shm *x = st;
         uint32_t batch = x->cfg->batch, tail = 0;
         size_t size = x->size;
         uint64_t sink = 0, count = 0, idle_count = UINT64_MAX;
@@ -368,14 +366,6 @@ static int perf_shm_consume(struct perf_shm *x, unsigned idx, struct perf_result
         return 0;
 }
 
-static int perf_shm_run(void *st, enum perf_role role, unsigned idx, struct perf_ctl *ctl, struct perf_result *r) {
-        struct perf_shm *x = st;
-
-        if (role == PERF_PROD)
-                return perf_shm_produce(x, ctl, r);
-        return perf_shm_consume(x, idx, r);
-}
-
 static void perf_shm_free(void *st) {
         struct perf_shm *x = st;
 
@@ -385,12 +375,9 @@ static void perf_shm_free(void *st) {
         free(x);
 }
 
-static const struct perf_ops perf_shm_ops = {
-        .prepare = perf_shm_prepare,
-        .run = perf_shm_run,
-        .detach = perf_shm_detach,
-        .free = perf_shm_free,
-};
+static const struct perf_ops perf_shm_ops = {.prepare = perf_shm_prepare, .produce = perf_shm_produce,
+                                            .consume = perf_shm_consume, .detach = perf_shm_detach,
+                                            .free = perf_shm_free};
 
 int xp_shm_perf_new(const struct perf_cfg *cfg, struct perf_xp *ret) {
         struct perf_shm *x;

@@ -218,13 +218,8 @@ static void lat_sock_freep(struct lat_sock **p) {
 }
 
 /* uds and pipe alike: x->kind tells them apart. */
-static const struct lat_ops lat_sock_ops = {
-        .attach = lat_sock_attach,
-        .begin = lat_sock_begin,
-        .ping = lat_sock_ping,
-        .pong = lat_sock_pong,
-        .free = lat_sock_free,
-};
+static const struct lat_ops lat_sock_ops = {.attach = lat_sock_attach, .begin = lat_sock_begin,
+                                           .ping = lat_sock_ping, .pong = lat_sock_pong, .free = lat_sock_free};
 
 int xp_sock_lat_new(unsigned kind, const struct lat_cfg *cfg, struct lat_xp *ret) {
         _cleanup_(lat_sock_freep) struct lat_sock *x = calloc(1, sizeof(*x));
@@ -389,7 +384,8 @@ static int perf_sock_send(struct perf_sock *x, int fd) {
         return 0;
 }
 
-static int perf_sock_produce(struct perf_sock *x, struct perf_ctl *ctl, struct perf_result *res) {
+static int perf_sock_produce(void *st, unsigned idx, struct perf_ctl *ctl, struct perf_result *res) {
+        struct perf_sock *x = st;
         unsigned nsub = x->cfg->subscribers;
         int r;
 
@@ -448,7 +444,8 @@ static int perf_sock_recv(struct perf_sock *x, int fd) {
         return r;
 }
 
-static int perf_sock_consume(struct perf_sock *x, unsigned idx, struct perf_result *res) {
+static int perf_sock_consume(void *st, unsigned idx, struct perf_ctl *ctl, struct perf_result *res) {
+        struct perf_sock *x = st;
         int fd = x->fds[idx][1];
         uint64_t sink = 0, count = 0;
 
@@ -475,14 +472,6 @@ static int perf_sock_consume(struct perf_sock *x, unsigned idx, struct perf_resu
         }
 }
 
-static int perf_sock_run(void *st, enum perf_role role, unsigned idx, struct perf_ctl *ctl, struct perf_result *r) {
-        struct perf_sock *x = st;
-
-        if (role == PERF_PROD)
-                return perf_sock_produce(x, ctl, r);
-        return perf_sock_consume(x, idx, r);
-}
-
 static void perf_sock_free(void *st) {
         struct perf_sock *x = st;
 
@@ -499,13 +488,9 @@ static void perf_sock_freep(struct perf_sock **p) {
 }
 
 /* uds and pipe alike: x->kind tells them apart. */
-static const struct perf_ops perf_sock_ops = {
-        .prepare = perf_sock_prepare,
-        .attach = perf_sock_attach,
-        .run = perf_sock_run,
-        .detach = perf_sock_detach,
-        .free = perf_sock_free,
-};
+static const struct perf_ops perf_sock_ops = {.prepare = perf_sock_prepare, .attach = perf_sock_attach,
+                                             .produce = perf_sock_produce, .consume = perf_sock_consume,
+                                             .detach = perf_sock_detach, .free = perf_sock_free};
 
 int xp_sock_perf_new(unsigned kind, const struct perf_cfg *cfg, struct perf_xp *ret) {
         _cleanup_(perf_sock_freep) struct perf_sock *x = NULL;

@@ -219,14 +219,8 @@ static void zc_free(void *st) {
         free(x);
 }
 
-static const struct lat_ops zc_lat_ops = {
-        .begin = zc_begin,
-        .ping = zc_ping,
-        .pong = zc_pong,
-        .end = zc_end,
-        .free = zc_free,
-        .why = zc_why,
-};
+static const struct lat_ops zc_lat_ops = {.begin = zc_begin, .ping = zc_ping, .pong = zc_pong, .end = zc_end,
+                                         .free = zc_free, .why = zc_why};
 
 int xp_zc_lat_new(const struct lat_cfg *cfg, struct lat_xp *ret) {
         struct xp_zc_lat *x = calloc(1, sizeof(*x));
@@ -325,7 +319,8 @@ static int pzc_attach(void *st, enum perf_role role, unsigned idx) {
         return x->msgs ? 0 : -ENOMEM;
 }
 
-static int pzc_produce(struct xp_zc_perf *x, unsigned idx, struct perf_ctl *ctl, struct perf_result *res) {
+static int pzc_produce(void *st, unsigned idx, struct perf_ctl *ctl, struct perf_result *res) {
+        struct xp_zc_perf *x = st;
         unsigned batch = x->cfg->batch;
         size_t size = x->size;
         uint64_t count = 0;
@@ -392,7 +387,8 @@ static inline int check_msg(struct sub_check *k, const zcbus_msg *m) {
         return 0;
 }
 
-static int pzc_consume(struct xp_zc_perf *x, struct perf_ctl *ctl, struct perf_result *res) {
+static int pzc_consume(void *st, unsigned idx, struct perf_ctl *ctl, struct perf_result *res) {
+        struct xp_zc_perf *x = st;
         const struct perf_cfg *c = x->cfg;
         unsigned batch = c->batch;
         struct sub_check k = {
@@ -443,12 +439,6 @@ static int pzc_consume(struct xp_zc_perf *x, struct perf_ctl *ctl, struct perf_r
         return 0;
 }
 
-static int pzc_run(void *st, enum perf_role role, unsigned idx, struct perf_ctl *ctl, struct perf_result *res) {
-        struct xp_zc_perf *x = st;
-
-        return role == PERF_PROD ? pzc_produce(x, idx, ctl, res) : pzc_consume(x, ctl, res);
-}
-
 static void pzc_free(void *st) {
         struct xp_zc_perf *x = st;
 
@@ -463,13 +453,8 @@ static void pzc_free(void *st) {
         free(x);
 }
 
-static const struct perf_ops pzc_ops = {
-        .prepare = pzc_prepare,
-        .attach = pzc_attach,
-        .run = pzc_run,
-        .free = pzc_free,
-        .why = pzc_why,
-};
+static const struct perf_ops pzc_ops = {.prepare = pzc_prepare, .attach = pzc_attach, .produce = pzc_produce,
+                                       .consume = pzc_consume, .free = pzc_free, .why = pzc_why};
 
 int xp_zc_perf_new(const struct perf_cfg *cfg, struct perf_xp *ret) {
         struct xp_zc_perf *x = calloc(1, sizeof(*x));
