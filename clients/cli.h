@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * cli.h: what the subcommands of the zcbus CLI share. main.c parses the
  * global options (-s PATH, --help, --version) and hands each subcommand

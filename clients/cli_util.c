@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * cli_util.c: what the zcbus CLI and its measurement helper zcbus-bench
  * share besides JSON (cli_util.h): one-line error reports in the CLI's

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * cli_util.h: the helpers the zcbus CLI and zcbus-bench (the measurement
  * lab it runs for `zcbus lat` and `zcbus perf`) both need: error reports

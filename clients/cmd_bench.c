@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * cmd_bench.c: `zcbus lat` and `zcbus perf`. The measurement lab is a
  * program of its own, zcbus-bench (clients/bench/), because it needs

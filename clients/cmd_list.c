@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * cmd_list.c: `zcbus list`, the broker's topics as a table or as JSON.
  *

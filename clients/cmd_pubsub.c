@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * cmd_pubsub.c: `zcbus pub` and `zcbus sub`, the two commands that move
  * data, built only on the public API (zcbus.h).

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * json.c: the JSON string and number writers of json.h. The string
  * writer validates UTF-8 itself (overlong forms, surrogates and values

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * json.h: the two JSON writers the CLI (`zcbus list --json`) and the
  * measurement lab (`zcbus lat|perf --json`) share, so that both say a name

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 # Included by Makefile.am: the zcbus CLI and its measurement lab.
 
 # --- zcbus: the CLI, on the public API and the shared library alone ------

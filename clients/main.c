@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * main.c: the zcbus command-line tool's entry point. It owns the global
  * options (-s PATH, --help, --version), dispatches to one subcommand, and

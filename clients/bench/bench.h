@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * bench.h: the lab's two commands, as zcbus-bench's main.c runs them.
  * Each takes its own argv (argv[0] is "lat" or "perf") and the broker

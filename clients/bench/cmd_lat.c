@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * cmd_lat.c: `zcbus lat`, round-trip latency between two processes. It
  * owns the command's options, its output (text, JSON, plot) and the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * cmd_perf.c: `zcbus perf`, one-way throughput from producer processes to
  * subscriber processes. It owns the command's options, its schedule of

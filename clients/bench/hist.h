@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * hist.h: a log-linear latency histogram for the measurement lab
  * (HdrHistogram-like), so that lat and perf never keep or sort samples.

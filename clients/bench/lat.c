@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * lat.c: the latency driver (lat.h). It owns the ping side's schedule and
  * watchdog, the forked pong peer's mirror of it, and the measuring loop

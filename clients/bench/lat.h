@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * lat.h: the latency driver: ping-pong round trips between this process
  * and a peer, over any transport behind struct lat_ops (zcbus, the shm

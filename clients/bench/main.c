@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * main.c: zcbus-bench, the measurement lab behind `zcbus lat` and `zcbus
  * perf`. The zcbus CLI finds this program (clients/cmd_bench.c) and

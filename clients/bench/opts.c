@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * opts.c: the settings `zcbus lat` and `zcbus perf` share (opts.h): the
  * option parser with the texts both commands always had, the small

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * opts.h: what `zcbus lat` and `zcbus perf` share before anything runs:
  * the benchmark settings both take (with the same option names, texts and

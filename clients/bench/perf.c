@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * perf.c: the throughput driver (perf.h). It owns one timed run: the
  * shared control block, the producer and subscriber peers with their

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * perf.h: the throughput driver: timed one-way runs from producer
  * processes to subscriber processes over any transport behind struct

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * plot.c: the latency percentile plot of `zcbus lat --plot` (plot.h): a
  * gnuplot script written down a pipe to a gnuplot child, whose own

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * plot.h: drawing latency by percentile with gnuplot, for `zcbus lat
  * --plot FILE.png`.

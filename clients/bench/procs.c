@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * procs.c: the peer processes of the lab (procs.h) and how it talks to
  * them before and after a measurement.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * procs.h: the lab's peer processes (fork, CPU pinning, reaping on every
  * path), the pipes their start-up handshakes run over, and the shared

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * xp.c: the transports by kind (xp.h): the one place that knows every
  * transport's constructor, and the order they are made and run in.

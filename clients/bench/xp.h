@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * xp.h: which transport a kind names. The commands make their transports
  * through here, zcbus first and then each --baseline, so that neither

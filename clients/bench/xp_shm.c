@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * xp_shm.c: the shm floor of the lab (xp_shm.h): raw shared memory (a
  * memfd mapped by both processes) with one atomic word each way and no

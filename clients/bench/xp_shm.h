@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * xp_shm.h: the shm floor zcbus is measured against, behind the lab's
  * transport interfaces (lat.h, perf.h): raw shared memory, one word each

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * xp_sock.c: the kernel references of the lab (xp_sock.h), uds and pipe,
  * for lat and perf. They copy the whole payload into the kernel and out

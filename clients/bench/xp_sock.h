@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * xp_sock.h: the kernel references zcbus is measured against, behind the
  * lab's transport interfaces (lat.h, perf.h):

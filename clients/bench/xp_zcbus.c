@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * xp_zcbus.c: zcbus as the lab's transport (xp_zcbus.h).
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * xp_zcbus.h: zcbus itself as a transport of the lab, for the latency
  * driver (lat.h) and the throughput driver (perf.h), and the broker
