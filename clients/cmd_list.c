@@ -1,11 +1,13 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * cmd_list.c: `zcbus list`, the broker's topics as a table or as JSON.
  *
  * Topics are fetched in pages with zcbus_list_topics until the broker's
  * total is reached, then printed in one go so column widths fit. Names are
  * bytes from the broker: the table shows control bytes escaped (\xNN) and
- * JSON escapes them per RFC 8259, with invalid UTF-8 as U+FFFD, so the
- * output is always one line per topic and always valid JSON.
+ * JSON escapes them per RFC 8259, with bytes outside valid UTF-8 as \u00XX
+ * (json.c), so the output is always one line per topic and always valid
+ * JSON.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -20,7 +22,7 @@
 
 #include "zcbus.h"
 #include "cli.h"
-#include "macro.h"
+#include "json.h"
 
 /* Entries asked for per request. */
 #define LIST_PAGE 64
@@ -28,10 +30,6 @@
 #define LIST_MAX (1U << 20)
 
 enum { OPT_JSON = 0x100 };
-
-static void disconnectp(zcbus **p) {
-        zcbus_disconnect(*p);
-}
 
 static void usage(void) {
         (void)printf("Usage: zcbus list [OPTIONS]\n"
@@ -155,87 +153,6 @@ static void print_table(const zcbus_topic_entry *v, unsigned n) {
         }
 }
 
-/* Length of the valid UTF-8 sequence at p (1..4), or 0 if invalid. */
-static size_t utf8_len(const unsigned char *p) {
-        unsigned c = p[0];
-        size_t n;
-        uint32_t cp;
-
-        if (c < 0x80)
-                return 1;
-        if (c >= 0xc2 && c <= 0xdf) {
-                n = 2;
-                cp = c & 0x1f;
-        } else if (c >= 0xe0 && c <= 0xef) {
-                n = 3;
-                cp = c & 0x0f;
-        } else if (c >= 0xf0 && c <= 0xf4) {
-                n = 4;
-                cp = c & 0x07;
-        } else
-                return 0;
-        for (size_t i = 1; i < n; i++) {
-                if ((p[i] & 0xc0) != 0x80) /* also stops at the NUL */
-                        return 0;
-                cp = (cp << 6) | (p[i] & 0x3f);
-        }
-        /* Overlong forms, surrogates and values past U+10FFFF. */
-        if ((n == 3 && cp < 0x800) || (n == 4 && (cp < 0x10000 || cp > 0x10ffff)) ||
-            (cp >= 0xd800 && cp <= 0xdfff))
-                return 0;
-        return n;
-}
-
-static void json_string(const char *s) {
-        const unsigned char *p = (const unsigned char *)s;
-
-        (void)putchar('"');
-        while (*p) {
-                size_t n = utf8_len(p);
-
-                if (n == 0) {
-                        (void)fputs("\\ufffd", stdout);
-                        p++;
-                        continue;
-                }
-                if (n > 1) {
-                        (void)fwrite(p, 1, n, stdout);
-                        p += n;
-                        continue;
-                }
-                switch (*p) {
-                case '"':
-                        (void)fputs("\\\"", stdout);
-                        break;
-                case '\\':
-                        (void)fputs("\\\\", stdout);
-                        break;
-                case '\b':
-                        (void)fputs("\\b", stdout);
-                        break;
-                case '\f':
-                        (void)fputs("\\f", stdout);
-                        break;
-                case '\n':
-                        (void)fputs("\\n", stdout);
-                        break;
-                case '\r':
-                        (void)fputs("\\r", stdout);
-                        break;
-                case '\t':
-                        (void)fputs("\\t", stdout);
-                        break;
-                default:
-                        if (*p < 0x20)
-                                (void)printf("\\u%04x", *p);
-                        else
-                                (void)putchar(*p);
-                }
-                p++;
-        }
-        (void)putchar('"');
-}
-
 static void print_json(const zcbus_topic_entry *v, unsigned n) {
         (void)putchar('[');
         for (unsigned i = 0; i < n; i++) {
@@ -244,7 +161,7 @@ static void print_json(const zcbus_topic_entry *v, unsigned n) {
                 id_text(v[i].topic_id, id);
                 (void)fputs(i ? ",\n  {" : "\n  {", stdout);
                 (void)fputs("\"name\": ", stdout);
-                json_string(v[i].name);
+                json_str(stdout, v[i].name);
                 (void)printf(", \"policy\": \"%s\", \"slots\": %" PRIu32 ", \"slot_size\": %" PRIu32
                              ", \"producers\": %" PRIu32 ", \"subscribers\": %" PRIu32
                              ", \"published\": %" PRIu64 ", \"topic_id\": \"%s\"}",
@@ -260,7 +177,7 @@ int cmd_list(int argc, char **argv, const char *sock) {
                 { "help", no_argument, NULL, 'h' },
                 { NULL, 0, NULL, 0 },
         };
-        _cleanup_(disconnectp) zcbus *bus = NULL;
+        _cleanup_(cli_disconnectp) zcbus *bus = NULL;
         _cleanup_free_ zcbus_topic_entry *v = NULL;
         unsigned n = 0;
         int o, r, json = 0;

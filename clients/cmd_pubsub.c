@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * cmd_pubsub.c: `zcbus pub` and `zcbus sub`, the two commands that move
  * data, built only on the public API (zcbus.h).
@@ -29,7 +30,6 @@
 
 #include "zcbus.h"
 #include "cli.h"
-#include "macro.h"
 
 /* Longest single wait inside zcbus_sub_recv before re-checking signals. */
 #define SUB_WAIT_SLICE_MS 250
@@ -45,9 +45,6 @@ enum {
         OPT_READY_FD,
 };
 
-static void disconnectp(zcbus **p) {
-        zcbus_disconnect(*p);
-}
 static void pub_closep(zcbus_pub **p) {
         zcbus_pub_close(*p);
 }
@@ -322,7 +319,7 @@ int cmd_pub(int argc, char **argv, const char *sock) {
         /* A shell tool: stamp every message, so that subscribers can tell
          * its age (timestamp_ns). */
         zcbus_topic_opts topts = { .size = sizeof(topts), .flags = ZCBUS_PUB_TIMESTAMP };
-        _cleanup_(disconnectp) zcbus *bus = NULL;
+        _cleanup_(cli_disconnectp) zcbus *bus = NULL;
         _cleanup_(pub_closep) zcbus_pub *pub = NULL;
         zcbus_topic_info info = { .size = sizeof(info) };
         struct pub_ctx c = { .timeout_ms = -1 };
@@ -544,7 +541,7 @@ struct sub_args {
 };
 
 static int sub_run(const struct sub_args *a, const char *sock) {
-        _cleanup_(disconnectp) zcbus *bus = NULL;
+        _cleanup_(cli_disconnectp) zcbus *bus = NULL;
         _cleanup_(sub_closep) zcbus_sub *sub = NULL;
         int r;
 

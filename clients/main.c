@@ -1,8 +1,10 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * main.c: the zcbus command-line tool's entry point. It owns the global
  * options (-s PATH, --help, --version), dispatches to one subcommand, and
- * implements the helpers every subcommand shares (strict number parsing,
- * one-line error reports, connecting to the broker).
+ * implements the helpers the subcommands share that need the bus
+ * (connecting to the broker, reporting its errors); the plain ones are in
+ * cli_util.c, shared with zcbus-bench.
  *
  * Global options are parsed with "+" so they stop at the command name:
  * everything after it belongs to the subcommand, which gets its own argv
@@ -18,7 +20,6 @@
 
 #include "zcbus.h"
 #include "cli.h"
-#include "macro.h"
 
 struct command {
         const char *name;
@@ -30,36 +31,9 @@ static const struct command commands[] = {
         { "pub", cmd_pub, "publish messages to a topic" },
         { "sub", cmd_sub, "subscribe to a topic and print its messages" },
         { "list", cmd_list, "list the broker's topics" },
-        { "lat", cmd_lat, "measure round-trip latency" },
-        { "perf", cmd_perf, "measure throughput" },
+        { "lat", cmd_bench, "measure round-trip latency" },
+        { "perf", cmd_bench, "measure throughput" },
 };
-
-void cli_err(const char *cmd, const char *fmt, ...) {
-        va_list ap;
-        size_t n = strlen(fmt);
-
-        (void)fflush(stdout);
-        (void)fprintf(stderr, "zcbus %s: ", cmd);
-        va_start(ap, fmt);
-        (void)vfprintf(stderr, fmt, ap);
-        va_end(ap);
-        /* Callers may or may not end fmt with a newline: the report is one
-         * line either way. */
-        if (n == 0 || fmt[n - 1] != '\n')
-                (void)fputc('\n', stderr);
-}
-
-int cli_bad_option(const char *cmd, char **argv, int opt) {
-        const char *arg = optind > 0 ? argv[optind - 1] : "?";
-
-        if (opt == ':')
-                cli_err(cmd, "option '%s' needs an argument (try 'zcbus %s --help')", arg, cmd);
-        else if (optopt)
-                cli_err(cmd, "unknown option '-%c' (try 'zcbus %s --help')", optopt, cmd);
-        else
-                cli_err(cmd, "unknown option '%s' (try 'zcbus %s --help')", arg, cmd);
-        return 2;
-}
 
 int cli_connect(const char *cmd, const char *sock, zcbus **ret_bus) {
         char path[4096];
@@ -80,6 +54,10 @@ int cli_connect(const char *cmd, const char *sock, zcbus **ret_bus) {
         return r;
 }
 
+void cli_disconnectp(zcbus **p) {
+        zcbus_disconnect(*p);
+}
+
 int cli_fail(const char *cmd, zcbus *bus, int r, const char *fmt, ...) {
         const char *why = bus ? zcbus_last_error(bus) : NULL;
         char what[512];
@@ -93,48 +71,6 @@ int cli_fail(const char *cmd, zcbus *bus, int r, const char *fmt, ...) {
         else
                 cli_err(cmd, "%s: %s", what, zcbus_strerror(r));
         return 1;
-}
-
-int cli_parse_u64(const char *s, unsigned long long min, unsigned long long max, int allow_suffix,
-                  unsigned long long *ret) {
-        unsigned long long v, mult = 1;
-        char *end;
-
-        /* strtoull accepts leading blanks, '+' and '-' (negating!): only a
-         * plain run of digits is a number here. */
-        if (!s || *s < '0' || *s > '9')
-                return -EINVAL;
-        errno = 0;
-        v = strtoull(s, &end, 10);
-        if (errno != 0)
-                return -EINVAL;
-        if (*end != '\0') {
-                if (!allow_suffix || end[1] != '\0')
-                        return -EINVAL;
-                switch (*end) {
-                case 'k':
-                case 'K':
-                        mult = 1ULL << 10;
-                        break;
-                case 'm':
-                case 'M':
-                        mult = 1ULL << 20;
-                        break;
-                case 'g':
-                case 'G':
-                        mult = 1ULL << 30;
-                        break;
-                default:
-                        return -EINVAL;
-                }
-                if (v > ~0ULL / mult)
-                        return -EINVAL;
-                v *= mult;
-        }
-        if (v < min || v > max)
-                return -EINVAL;
-        *ret = v;
-        return 0;
 }
 
 static const struct command *find_command(const char *name) {

@@ -1,16 +1,10 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * cmd_lat.c: `zcbus lat`, round-trip latency between two processes. It
- * owns the command's options and output and the zcbus transport of the
- * ping-pong; the options it shares with perf (bench_common_opt()), the
- * schedule (fork, handshakes, interleaved rounds, bench_lat_run()) are in
- * bench.c and the references are in baseline.c.
- *
- * The zcbus round trip: the ping side loans a SIZE-byte slot on
- * "<prefix>.<size>.ping", writes only the 8-byte counter there (zero copy:
- * a 1 MiB round trip should cost what a 64-byte one does) and commits;
- * the pong side receives it in place, releases it and answers the same way
- * on "<prefix>.<size>.pong". Each side opens its producer first (creating
- * its topic with the right geometry), then its subscriber.
+ * owns the command's options, its output (text, JSON, plot) and the
+ * --ping/--pong ends; the options it shares with perf are in opts.c, the
+ * schedule and the measuring loop in lat.c (which --ping runs too), the
+ * transports in xp_*.c.
  *
  * With --pong (and --ping on the other side) the two ends run in separate
  * shells on "<prefix>.ping" / "<prefix>.pong" with one topic pair sized
@@ -26,186 +20,22 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "baseline.h"
 #include "bench.h"
-#include "cli.h"
+#include "cli_util.h"
 #include "futex.h"
+#include "json.h"
+#include "lat.h"
 #include "macro.h"
+#include "plot.h"
+#include "procs.h"
+#include "xp.h"
+#include "xp_zcbus.h"
 #include "zcbus.h"
 
 #define CMD "lat"
 #define PROBE_BASE (UINT64_MAX - (UINT64_C(1) << 20)) /* --ping's hello counters */
 #define PROBE_WAIT_MS 100
 #define PROBE_TRIES 100
-
-/* ------------------------------------------------------ zcbus transport */
-
-struct lat_zc {
-        const struct lat_cfg *cfg;
-        zcbus *bus;
-        zcbus_pub *pub;
-        zcbus_sub *sub;
-        size_t size;
-        int timeout_ms;
-        char why[320];
-};
-
-static const char *zc_why(void *st) {
-        return ((struct lat_zc *)st)->why;
-}
-
-static int zc_fail(struct lat_zc *x, int r, const char *what, const char *topic) {
-        const char *detail = x->bus ? zcbus_last_error(x->bus) : "";
-
-        (void)snprintf(x->why, sizeof(x->why), "%s '%s': %s%s%s%s", what, topic, zcbus_strerror(r),
-                       *detail ? " (" : "", detail, *detail ? ")" : "");
-        return r;
-}
-
-static int zc_connect(struct lat_zc *x) {
-        int r;
-
-        if (x->bus)
-                return 0;
-        r = zcbus_connect(x->cfg->sock, &x->bus);
-        if (r < 0) {
-                char path[256];
-                bench_broker_path(x->cfg->sock, path, sizeof(path));
-                (void)snprintf(x->why, sizeof(x->why), "cannot connect to broker at '%s': %s", path,
-                               zcbus_strerror(r));
-        }
-        return r;
-}
-
-static int zc_open_pub(struct lat_zc *x, const char *topic, size_t slot_size, zcbus_pub **ret) {
-        zcbus_topic_opts o = {
-                .size = sizeof(o),
-                .slot_count = bench_lat_slots(slot_size, x->cfg->com.slots),
-                .slot_size = (uint32_t)slot_size,
-                .policy = x->cfg->com.policy,
-                .wait_mode = x->cfg->com.wait,
-                .spin_us = x->cfg->com.spin_us,
-                .flags = x->cfg->timestamp ? ZCBUS_PUB_TIMESTAMP : 0,
-        };
-        int r = zcbus_pub_open(x->bus, topic, &o, ret);
-
-        return r < 0 ? zc_fail(x, r, "cannot publish on", topic) : 0;
-}
-
-static int zc_open_sub(struct lat_zc *x, const char *topic) {
-        zcbus_sub_opts o = {
-                .size = sizeof(o),
-                .wait_mode = x->cfg->com.wait,
-                .spin_us = x->cfg->com.spin_us,
-        };
-        int r = zcbus_sub_open(x->bus, topic, &o, &x->sub);
-
-        return r < 0 ? zc_fail(x, r, "cannot subscribe to", topic) : 0;
-}
-
-static void zc_topic(const struct lat_zc *x, size_t size, const char *dir, char *buf, size_t len) {
-        (void)snprintf(buf, len, "%s.%zu.%s", x->cfg->com.prefix, size, dir);
-}
-
-static void zc_attach(void *st, enum bench_side side) {
-        struct lat_zc *x = st;
-
-        x->timeout_ms = -1; /* the driver's watchdog guards the ping side */
-}
-
-static int zc_begin(void *st, enum bench_side side, int step, size_t size) {
-        struct lat_zc *x = st;
-        char topic[ZCBUS_TOPIC_MAX + 1];
-        int r;
-
-        x->size = size;
-        if (step == 0) {
-                /* Our own connection, made in this process after the fork. */
-                if ((r = zc_connect(x)) < 0)
-                        return r;
-                zc_topic(x, size, side == BENCH_PING ? "ping" : "pong", topic, sizeof(topic));
-                return zc_open_pub(x, topic, size, &x->pub);
-        }
-        zc_topic(x, size, side == BENCH_PING ? "pong" : "ping", topic, sizeof(topic));
-        return zc_open_sub(x, topic);
-}
-
-/* Send ctr in a len-byte message: loan, write the first 8 bytes, commit. */
-static inline int zc_send(struct lat_zc *x, uint64_t ctr, size_t len) {
-        void *buf;
-        int r = zcbus_pub_loan(x->pub, len, &buf);
-
-        if (_unlikely_(r < 0))
-                return r;
-        memcpy(buf, &ctr, sizeof(ctr));
-        return zcbus_pub_commit(x->pub, len);
-}
-
-/* Receive one message in place; its counter and length. */
-static inline int zc_recv(struct lat_zc *x, uint64_t *ret_ctr, size_t *ret_len) {
-        zcbus_msg m;
-        int r = zcbus_sub_recv(x->sub, &m, x->timeout_ms);
-
-        if (_unlikely_(r < 0))
-                return r;
-        if (_unlikely_(m.len < sizeof(uint64_t))) {
-                (void)zcbus_sub_release(x->sub, &m);
-                return -EBADMSG;
-        }
-        memcpy(ret_ctr, m.data, sizeof(*ret_ctr));
-        *ret_len = m.len;
-        return zcbus_sub_release(x->sub, &m);
-}
-
-static int zc_ping(void *st, uint64_t ctr) {
-        struct lat_zc *x = st;
-        uint64_t echo;
-        size_t len;
-        int r;
-
-        if ((r = zc_send(x, ctr, x->size)) < 0 || (r = zc_recv(x, &echo, &len)) < 0)
-                return r;
-        return echo == ctr && len == x->size ? 0 : -EBADMSG;
-}
-
-static int zc_pong(void *st, uint64_t *ret_ctr) {
-        struct lat_zc *x = st;
-        size_t len;
-        int r;
-
-        if ((r = zc_recv(x, ret_ctr, &len)) < 0)
-                return r;
-        return zc_send(x, *ret_ctr, len);
-}
-
-static void zc_end(void *st, enum bench_side side) {
-        struct lat_zc *x = st;
-
-        zcbus_sub_close(x->sub);
-        zcbus_pub_close(x->pub);
-        x->sub = NULL;
-        x->pub = NULL;
-}
-
-static void zc_free(void *st) {
-        struct lat_zc *x = st;
-
-        if (!x)
-                return;
-        zc_end(x, BENCH_PING);
-        zcbus_disconnect(x->bus);
-        free(x);
-}
-
-static const struct lat_ops zc_ops = {
-        .attach = zc_attach,
-        .begin = zc_begin,
-        .ping = zc_ping,
-        .pong = zc_pong,
-        .end = zc_end,
-        .free = zc_free,
-        .why = zc_why,
-};
 
 /* ------------------------------------------------------------ options */
 
@@ -272,7 +102,7 @@ static int parse_opts(int argc, char **argv, struct lat_opts *o) {
         struct lat_cfg *c = &o->cfg;
         bool have_n = false, have_d = false;
         unsigned long long v;
-        int opt, r;
+        int opt;
 
         bench_common_init(&c->com);
         c->count = 100000;
@@ -280,13 +110,7 @@ static int parse_opts(int argc, char **argv, struct lat_opts *o) {
         c->round = 1000;
         c->round_warmup = 10;
 
-        opterr = 0;
-        while ((opt = getopt_long(argc, argv, ":n:d:h", longopts, NULL)) != -1) {
-                r = bench_common_opt(CMD, opt, optarg, &c->com);
-                if (r < 0)
-                        return 2;
-                if (r > 0)
-                        continue;
+        while ((opt = bench_getopt(CMD, argc, argv, ":n:d:h", longopts, &c->com)) >= 0) {
                 switch (opt) {
                 case 'n':
                         if (cli_parse_u64(optarg, 1, UINT64_C(1) << 40, 1, &v) < 0)
@@ -332,14 +156,10 @@ static int parse_opts(int argc, char **argv, struct lat_opts *o) {
                 case 'h':
                         usage(stdout);
                         return 0;
-                default:
-                        return cli_bad_option(CMD, argv, opt);
                 }
         }
-        if (optind < argc) {
-                cli_err(CMD, "unexpected argument '%s' (try 'zcbus lat --help')", argv[optind]);
+        if (opt == -2 || bench_no_operands(CMD, argc, argv))
                 return 2;
-        }
         if (have_n && have_d) {
                 cli_err(CMD, "give either -n or -d, not both");
                 return 2;
@@ -433,13 +253,6 @@ static void print_text(const struct lat_opts *o, const struct lat_xp *xps, unsig
                 (void)printf("(uds and pipe copy the payload both ways and wait in the kernel whatever --wait says)\n");
 }
 
-static void json_num(double v) {
-        if (isfinite(v))
-                (void)printf("%.4f", v);
-        else
-                (void)printf("null");
-}
-
 static void print_json(const struct lat_opts *o, const struct lat_xp *xps, unsigned nxp, struct hist **hists) {
         const struct lat_cfg *c = &o->cfg;
         bool first = true;
@@ -456,7 +269,7 @@ static void print_json(const struct lat_opts *o, const struct lat_xp *xps, unsig
                      ",\"rel_error\":%.5f,\"prefix\":",
                      c->warmup, c->round, c->round_warmup,
                      hist_rel_error());
-        bench_json_str(stdout, c->com.prefix);
+        json_str(stdout, c->com.prefix);
         (void)printf(",\"results\":[");
         for (unsigned s = 0; s < c->com.nsizes; s++)
                 for (unsigned x = 0; x < nxp; x++) {
@@ -479,9 +292,9 @@ static void print_json(const struct lat_opts *o, const struct lat_xp *xps, unsig
                         hist_summarize(hists[s * nxp + x], &h);
                         (void)printf("%s{\"size\":%zu,\"baseline\":\"%s\",\"p50\":", first ? "" : ",", c->com.sizes[s],
                                      bench_xp_name(xps[x].kind));
-                        json_num(ratio(zs.p50, h.p50));
+                        json_num(stdout, ratio(zs.p50, h.p50), 'f', 4);
                         (void)printf(",\"p99\":");
-                        json_num(ratio(zs.p99, h.p99));
+                        json_num(stdout, ratio(zs.p99, h.p99), 'f', 4);
                         (void)printf("}");
                         first = false;
                 }
@@ -517,20 +330,8 @@ static int plot(const struct lat_opts *o, const struct lat_xp *xps, unsigned nxp
 
 /* ---------------------------------------------------- --ping / --pong */
 
-/* Both ends: make sure both topics exist with our geometry (whoever comes
- * first creates them), keep our producer, subscribe to the other. */
-static int ext_open(struct lat_zc *x, const char *mine, const char *theirs) {
-        zcbus_pub *tmp = NULL;
-        int r;
-
-        if ((r = zc_connect(x)) < 0 || (r = zc_open_pub(x, mine, x->cfg->com.max_size, &x->pub)) < 0 ||
-            (r = zc_open_pub(x, theirs, x->cfg->com.max_size, &tmp)) < 0)
-                return r;
-        zcbus_pub_close(tmp);
-        return zc_open_sub(x, theirs);
-}
-
-static int ext_pong(const struct lat_opts *o, struct lat_zc *x) {
+static int ext_pong(const struct lat_opts *o, const struct lat_xp *xp) {
+        struct xp_zc_lat *x = xp->st;
         char ping[ZCBUS_TOPIC_MAX + 1], pong[ZCBUS_TOPIC_MAX + 1];
         uint64_t n = 0;
         int r;
@@ -541,7 +342,7 @@ static int ext_pong(const struct lat_opts *o, struct lat_zc *x) {
                 cli_err(CMD, "cannot pin to CPU %d: %s", o->cfg.com.cpus[1], strerror(-r));
                 return 1;
         }
-        if ((r = ext_open(x, pong, ping)) < 0) {
+        if ((r = xp_zc_lat_ext_open(x, pong, ping)) < 0) {
                 cli_err(CMD, "%s", x->why);
                 return 1;
         }
@@ -551,7 +352,7 @@ static int ext_pong(const struct lat_opts *o, struct lat_zc *x) {
         x->timeout_ms = -1;
         for (;;) {
                 uint64_t ctr;
-                r = zc_pong(x, &ctr);
+                r = xp->ops->pong(x, &ctr);
                 if (r < 0) {
                         cli_err(CMD, "echoing failed: %s", x->why[0] ? x->why : zcbus_strerror(r));
                         return 1;
@@ -564,45 +365,26 @@ static int ext_pong(const struct lat_opts *o, struct lat_zc *x) {
         return 0;
 }
 
-/* --ping after the probe: every size in rounds, then DONE to the pong. */
-static int ext_measure(const struct lat_cfg *c, struct lat_zc *x, struct hist **hists) {
+/* --ping after the probe: every size through the driver's measuring loop
+ * (one transport, no NEXT marks: the pong echoes one topic pair), then
+ * DONE to the pong. */
+static int ext_measure(const struct lat_cfg *c, const struct lat_xp *xp, struct hist **hists) {
+        struct xp_zc_lat *x = xp->st;
         uint64_t ctr = 0;
+        unsigned failed;
         int r;
 
         for (unsigned s = 0; s < c->com.nsizes; s++) {
-                struct hist *h = hists[s];
-                uint64_t done = 0, start;
-
                 x->size = c->com.sizes[s];
-                for (uint64_t k = 0; k < c->warmup; k++) {
-                        if (k % c->round == 0)
-                                bench_watchdog_pet();
-                        if ((r = zc_ping(x, ctr++)) < 0)
-                                return r;
-                }
-                start = now_ns();
-                while (c->count ? done < c->count : now_ns() - start < c->duration_ns) {
-                        uint64_t n = c->count ? MIN(c->round, c->count - done) : c->round;
-                        uint64_t t0;
-
-                        bench_watchdog_pet();
-                        t0 = now_ns();
-                        for (uint64_t k = 0; k < n; k++) {
-                                uint64_t t1;
-                                if (_unlikely_((r = zc_ping(x, ctr++)) < 0))
-                                        return r;
-                                t1 = now_ns();
-                                hist_record(h, t1 - t0);
-                                t0 = t1;
-                        }
-                        done += n;
-                }
+                if ((r = lat_measure(c, xp, 1, false, &ctr, &hists[s], &failed)) < 0)
+                        return r;
         }
         x->size = BENCH_SIZE_MIN;
-        return zc_ping(x, BENCH_MARK_DONE);
+        return xp->ops->ping(x, BENCH_MARK_DONE);
 }
 
-static int ext_ping(const struct lat_opts *o, struct lat_zc *x, struct hist **hists) {
+static int ext_ping(const struct lat_opts *o, const struct lat_xp *xp, struct hist **hists) {
+        struct xp_zc_lat *x = xp->st;
         const struct lat_cfg *c = &o->cfg;
         char ping[ZCBUS_TOPIC_MAX + 1], pong[ZCBUS_TOPIC_MAX + 1];
         bool up = false;
@@ -614,7 +396,7 @@ static int ext_ping(const struct lat_opts *o, struct lat_zc *x, struct hist **hi
                 cli_err(CMD, "cannot pin to CPU %d: %s", c->com.cpus[0], strerror(-r));
                 return r;
         }
-        if ((r = ext_open(x, ping, pong)) < 0) {
+        if ((r = xp_zc_lat_ext_open(x, ping, pong)) < 0) {
                 cli_err(CMD, "%s", x->why);
                 return r;
         }
@@ -625,9 +407,9 @@ static int ext_ping(const struct lat_opts *o, struct lat_zc *x, struct hist **hi
         for (unsigned k = 0; k < PROBE_TRIES && !up; k++) {
                 uint64_t echo;
                 size_t len;
-                if ((r = zc_send(x, PROBE_BASE + k, BENCH_SIZE_MIN)) < 0)
+                if ((r = xp_zc_lat_send(x, PROBE_BASE + k, BENCH_SIZE_MIN)) < 0)
                         break;
-                while ((r = zc_recv(x, &echo, &len)) == 0)
+                while ((r = xp_zc_lat_recv(x, &echo, &len)) == 0)
                         if (echo == PROBE_BASE + k) {
                                 up = true;
                                 break;
@@ -645,7 +427,7 @@ static int ext_ping(const struct lat_opts *o, struct lat_zc *x, struct hist **hi
         }
         x->timeout_ms = -1;
         bench_watchdog_start(CMD);
-        r = ext_measure(c, x, hists);
+        r = ext_measure(c, xp, hists);
         bench_watchdog_stop();
         if (r < 0)
                 cli_err(CMD, "%zu-byte round trip failed: %s", x->size,
@@ -669,7 +451,7 @@ static void free_hists(struct hist **h, unsigned n) {
         free(h);
 }
 
-int cmd_lat(int argc, char **argv, const char *sock) {
+int bench_cmd_lat(int argc, char **argv, const char *sock) {
         struct lat_opts o = {0};
         struct lat_xp xps[BENCH_XP_MAX_] = {{0}};
         struct hist **hists = NULL;
@@ -694,32 +476,15 @@ int cmd_lat(int argc, char **argv, const char *sock) {
         if (!o.cfg.com.no_bus && bench_broker_check(CMD, sock) < 0)
                 return 1;
 
-        /* Transports: zcbus first (ratios are zcbus/baseline), then the
-         * baselines, all created before the fork. */
-        if (!o.cfg.com.no_bus) {
-                struct lat_zc *x = calloc(1, sizeof(*x));
-                if (!x) {
-                        cli_err(CMD, "out of memory");
-                        return 1;
-                }
-                x->cfg = &o.cfg;
-                xps[nxp++] = (struct lat_xp){.ops = &zc_ops, .st = x, .kind = BENCH_XP_ZCBUS};
+        /* All transports are made before the fork. */
+        if (bench_xps_new(CMD, &o.cfg.com, xp_lat_make, &o.cfg, xps, sizeof(*xps), &nxp) < 0) {
+                free_xps(xps, nxp);
+                return 1;
         }
         if (o.pong) {
-                status = ext_pong(&o, xps[0].st);
+                status = ext_pong(&o, &xps[0]);
                 free_xps(xps, nxp);
                 return status;
-        }
-        for (unsigned k = BENCH_XP_SHM; k < BENCH_XP_MAX_; k++) {
-                if (!(o.cfg.com.baselines & (1u << k)))
-                        continue;
-                r = baseline_lat_new(k, &o.cfg, &xps[nxp]);
-                if (r < 0) {
-                        cli_err(CMD, "cannot set up the %s baseline: %s", bench_xp_name(k), strerror(-r));
-                        free_xps(xps, nxp);
-                        return 1;
-                }
-                nxp++;
         }
         nh = o.cfg.com.nsizes * nxp;
         hists = calloc(nh, sizeof(*hists));
@@ -735,7 +500,7 @@ int cmd_lat(int argc, char **argv, const char *sock) {
         }
 
         if (o.ping)
-                r = ext_ping(&o, xps[0].st, hists);
+                r = ext_ping(&o, &xps[0], hists);
         else
                 r = bench_lat_run(CMD, &o.cfg, xps, nxp, hists);
         if (r >= 0) {

@@ -1,18 +1,10 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * cmd_perf.c: `zcbus perf`, one-way throughput from producer processes to
- * subscriber processes. It owns the command's options and output and the
- * zcbus transport of the measurement; bench.c parses the options it shares
- * with lat (bench_common_opt()) and forks and times the peers
- * (bench_perf_run()), baseline.c has the references.
- *
- * The zcbus producer writes each message in place (loan, memset of the
- * payload so every byte is written once, the 8-byte tag "producer index,
- * counter" at the start, commit), or with --batch N copies N messages per
- * zcbus_pub_send_batch(). Subscribers read in place: the tag (checked: in
- * order per producer, without gaps under RELIABLE) and the last 8 bytes,
- * then release (zcbus_sub_recv_batch + zcbus_sub_release_batch with
- * --batch). A subscriber's clock stops when it last ran dry, so its rate
- * does not include the time it waited for a producer that had stopped.
+ * subscriber processes. It owns the command's options, its schedule of
+ * rounds, the median and the output (text, JSON); opts.c parses the
+ * options it shares with lat, perf.c forks and times the peers of one
+ * run, the transports are in xp_*.c.
  *
  * Transports run one after another in rounds (zcbus, shm, uds, pipe, then
  * again), each round with fresh processes; the median round is reported.
@@ -27,263 +19,22 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "baseline.h"
 #include "bench.h"
-#include "cli.h"
-#include "futex.h"
+#include "cli_util.h"
+#include "json.h"
 #include "macro.h"
+#include "perf.h"
+#include "xp.h"
+#include "xp_zcbus.h"
 #include "zcbus.h"
 
 #define CMD "perf"
-#define PRODUCERS_MAX 64u  /* the tag has room for more; the check table does not */
+#define PRODUCERS_MAX PERF_PRODUCERS_MAX
 #define SUBSCRIBERS_MAX 128u
 #define BATCH_MAX 1024u
 #define ROUNDS_MAX 99u
-#define IDLE_WAIT_MS 100
 #define MEMSET_FROM (64u << 10) /* sizes that get a memset reference */
 #define MEMSET_NS_MAX (UINT64_C(500) * 1000000u)
-
-/* ------------------------------------------------------ zcbus transport */
-
-struct perf_zc {
-        const struct perf_cfg *cfg;
-        size_t size;
-        char topic[ZCBUS_TOPIC_MAX + 1];
-        zcbus *bus;
-        zcbus_pub *pub;
-        zcbus_sub *sub;
-        /* Peer-side buffers, made at attach, never in the loops. */
-        uint8_t *pbuf;
-        zcbus_iov *iov;
-        zcbus_msg *msgs;
-        char why[320];
-};
-
-static const char *pzc_why(void *st) {
-        return ((struct perf_zc *)st)->why;
-}
-
-static int pzc_prepare(void *st, size_t size) {
-        struct perf_zc *x = st;
-
-        x->size = size;
-        (void)snprintf(x->topic, sizeof(x->topic), "%s.%zu", x->cfg->com.prefix, size);
-        return 0;
-}
-
-static int pzc_fail(struct perf_zc *x, int r, const char *what) {
-        const char *detail = x->bus ? zcbus_last_error(x->bus) : "";
-
-        (void)snprintf(x->why, sizeof(x->why), "%s '%s': %s%s%s%s", what, x->topic, zcbus_strerror(r),
-                       *detail ? " (" : "", detail, *detail ? ")" : "");
-        return r;
-}
-
-static int pzc_attach(void *st, enum perf_role role, unsigned idx) {
-        struct perf_zc *x = st;
-        const struct perf_cfg *c = x->cfg;
-        unsigned batch = c->batch;
-        int r;
-
-        r = zcbus_connect(c->sock, &x->bus);
-        if (r < 0) {
-                char path[256];
-                bench_broker_path(c->sock, path, sizeof(path));
-                (void)snprintf(x->why, sizeof(x->why), "cannot connect to broker at '%s': %s", path,
-                               zcbus_strerror(r));
-                return r;
-        }
-        if (role == PERF_PROD) {
-                zcbus_topic_opts o = {
-                        .size = sizeof(o),
-                        .slot_count = bench_perf_slots(x->size, c->com.slots),
-                        .slot_size = (uint32_t)x->size,
-                        .policy = c->com.policy,
-                        .wait_mode = c->com.wait,
-                        .spin_us = c->com.spin_us,
-                };
-                r = zcbus_pub_open(x->bus, x->topic, &o, &x->pub);
-                if (r < 0)
-                        return pzc_fail(x, r, "cannot publish on");
-                if (batch > 1) {
-                        /* Message i starts at pbuf + 8 i: distinct tags, one
-                         * buffer of size + 8 batch bytes even for 1 MiB. */
-                        x->pbuf = malloc(x->size + 8u * batch);
-                        x->iov = calloc(batch, sizeof(*x->iov));
-                        if (!x->pbuf || !x->iov)
-                                return -ENOMEM;
-                        memset(x->pbuf, 0xa5, x->size + 8u * batch);
-                        for (unsigned i = 0; i < batch; i++)
-                                x->iov[i] = (zcbus_iov){.data = x->pbuf + 8u * i, .len = x->size};
-                }
-                return 0;
-        }
-        {
-                zcbus_sub_opts o = {
-                        .size = sizeof(o),
-                        .max_holds = MAX(batch, 16u),
-                        .wait_mode = c->com.wait,
-                        .spin_us = c->com.spin_us,
-                };
-                r = zcbus_sub_open(x->bus, x->topic, &o, &x->sub);
-                if (r < 0)
-                        return pzc_fail(x, r, "cannot subscribe to");
-                x->msgs = calloc(batch, sizeof(*x->msgs));
-                if (!x->msgs)
-                        return -ENOMEM;
-        }
-        return 0;
-}
-
-static void pzc_detach(void *st) {
-}
-
-static int pzc_produce(struct perf_zc *x, unsigned idx, struct perf_ctl *ctl, struct perf_result *res) {
-        unsigned batch = x->cfg->batch;
-        size_t size = x->size;
-        uint64_t count = 0;
-        zcbus_pub_stats stats = {.size = sizeof(stats)};
-        int r;
-
-        if (batch == 1) {
-                while (!load_rlx(&ctl->stop)) {
-                        uint64_t tag = perf_tag(idx, count);
-                        void *buf;
-                        r = zcbus_pub_loan(x->pub, size, &buf);
-                        if (_unlikely_(r < 0))
-                                return pzc_fail(x, r, "loan on");
-                        memset((uint8_t *)buf + 8, 0xa5, size - 8); /* every byte written once */
-                        memcpy(buf, &tag, 8);
-                        r = zcbus_pub_commit(x->pub, size);
-                        if (_unlikely_(r < 0))
-                                return pzc_fail(x, r, "commit on");
-                        count++;
-                }
-        } else {
-                while (!load_rlx(&ctl->stop)) {
-                        for (unsigned i = 0; i < batch; i++) {
-                                uint64_t tag = perf_tag(idx, count + i);
-                                memcpy(x->pbuf + 8u * i, &tag, 8);
-                        }
-                        r = zcbus_pub_send_batch(x->pub, x->iov, batch, -1);
-                        if (_unlikely_(r < 0))
-                                return pzc_fail(x, r, "batch send on");
-                        count += (unsigned)r;
-                }
-        }
-        res->t_end = now_ns();
-        res->count = count;
-        if (zcbus_pub_stats_get(x->pub, &stats) == 0)
-                res->waits = stats.waits;
-        return 0;
-}
-
-struct sub_check {
-        uint64_t expect[PRODUCERS_MAX];
-        unsigned producers;
-        bool reliable;
-        size_t size;
-        uint64_t sink;
-};
-
-/* Read one message in place: tag in order, first and last 8 bytes. */
-static inline int check_msg(struct sub_check *k, const zcbus_msg *m) {
-        const uint8_t *p = m->data;
-        uint64_t tag, last, ctr;
-        unsigned prod;
-
-        if (_unlikely_(m->len != k->size))
-                return -EBADMSG;
-        memcpy(&tag, p, 8);
-        memcpy(&last, p + m->len - 8, 8);
-        prod = (unsigned)(tag >> PERF_TAG_SHIFT);
-        ctr = tag & PERF_CTR_MASK;
-        if (_unlikely_(prod >= k->producers || ctr < k->expect[prod] || (k->reliable && ctr != k->expect[prod])))
-                return -EBADMSG;
-        k->expect[prod] = ctr + 1;
-        k->sink ^= last;
-        return 0;
-}
-
-static int pzc_consume(struct perf_zc *x, struct perf_ctl *ctl, struct perf_result *res) {
-        const struct perf_cfg *c = x->cfg;
-        unsigned batch = c->batch;
-        struct sub_check k = {
-                .producers = c->producers,
-                .reliable = c->com.policy != ZCBUS_POLICY_LATEST,
-                .size = x->size,
-        };
-        zcbus_sub_stats stats = {.size = sizeof(stats)};
-        uint64_t count = 0, idle_count = UINT64_MAX;
-        int n, r;
-
-        for (;;) {
-                n = batch == 1 ? zcbus_sub_recv(x->sub, x->msgs, 0) : zcbus_sub_recv_batch(x->sub, x->msgs, batch, 0);
-                if (n == -EAGAIN) {
-                        /* Dry: the only place a subscriber reads the clock. */
-                        if (idle_count != count) {
-                                res->t_end = now_ns();
-                                idle_count = count;
-                        }
-                        if (load_acq(&ctl->prod_done) == c->producers) { /* pairs with the producers' faa */
-                                n = batch == 1 ? zcbus_sub_recv(x->sub, x->msgs, 0)
-                                               : zcbus_sub_recv_batch(x->sub, x->msgs, batch, 0);
-                                if (n == -EAGAIN)
-                                        break;
-                        } else
-                                n = batch == 1 ? zcbus_sub_recv(x->sub, x->msgs, IDLE_WAIT_MS)
-                                               : zcbus_sub_recv_batch(x->sub, x->msgs, batch, IDLE_WAIT_MS);
-                        if (n == -EAGAIN || n == -ETIMEDOUT)
-                                continue;
-                }
-                if (_unlikely_(n < 0))
-                        return pzc_fail(x, n, "receive on");
-                if (batch == 1)
-                        n = 1;
-                for (int i = 0; i < n; i++)
-                        if (_unlikely_(check_msg(&k, &x->msgs[i]) < 0))
-                                return -EBADMSG;
-                r = batch == 1 ? zcbus_sub_release(x->sub, x->msgs)
-                               : zcbus_sub_release_batch(x->sub, x->msgs, (unsigned)n);
-                if (_unlikely_(r < 0))
-                        return pzc_fail(x, r, "release on");
-                count += (unsigned)n;
-        }
-        res->count = count;
-        res->sink = k.sink;
-        if (zcbus_sub_stats_get(x->sub, &stats) == 0)
-                res->lost = stats.lost;
-        return 0;
-}
-
-static int pzc_run(void *st, enum perf_role role, unsigned idx, struct perf_ctl *ctl, struct perf_result *res) {
-        struct perf_zc *x = st;
-
-        return role == PERF_PROD ? pzc_produce(x, idx, ctl, res) : pzc_consume(x, ctl, res);
-}
-
-static void pzc_free(void *st) {
-        struct perf_zc *x = st;
-
-        if (!x)
-                return;
-        zcbus_sub_close(x->sub);
-        zcbus_pub_close(x->pub);
-        zcbus_disconnect(x->bus);
-        free(x->pbuf);
-        free(x->iov);
-        free(x->msgs);
-        free(x);
-}
-
-static const struct perf_ops pzc_ops = {
-        .prepare = pzc_prepare,
-        .attach = pzc_attach,
-        .run = pzc_run,
-        .detach = pzc_detach,
-        .free = pzc_free,
-        .why = pzc_why,
-};
 
 /* ------------------------------------------------------------ options */
 
@@ -334,7 +85,7 @@ static int parse_opts(int argc, char **argv, struct perf_opts *o) {
         };
         struct perf_cfg *c = &o->cfg;
         unsigned long long v;
-        int opt, r;
+        int opt;
 
         bench_common_init(&c->com);
         c->producers = c->subscribers = 1;
@@ -342,13 +93,7 @@ static int parse_opts(int argc, char **argv, struct perf_opts *o) {
         c->rounds = 3;
         c->duration_ns = UINT64_C(2) * 1000000000u;
 
-        opterr = 0;
-        while ((opt = getopt_long(argc, argv, ":p:c:d:h", longopts, NULL)) != -1) {
-                r = bench_common_opt(CMD, opt, optarg, &c->com);
-                if (r < 0)
-                        return 2;
-                if (r > 0)
-                        continue;
+        while ((opt = bench_getopt(CMD, argc, argv, ":p:c:d:h", longopts, &c->com)) >= 0) {
                 switch (opt) {
                 case 'p':
                         if (cli_parse_u64(optarg, 1, PRODUCERS_MAX, 0, &v) < 0)
@@ -377,14 +122,10 @@ static int parse_opts(int argc, char **argv, struct perf_opts *o) {
                 case 'h':
                         usage(stdout);
                         return 0;
-                default:
-                        return cli_bad_option(CMD, argv, opt);
                 }
         }
-        if (optind < argc) {
-                cli_err(CMD, "unexpected argument '%s' (try 'zcbus perf --help')", argv[optind]);
+        if (opt == -2 || bench_no_operands(CMD, argc, argv))
                 return 2;
-        }
         if (o->cfg.com.baselines && c->producers != 1) {
                 cli_err(CMD, "--baseline needs -p 1 (the references have a single producer)");
                 return 2;
@@ -497,13 +238,6 @@ static void print_text(const struct perf_report *R) {
         }
 }
 
-static void json_num(double v) {
-        if (isfinite(v))
-                (void)printf("%.6g", v);
-        else
-                (void)printf("null");
-}
-
 static void print_json(const struct perf_report *R) {
         const struct perf_cfg *c = &R->o->cfg;
         bool first = true;
@@ -514,7 +248,7 @@ static void print_json(const struct perf_report *R) {
                      bench_wait_name(c->com.wait), c->com.spin_us, (double)c->duration_ns / 1e9, c->rounds);
         bench_json_cpus(stdout, &c->com);
         (void)printf("\"prefix\":");
-        bench_json_str(stdout, c->com.prefix);
+        json_str(stdout, c->com.prefix);
         (void)printf(",\"results\":[");
         for (unsigned s = 0; s < c->com.nsizes; s++) {
                 double ms = median_of(&R->memset_bps[s * c->rounds], c->rounds);
@@ -523,27 +257,27 @@ static void print_json(const struct perf_report *R) {
                         const struct perf_outcome *m = &cell->rounds[cell->median];
                         (void)printf("%s{\"transport\":\"%s\",\"size\":%zu,\"msgs_per_s_sub\":", first ? "" : ",",
                                      bench_xp_name(R->xps[x].kind), c->com.sizes[s]);
-                        json_num(m->sub_rate_sum / c->subscribers);
+                        json_num(stdout, m->sub_rate_sum / c->subscribers, 'g', 6);
                         (void)printf(",\"msgs_per_s_sum\":");
-                        json_num(m->sub_rate_sum);
+                        json_num(stdout, m->sub_rate_sum, 'g', 6);
                         (void)printf(",\"msgs_per_s_min_sub\":");
-                        json_num(m->sub_rate_min);
+                        json_num(stdout, m->sub_rate_min, 'g', 6);
                         (void)printf(",\"msgs_per_s_pub\":");
-                        json_num(m->pub_rate);
+                        json_num(stdout, m->pub_rate, 'g', 6);
                         (void)printf(",\"gb_per_s\":");
-                        json_num(m->pub_rate * (double)c->com.sizes[s] / 1e9);
+                        json_num(stdout, m->pub_rate * (double)c->com.sizes[s] / 1e9, 'g', 6);
                         (void)printf(",\"lost\":%" PRIu64 ",\"waits\":%" PRIu64 ",\"rounds_msgs_per_s_sum\":[", m->lost,
                                      m->waits);
                         for (unsigned k = 0; k < c->rounds; k++) {
                                 (void)printf("%s", k ? "," : "");
-                                json_num(cell->rounds[k].sub_rate_sum);
+                                json_num(stdout, cell->rounds[k].sub_rate_sum, 'g', 6);
                         }
                         (void)printf("]}");
                         first = false;
                 }
                 if (isfinite(ms)) {
                         (void)printf(",{\"transport\":\"memset\",\"size\":%zu,\"gb_per_s\":", c->com.sizes[s]);
-                        json_num(ms / 1e9);
+                        json_num(stdout, ms / 1e9, 'g', 6);
                         (void)printf("}");
                 }
         }
@@ -556,14 +290,14 @@ static void print_json(const struct perf_report *R) {
                         double b = med(R, s, x)->sub_rate_sum;
                         (void)printf("%s{\"size\":%zu,\"baseline\":\"%s\",\"msgs\":", first ? "" : ",", c->com.sizes[s],
                                      bench_xp_name(R->xps[x].kind));
-                        json_num(b > 0 ? z / b : NAN);
+                        json_num(stdout, b > 0 ? z / b : NAN, 'g', 6);
                         (void)printf("}");
                         first = false;
                 }
                 if (isfinite(ms) && ms > 0) {
                         (void)printf("%s{\"size\":%zu,\"baseline\":\"memset\",\"gb_per_s\":", first ? "" : ",",
                                      c->com.sizes[s]);
-                        json_num(med(R, s, 0)->pub_rate * (double)c->com.sizes[s] / ms);
+                        json_num(stdout, med(R, s, 0)->pub_rate * (double)c->com.sizes[s] / ms, 'g', 6);
                         (void)printf("}");
                         first = false;
                 }
@@ -608,7 +342,7 @@ static int measure(struct perf_report *R, struct perf_xp *xps) {
         return 0;
 }
 
-int cmd_perf(int argc, char **argv, const char *sock) {
+int bench_cmd_perf(int argc, char **argv, const char *sock) {
         struct perf_opts o = {0};
         struct perf_xp xps[BENCH_XP_MAX_] = {{0}};
         struct perf_report R = {.o = &o, .xps = xps};
@@ -623,25 +357,9 @@ int cmd_perf(int argc, char **argv, const char *sock) {
         if (!o.cfg.com.no_bus && bench_broker_check(CMD, sock) < 0)
                 return 1;
 
-        if (!o.cfg.com.no_bus) {
-                struct perf_zc *x = calloc(1, sizeof(*x));
-                if (!x) {
-                        cli_err(CMD, "out of memory");
-                        return 1;
-                }
-                x->cfg = &o.cfg;
-                xps[nxp++] = (struct perf_xp){.ops = &pzc_ops, .st = x, .kind = BENCH_XP_ZCBUS};
-        }
-        for (unsigned k = BENCH_XP_SHM; k < BENCH_XP_MAX_; k++) {
-                if (!(o.cfg.com.baselines & (1u << k)))
-                        continue;
-                r = baseline_perf_new(k, &o.cfg, &xps[nxp]);
-                if (r < 0) {
-                        cli_err(CMD, "cannot set up the %s baseline: %s", bench_xp_name(k), strerror(-r));
-                        free_xps(xps, nxp);
-                        return 1;
-                }
-                nxp++;
+        if (bench_xps_new(CMD, &o.cfg.com, xp_perf_make, &o.cfg, xps, sizeof(*xps), &nxp) < 0) {
+                free_xps(xps, nxp);
+                return 1;
         }
         R.nxp = nxp;
         R.cells = calloc((size_t)o.cfg.com.nsizes * nxp, sizeof(*R.cells));

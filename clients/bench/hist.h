@@ -1,5 +1,6 @@
+/* SPDX-License-Identifier: MIT */
 /*
- * hist.h: a log-linear latency histogram for the benchmark tools
+ * hist.h: a log-linear latency histogram for the measurement lab
  * (HdrHistogram-like), so that lat and perf never keep or sort samples.
  *
  * Layout: values below 2^HIST_SUB_BITS nanoseconds get one exact bucket

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * hist.c: the log-linear latency histogram of the benchmark tools. It owns
  * bucket arithmetic, percentile lookup and merging; recording is inline in
