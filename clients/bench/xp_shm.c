@@ -17,11 +17,11 @@
  * zcbus producer does.
  *
  * Waiting, as --wait says, through wait_until(): spin never sleeps;
- * adaptive spins for the budget, then announces itself and sleeps, and
- * its waker (after its store and a full fence) makes a system call only
- * when someone announced and it takes the arm; futex sleeps at once. In
- * lat, the futex waker wakes unconditionally (wait_wake_all), as the
- * plain futex reference; in perf it uses the announce discipline too, or
+ * adaptive spins for the budget, then arms and sleeps, and its waker
+ * (after its store and a full fence) makes a system call only when it
+ * takes the arm; futex sleeps at once. In lat, the futex waker wakes
+ * unconditionally (wait_wake_all), as the plain futex reference; in perf
+ * it uses the arm discipline too, or
  * the reference would measure one FUTEX_WAKE per message instead of the
  * floor.
  */
@@ -47,11 +47,10 @@
 /* One direction of notification on one line: the value the waker
  * publishes and the wait engine's words for it. */
 struct shm_line {
-        au32 value;   /* the message counter (or ring index) */
-        au32 waiters; /* wait.h: sleepers announced */
-        au32 armed;   /* wait.h: a sleeper wants a wake-up */
-        au32 word;    /* wait.h: the futex word, bumped by each wake */
-        uint8_t pad[SEG_LINE - 16];
+        au32 value; /* the message counter (or ring index) */
+        au32 armed; /* wait.h: a sleeper wants a wake-up */
+        au32 word;  /* wait.h: the futex word, bumped by each wake */
+        uint8_t pad[SEG_LINE - 12];
 };
 static_assert(sizeof(struct shm_line) == SEG_LINE, "one cache line");
 
@@ -68,7 +67,7 @@ static struct shm_wait shm_wait_for(uint32_t mode, uint32_t spin_us, bool futex_
 }
 
 static inline struct wait_words line_words(struct shm_line *l) {
-        return (struct wait_words){.waiters = &l->waiters, .armed = &l->armed, .word = &l->word};
+        return (struct wait_words){.armed = &l->armed, .word = &l->word};
 }
 
 /* Publish v in l->value and wake per the mode. What was written before is
@@ -81,7 +80,7 @@ static inline void line_post(struct shm_line *l, uint32_t v, const struct shm_wa
                 wait_wake_all(&l->word); /* its SC bump orders after the store */
                 return;
         }
-        full_fence(); /* store mine, then look at yours: pairs with wait_until's announce */
+        full_fence(); /* store mine, then look at yours: pairs with wait_until's arm */
         (void)wait_wake_armed(line_words(l));
 }
 
