@@ -110,7 +110,7 @@ static int parse_opts(int argc, char **argv, struct lat_opts *o) {
         c->round = 1000;
         c->round_warmup = 10;
 
-        while ((opt = bench_getopt(CMD, argc, argv, ":n:d:h", longopts, &c->com)) >= 0) {
+        while ((opt = bench_getopt(CMD, argc, argv, ":n:d:h", longopts, usage, &c->com)) >= 0) {
                 switch (opt) {
                 case 'n':
                         if (cli_parse_u64(optarg, 1, UINT64_C(1) << 40, 1, &v) < 0)
@@ -153,13 +153,10 @@ static int parse_opts(int argc, char **argv, struct lat_opts *o) {
                                 return bench_bad_value(CMD, "--plot", optarg, "want a file name");
                         o->plot = optarg;
                         break;
-                case 'h':
-                        usage(stdout);
-                        return 0;
                 }
         }
-        if (opt == -2 || bench_no_operands(CMD, argc, argv))
-                return 2;
+        if (opt < -1)
+                return bench_getopt_status(opt);
         if (have_n && have_d) {
                 cli_err(CMD, "give either -n or -d, not both");
                 return 2;

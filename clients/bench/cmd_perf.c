@@ -93,7 +93,7 @@ static int parse_opts(int argc, char **argv, struct perf_opts *o) {
         c->rounds = 3;
         c->duration_ns = UINT64_C(2) * 1000000000u;
 
-        while ((opt = bench_getopt(CMD, argc, argv, ":p:c:d:h", longopts, &c->com)) >= 0) {
+        while ((opt = bench_getopt(CMD, argc, argv, ":p:c:d:h", longopts, usage, &c->com)) >= 0) {
                 switch (opt) {
                 case 'p':
                         if (cli_parse_u64(optarg, 1, PRODUCERS_MAX, 0, &v) < 0)
@@ -119,13 +119,10 @@ static int parse_opts(int argc, char **argv, struct perf_opts *o) {
                                 return bench_bad_value(CMD, "--batch", optarg, "want 1..1024 messages");
                         c->batch = (unsigned)v;
                         break;
-                case 'h':
-                        usage(stdout);
-                        return 0;
                 }
         }
-        if (opt == -2 || bench_no_operands(CMD, argc, argv))
-                return 2;
+        if (opt < -1)
+                return bench_getopt_status(opt);
         if (o->cfg.com.baselines && c->producers != 1) {
                 cli_err(CMD, "--baseline needs -p 1 (the references have a single producer)");
                 return 2;

@@ -318,18 +318,22 @@ int bench_common_opt(const char *cmd, char **argv, int opt, const char *arg, str
 }
 
 int bench_getopt(const char *cmd, int argc, char **argv, const char *shortopts, const struct option *longopts,
-                 struct bench_common *c) {
+                 void (*usage)(FILE *f), struct bench_common *c) {
         int opt, r;
 
         opterr = 0;
         while ((opt = getopt_long(argc, argv, shortopts, longopts, NULL)) != -1) {
+                if (opt == 'h') {
+                        usage(stdout);
+                        return -3;
+                }
                 r = bench_common_opt(cmd, argv, opt, optarg, c);
                 if (r < 0)
                         return -2;
                 if (r == 0)
                         return opt;
         }
-        return -1;
+        return bench_no_operands(cmd, argc, argv) ? -2 : -1;
 }
 
 int bench_no_operands(const char *cmd, int argc, char **argv) {

@@ -86,10 +86,15 @@ void bench_common_init(struct bench_common *c);
 int bench_common_opt(const char *cmd, char **argv, int opt, const char *arg, struct bench_common *c);
 /* getopt_long(argc, argv, shortopts, longopts) with the shared options
  * taken by bench_common_opt(): the next option that is the command's own,
- * -1 at the end, -2 once a bad one was reported (the caller exits 2). */
+ * -1 at the end, -2 once a bad one (or an operand) was reported (the
+ * caller exits 2), -3 once -h/--help printed usage() (the caller exits 0).
+ * bench_getopt_status() turns -2 and -3 into those exit statuses. */
 struct option;
 int bench_getopt(const char *cmd, int argc, char **argv, const char *shortopts, const struct option *longopts,
-                 struct bench_common *c);
+                 void (*usage)(FILE *f), struct bench_common *c);
+static inline int bench_getopt_status(int opt) {
+        return opt == -3 ? 0 : 2;
+}
 /* After getopt: 2 after reporting "unexpected argument" if any operand
  * is left, else 0. */
 int bench_no_operands(const char *cmd, int argc, char **argv);
