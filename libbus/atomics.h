@@ -50,6 +50,25 @@ static inline void full_fence(void) {
 #endif
 }
 
+/* Release and acquire fences (the seqlock of a slot's descriptor, the
+ * claim count). ThreadSanitizer refuses them too and does not model
+ * fences anyway: there they stand in as full barriers, like full_fence. */
+static inline void release_fence(void) {
+#if defined(__SANITIZE_THREAD__)
+        full_fence();
+#else
+        atomic_thread_fence(memory_order_release);
+#endif
+}
+
+static inline void acquire_fence(void) {
+#if defined(__SANITIZE_THREAD__)
+        full_fence();
+#else
+        atomic_thread_fence(memory_order_acquire);
+#endif
+}
+
 /* Busy-wait hint: tells the core we are spinning (PAUSE on x86). */
 static inline void cpu_relax(void) {
 #if defined(__x86_64__) || defined(__i386__)

@@ -58,7 +58,7 @@ void ring_mark_slot(const struct seg_map *m, uint64_t seq, uint32_t producer, ui
          * before; WRITING first makes its re-check fail. */
         if (load_rlx(&s->stamp) != (SEG_STAMP_WRITING | seg_stamp(seq)))
                 store_sc(&s->stamp, SEG_STAMP_WRITING | seg_stamp(seq));
-        atomic_thread_fence(memory_order_release); /* I: WRITING before the descriptor */
+        release_fence(); /* I: WRITING before the descriptor */
         store_rlx(&s->len, 0);
         store_rlx(&s->flags, flag);
         s->producer = producer;

@@ -161,7 +161,7 @@ static int claim_latest(struct ring_pub *p, uint64_t deadline, bool may_wait, ui
                 store_sc(&sl->stamp, SEG_STAMP_WRITING | seg_stamp(t)); /* I */
                 /* I: WRITING before the descriptor stores of publish (the
                  * seqlock's writer side; the payload is guarded by H/I). */
-                atomic_thread_fence(memory_order_release);
+                release_fence();
                 if (!ring_held(m, t)) { /* I */
                         *ret_seq = t;
                         return 0;

@@ -71,7 +71,7 @@ static _always_inline_ uint64_t ring_take_seqs(struct ring_pub *p, uint64_t h, u
         /* The count is written after a release fence, so a broker that
          * reads a claim, then the count, then (after an acquire fence) the
          * claim again, never pairs it with the next claim's count. */
-        atomic_thread_fence(memory_order_release);
+        release_fence();
         store_rlx(&p->me->claim_n, n);
         store_rel(&p->me->claim, SEG_CLAIM_PENDING | h);
         return faa_sc(&seg_head(p->m)->head, n); /* G, J */

@@ -125,7 +125,7 @@ static int take_one(struct ring_sub *s, zcbus_msg *msg) {
                         had = ring_hold_take(m, c, s->index);
                         /* I: the descriptor loads above before the re-check
                          * (the seqlock's reader side). */
-                        atomic_thread_fence(memory_order_acquire);
+                        acquire_fence();
                         if (load_sc(&sl->stamp) != v) {
                                 if (!had)
                                         drop_transient_hold(s, c);
