@@ -16,6 +16,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "killpoint.h"
 #include "layout.h"
 #include "macro.h"
 #include "wait.h"

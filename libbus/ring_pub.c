@@ -159,6 +159,7 @@ static int claim_latest(struct ring_pub *p, uint64_t deadline, bool may_wait, ui
                         return r; /* kept: settled by the next call */
                 struct seg_slot *sl = seg_slot(m, t);
                 store_sc(&sl->stamp, SEG_STAMP_WRITING | seg_stamp(t)); /* I */
+                KILL_POINT(KP_LATEST_WRITING);
                 /* I: WRITING before the descriptor stores of publish (the
                  * seqlock's writer side; the payload is guarded by H/I). */
                 release_fence();

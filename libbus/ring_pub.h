@@ -74,12 +74,16 @@ static _always_inline_ uint64_t ring_take_seqs(struct ring_pub *p, uint64_t h, u
         release_fence();
         store_rlx(&p->me->claim_n, n);
         store_rel(&p->me->claim, SEG_CLAIM_PENDING | h);
-        return faa_sc(&seg_head(p->m)->head, n); /* G, J */
+        KILL_POINT(KP_CLAIM_INTENT);
+        uint64_t s = faa_sc(&seg_head(p->m)->head, n); /* G, J */
+        KILL_POINT(KP_CLAIM_TAKEN);
+        return s;
 }
 
 /* Record the claim of s..s+n-1 (J: the sequence after the intent). */
 static _always_inline_ void ring_claim_set(struct ring_pub *p, uint64_t s, uint32_t n) {
         store_rel(&p->me->claim, s); /* J */
+        KILL_POINT(KP_CLAIM_RECORDED);
         p->claim = s;
         p->nclaim = n;
         p->nwritten = 0;
@@ -135,7 +139,9 @@ static _always_inline_ void ring_pub_publish(struct ring_pub *p, uint64_t seq, u
         store_rlx(&s->flags, 0);
         store_rlx(&s->ts_ns, ts_ns);
         s->producer = p->index;
+        KILL_POINT(KP_BEFORE_STAMP);
         store_rel(&s->stamp, seg_stamp(seq)); /* A; the fence in ring_pub_notify makes it D's store */
+        KILL_POINT(KP_AFTER_STAMP);
         stat_inc(&p->me->published, 1);
         if (++p->nwritten == p->nclaim)
                 ring_claim_clear(p);

@@ -123,6 +123,7 @@ static int take_one(struct ring_sub *s, zcbus_msg *msg) {
                          * If this subscriber held the slot already (an older
                          * message under markers), the hold stays. */
                         had = ring_hold_take(m, c, s->index);
+                        KILL_POINT(KP_HOLD_TAKEN);
                         /* I: the descriptor loads above before the re-check
                          * (the seqlock's reader side). */
                         acquire_fence();

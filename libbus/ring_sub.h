@@ -156,6 +156,7 @@ static _always_inline_ int ring_sub_recv(struct ring_sub *s, zcbus_msg *msgs, ui
 static _always_inline_ void ring_sub_publish_floor(struct ring_sub *s, uint64_t f) {
         s->pub_floor = f;
         store_rel(&s->me->floor, f); /* E: payload reads done before the floor moves */
+        KILL_POINT(KP_FLOOR_STORED);
         full_fence();                /* E: the floor before the look at room_armed */
         if (_unlikely_(load_rlx(&seg_subs_notify(s->m)->room_armed) != 0))
                 ring_sub_wake_room(s);

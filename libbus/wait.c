@@ -15,6 +15,7 @@
 #include <sched.h>
 
 #include "futex.h"
+#include "killpoint.h"
 #include "macro.h"
 #include "wait.h"
 #include "zcbus.h"
@@ -59,6 +60,7 @@ static uint32_t arm(struct wait_words ww) {
          * SC: the store is the sleeper's half of the Dekker pair C / F; the
          * re-check that follows is the other half's load. */
         store_sc(ww.armed, 1);
+        KILL_POINT(KP_SLEEP_ARMED);
         return v;
 }
 
@@ -131,6 +133,7 @@ bool wait_wake_armed(struct wait_words ww) {
          * exchange takes the arm: one waker per arming. */
         if (load_sc(ww.armed) == 0 || atomic_exchange_explicit(ww.armed, 0, memory_order_seq_cst) == 0)
                 return false;
+        KILL_POINT(KP_WAKE_TAKEN);
         wait_wake_all(ww.word);
         return true;
 }

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: MIT
 # Sanitizer runs: scripts/sanitize.sh asan|tsan
-#  asan: the whole make check under AddressSanitizer + UndefinedBehaviorSanitizer
+#  asan: the whole make check under AddressSanitizer + UndefinedBehaviorSanitizer,
+#        with the test-only kill points compiled in (suite "trust" then kills
+#        peers at every point of the data plane)
 #  tsan: the ring tests (threads standing in for processes) under ThreadSanitizer
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
@@ -9,7 +11,7 @@ cd "$top"
 case "${1:-}" in
 asan)
         flags="-O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all"
-        scripts/build.sh build/asan --enable-werror CFLAGS="$flags" LDFLAGS="-fsanitize=address,undefined"
+        scripts/build.sh build/asan --enable-werror --enable-kill-points CFLAGS="$flags" LDFLAGS="-fsanitize=address,undefined"
         export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
         make -C build/asan -s check || { cat build/asan/test-suite.log; exit 1; }
         ;;

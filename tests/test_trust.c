@@ -16,6 +16,7 @@
 #include <check.h>
 #include <errno.h>
 #include <pthread.h>
+#include <stdbool.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,6 +26,7 @@
 #include <unistd.h>
 
 #include "harness.h"
+#include "killpoint.h"
 #include "ring_fixture.h"
 
 /* Wait until thread (or process) tid is asleep in the kernel: state S in
@@ -269,6 +271,226 @@ START_TEST(test_a_killed_sleeper_costs_one_wake_and_nothing_after) {
 }
 END_TEST
 
+#ifdef ZCBUS_KILL_POINTS
+/* ------------------------------------------------ kill -9 at every point
+ *
+ * A forked peer (the victim) runs the real producer or subscriber code and
+ * dies by SIGKILL at the n-th pass through one kill point (killpoint.h);
+ * the test then plays the broker, evicting it, and checks what the honest
+ * peers see: a subscriber asleep in FUTEX mode receives every committed
+ * message in order (no stranded sleeper), a producer in FUTEX mode goes on
+ * publishing (no stall), and the accounting is exact.
+ */
+enum kp_role { KP_PRODUCER, KP_SUBSCRIBER };
+
+struct kp_case {
+        enum kill_point point;
+        enum kp_role role;
+        bool reliable, latest; /* the policies the point exists under */
+};
+
+static const struct kp_case kp_cases[] = {
+        {KP_CLAIM_INTENT, KP_PRODUCER, true, true},
+        {KP_CLAIM_TAKEN, KP_PRODUCER, true, true},
+        {KP_CLAIM_RECORDED, KP_PRODUCER, true, true},
+        {KP_BEFORE_STAMP, KP_PRODUCER, true, true},
+        {KP_AFTER_STAMP, KP_PRODUCER, true, true},
+        {KP_WAKE_TAKEN, KP_PRODUCER, true, true},
+        {KP_LATEST_WRITING, KP_PRODUCER, false, true},
+        {KP_SLEEP_ARMED, KP_SUBSCRIBER, true, true},
+        {KP_HOLD_TAKEN, KP_SUBSCRIBER, false, true},
+        {KP_FLOOR_STORED, KP_SUBSCRIBER, true, false},
+        {KP_WAKE_TAKEN, KP_SUBSCRIBER, true, false},
+};
+#define KP_CASES (int)(sizeof(kp_cases) / sizeof(kp_cases[0]))
+#define KP_SENTINEL_LEN 0 /* pattern_len never gives 0 */
+
+struct kp_reader {
+        struct ring_sub s;
+        uint64_t held[4];
+        uint64_t start, last, sentinel;
+        int error;
+};
+
+/* The honest subscriber: receive until the sentinel, every message
+ * checked byte for byte, in order, never waiting in vain. */
+static void *kp_reader_main(void *arg) {
+        struct kp_reader *x = arg;
+        zcbus_msg m;
+
+        x->last = UINT64_MAX;
+        for (;;) {
+                int r = ring_sub_recv(&x->s, &m, 1, 5000);
+                if (r != 1) {
+                        x->error = r;
+                        return NULL;
+                }
+                if (x->last != UINT64_MAX && m.seq <= x->last) {
+                        x->error = -EILSEQ;
+                        return NULL;
+                }
+                x->last = m.seq;
+                bool sentinel = m.len == KP_SENTINEL_LEN;
+                if (!sentinel && (m.len != pattern_len(m.seq, 1, 32) || pattern_check(m.data, m.len, m.seq) >= 0)) {
+                        x->error = -EBADMSG;
+                        return NULL;
+                }
+                (void)ring_sub_release(&x->s, &m.seq, 1);
+                if (sentinel) {
+                        x->sentinel = m.seq;
+                        return NULL;
+                }
+        }
+}
+
+/* The broker's part: wait for the victim's death, then evict it at once
+ * (a producer blocked on a dead subscriber is freed by this, as by
+ * zcbusd). */
+struct kp_broker {
+        struct topic *t;
+        enum kp_role role;
+        pid_t pid;
+        int status;
+        int repair; /* ring_prod_evict's last result */
+        _Atomic bool done;
+};
+
+static void *kp_broker_main(void *arg) {
+        struct kp_broker *b = arg;
+
+        if (waitpid(b->pid, &b->status, 0) != b->pid)
+                b->status = -1;
+        if (b->role == KP_SUBSCRIBER) {
+                ring_sub_evict(&b->t->bm, 1);
+        } else {
+                b->repair = ring_prod_evict(&b->t->bm, 1);
+                for (unsigned i = 0; b->repair == -EAGAIN && i < 1000000; i++) {
+                        (void)sched_yield();
+                        b->repair = ring_prod_repair(&b->t->bm, 1);
+                }
+        }
+        atomic_store(&b->done, true);
+        return NULL;
+}
+
+/* The victim's life; it ends by the kill point or, if the point was never
+ * passed often enough, by _exit(0) after a bounded run. */
+static void kp_victim(struct topic *t, const struct kp_case *c, unsigned n, bool reliable) {
+        kill_point_arm(c->point, n);
+        if (c->role == KP_PRODUCER) {
+                struct ring_pub pub;
+                ring_pub_init(&pub, &t->pm, 1, wait_mode(ZCBUS_WAIT_FUTEX));
+                for (unsigned i = 0; i < 2000; i++) {
+                        /* To die in a wake-up, a reader must be asleep. */
+                        if (c->point == KP_WAKE_TAKEN)
+                                while (load_sc(&seg_subs_notify(&t->pm)->data_armed) == 0)
+                                        (void)sched_yield();
+                        if (pub_one(&pub, 5000, NULL) < 0)
+                                _exit(2);
+                }
+                _exit(0);
+        }
+        struct ring_sub s;
+        uint64_t held[4];
+        zcbus_msg m;
+        if (ring_sub_init(&s, &t->sm, 1, 0, 4, held, wait_mode(ZCBUS_WAIT_FUTEX)) < 0)
+                _exit(3);
+        (void)reliable;
+        for (unsigned i = 0; i < 20000; i++) {
+                int r = ring_sub_recv(&s, &m, 1, 5000);
+                if (r == 1)
+                        (void)ring_sub_release(&s, &m.seq, 1);
+                else if (r != -EBADMSG)
+                        _exit(4);
+        }
+        _exit(0);
+}
+
+START_TEST(test_a_peer_killed_at_any_point_stalls_nothing) {
+        const struct kp_case *c = &kp_cases[_i];
+
+        for (int pol = 0; pol < 2; pol++) {
+                bool reliable = pol == 0;
+                if (reliable ? !c->reliable : !c->latest)
+                        continue;
+                for (unsigned n = 1; n <= 7; n += 3) {
+                        struct seg_params p = params(8, 32, reliable ? ZCBUS_POLICY_RELIABLE : ZCBUS_POLICY_LATEST, 2, 2);
+                        struct kp_reader x = {0};
+                        struct ring_pub pub;
+                        struct topic t;
+                        pthread_t th;
+                        const char *what = kill_point_name(c->point);
+
+                        topic_open(&t, &p);
+                        /* Entries as the broker hands them out: the reader is
+                         * registered before the victim starts. */
+                        ring_sub_activate(&t.bm, 0, (uint32_t)getpid());
+                        ck_assert_int_eq(ring_sub_init(&x.s, &t.sm, 0, 0, 4, x.held, wait_mode(ZCBUS_WAIT_FUTEX)), 0);
+                        x.start = x.s.next;
+                        if (c->role == KP_PRODUCER)
+                                ring_prod_activate(&t.bm, 1, 0);
+                        else
+                                ring_sub_activate(&t.bm, 1, 0);
+                        pub_start(&t, &pub, 0, ZCBUS_WAIT_FUTEX);
+                        fflush(NULL);
+                        pid_t pid = fork();
+                        ck_assert_int_ge(pid, 0);
+                        if (pid == 0)
+                                kp_victim(&t, c, n, reliable);
+                        ck_assert_int_eq(pthread_create(&th, NULL, kp_reader_main, &x), 0);
+                        struct kp_broker b = {.t = &t, .role = c->role, .pid = pid};
+                        pthread_t bth;
+                        ck_assert_int_eq(pthread_create(&bth, NULL, kp_broker_main, &b), 0);
+
+                        /* A subscriber victim needs traffic; one that is to die
+                         * asleep needs it slow enough to catch up and sleep. */
+                        for (unsigned i = 0; c->role == KP_SUBSCRIBER && !atomic_load(&b.done); i++) {
+                                ck_assert_msg(i < 200000, "%s: the victim never died", what);
+                                if (c->point == KP_SLEEP_ARMED) {
+                                        uint64_t h = ring_head(&t.bm);
+                                        struct seg_sub *v = seg_sub(&t.bm, 1);
+                                        while (load_sc(&v->next) < h && !atomic_load(&b.done))
+                                                (void)sched_yield();
+                                }
+                                int r = pub_one(&pub, 5000, NULL);
+                                ck_assert_msg(r == 0, "%s: the producer got %d", what, r);
+                        }
+                        ck_assert_int_eq(pthread_join(bth, NULL), 0);
+                        ck_assert_msg(b.status >= 0 && WIFSIGNALED(b.status) && WTERMSIG(b.status) == SIGKILL,
+                                      "%s (%s, pass %u): the victim did not die there (status %#x)", what,
+                                      reliable ? "reliable" : "latest", n, b.status);
+                        ck_assert_msg(b.repair == 0, "%s: the repair never finished (%d)", what, b.repair);
+
+                        /* The topic goes on: more messages, then the sentinel. */
+                        for (unsigned i = 0; i < 20; i++) {
+                                int r = pub_one(&pub, 5000, NULL);
+                                ck_assert_msg(r == 0, "%s: after the death the producer got %d", what, r);
+                        }
+                        uint64_t seq;
+                        ck_assert_int_eq(ring_pub_claim(&pub, 1, 5000, &seq), 0);
+                        ring_pub_publish(&pub, seq, KP_SENTINEL_LEN, 0);
+                        ring_pub_notify(&pub);
+
+                        ck_assert_int_eq(pthread_join(th, NULL), 0);
+                        ck_assert_msg(x.error == 0, "%s (%s, pass %u): the reader got %d", what,
+                                      reliable ? "reliable" : "latest", n, x.error);
+                        ck_assert_uint_eq(x.sentinel, seq);
+                        uint64_t seqs = seq + 1 - x.start;
+                        uint64_t got = x.s.received + x.s.skipped + x.s.lost + x.s.pending_lost;
+                        ck_assert_msg(got == seqs, "%s: received %llu + skipped %llu + lost %llu of %llu sequences",
+                                      what, (unsigned long long)x.s.received, (unsigned long long)x.s.skipped,
+                                      (unsigned long long)(x.s.lost + x.s.pending_lost), (unsigned long long)seqs);
+                        if (reliable)
+                                ck_assert_uint_eq(x.s.lost + x.s.pending_lost, 0);
+                        ring_sub_deinit(&x.s);
+                        ring_pub_deinit(&pub);
+                        topic_close(&t);
+                }
+        }
+}
+END_TEST
+#endif
+
 static Suite *trust_suite(void) {
         Suite *s = suite_create("trust");
         TCase *tc;
@@ -285,6 +507,12 @@ static Suite *trust_suite(void) {
         tcase_add_test(tc, test_a_producer_dead_inside_its_wake_strands_no_sleeper);
         tcase_add_test(tc, test_a_killed_sleeper_costs_one_wake_and_nothing_after);
         suite_add_tcase(s, tc);
+#ifdef ZCBUS_KILL_POINTS
+        tc = tcase_create("killpoints");
+        tcase_set_timeout(tc, 120);
+        tcase_add_loop_test(tc, test_a_peer_killed_at_any_point_stalls_nothing, 0, KP_CASES);
+        suite_add_tcase(s, tc);
+#endif
         return s;
 }
 
