@@ -144,7 +144,7 @@ static int take_one(struct ring_sub *s, zcbus_msg *msg) {
                                 continue;
                         return -EBADMSG;
                 }
-                ring_deliver(s, msg, sl, c, len, ts);
+                ring_deliver(s, msg, sl, c, len, ts, true);
                 return 1;
         }
         return 0;

@@ -73,18 +73,22 @@ static _always_inline_ bool ring_recv_fast_ok(const struct ring_sub *s, uint32_t
 }
 
 /* Hand the message at the cursor c (slot sl, descriptor read) to the
- * caller and hold it: the one way a message is delivered. */
+ * caller and hold it: the one way a message is delivered. report_lost:
+ * the losses since the last message go with it (the fast path, which
+ * runs only when there are none, passes false). */
 static _always_inline_ void ring_deliver(struct ring_sub *s, zcbus_msg *msg, struct seg_slot *sl, uint64_t c,
-                                         uint32_t len, uint64_t ts) {
+                                         uint32_t len, uint64_t ts, bool report_lost) {
         *msg = (zcbus_msg){
                 .data = seg_payload(sl),
                 .len = len,
                 .seq = c,
                 .timestamp_ns = ts,
-                .lost = s->pending_lost,
+                .lost = report_lost ? s->pending_lost : 0,
         };
-        s->lost += s->pending_lost;
-        s->pending_lost = 0;
+        if (report_lost) {
+                s->lost += s->pending_lost;
+                s->pending_lost = 0;
+        }
         s->held[s->nheld++] = c;
         s->next = c + 1;
         /* Pull a later slot's first line in ahead of time: when the
@@ -113,7 +117,7 @@ static _always_inline_ bool ring_take_fast(struct ring_sub *s, zcbus_msg *msg) {
         uint32_t len = load_rlx(&sl->len);
         if (_unlikely_(load_rlx(&sl->flags) != 0 || len > m->g.slot_size))
                 return false;
-        ring_deliver(s, msg, sl, c, len, load_rlx(&sl->ts_ns));
+        ring_deliver(s, msg, sl, c, len, load_rlx(&sl->ts_ns), false);
         s->received++;
         ring_sub_mirror(s);
         return true;
