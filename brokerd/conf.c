@@ -9,6 +9,12 @@
  * a copy, so a bad file never leaves a half-applied configuration. Every
  * number is parsed strictly (digits only, an optional K/M/G suffix, range
  * checked), because a typo in a limit must stop the broker, not become 0.
+ *
+ * It also owns the access rules (`rule = NAME PATTERN action=who ...`)
+ * and their one decision, conf_access(): the first rule whose glob matches
+ * the topic decides, no match denies, and root and the broker's own uid
+ * (one trust domain with the broker) are always allowed. Rules are the
+ * only owned memory of a conf; a file's rules replace the old ones whole.
  */
 #include "config.h"
 
