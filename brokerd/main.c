@@ -151,6 +151,11 @@ static int parse_args(int argc, char **argv, struct opts *o) {
         return 1;
 }
 
+static void opts_done(struct opts *o) {
+        free(o->config_abs);
+        o->config_abs = NULL;
+}
+
 /* The socket path: -s, config `socket`, $ZCBUS_SOCKET, the default. */
 static int resolve_socket(const struct conf *c, char *buf, size_t len) {
         const char *e = getenv("ZCBUS_SOCKET");
@@ -374,7 +379,7 @@ int main(int argc, char **argv) {
         _cleanup_close_ int notify_fd = -1;
         char path[CONF_SOCKET_MAX];
         char err[512];
-        struct opts o;
+        _cleanup_(opts_done) struct opts o = {.ready_fd = -1};
         _cleanup_(conf_deinit) struct conf c = {0};
         int r;
 
