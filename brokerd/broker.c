@@ -8,7 +8,14 @@
  *
  * Everything runs on one libev loop in one thread, so no state is shared
  * between threads and the receive/send buffers can be shared by all
- * sessions. A client that breaks the protocol gets one PROTO_ERROR and is
+ * sessions. A connection is pending until it says HELLO: pending ones
+ * live in their own bounded pool (max_unauthenticated, oldest dropped
+ * first) with a deadline (hello_timeout_ms), so silent connections can
+ * neither lock real clients out of max_sessions nor stay for ever. At
+ * HELLO a connection becomes a session if max_sessions and its uid's
+ * uid_max_sessions allow; each OPEN is checked against the session's and
+ * the uid's entry quotas here, and against the rules and topic quotas in
+ * the registry. A client that breaks the protocol gets one PROTO_ERROR and is
  * disconnected; a client whose request is refused (conflict, limits) gets
  * a PROTO_ERROR and keeps its session. Replies never block: clients wait
  * for them synchronously, so a full socket means a broken client.
@@ -41,14 +48,18 @@ struct broker {
         int fd;
         ev_io accept_io;
         ev_timer accept_pause;
+        ev_timer hello_timer; /* the oldest pending connection's HELLO deadline */
         char path[CONF_SOCKET_MAX];
         dev_t dev;
         ino_t ino;
         bool bound;
-        struct peer *peers;
+        struct peer *peers; /* sessions (HELLO said) */
         uint32_t npeers;
+        struct peer *pending, *pending_tail; /* connections before HELLO, oldest first */
+        uint32_t npending;
         bool full_logged;  /* "max_sessions reached" said once per episode */
         bool pause_logged; /* "out of descriptors" said once per episode */
+        bool pending_logged; /* "pre-HELLO pool full" said once per episode */
         uint8_t rbuf[PROTO_MSG_MAX];
         uint8_t sbuf[PROTO_MSG_MAX];
         struct proto_list_entry lbuf[PROTO_LIST_MAX];
@@ -88,14 +99,50 @@ static int send_error(struct broker *b, struct peer *p, uint32_t req_id, int err
 
 /* --- requests -------------------------------------------------------------- */
 
+static void pending_unlink(struct broker *b, struct peer *p);
+static void peer_link(struct broker *b, struct peer *p);
+
+/* A refusal that ends the session: one error reply, one log line. */
+static int refuse(struct broker *b, struct peer *p, uint32_t req_id, int err, const char *msg) {
+        log_notice("session %s (pid %d uid %u): refused: %s", p->id_str, (int)p->pid, (unsigned)p->uid, msg);
+        (void)send_error(b, p, req_id, err, "%s", msg);
+        return err;
+}
+
 static int on_hello(struct broker *b, struct peer *p, const struct proto_msg *m) {
+        const struct conf *c = b->conf;
         struct proto_hello_reply rep = {
                 .broker_version = PROTO_VERSION,
-                .max_topics = b->conf->max_topics,
+                .max_topics = c->max_topics,
         };
+        char msg[PROTO_ERRMSG_MAX + 1];
 
+        if (b->npeers >= c->max_sessions) {
+                if (!b->full_logged)
+                        log_warn("refusing sessions: %u open (max_sessions)", b->npeers);
+                b->full_logged = true;
+                (void)send_error(b, p, m->hdr.req_id, -EUSERS, "broker has its %u sessions (max_sessions)",
+                                 c->max_sessions);
+                return -EUSERS;
+        }
+        p->uid_acct = reg_account_uid(b->reg, (uint32_t)p->uid);
+        p->session_acct = reg_account_new(b->reg);
+        if (!p->uid_acct || !p->session_acct) {
+                (void)send_error(b, p, m->hdr.req_id, -ENOMEM, "broker out of memory");
+                return -ENOMEM;
+        }
+        if (p->uid_acct->sessions >= c->uid_max_sessions) {
+                (void)snprintf(msg, sizeof(msg), "uid %u has %u sessions (uid_max_sessions %u)", (unsigned)p->uid,
+                               p->uid_acct->sessions, c->uid_max_sessions);
+                return refuse(b, p, m->hdr.req_id, -EDQUOT, msg);
+        }
         memcpy(rep.session_id, p->id, 16);
+        pending_unlink(b, p);
         p->hello = true;
+        p->uid_acct->sessions++;
+        peer_link(b, p);
+        log_debug("session %s: HELLO from pid %d uid %u gid %u", p->id_str, (int)p->pid, (unsigned)p->uid,
+                  (unsigned)p->gid);
         return send_msg(b, p, proto_enc_hello_reply(b->sbuf, sizeof(b->sbuf), m->hdr.req_id, &rep), NULL, 0);
 }
 
@@ -108,6 +155,18 @@ static int on_open(struct broker *b, struct peer *p, const struct proto_msg *m) 
         int fds[2];
         int r;
 
+        if (p->nentries >= b->conf->session_max_entries) {
+                log_notice("session %s (uid %u): OPEN '%s' refused: %u entries (session_max_entries)", p->id_str,
+                           (unsigned)p->uid, m->name, p->nentries);
+                return send_error(b, p, m->hdr.req_id, -EDQUOT, "session holds %u entries (session_max_entries %u)",
+                                  p->nentries, b->conf->session_max_entries);
+        }
+        if (p->uid_acct->entries >= b->conf->uid_max_entries) {
+                log_notice("session %s (uid %u): OPEN '%s' refused: uid holds %u entries (uid_max_entries)",
+                           p->id_str, (unsigned)p->uid, m->name, p->uid_acct->entries);
+                return send_error(b, p, m->hdr.req_id, -EDQUOT, "uid %u holds %u entries (uid_max_entries %u)",
+                                  (unsigned)p->uid, p->uid_acct->entries, b->conf->uid_max_entries);
+        }
         r = peer_reserve(p);
         if (r < 0) {
                 log_debug("session %s: OPEN '%s' refused: %s", p->id_str, m->name, strerror(-r));
@@ -116,10 +175,20 @@ static int on_open(struct broker *b, struct peer *p, const struct proto_msg *m) 
                                           PEER_ENTRIES_MAX);
                 return send_error(b, p, m->hdr.req_id, r, "broker out of memory");
         }
-        r = reg_open(b->reg, o, m->name, (uint32_t)p->pid, &t, &index, err, sizeof(err));
+        struct reg_owner ow = {
+                .uid = (uint32_t)p->uid,
+                .gid = (uint32_t)p->gid,
+                .pid = (uint32_t)p->pid,
+                .uid_acct = p->uid_acct,
+                .session_acct = p->session_acct,
+        };
+        r = reg_open(b->reg, o, m->name, &ow, &t, &index, err, sizeof(err));
         if (r < 0) {
-                log_debug("session %s: OPEN '%s' as %s refused: %s (%s)", p->id_str, m->name, role_name(o->role),
-                          err, strerror(-r));
+                /* Denials and quotas are the administrator's business:
+                 * logged; other refusals only when verbose. */
+                conf_log(r == -EACCES || r == -EDQUOT ? LOG_NOTICE : LOG_DEBUG,
+                         "session %s (pid %d uid %u): OPEN '%s' as %s refused: %s (%s)", p->id_str, (int)p->pid,
+                         (unsigned)p->uid, m->name, role_name(o->role), err, strerror(-r));
                 return send_error(b, p, m->hdr.req_id, r, "%s", err);
         }
         /* Recorded before replying: if the reply fails, session cleanup
@@ -199,6 +268,15 @@ static int on_datagram(struct peer *p, const void *buf, ssize_t n, void *userdat
 
 /* --- sessions -------------------------------------------------------------- */
 
+static void peer_link(struct broker *b, struct peer *p) {
+        p->prev = NULL;
+        p->next = b->peers;
+        if (b->peers)
+                b->peers->prev = p;
+        b->peers = p;
+        b->npeers++;
+}
+
 static void peer_unlink(struct broker *b, struct peer *p) {
         if (p->prev)
                 p->prev->next = p->next;
@@ -210,12 +288,78 @@ static void peer_unlink(struct broker *b, struct peer *p) {
         b->npeers--;
 }
 
+/* Connections before HELLO: a FIFO, oldest first, bounded by
+ * max_unauthenticated, each given hello_timeout_ms. One timer serves them
+ * all, armed for the oldest one's deadline. */
+static void pending_arm(struct broker *b) {
+        ev_tstamp after;
+
+        ev_timer_stop(b->loop, &b->hello_timer);
+        if (!b->pending)
+                return;
+        after = b->pending->accepted_at + b->conf->hello_timeout_ms / 1000. - ev_now(b->loop);
+        ev_timer_set(&b->hello_timer, after > 0. ? after : 0., 0.);
+        ev_timer_start(b->loop, &b->hello_timer);
+}
+
+static void pending_append(struct broker *b, struct peer *p) {
+        p->next = NULL;
+        p->prev = b->pending_tail;
+        if (b->pending_tail)
+                b->pending_tail->next = p;
+        else
+                b->pending = p;
+        b->pending_tail = p;
+        b->npending++;
+        if (b->npending == 1)
+                pending_arm(b);
+}
+
+static void pending_unlink(struct broker *b, struct peer *p) {
+        bool was_oldest = b->pending == p;
+
+        if (p->prev)
+                p->prev->next = p->next;
+        else
+                b->pending = p->next;
+        if (p->next)
+                p->next->prev = p->prev;
+        else
+                b->pending_tail = p->prev;
+        p->prev = p->next = NULL;
+        b->npending--;
+        if (was_oldest)
+                pending_arm(b);
+}
+
+static void pending_drop(struct broker *b, struct peer *p, const char *why) {
+        log_debug("connection %s (pid %d uid %u) dropped before HELLO: %s", p->id_str, (int)p->pid,
+                  (unsigned)p->uid, why);
+        pending_unlink(b, p);
+        peer_free(p, false);
+}
+
+static void hello_timeout_cb(struct ev_loop *loop, ev_timer *w, int revents) {
+        struct broker *b = w->data;
+        ev_tstamp now = ev_now(loop), timeout = b->conf->hello_timeout_ms / 1000.;
+
+        while (b->pending && b->pending->accepted_at + timeout <= now)
+                pending_drop(b, b->pending, "no HELLO in time (hello_timeout_ms)");
+        pending_arm(b);
+}
+
 static void on_gone(struct peer *p, const char *why, void *userdata) {
         struct broker *b = userdata;
 
+        if (!p->hello) {
+                pending_drop(b, p, why);
+                return;
+        }
         log_debug("session %s (pid %d) closed: %s, releasing %u entries", p->id_str, (int)p->pid, why,
                   p->nentries);
         peer_unlink(b, p);
+        if (p->uid_acct && p->uid_acct->sessions)
+                p->uid_acct->sessions--;
         peer_free(p, true);
         if (b->npeers < b->conf->max_sessions)
                 b->full_logged = false;
@@ -265,23 +409,27 @@ static void accept_cb(struct ev_loop *loop, ev_io *w, int revents) {
                                 return;
                         }
                 }
-                if (b->npeers >= b->conf->max_sessions) {
-                        if (!b->full_logged)
-                                log_warn("refusing connections: %u sessions open (max_sessions)", b->npeers);
-                        b->full_logged = true;
-                        continue; /* fd closed by cleanup: the client sees EOF */
-                }
+                /* Connections that have not said HELLO do not count
+                 * against max_sessions: they wait in their own pool, and
+                 * when it is full the oldest goes. */
+                if (b->npending >= b->conf->max_unauthenticated) {
+                        if (!b->pending_logged)
+                                log_warn("%u connections have not said HELLO (max_unauthenticated): dropping the "
+                                         "oldest",
+                                         b->npending);
+                        b->pending_logged = true;
+                        while (b->npending >= b->conf->max_unauthenticated && b->pending)
+                                pending_drop(b, b->pending, "pre-HELLO pool full (max_unauthenticated)");
+                } else if (b->npending < b->conf->max_unauthenticated / 2)
+                        b->pending_logged = false;
                 r = peer_new(loop, fd, b->rbuf, &broker_peer_ops, b, &p);
                 if (r < 0) {
                         log_warn("setting up a session failed: %s", strerror(-r));
                         continue;
                 }
                 fd = -1; /* the session owns it now */
-                p->next = b->peers;
-                if (b->peers)
-                        b->peers->prev = p;
-                b->peers = p;
-                b->npeers++;
+                p->accepted_at = ev_now(loop);
+                pending_append(b, p);
                 log_debug("session %s opened: pid %d uid %u gid %u%s", p->id_str, (int)p->pid, (unsigned)p->uid,
                           (unsigned)p->gid, p->pidfd < 0 ? " (no pidfd)" : "");
         }
@@ -309,6 +457,7 @@ static int socket_live(const char *path, const struct sockaddr_un *sa) {
 }
 
 static int broker_listen(struct broker *b, const char *path) {
+        const struct conf *c = b->conf;
         struct sockaddr_un sa = {.sun_family = AF_UNIX};
         _cleanup_close_ int fd = -1;
         struct stat st;
@@ -354,11 +503,17 @@ static int broker_listen(struct broker *b, const char *path) {
                 log_err("creating socket failed: %s", strerror(-r));
                 return r;
         }
-        old = umask(0117); /* socket file mode 0660 */
+        old = umask(~c->socket_mode & 0777); /* socket file mode: socket_mode */
         r = bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 ? negerrno() : 0;
         (void)umask(old);
         if (r < 0) {
                 log_err("binding '%s' failed: %s", path, strerror(-r));
+                return r;
+        }
+        if (c->socket_group != CONF_GROUP_UNSET && chown(path, (uid_t)-1, (gid_t)c->socket_group) < 0) {
+                r = negerrno();
+                log_err("giving socket '%s' to group %u failed: %s", path, (unsigned)c->socket_group, strerror(-r));
+                (void)unlink(path);
                 return r;
         }
         if (stat(path, &st) < 0) {
@@ -417,6 +572,8 @@ int broker_new(struct ev_loop *loop, const struct conf *conf, const char *path, 
         b->fd = -1;
         ev_timer_init(&b->accept_pause, accept_resume_cb, BROKER_ACCEPT_PAUSE, 0.);
         b->accept_pause.data = b;
+        ev_timer_init(&b->hello_timer, hello_timeout_cb, 1., 0.);
+        b->hello_timer.data = b;
 
         r = reg_new(loop, conf, &b->reg);
         if (r < 0) {
@@ -439,6 +596,7 @@ void broker_free(struct broker *b) {
         if (b->fd >= 0)
                 ev_io_stop(b->loop, &b->accept_io);
         ev_timer_stop(b->loop, &b->accept_pause);
+        ev_timer_stop(b->loop, &b->hello_timer);
         closep(&b->fd);
         broker_unlink_socket(b);
         /* Sessions end without evicting their entries: their processes are
@@ -449,6 +607,11 @@ void broker_free(struct broker *b) {
         while (b->peers) {
                 struct peer *p = b->peers;
                 peer_unlink(b, p);
+                peer_free(p, false);
+        }
+        while (b->pending) {
+                struct peer *p = b->pending;
+                b->pending = p->next;
                 peer_free(p, false);
         }
         reg_free(b->reg);

@@ -9,11 +9,18 @@
  * a copy, so a bad file never leaves a half-applied configuration. Every
  * number is parsed strictly (digits only, an optional K/M/G suffix, range
  * checked), because a typo in a limit must stop the broker, not become 0.
+ *
+ * It also owns the access rules (`rule = NAME PATTERN action=who ...`)
+ * and their one decision, conf_access(): the first rule whose glob matches
+ * the topic decides, no match denies, and root and the broker's own uid
+ * (one trust domain with the broker) are always allowed. Rules are the
+ * only owned memory of a conf; a file's rules replace the old ones whole.
  */
 #include "config.h"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <fnmatch.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -32,6 +39,9 @@ enum conf_type {
         CONF_POLICY,
         CONF_BOOL,
         CONF_SOCKET,
+        CONF_MODE,  /* octal permission bits */
+        CONF_GROUP, /* a gid number */
+        CONF_RULE,
 };
 
 struct conf_key {
@@ -55,6 +65,19 @@ static const struct conf_key conf_keys[] = {
         KEY("max_segment_bytes", CONF_U64, max_segment_bytes, 4096, SEG_RING_BYTES_MAX),
         KEY("max_total_bytes", CONF_U64, max_total_bytes, 4096, UINT64_C(1) << 50),
         KEY("verbose", CONF_BOOL, verbose, 0, 1),
+        KEY("socket_mode", CONF_MODE, socket_mode, 0, 0777),
+        KEY("socket_group", CONF_GROUP, socket_group, 0, UINT32_MAX - 1),
+        KEY("hello_timeout_ms", CONF_U32, hello_timeout_ms, 10, 60000),
+        KEY("max_unauthenticated", CONF_U32, max_unauthenticated, 1, 65536),
+        KEY("repair_timeout_ms", CONF_U32, repair_timeout_ms, 10, 3600000),
+        KEY("uid_max_sessions", CONF_U32, uid_max_sessions, 1, UINT32_C(1) << 20),
+        KEY("uid_max_topics", CONF_U32, uid_max_topics, 1, UINT32_C(1) << 20),
+        KEY("uid_max_entries", CONF_U32, uid_max_entries, 1, UINT32_C(1) << 24),
+        KEY("uid_max_bytes", CONF_U64, uid_max_bytes, 4096, UINT64_C(1) << 50),
+        KEY("session_max_topics", CONF_U32, session_max_topics, 1, UINT32_C(1) << 20),
+        KEY("session_max_entries", CONF_U32, session_max_entries, 1, 4096), /* PEER_ENTRIES_MAX */
+        KEY("session_max_bytes", CONF_U64, session_max_bytes, 4096, UINT64_C(1) << 50),
+        KEY("rule", CONF_RULE, rules, 0, 0),
 };
 
 void conf_init(struct conf *c) {
@@ -68,8 +91,26 @@ void conf_init(struct conf *c) {
                 .max_sessions = 1024,
                 .max_segment_bytes = UINT64_C(1) << 30,
                 .max_total_bytes = UINT64_C(8) << 30,
+                .socket_mode = 0660,
+                .socket_group = CONF_GROUP_UNSET,
+                .hello_timeout_ms = 1000,
+                .max_unauthenticated = 64,
+                .repair_timeout_ms = 30000,
+                .uid_max_sessions = 256,
+                .uid_max_topics = 256,
+                .uid_max_entries = 4096,
+                .uid_max_bytes = UINT64_C(2) << 30,
+                .session_max_topics = 256,
+                .session_max_entries = 4096,
+                .session_max_bytes = UINT64_C(2) << 30,
                 .verbose = false,
         };
+}
+
+void conf_deinit(struct conf *c) {
+        free(c->rules);
+        c->rules = NULL;
+        c->nrules = c->rules_cap = 0;
 }
 
 int conf_parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *ret) {
@@ -152,6 +193,199 @@ static int apply_number(struct conf *c, const struct conf_key *k, const char *va
         return 0;
 }
 
+static const char *const action_names[CONF_ACT_COUNT] = {
+        [CONF_ACT_PUBLISH] = "publish",
+        [CONF_ACT_SUBSCRIBE] = "subscribe",
+        [CONF_ACT_CREATE] = "create",
+};
+
+const char *conf_action_name(enum conf_action a) {
+        return a < CONF_ACT_COUNT ? action_names[a] : "?";
+}
+
+static bool rule_name_valid(const char *s) {
+        size_t n = strlen(s);
+
+        if (n == 0 || n > CONF_RULE_NAME_MAX)
+                return false;
+        for (; *s; s++)
+                if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') ||
+                      *s == '_' || *s == '-' || *s == '.'))
+                        return false;
+        return true;
+}
+
+/* "any", "none", or a comma-separated list of uid:N and gid:N. */
+static int parse_who(const char *name, const char *action, char *list, struct conf_who *ret, char *err,
+                     size_t errlen) {
+        struct conf_who w = {0};
+        char *save = NULL;
+
+        if (strcmp(list, "none") == 0) {
+                *ret = w;
+                return 0;
+        }
+        for (char *item = strtok_r(list, ",", &save); item; item = strtok_r(NULL, ",", &save)) {
+                uint64_t id = 0;
+                uint8_t kind;
+
+                if (strcmp(item, "any") == 0)
+                        kind = CONF_WHO_ANY;
+                else if (strncmp(item, "uid:", 4) == 0 || strncmp(item, "gid:", 4) == 0) {
+                        kind = item[0] == 'u' ? CONF_WHO_UID : CONF_WHO_GID;
+                        if (conf_parse_u64(item + 4, 0, UINT32_MAX - 1, &id) < 0 || strpbrk(item + 4, "KkMmGg")) {
+                                (void)snprintf(err, errlen,
+                                               "rule '%s': %s: '%.32s' is not a %s number (names are not looked up)",
+                                               name, action, item, kind == CONF_WHO_UID ? "uid" : "gid");
+                                return -EINVAL;
+                        }
+                } else {
+                        (void)snprintf(err, errlen, "rule '%s': %s: '%.32s' is not any, none, uid:N or gid:N", name,
+                                       action, item);
+                        return -EINVAL;
+                }
+                if (w.n >= CONF_RULE_WHO_MAX) {
+                        (void)snprintf(err, errlen, "rule '%s': %s: more than %u entries", name, action,
+                                       CONF_RULE_WHO_MAX);
+                        return -EINVAL;
+                }
+                w.v[w.n].kind = kind;
+                w.v[w.n].id = (uint32_t)id;
+                w.n++;
+        }
+        if (w.n == 0) {
+                (void)snprintf(err, errlen, "rule '%s': %s: empty list (say none)", name, action);
+                return -EINVAL;
+        }
+        *ret = w;
+        return 0;
+}
+
+/* rule = NAME PATTERN [publish=WHO] [subscribe=WHO] [create=WHO] */
+static int parse_rule(struct conf *c, char *value, char *err, size_t errlen) {
+        struct conf_rule rule = {0};
+        bool seen[CONF_ACT_COUNT] = {0};
+        char *save = NULL, *name, *pattern, *field;
+
+        name = strtok_r(value, " \t", &save);
+        pattern = strtok_r(NULL, " \t", &save);
+        if (!name || !rule_name_valid(name)) {
+                (void)snprintf(err, errlen, "rule: '%.64s' is not a name (1 to %u of A-Z a-z 0-9 _ - .)",
+                               name ? name : "", CONF_RULE_NAME_MAX);
+                return -EINVAL;
+        }
+        if (!pattern) {
+                (void)snprintf(err, errlen, "rule '%s': missing topic pattern (rule = NAME PATTERN action=who ...)",
+                               name);
+                return -EINVAL;
+        }
+        if (strlen(pattern) > CONF_RULE_PATTERN_MAX) {
+                (void)snprintf(err, errlen, "rule '%s': pattern longer than %u bytes", name, CONF_RULE_PATTERN_MAX);
+                return -EINVAL;
+        }
+        for (uint32_t i = 0; i < c->nrules; i++)
+                if (strcmp(c->rules[i].name, name) == 0) {
+                        (void)snprintf(err, errlen, "rule '%s': a rule of that name exists already", name);
+                        return -EINVAL;
+                }
+        strcpy(rule.name, name);
+        strcpy(rule.pattern, pattern);
+        while ((field = strtok_r(NULL, " \t", &save))) {
+                char *eq = strchr(field, '=');
+                unsigned a;
+                int r;
+
+                if (eq)
+                        *eq = '\0';
+                for (a = 0; a < CONF_ACT_COUNT; a++)
+                        if (strcmp(field, action_names[a]) == 0)
+                                break;
+                if (!eq || a == CONF_ACT_COUNT) {
+                        (void)snprintf(err, errlen, "rule '%s': '%.32s' is not publish=, subscribe= or create=", name,
+                                       field);
+                        return -EINVAL;
+                }
+                if (seen[a]) {
+                        (void)snprintf(err, errlen, "rule '%s': %s= given twice", name, field);
+                        return -EINVAL;
+                }
+                seen[a] = true;
+                /* strtok_r's state points past this field: parse_who may
+                 * tokenize its own copy. */
+                char list[CONF_LINE_MAX + 1];
+                (void)snprintf(list, sizeof(list), "%s", eq + 1);
+                r = parse_who(name, field, list, &rule.who[a], err, errlen);
+                if (r < 0)
+                        return r;
+        }
+        if (c->nrules >= CONF_RULES_MAX) {
+                (void)snprintf(err, errlen, "rule '%s': more than %u rules", name, CONF_RULES_MAX);
+                return -EINVAL;
+        }
+        if (c->nrules == c->rules_cap) {
+                uint32_t cap = c->rules_cap ? c->rules_cap * 2 : 8;
+                struct conf_rule *v = realloc(c->rules, cap * sizeof(*v));
+                if (!v) {
+                        (void)snprintf(err, errlen, "rule '%s': out of memory", name);
+                        return -ENOMEM;
+                }
+                c->rules = v;
+                c->rules_cap = cap;
+        }
+        c->rules[c->nrules++] = rule;
+        return 0;
+}
+
+static bool who_has(const struct conf_who *w, uint32_t uid, uint32_t gid) {
+        for (uint32_t i = 0; i < w->n; i++)
+                if (w->v[i].kind == CONF_WHO_ANY || (w->v[i].kind == CONF_WHO_UID && w->v[i].id == uid) ||
+                    (w->v[i].kind == CONF_WHO_GID && w->v[i].id == gid))
+                        return true;
+        return false;
+}
+
+int conf_access(const struct conf *c, uint32_t uid, uint32_t gid, const char *topic, enum conf_action action,
+                char *err, size_t errlen) {
+        /* Root can do anything to the broker anyway, and the broker's
+         * own uid can ptrace it: one trust domain. */
+        if (uid == 0 || uid == (uint32_t)geteuid())
+                return 0;
+        for (uint32_t i = 0; i < c->nrules; i++) {
+                const struct conf_rule *r = &c->rules[i];
+
+                if (fnmatch(r->pattern, topic, 0) != 0)
+                        continue;
+                if (who_has(&r->who[action], uid, gid))
+                        return 0;
+                (void)snprintf(err, errlen, "rule '%s' does not let uid %u gid %u %s topic '%.64s'", r->name,
+                               (unsigned)uid, (unsigned)gid, action_names[action], topic);
+                return -EACCES;
+        }
+        (void)snprintf(err, errlen, "no rule matches topic '%.64s': uid %u may not %s it (default deny)", topic,
+                       (unsigned)uid, action_names[action]);
+        return -EACCES;
+}
+
+static int apply_mode(struct conf *c, const struct conf_key *k, const char *value, char *err, size_t errlen) {
+        unsigned long v = 0;
+        const char *p = value;
+
+        for (; *p; p++) {
+                if (*p < '0' || *p > '7' || p - value >= 5) {
+                        (void)snprintf(err, errlen, "%s: '%.32s' is not octal permission bits (like 0660)", k->name,
+                                       value);
+                        return -EINVAL;
+                }
+                v = v * 8 + (unsigned long)(*p - '0');
+        }
+        if (v > k->max) {
+                (void)snprintf(err, errlen, "%s: '%.32s' is out of range (0..0777)", k->name, value);
+                return -EINVAL;
+        }
+        *(uint32_t *)((uint8_t *)c + k->offset) = (uint32_t)v;
+        return 0;
+}
+
 int conf_parse_line(struct conf *c, const char *line, char *err, size_t errlen) {
         char buf[CONF_LINE_MAX + 2];
         char *s, *eq, *key, *value;
@@ -218,6 +452,16 @@ int conf_parse_line(struct conf *c, const char *line, char *err, size_t errlen) 
                                 return -EINVAL;
                         }
                         return 0;
+                case CONF_MODE:
+                        return apply_mode(c, k, value, err, errlen);
+                case CONF_RULE:
+                        return parse_rule(c, value, err, errlen);
+                case CONF_GROUP:
+                        if (strpbrk(value, "KkMmGg")) {
+                                (void)snprintf(err, errlen, "%s: '%.64s' is not a gid number", k->name, value);
+                                return -EINVAL;
+                        }
+                        return apply_number(c, k, value, err, errlen);
                 default:
                         return apply_number(c, k, value, err, errlen);
                 }
@@ -303,9 +547,15 @@ int conf_load_file(const char *path, struct conf *c, char *err, size_t errlen) {
                 (void)snprintf(err, errlen, "%s: %s", path, strerror(-r));
                 return r;
         }
+        /* The rules are the file's alone: they start empty. */
+        tmp.rules = NULL;
+        tmp.nrules = tmp.rules_cap = 0;
         r = conf_parse(&tmp, buf, len, path, err, errlen);
-        if (r < 0)
+        if (r < 0) {
+                conf_deinit(&tmp);
                 return r;
+        }
+        conf_deinit(c);
         *c = tmp;
         return 0;
 }
@@ -328,11 +578,14 @@ int conf_check(const struct conf *c, char *err, size_t errlen) {
                 return -EINVAL;
         }
         bytes = ring + seg_subs_size(c->max_subscribers, c->slot_count);
-        if (bytes > c->max_segment_bytes || bytes > c->max_total_bytes) {
+        if (bytes > c->max_segment_bytes || bytes > c->max_total_bytes || bytes > c->uid_max_bytes ||
+            bytes > c->session_max_bytes) {
                 (void)snprintf(err, errlen,
-                               "a default topic needs %llu bytes, over max_segment_bytes %llu or max_total_bytes %llu",
+                               "a default topic needs %llu bytes, over max_segment_bytes %llu, max_total_bytes %llu, "
+                               "uid_max_bytes %llu or session_max_bytes %llu",
                                (unsigned long long)bytes, (unsigned long long)c->max_segment_bytes,
-                               (unsigned long long)c->max_total_bytes);
+                               (unsigned long long)c->max_total_bytes, (unsigned long long)c->uid_max_bytes,
+                               (unsigned long long)c->session_max_bytes);
                 return -EINVAL;
         }
         return 0;

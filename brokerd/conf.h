@@ -15,9 +15,48 @@
 #define CONF_LINE_MAX 1024u          /* longest config line, without the newline */
 #define CONF_FILE_MAX (1024u * 1024) /* largest config file we read */
 #define CONF_SOCKET_MAX (sizeof(((struct sockaddr_un *)0)->sun_path))
+#define CONF_RULES_MAX 1024u    /* rule lines in one file */
+#define CONF_RULE_NAME_MAX 63u  /* bytes of a rule's name */
+#define CONF_RULE_PATTERN_MAX 255u /* bytes of a rule's topic pattern (= PROTO_NAME_MAX) */
+#define CONF_RULE_WHO_MAX 64u   /* uids and gids in one action's list */
+#define CONF_GROUP_UNSET UINT32_MAX
 
+/* What a rule lets a peer do with a topic. */
+enum conf_action {
+        CONF_ACT_PUBLISH,
+        CONF_ACT_SUBSCRIBE,
+        CONF_ACT_CREATE,
+        CONF_ACT_COUNT,
+};
+
+enum conf_who_kind {
+        CONF_WHO_ANY,
+        CONF_WHO_UID,
+        CONF_WHO_GID,
+};
+
+struct conf_who {
+        uint32_t n;
+        struct {
+                uint8_t kind; /* CONF_WHO_* */
+                uint32_t id;
+        } v[CONF_RULE_WHO_MAX];
+};
+
+/* One `rule = NAME PATTERN action=who,...` line. The first rule whose
+ * pattern matches a topic decides for it. */
+struct conf_rule {
+        char name[CONF_RULE_NAME_MAX + 1];
+        char pattern[CONF_RULE_PATTERN_MAX + 1]; /* fnmatch(3) glob */
+        struct conf_who who[CONF_ACT_COUNT];
+};
+
+/* A conf is copied by value; only `rules` is owned memory (conf_deinit,
+ * conf_rules_take). */
 struct conf {
         char socket[CONF_SOCKET_MAX]; /* "" = not set */
+        uint32_t socket_mode;         /* permission bits of the socket file */
+        uint32_t socket_group;        /* CONF_GROUP_UNSET: the broker's gid */
         uint32_t slot_count;          /* topic defaults */
         uint32_t slot_size;
         uint32_t policy; /* ZCBUS_POLICY_RELIABLE or _LATEST */
@@ -27,11 +66,25 @@ struct conf {
         uint32_t max_sessions;
         uint64_t max_segment_bytes; /* ring + subs segment of one topic */
         uint64_t max_total_bytes;   /* over all topics */
+        uint32_t hello_timeout_ms;    /* a connection must say HELLO within it */
+        uint32_t max_unauthenticated; /* connections waiting for HELLO, oldest dropped */
+        uint32_t repair_timeout_ms;   /* give up on a dead producer's repair after it */
+        uint32_t uid_max_sessions;    /* quotas per uid */
+        uint32_t uid_max_topics;
+        uint32_t uid_max_entries;
+        uint64_t uid_max_bytes;
+        uint32_t session_max_topics; /* quotas per session */
+        uint32_t session_max_entries;
+        uint64_t session_max_bytes;
         bool verbose;
+        struct conf_rule *rules; /* owned */
+        uint32_t nrules, rules_cap;
 };
 
-/* Built-in defaults. */
+/* Built-in defaults (no rules). */
 void conf_init(struct conf *c);
+/* Free the rules. The conf stays usable (with no rules). */
+void conf_deinit(struct conf *c);
 /* Apply one line (without its newline). Blank and '#' lines are no-ops.
  * Returns 0, or -EINVAL with a message in err (no "FILE:LINE:" prefix). */
 int conf_parse_line(struct conf *c, const char *line, char *err, size_t errlen);
@@ -44,6 +97,13 @@ int conf_load_file(const char *path, struct conf *c, char *err, size_t errlen);
 /* Cross-field checks once everything is applied (the default topic must
  * fit the byte limits). Returns 0 or -EINVAL with err filled. */
 int conf_check(const struct conf *c, char *err, size_t errlen);
+/* May uid/gid do action on topic? Root and the broker's own uid may do
+ * anything; everyone else needs the first rule whose pattern matches the
+ * topic to list them for the action (default deny). Returns 0, or
+ * -EACCES with a message naming the rule in err. */
+int conf_access(const struct conf *c, uint32_t uid, uint32_t gid, const char *topic, enum conf_action action,
+                char *err, size_t errlen);
+const char *conf_action_name(enum conf_action a);
 /* Strict number: decimal digits only, optional K/M/G (x1024) suffix, within
  * [min, max]. Returns 0, -EINVAL or -ERANGE. */
 int conf_parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *ret);

@@ -14,8 +14,9 @@
  *
  * Signals go through the libev loop (ev_signal): SIGINT and SIGTERM stop
  * the loop and shut down cleanly; SIGHUP re-reads the config file and
- * applies only its `verbose` setting (everything else shapes topics and
- * sockets that exist and needs a restart); SIGPIPE is ignored.
+ * applies all of it but the socket's path, mode and group (rules, quotas,
+ * limits and topic defaults are read where they are used), or keeps the
+ * current configuration whole if the file is bad; SIGPIPE is ignored.
  */
 #include "config.h"
 
@@ -150,6 +151,11 @@ static int parse_args(int argc, char **argv, struct opts *o) {
         return 1;
 }
 
+static void opts_done(struct opts *o) {
+        free(o->config_abs);
+        o->config_abs = NULL;
+}
+
 /* The socket path: -s, config `socket`, $ZCBUS_SOCKET, the default. */
 static int resolve_socket(const struct conf *c, char *buf, size_t len) {
         const char *e = getenv("ZCBUS_SOCKET");
@@ -282,6 +288,7 @@ static void on_stop(struct ev_loop *loop, ev_signal *w, int revents) {
 
 static void on_hup(struct ev_loop *loop, ev_signal *w, int revents) {
         struct main_ctx *ctx = w->data;
+        struct conf *cur = ctx->conf;
         char err[512];
         struct conf tmp;
         bool verbose;
@@ -292,14 +299,34 @@ static void on_hup(struct ev_loop *loop, ev_signal *w, int revents) {
         }
         conf_init(&tmp);
         if (conf_load_file(ctx->opts->config, &tmp, err, sizeof(err)) < 0) {
-                log_warn("received SIGHUP: not re-reading configuration: %s", err);
+                log_warn("received SIGHUP: keeping the current configuration: %s", err);
                 return;
         }
+        if (ctx->opts->socket)
+                strcpy(tmp.socket, ctx->opts->socket);
+        if (conf_check(&tmp, err, sizeof(err)) < 0) {
+                log_warn("received SIGHUP: keeping the current configuration: %s: %s", ctx->opts->config, err);
+                conf_deinit(&tmp);
+                return;
+        }
+        /* The socket exists: its path, mode and group stay until a
+         * restart. Everything else is read where it is used (rules and
+         * quotas at each request, limits and topic settings when a topic
+         * or session is made), so it applies from now on; what clients
+         * hold already is not taken away. */
+        if (strcmp(tmp.socket, cur->socket) != 0 || tmp.socket_mode != cur->socket_mode ||
+            tmp.socket_group != cur->socket_group)
+                log_warn("received SIGHUP: socket, socket_mode and socket_group apply after a restart");
+        strcpy(tmp.socket, cur->socket);
+        tmp.socket_mode = cur->socket_mode;
+        tmp.socket_group = cur->socket_group;
         verbose = tmp.verbose || ctx->opts->verbose;
-        ctx->conf->verbose = verbose;
+        tmp.verbose = verbose;
+        conf_deinit(cur);
+        *cur = tmp;
         conf_log_set_verbose(verbose);
-        log_info("received SIGHUP: verbose logging %s; other settings apply after a restart",
-                 verbose ? "on" : "off");
+        log_info("received SIGHUP: configuration reloaded from '%s': %u rules, verbose logging %s",
+                 ctx->opts->config, cur->nrules, verbose ? "on" : "off");
 }
 
 static int run(const struct opts *o, struct conf *c, const char *path, int *notify_fd) {
@@ -352,8 +379,8 @@ int main(int argc, char **argv) {
         _cleanup_close_ int notify_fd = -1;
         char path[CONF_SOCKET_MAX];
         char err[512];
-        struct opts o;
-        struct conf c;
+        _cleanup_(opts_done) struct opts o = {.ready_fd = -1};
+        _cleanup_(conf_deinit) struct conf c = {0};
         int r;
 
         r = parse_args(argc, argv, &o);

@@ -123,6 +123,10 @@ void peer_free(struct peer *p, bool evict) {
         if (evict)
                 for (uint32_t i = 0; i < p->nentries; i++)
                         reg_release(p->entries[i].topic, p->entries[i].role, p->entries[i].index);
+        if (p->uid_acct)
+                p->uid_acct->entries -= MIN(p->uid_acct->entries, p->nentries);
+        reg_account_unref(p->uid_acct);
+        reg_account_unref(p->session_acct);
         free(p->entries);
         closep(&p->pidfd);
         closep(&p->fd);
@@ -152,6 +156,8 @@ int peer_reserve(struct peer *p) {
 
 void peer_hold(struct peer *p, struct reg_topic *t, uint32_t role, uint32_t index) {
         p->entries[p->nentries++] = (struct peer_entry){.topic = t, .role = role, .index = index};
+        if (p->uid_acct)
+                p->uid_acct->entries++;
 }
 
 int peer_release(struct peer *p, const uint8_t topic_id[16], uint32_t role, uint32_t index,
@@ -162,6 +168,8 @@ int peer_release(struct peer *p, const uint8_t topic_id[16], uint32_t role, uint
                 if (e.role != role || e.index != index || memcmp(e.topic->topic_id, topic_id, 16) != 0)
                         continue;
                 p->entries[i] = p->entries[--p->nentries];
+                if (p->uid_acct && p->uid_acct->entries)
+                        p->uid_acct->entries--;
                 reg_release(e.topic, e.role, e.index);
                 if (ret_entry)
                         *ret_entry = e;

@@ -49,7 +49,10 @@ struct peer {
         gid_t gid;
         uint8_t id[16];
         char id_str[37];
-        bool hello; /* HELLO received */
+        bool hello; /* HELLO received: on the broker's session list, else pending */
+        double accepted_at; /* ev_tstamp: the HELLO deadline counts from it */
+        struct reg_account *uid_acct;     /* from HELLO on: the uid's quotas */
+        struct reg_account *session_acct; /* from HELLO on: this session's */
         struct peer_entry *entries;
         uint32_t nentries, cap;
 };
@@ -60,7 +63,8 @@ struct peer {
 int peer_new(struct ev_loop *loop, int fd, void *rbuf, const struct peer_ops *ops, void *userdata,
              struct peer **ret);
 /* End a session: stop watching, evict every entry it holds if evict
- * (as CLOSE does), close its descriptors. Accepts NULL. */
+ * (as CLOSE does), give back its entries to its uid's account, drop its
+ * accounts, close its descriptors. Accepts NULL. */
 void peer_free(struct peer *p, bool evict);
 
 /* Send one datagram. Non-blocking: a full socket is -EAGAIN, which the
@@ -70,6 +74,7 @@ int peer_send(struct peer *p, const void *buf, size_t len, const int *fds, unsig
 /* Make room to record one more entry: -EMFILE at PEER_ENTRIES_MAX, or
  * -ENOMEM. After it succeeds, peer_hold cannot fail. */
 int peer_reserve(struct peer *p);
+/* Record an entry (counted in the uid's account too). */
 void peer_hold(struct peer *p, struct reg_topic *t, uint32_t role, uint32_t index);
 /* Let go of an entry this session holds (reg_release); -ENOENT if it
  * holds no such entry. */

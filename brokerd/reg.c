@@ -12,8 +12,16 @@
  * written here, through ring_prod_activate / ring_sub_activate and the
  * evictions. A producer eviction can need retrying (ring_prod_evict
  * returns -EAGAIN while a slot it claimed is not reusable yet); such
- * repairs belong to the topic, not to the session that let go, and one
- * 2 ms timer retries them until none is left.
+ * repairs belong to the topic, not to the session that let go. They run
+ * in bounded steps on one timer, with exponential back-off (2 ms doubling
+ * to 1 s) while a slot is not free, and are given up, the entry freed and
+ * logged, after repair_timeout_ms: a hostile producer cannot keep the
+ * broker busy.
+ *
+ * The registry also decides who may do what: the rules (conf_access) for
+ * publish, subscribe and create, and the quotas of the creator's uid and
+ * session (accounts) for topics and bytes; a uid's topics stay charged to
+ * it until they are reclaimed, whatever session created them.
  *
  * A topic outlives its peers so that late subscribers still find history;
  * it goes at broker exit, or when reclaimed while idle (no entry held and
@@ -41,7 +49,15 @@
 #define REG_DATA_WORD_START UINT32_C(0)
 #endif
 
-#define REG_REPAIR_INTERVAL 0.002 /* seconds between producer repair retries */
+/* Producer repairs: the first retry after 2 ms, each next one twice as
+ * late, up to 1 s; each step examines a bounded number of sequences, and
+ * one timer callback runs a bounded number of steps' worth over all
+ * topics. A repair still unfinished after repair_timeout_ms is given up. */
+#define REG_REPAIR_FIRST 0.002
+#define REG_REPAIR_MAX_DELAY 1.0
+#define REG_REPAIR_STEP_BUDGET UINT64_C(16384)
+#define REG_REPAIR_TICK_BUDGET UINT64_C(65536)
+#define REG_ACCOUNT_BUCKETS 256u
 
 struct reg {
         struct ev_loop *loop;
@@ -54,6 +70,8 @@ struct reg {
         uint64_t total_bytes;
         uint32_t nrepair; /* pending producer repairs over all topics */
         ev_timer repair;
+        struct reg_topic *repair_head, *repair_tail; /* topics with repairs pending */
+        struct reg_account *accounts[REG_ACCOUNT_BUCKETS]; /* by uid */
 };
 
 static uint32_t name_hash(const char *name) {
@@ -68,17 +86,84 @@ static const char *role_name(uint32_t role) {
         return role == PROTO_ROLE_PUB ? "producer" : "subscriber";
 }
 
+/* --- accounts --------------------------------------------------------------- */
+
+struct reg_account *reg_account_uid(struct reg *r, uint32_t uid) {
+        struct reg_account **b = &r->accounts[uid % REG_ACCOUNT_BUCKETS];
+        struct reg_account *a;
+
+        for (a = *b; a; a = a->hnext)
+                if (a->uid == uid) {
+                        a->refs++;
+                        return a;
+                }
+        a = calloc(1, sizeof(*a));
+        if (!a)
+                return NULL;
+        a->reg = r;
+        a->refs = 1;
+        a->is_uid = true;
+        a->uid = uid;
+        a->hnext = *b;
+        *b = a;
+        return a;
+}
+
+struct reg_account *reg_account_new(struct reg *r) {
+        struct reg_account *a = calloc(1, sizeof(*a));
+
+        if (!a)
+                return NULL;
+        a->reg = r;
+        a->refs = 1;
+        return a;
+}
+
+void reg_account_unref(struct reg_account *a) {
+        if (!a || --a->refs > 0)
+                return;
+        if (a->is_uid) {
+                struct reg_account **pp = &a->reg->accounts[a->uid % REG_ACCOUNT_BUCKETS];
+                while (*pp && *pp != a)
+                        pp = &(*pp)->hnext;
+                if (*pp)
+                        *pp = a->hnext;
+        }
+        free(a);
+}
+
+static void topic_charge(struct reg_topic *t, const struct reg_owner *ow) {
+        struct reg_account *a[2] = {ow ? ow->uid_acct : NULL, ow ? ow->session_acct : NULL};
+
+        for (int i = 0; i < 2; i++) {
+                if (!a[i])
+                        continue;
+                a[i]->refs++;
+                a[i]->topics++;
+                a[i]->bytes += t->bytes;
+                t->acct[i] = a[i];
+        }
+}
+
 /* --- topic lifetime -------------------------------------------------------- */
 
 static void topic_destroy(struct reg_topic *t) {
         if (!t)
                 return;
+        for (int i = 0; i < 2; i++) {
+                if (!t->acct[i])
+                        continue;
+                t->acct[i]->topics--;
+                t->acct[i]->bytes -= t->bytes;
+                reg_account_unref(t->acct[i]);
+        }
         seg_unmap(&t->map);
         closep(&t->ring_fd);
         closep(&t->ring_ro_fd);
         closep(&t->subs_fd);
         free(t->prod_state);
         free(t->sub_state);
+        free(t->repairs);
         free(t);
 }
 
@@ -122,6 +207,34 @@ static void idle_update(struct reg_topic *t) {
         r->idle_tail = t;
 }
 
+static void repairing_remove(struct reg *r, struct reg_topic *t) {
+        if (!t->repairing)
+                return;
+        if (t->rprev)
+                t->rprev->rnext = t->rnext;
+        else
+                r->repair_head = t->rnext;
+        if (t->rnext)
+                t->rnext->rprev = t->rprev;
+        else
+                r->repair_tail = t->rprev;
+        t->rprev = t->rnext = NULL;
+        t->repairing = false;
+}
+
+static void repairing_append(struct reg *r, struct reg_topic *t) {
+        if (t->repairing)
+                return;
+        t->rnext = NULL;
+        t->rprev = r->repair_tail;
+        if (r->repair_tail)
+                r->repair_tail->rnext = t;
+        else
+                r->repair_head = t;
+        r->repair_tail = t;
+        t->repairing = true;
+}
+
 static void topic_link(struct reg *r, struct reg_topic *t) {
         uint32_t b = name_hash(t->name) & (r->nbuckets - 1);
 
@@ -156,6 +269,7 @@ static void topic_unlink(struct reg *r, struct reg_topic *t) {
         else
                 r->tail = t->prev;
         idle_remove(r, t);
+        repairing_remove(r, t);
         r->ntopics--;
         r->total_bytes -= t->bytes;
         r->nrepair -= t->nrepair;
@@ -202,8 +316,47 @@ static int make_room(struct reg *r, const char *name, uint64_t bytes, char *err,
         return 0;
 }
 
-static int topic_create(struct reg *r, const struct proto_open *o, const char *name, struct reg_topic **ret,
-                        char *err, size_t errlen) {
+/* Does one more topic of `bytes` fit account a's quota? If not, reclaim
+ * a's own idle topics, oldest first, when that is enough. */
+static int quota_room(struct reg *r, struct reg_account *a, uint32_t max_topics, uint64_t max_bytes,
+                      const char *who, const char *name, uint64_t bytes, char *err, size_t errlen) {
+        const char *pfx = a->is_uid ? "uid" : "session";
+        uint64_t idle_bytes = 0;
+        uint32_t nidle = 0;
+
+        if (a->topics < max_topics && bytes <= max_bytes && a->bytes <= max_bytes - bytes)
+                return 0;
+        for (struct reg_topic *t = r->idle_head; t; t = t->idle_next)
+                if (t->acct[0] == a || t->acct[1] == a) {
+                        nidle++;
+                        idle_bytes += t->bytes;
+                }
+        if (a->topics - nidle >= max_topics) {
+                (void)snprintf(err, errlen, "%s has %u topics in use (%s_max_topics %u), cannot create '%s'", who,
+                               a->topics - nidle, pfx, max_topics, name);
+                return -EDQUOT;
+        }
+        if (bytes > max_bytes || a->bytes - idle_bytes > max_bytes - bytes) {
+                (void)snprintf(err, errlen, "topic '%s' needs %llu bytes; %s holds %llu of %s_max_bytes %llu", name,
+                               (unsigned long long)bytes, who, (unsigned long long)(a->bytes - idle_bytes), pfx,
+                               (unsigned long long)max_bytes);
+                return -EDQUOT;
+        }
+        for (struct reg_topic *t = r->idle_head, *n; t; t = n) {
+                n = t->idle_next;
+                if (a->topics < max_topics && a->bytes <= max_bytes - bytes)
+                        break;
+                if (t->acct[0] != a && t->acct[1] != a)
+                        continue;
+                log_debug("reclaiming idle topic '%s' of %s to make room for '%s'", t->name, who, name);
+                topic_unlink(r, t);
+                topic_destroy(t);
+        }
+        return 0;
+}
+
+static int topic_create(struct reg *r, const struct proto_open *o, const char *name, const struct reg_owner *ow,
+                        struct reg_topic **ret, char *err, size_t errlen) {
         _cleanup_(topic_destroyp) struct reg_topic *t = NULL;
         const struct conf *c = r->conf;
         struct seg_params p = {
@@ -242,6 +395,20 @@ static int topic_create(struct reg *r, const struct proto_open *o, const char *n
                                name, p.slot_count, p.slot_size, (unsigned long long)c->max_segment_bytes);
                 return -EFBIG;
         }
+        if (ow && ow->uid_acct) {
+                char who[32];
+                (void)snprintf(who, sizeof(who), "uid %u", (unsigned)ow->uid);
+                rr = quota_room(r, ow->uid_acct, c->uid_max_topics, c->uid_max_bytes, who, name, bytes, err,
+                                errlen);
+                if (rr < 0)
+                        return rr;
+        }
+        if (ow && ow->session_acct) {
+                rr = quota_room(r, ow->session_acct, c->session_max_topics, c->session_max_bytes, "this session",
+                                name, bytes, err, errlen);
+                if (rr < 0)
+                        return rr;
+        }
         rr = make_room(r, name, bytes, err, errlen);
         if (rr < 0)
                 return rr;
@@ -256,7 +423,8 @@ static int topic_create(struct reg *r, const struct proto_open *o, const char *n
         t->bytes = bytes;
         t->prod_state = calloc(p.max_producers, 1);
         t->sub_state = calloc(p.max_subs, 1);
-        if (!t->prod_state || !t->sub_state)
+        t->repairs = calloc(p.max_producers, sizeof(*t->repairs));
+        if (!t->prod_state || !t->sub_state || !t->repairs)
                 return -ENOMEM;
 
         rr = seg_create(&p, &t->ring_fd, &t->subs_fd);
@@ -290,6 +458,7 @@ static int topic_create(struct reg *r, const struct proto_open *o, const char *n
                 log_debug("created topic '%s' id %s: slot_count %u, slot_size %u, policy %s, %llu bytes", name, id,
                           p.slot_count, p.slot_size, zcbus_policy_name(p.policy), (unsigned long long)bytes);
         }
+        topic_charge(t, ow);
         topic_link(r, t);
         *ret = TAKE_PTR(t);
         return 0;
@@ -342,7 +511,7 @@ static int entry_alloc(struct reg_topic *t, uint32_t role, uint32_t pid, uint32_
         return -EUSERS;
 }
 
-int reg_open(struct reg *r, const struct proto_open *o, const char *name, uint32_t pid,
+int reg_open(struct reg *r, const struct proto_open *o, const char *name, const struct reg_owner *ow,
              struct reg_topic **ret_topic, uint32_t *ret_index, char *err, size_t errlen) {
         struct reg_topic *t;
         uint32_t index;
@@ -371,13 +540,19 @@ int reg_open(struct reg *r, const struct proto_open *o, const char *name, uint32
         }
 
         t = topic_find(r, name);
+        rr = conf_access(r->conf, ow->uid, ow->gid, name,
+                         o->role == PROTO_ROLE_PUB ? CONF_ACT_PUBLISH : CONF_ACT_SUBSCRIBE, err, errlen);
+        if (rr == 0 && !t)
+                rr = conf_access(r->conf, ow->uid, ow->gid, name, CONF_ACT_CREATE, err, errlen);
+        if (rr < 0)
+                return rr;
         if (t)
                 rr = topic_compatible(t, o, err, errlen);
         else
-                rr = topic_create(r, o, name, &t, err, errlen);
+                rr = topic_create(r, o, name, ow, &t, err, errlen);
         if (rr < 0)
                 return rr;
-        rr = entry_alloc(t, o->role, pid, &index, err, errlen);
+        rr = entry_alloc(t, o->role, ow->pid, &index, err, errlen);
         if (rr < 0)
                 return rr;
         *ret_topic = t;
@@ -403,26 +578,90 @@ void reg_open_reply(const struct reg_topic *t, uint32_t role, uint32_t index, st
 
 /* --- releasing entries and repairing producers ----------------------------- */
 
+static void repair_free_entry(struct reg_topic *t, uint32_t i) {
+        t->prod_state[i] = REG_ENTRY_FREE;
+        t->nrepair--;
+        t->reg->nrepair--;
+}
+
+/* (Re)arm the repair timer to fire at `at` at the latest. */
+static void repair_schedule(struct reg *r, ev_tstamp at) {
+        ev_tstamp after = at - ev_now(r->loop);
+
+        if (after < 0.)
+                after = 0.;
+        if (ev_is_active(&r->repair)) {
+                if (ev_timer_remaining(r->loop, &r->repair) <= after)
+                        return;
+                ev_timer_stop(r->loop, &r->repair);
+        }
+        ev_timer_set(&r->repair, after, 0.);
+        ev_timer_start(r->loop, &r->repair);
+}
+
+/* One step of entry i's repair, within *budget. Returns the time it
+ * wants its next step at, or 0 when it is over. */
+static ev_tstamp repair_one(struct reg_topic *t, uint32_t i, ev_tstamp now, uint64_t *budget) {
+        struct reg_repair *rp = &t->repairs[i];
+        ev_tstamp give_up = rp->started + t->reg->conf->repair_timeout_ms / 1000.;
+        int rr;
+
+        if (now >= give_up) {
+                log_warn("topic '%s': giving up repairing producer %u after %u ms (its claim words make no sense, "
+                         "or a slot never came free); readers may wait at sequence %llu until a producer times out",
+                         t->name, i, t->reg->conf->repair_timeout_ms, (unsigned long long)rp->st.next);
+                ring_prod_forget(&t->map, i);
+                repair_free_entry(t, i);
+                return 0.;
+        }
+        if (rp->due > now)
+                return MIN(rp->due, give_up);
+        if (*budget == 0)
+                return now + REG_REPAIR_FIRST; /* this tick's budget is spent */
+        uint64_t b = MIN(*budget, REG_REPAIR_STEP_BUDGET), before = b;
+        rr = ring_prod_repair_step(&t->map, i, &rp->st, &b);
+        *budget -= before - b;
+        if (rr == 0) {
+                log_debug("topic '%s': producer %u repaired", t->name, i);
+                repair_free_entry(t, i);
+                return 0.;
+        }
+        if (rr == -EINPROGRESS)
+                rp->due = now + REG_REPAIR_FIRST; /* more to look at: go on soon */
+        else {
+                rp->due = now + rp->delay; /* a slot is not free yet: back off */
+                rp->delay = MIN(rp->delay * 2., REG_REPAIR_MAX_DELAY);
+        }
+        return MIN(rp->due, give_up);
+}
+
 static void repair_cb(struct ev_loop *loop, ev_timer *w, int revents) {
         struct reg *r = w->data;
+        ev_tstamp now = ev_now(loop), next = 0.;
+        uint64_t budget = REG_REPAIR_TICK_BUDGET;
+        uint32_t n = 0;
 
-        for (struct reg_topic *t = r->head; t; t = t->next) {
-                if (!t->nrepair)
-                        continue;
-                for (uint32_t i = 0; i < t->map.g.max_producers; i++) {
+        for (struct reg_topic *t = r->repair_head; t; t = t->rnext)
+                n++;
+        /* Each topic looked at goes to the back: none is starved when the
+         * tick's budget runs out. */
+        for (uint32_t k = 0; k < n && r->repair_head; k++) {
+                struct reg_topic *t = r->repair_head;
+
+                for (uint32_t i = 0; i < t->map.g.max_producers && t->nrepair; i++) {
                         if (t->prod_state[i] != REG_ENTRY_REPAIR)
                                 continue;
-                        if (ring_prod_repair(&t->map, i) == -EAGAIN)
-                                continue;
-                        log_debug("topic '%s': producer %u repaired", t->name, i);
-                        t->prod_state[i] = REG_ENTRY_FREE;
-                        t->nrepair--;
-                        r->nrepair--;
+                        ev_tstamp at = repair_one(t, i, now, &budget);
+                        if (at > 0. && (next == 0. || at < next))
+                                next = at;
                 }
+                repairing_remove(r, t);
+                if (t->nrepair)
+                        repairing_append(r, t);
                 idle_update(t);
         }
-        if (r->nrepair == 0)
-                ev_timer_stop(loop, w);
+        if (r->nrepair && next > 0.)
+                repair_schedule(r, next);
 }
 
 void reg_release(struct reg_topic *t, uint32_t role, uint32_t index) {
@@ -432,15 +671,20 @@ void reg_release(struct reg_topic *t, uint32_t role, uint32_t index) {
                 if (index >= t->map.g.max_producers || t->prod_state[index] != REG_ENTRY_HELD)
                         return;
                 t->nprod--;
-                if (ring_prod_evict(&t->map, index) == -EAGAIN) {
+                ring_prod_close(&t->map, index);
+                struct reg_repair *rp = &t->repairs[index];
+                ev_tstamp now = ev_now(r->loop);
+                *rp = (struct reg_repair){.started = now, .due = now, .delay = REG_REPAIR_FIRST};
+                t->prod_state[index] = REG_ENTRY_REPAIR;
+                t->nrepair++;
+                r->nrepair++;
+                uint64_t budget = REG_REPAIR_STEP_BUDGET;
+                ev_tstamp at = repair_one(t, index, now, &budget);
+                if (at > 0.) {
                         log_debug("topic '%s': producer %u left claims behind; repairing", t->name, index);
-                        t->prod_state[index] = REG_ENTRY_REPAIR;
-                        t->nrepair++;
-                        r->nrepair++;
-                        if (!ev_is_active(&r->repair))
-                                ev_timer_start(r->loop, &r->repair);
-                } else
-                        t->prod_state[index] = REG_ENTRY_FREE;
+                        repairing_append(r, t);
+                        repair_schedule(r, at);
+                }
         } else {
                 if (index >= t->map.g.max_subs || t->sub_state[index] != REG_ENTRY_HELD)
                         return;
@@ -468,7 +712,7 @@ int reg_new(struct ev_loop *loop, const struct conf *conf, struct reg **ret) {
         r->nbuckets = nb;
         r->loop = loop;
         r->conf = conf;
-        ev_timer_init(&r->repair, repair_cb, REG_REPAIR_INTERVAL, REG_REPAIR_INTERVAL);
+        ev_timer_init(&r->repair, repair_cb, REG_REPAIR_FIRST, 0.);
         r->repair.data = r;
         *ret = TAKE_PTR(r);
         return 0;
@@ -478,8 +722,14 @@ void reg_free(struct reg *r) {
         if (!r)
                 return;
         ev_timer_stop(r->loop, &r->repair);
-        if (r->nrepair)
-                repair_cb(r->loop, &r->repair, 0); /* one last attempt */
+        if (r->nrepair) { /* one last, bounded, attempt for each */
+                for (struct reg_topic *t = r->repair_head; t; t = t->rnext)
+                        for (uint32_t i = 0; i < t->map.g.max_producers; i++)
+                                if (t->prod_state[i] == REG_ENTRY_REPAIR)
+                                        t->repairs[i].due = 0.;
+                repair_cb(r->loop, &r->repair, 0);
+                ev_timer_stop(r->loop, &r->repair);
+        }
         while (r->head) {
                 struct reg_topic *t = r->head;
                 if (t->nrepair)

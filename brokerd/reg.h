@@ -11,6 +11,7 @@
 
 #include "conf.h"
 #include "proto.h"
+#include "ring_repair.h"
 #include "seg.h"
 
 /* Broker-side state of a producer or subscriber entry. The copy in shared
@@ -22,6 +23,34 @@ enum {
 };
 
 struct reg;
+
+/* What topics a uid or a session has created and still exist, for the
+ * quotas (uid_max_*, session_max_*). Refcounted: the holder (a session)
+ * and every topic charged to it. uid accounts are found by uid in the
+ * registry, so a uid's topics stay charged to it across its sessions;
+ * sessions and entries are counted by the broker. */
+struct reg_account {
+        struct reg_account *hnext; /* uid accounts: the registry's table */
+        struct reg *reg;
+        uint32_t refs;
+        bool is_uid;
+        uint32_t uid;
+        uint32_t sessions, entries; /* broker */
+        uint32_t topics;            /* registry */
+        uint64_t bytes;
+};
+
+/* Who is opening: for the rules (uid, gid) and the quotas (accounts). */
+struct reg_owner {
+        uint32_t uid, gid, pid;
+        struct reg_account *uid_acct, *session_acct;
+};
+
+/* A producer repair in progress (REG_ENTRY_REPAIR). */
+struct reg_repair {
+        struct ring_repair st;
+        double started, due, delay; /* ev_tstamp */
+};
 
 struct reg_topic {
         struct reg *reg;
@@ -38,8 +67,12 @@ struct reg_topic {
         uint64_t bytes; /* ring + subs segment sizes */
         uint8_t *prod_state; /* REG_ENTRY_*, map.g.max_producers entries */
         uint8_t *sub_state;  /* REG_ENTRY_*, map.g.max_subs entries */
+        struct reg_repair *repairs; /* map.g.max_producers entries */
         uint32_t nprod, nsub, nrepair;
         int idle; /* on the idle list */
+        struct reg_topic *rprev, *rnext; /* topics with repairs pending */
+        bool repairing;                  /* on that list */
+        struct reg_account *acct[2];     /* charged: creator's uid, creator's session */
 };
 
 int reg_new(struct ev_loop *loop, const struct conf *conf, struct reg **ret);
@@ -47,10 +80,19 @@ int reg_new(struct ev_loop *loop, const struct conf *conf, struct reg **ret);
 void reg_free(struct reg *r);
 
 /* Find or create the topic o names and allocate an entry of o->role in it
- * for process pid. On failure returns a negative errno and a message for
- * the client in err. */
-int reg_open(struct reg *r, const struct proto_open *o, const char *name, uint32_t pid,
+ * for ow, if the rules let ow do that (-EACCES) and a new topic fits the
+ * quotas of ow's accounts (-EDQUOT). On failure returns a negative errno
+ * and a message for the client in err. */
+int reg_open(struct reg *r, const struct proto_open *o, const char *name, const struct reg_owner *ow,
              struct reg_topic **ret_topic, uint32_t *ret_index, char *err, size_t errlen);
+
+/* The account of uid (created on first use), with a reference taken;
+ * NULL when out of memory. */
+struct reg_account *reg_account_uid(struct reg *r, uint32_t uid);
+/* A new account for one session, with one reference. */
+struct reg_account *reg_account_new(struct reg *r);
+/* Accepts NULL. */
+void reg_account_unref(struct reg_account *a);
 /* The reply and the two fds (borrowed, not duplicated) for an entry. */
 void reg_open_reply(const struct reg_topic *t, uint32_t role, uint32_t index, struct proto_open_reply *ret,
                     int ret_fds[2]);

@@ -6,10 +6,21 @@
  * slot by slot once each slot is free (J tells a producer that died
  * between its intent and its sequence from one that never came).
  * Ordering points are those of ring.c's table.
+ *
+ * Everything a repair reads is producer-writable, and the producer may
+ * have been hostile: so the claim is read once when the repair starts
+ * (counts clamped to the ring, a claim above head ignored), the range to
+ * look at is fixed then, and each step examines a bounded number of
+ * sequences (a budget, in units of one sequence or one claim compared)
+ * and remembers where it stopped. Other producers' claims are read once
+ * per step, and a sequence they cover is skipped together with the rest
+ * of that claim, so a step costs O(budget + P + S) whatever the segment
+ * holds. How often steps run and when to give up is the broker's choice.
  */
 #include "config.h"
 
 #include <errno.h>
+#include <stdbool.h>
 
 #include "ring_repair.h"
 
@@ -58,38 +69,71 @@ void ring_sub_evict(const struct seg_map *m, uint32_t index) {
         wake_both(m);
 }
 
-/* Write off seq if its slot is free. 0 done, -EAGAIN not yet. */
-static int abandon(const struct seg_map *m, uint64_t seq, uint32_t producer) {
+/* Write off seq if its slot is free. 0 done, -EAGAIN not yet. The
+ * lowest floor is scanned once per step (*floor, UINT64_MAX until then):
+ * honest floors only move up, so an older scan is the more careful one. */
+static int abandon(const struct seg_map *m, uint64_t seq, uint32_t producer, uint64_t *floor, uint64_t *budget,
+                   bool *marked) {
         uint64_t v = load_sc(&seg_slot(m, seq)->stamp);
 
         if (seg_stamp_state(v, seq) != SEG_STAMP_NOT_YET)
                 return 0; /* published, or the slot has moved on */
         if (v != seg_prev_stamp(seq, m->g.slot_count) && v != (SEG_STAMP_WRITING | seg_stamp(seq)))
                 return -EAGAIN; /* the lap before is not done yet */
-        if (!ring_is_latest(m) && ring_floor_plus(ring_scan_floors(m), m->g.slot_count) <= seq)
-                return -EAGAIN; /* a subscriber still needs the old message */
+        if (!ring_is_latest(m)) {
+                if (*floor == UINT64_MAX) {
+                        *floor = ring_scan_floors(m);
+                        *budget -= MIN(*budget, m->g.max_subs);
+                }
+                if (ring_floor_plus(*floor, m->g.slot_count) <= seq)
+                        return -EAGAIN; /* a subscriber still needs the old message */
+        }
         ring_mark_slot(m, seq, producer, SEG_SLOT_ABANDONED);
-        wait_wake_all(ring_data_words(m).word);
+        *marked = true;
         return 0;
 }
 
-static bool claimed_by_other(const struct seg_map *m, uint32_t self, uint64_t seq) {
+/* The other producers' recorded claims, read once per step: each is
+ * producer-written, so its count is clamped to the ring and a claim word
+ * that will not hold still is taken as it was last read. */
+struct claim_snap {
+        uint64_t c, end; /* [c, end) */
+};
+
+static uint32_t snap_claims(const struct seg_map *m, uint32_t self, struct claim_snap *v) {
+        uint32_t n = 0;
+
         for (uint32_t i = 0; i < m->g.max_producers; i++) {
+                struct seg_prod *e = seg_prod(m, i);
+                uint64_t c = 0;
+                uint32_t k = 0;
+
                 if (i == self)
                         continue;
-                struct seg_prod *e = seg_prod(m, i);
-                uint64_t c;
-                uint32_t k;
-                do { /* claim_n belongs to the claim read around it */
+                for (unsigned tries = 0; tries < 4; tries++) { /* claim_n belongs to the claim read around it */
                         c = load_sc(&e->claim);
                         k = load_sc(&e->claim_n);
-                } while (load_sc(&e->claim) != c);
-                if (c == SEG_CLAIM_NONE || (c & SEG_CLAIM_PENDING))
+                        if (load_sc(&e->claim) == c)
+                                break;
+                }
+                if (c == SEG_CLAIM_NONE || (c & SEG_CLAIM_PENDING) || k == 0 || c > SEG_SEQ_LIMIT)
                         continue;
-                if (seq >= c && seq - c < k)
-                        return true;
+                v[n].c = c;
+                v[n].end = c + MIN(k, m->g.slot_count);
+                n++;
         }
-        return false;
+        return n;
+}
+
+/* If another producer's claim covers seq, the end of the longest such
+ * claim (every sequence up to it is covered too); else 0. */
+static uint64_t claimed_until(const struct claim_snap *v, uint32_t n, uint64_t seq) {
+        uint64_t end = 0;
+
+        for (uint32_t i = 0; i < n; i++)
+                if (seq >= v[i].c && seq < v[i].end && v[i].end > end)
+                        end = v[i].end;
+        return end;
 }
 
 /* Is any other live producer between recording its intent and its
@@ -106,57 +150,130 @@ static bool other_claim_pending(const struct seg_map *m, uint32_t self) {
         return false;
 }
 
-int ring_prod_evict(const struct seg_map *m, uint32_t index) {
+void ring_prod_close(const struct seg_map *m, uint32_t index) {
         /* Not live any more: another eviction must not wait for this one
          * to leave its claim window. */
         store_sc(&seg_prod(m, index)->state, SEG_ENTRY_CLOSING);
         wake_both(m);
+}
+
+int ring_prod_evict(const struct seg_map *m, uint32_t index) {
+        ring_prod_close(m, index);
         return ring_prod_repair(m, index);
 }
 
-int ring_prod_repair(const struct seg_map *m, uint32_t index) {
+/* Read the dead producer's claim once and fix the range to repair. 0 to
+ * go on, 1 if there is nothing to do, -EAGAIN to try again later. */
+static int repair_begin(const struct seg_map *m, uint32_t index, struct ring_repair *st) {
         struct seg_prod *e = seg_prod(m, index);
         uint64_t c = load_sc(&e->claim);
         uint32_t k = load_rlx(&e->claim_n);
-        int r;
+        uint64_t h = load_sc(&seg_head(m)->head);
 
-        if (c == SEG_CLAIM_NONE)
-                goto done;
+        if (c == SEG_CLAIM_NONE || h > SEG_SEQ_LIMIT)
+                return 1;
         if (!(c & SEG_CLAIM_PENDING)) {
                 if (k == 0 || k > m->g.slot_count)
                         k = 1; /* untrusted: a claim covers at least its first seq */
-                for (uint32_t i = 0; i < k; i++) {
-                        r = abandon(m, c + i, index);
-                        if (r < 0)
-                                return r;
-                }
-                goto done;
+                /* A recorded claim was fetch-added, so it lies below head;
+                 * anything above was never claimed and is not written off
+                 * ahead of its producer. */
+                if (c >= h)
+                        return 1;
+                st->next = c;
+                st->end = MIN(c + k, h);
+                st->stage = RING_REPAIR_CLAIM;
+                return 0;
         }
 
         /* J: it died between recording its intent and recording the
-         * sequence. Look for holes from its lower bound to the head:
-         * uncommitted sequences nobody else has recorded. A live producer
-         * still between the two steps might own one: wait for it. */
+         * sequence. Look for holes from its lower bound to the head (read
+         * above, before this check): uncommitted sequences nobody else has
+         * recorded. A live producer still between the two steps might own
+         * one: wait for it. One that starts later claims at or above h. */
         uint64_t lo = c & ~SEG_CLAIM_PENDING;
-        uint64_t h = load_sc(&seg_head(m)->head);
         uint64_t span = (uint64_t)m->g.slot_count * (m->g.max_producers + 1u);
         if (other_claim_pending(m, index))
                 return -EAGAIN;
-        if (h > SEG_SEQ_LIMIT)
-                goto done;
         if (h > span && lo < h - span)
                 lo = h - span;
-        for (uint64_t t = lo; t < h; t++) {
-                if (seg_stamp_state(load_sc(&seg_slot(m, t)->stamp), t) != SEG_STAMP_NOT_YET)
-                        continue;
-                if (claimed_by_other(m, index, t))
-                        continue;
-                r = abandon(m, t, index);
-                if (r < 0)
-                        return r;
-        }
-done:
+        if (lo >= h)
+                return 1;
+        st->next = lo;
+        st->end = h;
+        st->stage = RING_REPAIR_HOLES;
+        return 0;
+}
+
+static void repair_done(const struct seg_map *m, uint32_t index) {
+        struct seg_prod *e = seg_prod(m, index);
         store_rel(&e->claim, SEG_CLAIM_NONE);
         store_rel(&e->state, SEG_ENTRY_FREE);
+}
+
+int ring_prod_repair_step(const struct seg_map *m, uint32_t index, struct ring_repair *st, uint64_t *budget) {
+        struct claim_snap snap[SEG_PRODUCERS_MAX];
+        uint64_t floor = UINT64_MAX;
+        uint32_t nsnap = 0;
+        bool marked = false;
+        int r = 0;
+
+        if (st->stage == RING_REPAIR_NEW) {
+                r = repair_begin(m, index, st);
+                *budget -= MIN(*budget, m->g.max_producers);
+                if (r < 0)
+                        return r;
+                if (r > 0) {
+                        repair_done(m, index);
+                        return 0;
+                }
+        }
+        if (st->stage == RING_REPAIR_HOLES) {
+                nsnap = snap_claims(m, index, snap);
+                *budget -= MIN(*budget, m->g.max_producers);
+        }
+        r = 0;
+        while (st->next < st->end) {
+                uint64_t t = st->next;
+
+                if (*budget == 0) {
+                        r = -EINPROGRESS;
+                        break;
+                }
+                (*budget)--;
+                if (seg_stamp_state(load_sc(&seg_slot(m, t)->stamp), t) != SEG_STAMP_NOT_YET) {
+                        st->next = t + 1;
+                        continue;
+                }
+                if (st->stage == RING_REPAIR_HOLES) {
+                        uint64_t until = claimed_until(snap, nsnap, t);
+                        *budget -= MIN(*budget, nsnap);
+                        if (until) {
+                                st->next = MIN(until, st->end);
+                                continue;
+                        }
+                }
+                r = abandon(m, t, index, &floor, budget, &marked);
+                if (r < 0)
+                        break;
+                st->next = t + 1;
+        }
+        if (marked) /* one wake for every slot written off in this step */
+                wait_wake_all(ring_data_words(m).word);
+        if (r < 0)
+                return r;
+        repair_done(m, index);
         return 0;
+}
+
+void ring_prod_forget(const struct seg_map *m, uint32_t index) {
+        repair_done(m, index);
+        wake_both(m);
+}
+
+int ring_prod_repair(const struct seg_map *m, uint32_t index) {
+        struct ring_repair st = {0};
+        uint64_t budget = UINT64_MAX;
+
+        return ring_prod_repair_step(m, index, &st, &budget);
 }

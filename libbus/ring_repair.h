@@ -13,6 +13,18 @@
 
 #include "ring.h"
 
+/* A producer repair in progress, owned by the broker: zero-initialised
+ * before the first step. */
+enum {
+        RING_REPAIR_NEW = 0, /* the claim is not read yet */
+        RING_REPAIR_CLAIM,   /* writing off a recorded claim */
+        RING_REPAIR_HOLES,   /* J: looking for the holes of a pending claim */
+};
+struct ring_repair {
+        uint64_t next, end; /* sequences [next, end) still to look at */
+        uint32_t stage;     /* RING_REPAIR_* */
+};
+
 void ring_prod_activate(const struct seg_map *m, uint32_t index, uint32_t pid);
 void ring_sub_activate(const struct seg_map *m, uint32_t index, uint32_t pid);
 /* Free a subscriber entry (dead or closed): it stops gating at once and
@@ -25,6 +37,20 @@ void ring_sub_evict(const struct seg_map *m, uint32_t index);
  * later (a slot is not free yet, or a live producer is between claim and
  * record). */
 int ring_prod_evict(const struct seg_map *m, uint32_t index);
+/* The first half of ring_prod_evict: mark the entry closing and wake
+ * every sleeper; then repair it step by step (ring_prod_repair_step). */
+void ring_prod_close(const struct seg_map *m, uint32_t index);
+/* One whole repair attempt from scratch (no budget). */
 int ring_prod_repair(const struct seg_map *m, uint32_t index);
+/* One bounded step of a resumable repair: spends at most about *budget
+ * units (one per sequence examined or claim compared, plus one pass over
+ * each table) and decreases it. Returns 0 when done (the entry is free),
+ * -EAGAIN when a slot is not free yet (retry later; st remembers where),
+ * -EINPROGRESS when the budget ran out (go on soon). */
+int ring_prod_repair_step(const struct seg_map *m, uint32_t index, struct ring_repair *st, uint64_t *budget);
+/* Give up on a repair: free the entry whatever it left behind, and wake
+ * every sleeper. Readers of a reliable topic may then wait at a hole
+ * until a producer times out; that is what a hostile producer bought. */
+void ring_prod_forget(const struct seg_map *m, uint32_t index);
 
 #endif

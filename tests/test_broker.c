@@ -1,0 +1,752 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * test_broker.c: Check suite "broker": the broker's trust and failure
+ * model (issue 10). A real zcbusd on a private socket, configured through
+ * a config file, and peers forked as other uids (setresuid in the child)
+ * to prove that
+ *  - a producer that scribbles worst-case values into its claim words and
+ *    dies costs the broker bounded CPU, and the broker keeps answering;
+ *  - connections that never say HELLO time out and do not lock out real
+ *    clients;
+ *  - quotas per uid and per session stop one uid without stopping another;
+ *  - per-topic rules allow and deny publish, subscribe and create, with
+ *    the rule's name in zcbus_last_error, and SIGHUP reloads them.
+ *
+ * Peers report through their exit status (PEER_CHECK), never through
+ * Check. Waits are on events (pipes, POLLHUP, inotify on the broker's
+ * log); the one timed window is the CPU measurement of the first case,
+ * which bounds unbounded work, not speed.
+ */
+#include "config.h"
+
+#include <check.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <libgen.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/inotify.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "harness.h"
+#include "proto.h"
+#include "seg.h"
+#include "sock.h"
+#include "zcbus.h"
+
+#define UID_A 65534
+#define GID_A 65534
+#define UID_B 65533
+#define GID_B 65533
+#define UID_C 65532
+#define GID_C 65530 /* C is let in by group */
+
+/* ------------------------------------------------------------ helpers */
+
+static uint64_t mono_ms(void) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* A config file in a fresh private directory. */
+static void write_conf(char *path, size_t len, const char *text) {
+        char dir[128];
+        harness_mkdtemp(dir, sizeof(dir));
+        ck_assert((size_t)snprintf(path, len, "%s/zcbusd.conf", dir) < len);
+        FILE *f = fopen(path, "we");
+        ck_assert_msg(f != NULL, "fopen %s: %s", path, strerror(errno));
+        ck_assert(fputs(text, f) >= 0);
+        ck_assert_int_eq(fclose(f), 0);
+}
+
+/* Replace a config file's content in place (same path, for SIGHUP). */
+static void rewrite_conf(const char *path, const char *text) {
+        char tmp[256];
+        snprintf(tmp, sizeof(tmp), "%s.new", path);
+        FILE *f = fopen(tmp, "we");
+        ck_assert(f != NULL);
+        ck_assert(fputs(text, f) >= 0);
+        ck_assert_int_eq(fclose(f), 0);
+        ck_assert_int_eq(rename(tmp, path), 0);
+}
+
+/* Let other uids reach the broker's socket: the harness's directories are
+ * 0700 (the socket's own mode comes from the broker's socket_mode). */
+static void open_dirs(const struct broker *b) {
+        char d[sizeof(b->dir)];
+        snprintf(d, sizeof(d), "%s", b->dir);
+        ck_assert_int_eq(chmod(b->dir, 0711), 0);
+        ck_assert_int_eq(chmod(dirname(d), 0711), 0);
+}
+
+static int start_with_conf(struct broker *b, const char *conf) {
+        int r = broker_start(b, "-c", conf, NULL);
+        if (r == 0)
+                open_dirs(b);
+        return r;
+}
+
+/* In a forked child: become uid/gid with no supplementary groups. */
+static int become(uid_t uid, gid_t gid) {
+        if (setgroups(0, NULL) < 0 || setresgid(gid, gid, gid) < 0 || setresuid(uid, uid, uid) < 0) {
+                peer_fail(__FILE__, __LINE__, "becoming %u/%u: %s", (unsigned)uid, (unsigned)gid, strerror(errno));
+                return -1;
+        }
+        return 0;
+}
+
+/* Does the broker's log have `what` in it? Waits (inotify, no polling)
+ * up to timeout_ms for it to appear. */
+static bool log_wait(const struct broker *b, const char *what, int timeout_ms) {
+        static char buf[1 << 16];
+        int in = inotify_init1(IN_CLOEXEC | IN_NONBLOCK);
+        uint64_t end = mono_ms() + (uint64_t)timeout_ms;
+        bool found = false;
+
+        ck_assert_int_ge(in, 0);
+        ck_assert_int_ge(inotify_add_watch(in, b->log, IN_MODIFY), 0);
+        for (;;) {
+                int fd = open(b->log, O_RDONLY | O_CLOEXEC);
+                ck_assert_int_ge(fd, 0);
+                ssize_t n = read(fd, buf, sizeof(buf) - 1);
+                (void)close(fd);
+                buf[n > 0 ? n : 0] = '\0';
+                if (strstr(buf, what)) {
+                        found = true;
+                        break;
+                }
+                uint64_t now = mono_ms();
+                if (now >= end)
+                        break;
+                struct pollfd p = {.fd = in, .events = POLLIN};
+                if (poll(&p, 1, (int)(end - now)) > 0) {
+                        char ev[4096];
+                        (void)!read(in, ev, sizeof(ev));
+                }
+        }
+        (void)close(in);
+        return found;
+}
+
+/* --------------------------------------------- peers as other uids */
+
+enum op { OP_PUB, OP_SUB };
+
+struct open_args {
+        const char *sock;
+        uid_t uid;
+        gid_t gid;
+        enum op op;
+        const char *topic;
+        uint32_t slot_count; /* 0: default */
+        int want;            /* 0 or a negative errno */
+        const char *want_msg; /* substring of zcbus_last_error on failure */
+};
+
+static int open_as(const struct open_args *a, zcbus *bus) {
+        zcbus_topic_opts o = {.size = sizeof(o), .slot_count = a->slot_count};
+        zcbus_sub_opts so = {.size = sizeof(so), .slot_count = a->slot_count};
+        zcbus_pub *pub = NULL;
+        zcbus_sub *sub = NULL;
+        int r;
+
+        if (a->op == OP_PUB)
+                r = zcbus_pub_open(bus, a->topic, a->slot_count ? &o : NULL, &pub);
+        else
+                r = zcbus_sub_open(bus, a->topic, a->slot_count ? &so : NULL, &sub);
+        PEER_CHECK(r == a->want, "uid %u %s '%s': got %d (%s: %s), want %d", (unsigned)a->uid,
+                   a->op == OP_PUB ? "pub_open" : "sub_open", a->topic, r, zcbus_strerror(r),
+                   zcbus_last_error(bus), a->want);
+        if (r < 0 && a->want_msg)
+                PEER_CHECK(strstr(zcbus_last_error(bus), a->want_msg), "uid %u '%s': error '%s' lacks '%s'",
+                           (unsigned)a->uid, a->topic, zcbus_last_error(bus), a->want_msg);
+        return 0;
+}
+
+static int open_peer(void *arg) {
+        const struct open_args *a = arg;
+        zcbus *bus;
+        int r;
+
+        if (become(a->uid, a->gid) < 0)
+                return 2;
+        r = zcbus_connect(a->sock, &bus);
+        PEER_CHECK(r == 0, "uid %u: connect %s: %s", (unsigned)a->uid, a->sock, zcbus_strerror(r));
+        r = open_as(a, bus);
+        zcbus_disconnect(bus);
+        return r;
+}
+
+/* Fork a peer of uid/gid that opens one topic and checks the outcome. */
+static void expect_open(const char *sock, uid_t uid, gid_t gid, enum op op, const char *topic, int want,
+                        const char *want_msg) {
+        struct open_args a = {
+                .sock = sock, .uid = uid, .gid = gid, .op = op, .topic = topic, .want = want, .want_msg = want_msg,
+        };
+        int st = wait_exit(spawn(open_peer, &a));
+        ck_assert_msg(st == 0, "uid %u %s '%s' (want %d): peer exit status %d", (unsigned)uid,
+                      op == OP_PUB ? "publish" : "subscribe", topic, want, st);
+}
+
+/* ------------------------------- 1. repairs cost bounded CPU (defect 7) */
+
+#define HOSTILE_PRODUCERS 256u
+#define HOSTILE_SLOTS 65536u
+
+/* A raw producer: HELLO, then OPEN, then map the ring read-write. */
+static int raw_producer(const char *sock, const char *topic, int *ret_fd, struct seg_map *ret_map,
+                        uint32_t *ret_index) {
+        static uint8_t buf[PROTO_MSG_MAX];
+        struct proto_open o = {.role = PROTO_ROLE_PUB, .slot_count = HOSTILE_SLOTS, .slot_size = 64};
+        struct proto_msg m;
+        int fd, fds[2];
+        unsigned nfds = 0;
+        ssize_t n;
+        int r;
+
+        if (*ret_fd < 0) {
+                r = sock_connect(sock, &fd);
+                PEER_CHECK(r == 0, "connect: %s", strerror(-r));
+                n = proto_enc_hello(buf, sizeof(buf), 1);
+                PEER_CHECK(sock_send(fd, buf, (size_t)n, NULL, 0) == 0, "send HELLO");
+                for (;;) {
+                        struct pollfd p = {.fd = fd, .events = POLLIN};
+                        (void)poll(&p, 1, -1);
+                        n = sock_recv(fd, buf, sizeof(buf), NULL, 0, NULL);
+                        if (n != -EAGAIN)
+                                break;
+                }
+                PEER_CHECK(n > 0 && proto_decode(buf, (size_t)n, &m) == 0 && m.hdr.type == PROTO_HELLO_REPLY,
+                           "HELLO reply");
+                *ret_fd = fd;
+        }
+        fd = *ret_fd;
+        n = proto_enc_open(buf, sizeof(buf), 2, &o, topic);
+        PEER_CHECK(sock_send(fd, buf, (size_t)n, NULL, 0) == 0, "send OPEN");
+        for (;;) {
+                struct pollfd p = {.fd = fd, .events = POLLIN};
+                (void)poll(&p, 1, -1);
+                n = sock_recv(fd, buf, sizeof(buf), fds, 2, &nfds);
+                if (n != -EAGAIN)
+                        break;
+        }
+        PEER_CHECK(n > 0 && proto_decode(buf, (size_t)n, &m) == 0, "OPEN reply");
+        PEER_CHECK(m.hdr.type == PROTO_OPEN_REPLY && nfds == 2, "OPEN refused: %s", m.errmsg);
+        *ret_index = m.u.open_reply.index;
+        if (ret_map->ring) {
+                (void)close(fds[0]);
+                (void)close(fds[1]);
+                return 0;
+        }
+        r = seg_map_fds(fds[0], fds[1], 1, ret_map);
+        (void)close(fds[0]);
+        (void)close(fds[1]);
+        PEER_CHECK(r == 0, "map: %s", strerror(-r));
+        return 0;
+}
+
+struct hostile_args {
+        const char *sock;
+        int victim; /* 1: the producer that dies; 0: its accomplice that stays */
+        struct chan up;
+};
+
+/* The accomplice holds every producer entry but one and makes each claim
+ * cover the whole span the broker scans (claim_n far above the slot
+ * count), except its last sequence; the victim records a pending claim
+ * from the ring's start and pushes head a full span ahead, then waits to
+ * be killed. Before the fix, each repair attempt of the victim examined
+ * slot_count x (max_producers + 1) sequences with an O(P) check each,
+ * and retried every 2 ms for ever. */
+static int hostile_peer(void *arg) {
+        struct hostile_args *a = arg;
+        struct seg_map m = {0};
+        static uint8_t mine[HOSTILE_PRODUCERS];
+        uint32_t index;
+        int fd = -1;
+
+        chan_keep_write(&a->up);
+        unsigned n = a->victim ? 1 : HOSTILE_PRODUCERS - 1;
+        for (unsigned i = 0; i < n; i++) {
+                if (raw_producer(a->sock, "hostile", &fd, &m, &index) != 0)
+                        return 1;
+                mine[index % HOSTILE_PRODUCERS] = 1;
+        }
+        uint64_t start = m.g.start_seq;
+        uint64_t span = (uint64_t)m.g.slot_count * (m.g.max_producers + 1u);
+        PEER_CHECK(m.g.max_producers == HOSTILE_PRODUCERS, "max_producers %u", m.g.max_producers);
+        if (a->victim) {
+                struct seg_prod *e = seg_prod(&m, index);
+                store_sc(&e->claim_n, UINT32_MAX);
+                store_sc(&e->claim, SEG_CLAIM_PENDING | start);
+                store_sc(&seg_head(&m)->head, start + span);
+        } else {
+                for (uint32_t i = 0; i < m.g.max_producers; i++) {
+                        struct seg_prod *e = seg_prod(&m, i);
+                        if (!mine[i])
+                                continue;
+                        store_sc(&e->claim_n, (uint32_t)(span - 1));
+                        store_sc(&e->claim, start);
+                }
+        }
+        (void)chan_send(&a->up, 'R');
+        for (;;)
+                pause(); /* until killed */
+}
+
+static uint64_t proc_cpu_ticks(pid_t pid) {
+        char path[64], buf[1024];
+        snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+        int fd = open(path, O_RDONLY | O_CLOEXEC);
+        ck_assert_int_ge(fd, 0);
+        ssize_t n = read(fd, buf, sizeof(buf) - 1);
+        (void)close(fd);
+        ck_assert_int_gt(n, 0);
+        buf[n] = '\0';
+        /* Fields after the command's closing parenthesis: state is 3,
+         * utime 14, stime 15. */
+        char *p = strrchr(buf, ')');
+        ck_assert(p != NULL);
+        unsigned long long ut = 0, st = 0;
+        ck_assert_int_eq(sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut, &st), 2);
+        return ut + st;
+}
+
+START_TEST(test_a_dead_producer_with_scribbled_claims_costs_the_broker_bounded_cpu) {
+        char conf[256];
+        struct broker b;
+        struct hostile_args acc = {0}, vic = {0};
+
+        write_conf(conf, sizeof(conf),
+                   "max_producers = 256\n");
+        ck_assert_int_eq(start_with_conf(&b, conf), 0);
+
+        vic.sock = acc.sock = b.sock;
+        vic.victim = 1;
+        chan_open(&vic.up);
+        chan_open(&acc.up);
+        pid_t pv = spawn(hostile_peer, &vic);
+        chan_keep_read(&vic.up);
+        ck_assert_int_eq(chan_recv(&vic.up), 'R');
+        pid_t pa = spawn(hostile_peer, &acc);
+        chan_keep_read(&acc.up);
+        ck_assert_int_eq(chan_recv(&acc.up), 'R');
+
+        zcbus *bus;
+        ck_assert_int_eq(zcbus_connect(b.sock, &bus), 0);
+
+        long hz = sysconf(_SC_CLK_TCK);
+        uint64_t cpu0 = proc_cpu_ticks(b.pid), t0 = mono_ms(), worst = 0;
+        ck_assert_int_eq(kill(pv, SIGKILL), 0);
+        ck_assert_int_eq(wait_exit(pv), 128 + SIGKILL);
+        /* LIST every 50 ms for 1.5 s while the broker repairs. */
+        while (mono_ms() - t0 < 1500) {
+                zcbus_topic_entry e[4];
+                unsigned total = 0;
+                uint64_t s = mono_ms();
+                int r = zcbus_list_topics(bus, 0, e, 4, &total);
+                uint64_t d = mono_ms() - s;
+                ck_assert_msg(r >= 0, "LIST failed: %s", zcbus_strerror(r));
+                if (d > worst)
+                        worst = d;
+                (void)poll(NULL, 0, 50);
+        }
+        uint64_t wall = mono_ms() - t0;
+        uint64_t cpu_ms = (proc_cpu_ticks(b.pid) - cpu0) * 1000 / (uint64_t)hz;
+        ck_assert_msg(worst < 500, "a LIST round trip took %llu ms while the broker repaired",
+                      (unsigned long long)worst);
+        ck_assert_msg(cpu_ms * 5 < wall, "the broker used %llu ms of CPU in %llu ms (over 20%%)",
+                      (unsigned long long)cpu_ms, (unsigned long long)wall);
+
+        zcbus_disconnect(bus);
+        (void)kill(pa, SIGKILL);
+        (void)wait_exit(pa);
+        chan_close(&vic.up);
+        chan_close(&acc.up);
+        broker_stop(&b);
+        broker_destroy(&b);
+}
+END_TEST
+
+/* A repair that can never finish is given up after repair_timeout_ms:
+ * the entry is freed and the broker says so. */
+START_TEST(test_a_repair_that_cannot_finish_is_given_up_and_logged) {
+        char conf[256];
+        struct broker b;
+        struct hostile_args acc = {0}, vic = {0};
+
+        write_conf(conf, sizeof(conf),
+                   "max_producers = 256\n"
+                   "repair_timeout_ms = 300\n");
+        ck_assert_int_eq(start_with_conf(&b, conf), 0);
+        vic.sock = acc.sock = b.sock;
+        vic.victim = 1;
+        chan_open(&vic.up);
+        chan_open(&acc.up);
+        pid_t pv = spawn(hostile_peer, &vic);
+        chan_keep_read(&vic.up);
+        ck_assert_int_eq(chan_recv(&vic.up), 'R');
+        pid_t pa = spawn(hostile_peer, &acc);
+        chan_keep_read(&acc.up);
+        ck_assert_int_eq(chan_recv(&acc.up), 'R');
+        ck_assert_int_eq(kill(pv, SIGKILL), 0);
+        ck_assert_int_eq(wait_exit(pv), 128 + SIGKILL);
+        ck_assert_msg(log_wait(&b, "giving up", 5000), "no 'giving up' line in the broker's log");
+        (void)kill(pa, SIGKILL);
+        (void)wait_exit(pa);
+        chan_close(&vic.up);
+        chan_close(&acc.up);
+        broker_stop(&b);
+        broker_destroy(&b);
+}
+END_TEST
+
+/* ------------------------- 2a. silent connections time out (defect 8) */
+
+static int raw_connect(const char *path) {
+        struct sockaddr_un sa = {.sun_family = AF_UNIX};
+        int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+
+        ck_assert_int_ge(fd, 0);
+        strcpy(sa.sun_path, path);
+        ck_assert_msg(connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0, "connect: %s", strerror(errno));
+        return fd;
+}
+
+#define SILENT 12
+
+START_TEST(test_silent_connections_time_out_and_do_not_lock_out_real_clients) {
+        char conf[256];
+        struct broker b;
+        struct leak_check lc;
+        int fds[SILENT];
+
+        write_conf(conf, sizeof(conf),
+                   "max_sessions = 4\n"
+                   "max_unauthenticated = 8\n");
+        ck_assert_int_eq(start_with_conf(&b, conf), 0);
+        leak_begin(&lc);
+        uint64_t t0 = mono_ms();
+        for (int i = 0; i < SILENT; i++)
+                fds[i] = raw_connect(b.sock);
+
+        /* More silent connections than max_sessions: a real client still
+         * gets in and opens a topic. */
+        zcbus *bus;
+        zcbus_pub *pub;
+        int r = zcbus_connect(b.sock, &bus);
+        ck_assert_msg(r == 0, "connect behind %d silent connections: %s", SILENT, zcbus_strerror(r));
+        r = zcbus_pub_open(bus, "behind.silent", NULL, &pub);
+        ck_assert_msg(r == 0, "pub_open: %s (%s)", zcbus_strerror(r), zcbus_last_error(bus));
+
+        /* Every silent one is closed by the broker within about a second
+         * (the oldest ones at once: the pre-HELLO pool holds 8). */
+        int open = SILENT;
+        struct pollfd p[SILENT];
+        for (int i = 0; i < SILENT; i++)
+                p[i] = (struct pollfd){.fd = fds[i], .events = POLLIN};
+        while (open > 0) {
+                int left = 3000 - (int)(mono_ms() - t0);
+                ck_assert_msg(left > 0, "%d silent connections still open after 3 s", open);
+                ck_assert_int_ge(poll(p, SILENT, left), 0);
+                for (int i = 0; i < SILENT; i++) {
+                        if (p[i].fd < 0 || !(p[i].revents & (POLLHUP | POLLIN | POLLERR)))
+                                continue;
+                        char c;
+                        if (recv(p[i].fd, &c, 1, MSG_DONTWAIT) > 0)
+                                continue; /* an error reply first is fine */
+                        (void)close(p[i].fd);
+                        p[i].fd = -1;
+                        open--;
+                }
+        }
+        uint64_t took = mono_ms() - t0;
+        ck_assert_msg(took < 2500, "silent connections closed only after %llu ms", (unsigned long long)took);
+
+        /* The real client's session outlived them all. */
+        zcbus_topic_entry e[2];
+        unsigned total;
+        ck_assert_int_ge(zcbus_list_topics(bus, 0, e, 2, &total), 0);
+        zcbus_pub_close(pub);
+        zcbus_disconnect(bus);
+        leak_end(&lc);
+        broker_stop(&b);
+        broker_destroy(&b);
+}
+END_TEST
+
+/* ------------------------------------------ 2b. quotas per uid/session */
+
+struct quota_args {
+        const char *sock;
+        uid_t uid;
+        gid_t gid;
+        char prefix[16];
+        struct chan up, down;
+};
+
+/* uid A: 2 topics, then -EDQUOT naming uid_max_topics; 4 entries over
+ * two sessions, then -EDQUOT naming uid_max_entries; a third session
+ * refused. It keeps all that until told to go. */
+static int quota_hog_peer(void *arg) {
+        struct quota_args *a = arg;
+        zcbus *bus, *bus2, *bus3;
+        zcbus_pub *pub[4];
+        zcbus_sub *sub;
+        int r;
+
+        chan_keep_write(&a->up);
+        chan_keep_read(&a->down);
+        if (become(a->uid, a->gid) < 0)
+                return 2;
+        r = zcbus_connect(a->sock, &bus);
+        PEER_CHECK(r == 0, "connect: %s", zcbus_strerror(r));
+        PEER_CHECK(zcbus_pub_open(bus, "qa.1", NULL, &pub[0]) == 0, "qa.1: %s", zcbus_last_error(bus));
+        PEER_CHECK(zcbus_pub_open(bus, "qa.2", NULL, &pub[1]) == 0, "qa.2: %s", zcbus_last_error(bus));
+        r = zcbus_pub_open(bus, "qa.3", NULL, &pub[2]);
+        PEER_CHECK(r == -EDQUOT, "third topic: %d (%s), want -EDQUOT", r, zcbus_last_error(bus));
+        PEER_CHECK(strstr(zcbus_last_error(bus), "uid_max_topics"), "error '%s'", zcbus_last_error(bus));
+        /* Entries on existing topics: 3 in this session, the 4th in a
+         * second one, and the 5th is over the uid's quota. */
+        PEER_CHECK(zcbus_pub_open(bus, "qa.1", NULL, &pub[2]) == 0, "entry 3: %s", zcbus_last_error(bus));
+        r = zcbus_connect(a->sock, &bus2);
+        PEER_CHECK(r == 0, "second session: %s", zcbus_strerror(r));
+        PEER_CHECK(zcbus_pub_open(bus2, "qa.2", NULL, &pub[3]) == 0, "entry 4: %s", zcbus_last_error(bus2));
+        r = zcbus_sub_open(bus2, "qa.1", NULL, &sub);
+        PEER_CHECK(r == -EDQUOT, "fifth entry: %d (%s), want -EDQUOT", r, zcbus_last_error(bus2));
+        PEER_CHECK(strstr(zcbus_last_error(bus2), "uid_max_entries"), "error '%s'", zcbus_last_error(bus2));
+        r = zcbus_connect(a->sock, &bus3);
+        PEER_CHECK(r == -EDQUOT, "third session: %d (%s), want -EDQUOT", r, zcbus_strerror(r));
+        (void)chan_send(&a->up, 'R');
+        (void)chan_recv(&a->down);
+        for (int i = 0; i < 4; i++)
+                zcbus_pub_close(pub[i]);
+        zcbus_disconnect(bus2);
+        zcbus_disconnect(bus);
+        return 0;
+}
+
+/* uid B, while A holds its whole quota: topics, entries, a large topic
+ * within its byte quota, and the per-session entry quota. */
+static int quota_other_peer(void *arg) {
+        struct quota_args *a = arg;
+        zcbus *bus, *bus2;
+        zcbus_pub *pub[3];
+        zcbus_sub *sub;
+        zcbus_topic_opts big = {.size = sizeof(big), .slot_count = 4096, .slot_size = 4096};
+        int r;
+
+        if (become(a->uid, a->gid) < 0)
+                return 2;
+        r = zcbus_connect(a->sock, &bus);
+        PEER_CHECK(r == 0, "connect: %s", zcbus_strerror(r));
+        r = zcbus_pub_open(bus, "qb.1", NULL, &pub[0]);
+        PEER_CHECK(r == 0, "qb.1 while A is at its quota: %s (%s)", zcbus_strerror(r), zcbus_last_error(bus));
+        /* A topic over uid_max_bytes (16M + tables). */
+        r = zcbus_pub_open(bus, "qb.big", &big, &pub[1]);
+        PEER_CHECK(r == -EDQUOT, "qb.big: %d (%s), want -EDQUOT", r, zcbus_last_error(bus));
+        PEER_CHECK(strstr(zcbus_last_error(bus), "uid_max_bytes"), "error '%s'", zcbus_last_error(bus));
+        r = zcbus_pub_open(bus, "qb.2", NULL, &pub[1]);
+        PEER_CHECK(r == 0, "qb.2: %s (%s)", zcbus_strerror(r), zcbus_last_error(bus));
+        r = zcbus_sub_open(bus, "qa.1", NULL, &sub); /* A's topic: B may open it */
+        PEER_CHECK(r == 0, "qa.1 as subscriber: %s (%s)", zcbus_strerror(r), zcbus_last_error(bus));
+        r = zcbus_pub_open(bus, "qb.1", NULL, &pub[2]);
+        PEER_CHECK(r == -EDQUOT, "fourth entry of one session: %d (%s), want -EDQUOT", r,
+                   zcbus_last_error(bus));
+        PEER_CHECK(strstr(zcbus_last_error(bus), "session_max_entries"), "error '%s'", zcbus_last_error(bus));
+        r = zcbus_connect(a->sock, &bus2);
+        PEER_CHECK(r == 0, "second session: %s", zcbus_strerror(r));
+        r = zcbus_pub_open(bus2, "qb.1", NULL, &pub[2]);
+        PEER_CHECK(r == 0, "entry in a second session: %s (%s)", zcbus_strerror(r), zcbus_last_error(bus2));
+        zcbus_pub_close(pub[2]);
+        zcbus_pub_close(pub[1]);
+        zcbus_pub_close(pub[0]);
+        zcbus_sub_close(sub);
+        zcbus_disconnect(bus2);
+        zcbus_disconnect(bus);
+        return 0;
+}
+
+START_TEST(test_one_uid_at_its_quota_does_not_stop_another) {
+        char conf[256];
+        struct broker b;
+        struct quota_args qa = {0}, qb = {0};
+
+        write_conf(conf, sizeof(conf),
+                   "socket_mode = 0666\n"
+                   "rule = all * publish=any subscribe=any create=any\n"
+                   "uid_max_sessions = 2\n"
+                   "uid_max_topics = 2\n"
+                   "uid_max_entries = 4\n"
+                   "uid_max_bytes = 16M\n"
+                   "session_max_entries = 3\n");
+        ck_assert_int_eq(start_with_conf(&b, conf), 0);
+        qa = (struct quota_args){.sock = b.sock, .uid = UID_A, .gid = GID_A};
+        qb = (struct quota_args){.sock = b.sock, .uid = UID_B, .gid = GID_B};
+        chan_open(&qa.up);
+        chan_open(&qa.down);
+        pid_t pa = spawn(quota_hog_peer, &qa);
+        chan_keep_read(&qa.up);
+        chan_keep_write(&qa.down);
+        ck_assert_msg(chan_recv(&qa.up) == 'R', "uid A's peer failed");
+        ck_assert_int_eq(wait_exit(spawn(quota_other_peer, &qb)), 0);
+        (void)chan_send(&qa.down, 'G');
+        ck_assert_int_eq(wait_exit(pa), 0);
+        chan_close(&qa.up);
+        chan_close(&qa.down);
+        ck_assert_msg(log_wait(&b, "uid_max_topics", 0), "no log line for the refusal");
+        broker_stop(&b);
+        broker_destroy(&b);
+}
+END_TEST
+
+/* ------------------------------------------ 3. access control per topic */
+
+#define RULES                                                                                      \
+        "socket_mode = 0666\n"                                                                     \
+        "# cameras: A writes and creates, A and group 65530 read\n"                                \
+        "rule = cams camera.* publish=uid:65534 subscribe=uid:65534,gid:65530 create=uid:65534\n" \
+        "rule = public pub.* publish=any subscribe=any create=any\n"
+
+START_TEST(test_topic_rules_allow_and_deny_publish_subscribe_and_create_per_uid) {
+        char conf[256];
+        struct broker b;
+
+        write_conf(conf, sizeof(conf), RULES);
+        ck_assert_int_eq(start_with_conf(&b, conf), 0);
+        /* create + publish by A */
+        expect_open(b.sock, UID_A, GID_A, OP_PUB, "camera.front", 0, NULL);
+        /* B may neither subscribe nor publish on it */
+        expect_open(b.sock, UID_B, GID_B, OP_SUB, "camera.front", -EACCES, "cams");
+        expect_open(b.sock, UID_B, GID_B, OP_PUB, "camera.front", -EACCES, "cams");
+        /* C is in group 65530: may subscribe, not publish, not create */
+        expect_open(b.sock, UID_C, GID_C, OP_SUB, "camera.front", 0, NULL);
+        expect_open(b.sock, UID_C, GID_C, OP_PUB, "camera.front", -EACCES, "cams");
+        expect_open(b.sock, UID_C, GID_C, OP_SUB, "camera.new", -EACCES, "cams");
+        /* no rule matches: default deny, except root */
+        expect_open(b.sock, UID_B, GID_B, OP_PUB, "other.x", -EACCES, "default");
+        expect_open(b.sock, UID_A, GID_A, OP_SUB, "other.x", -EACCES, "default");
+        expect_open(b.sock, 0, 0, OP_PUB, "other.x", 0, NULL);
+        /* open to anyone */
+        expect_open(b.sock, UID_B, GID_B, OP_PUB, "pub.x", 0, NULL);
+        expect_open(b.sock, UID_C, GID_C, OP_SUB, "pub.x", 0, NULL);
+        ck_assert_msg(log_wait(&b, "cams", 0), "no log line for the denials");
+        broker_stop(&b);
+        broker_destroy(&b);
+}
+END_TEST
+
+START_TEST(test_sighup_reloads_the_rules_and_keeps_them_on_a_bad_file) {
+        char conf[256];
+        struct broker b;
+
+        write_conf(conf, sizeof(conf),
+                   "socket_mode = 0666\n"
+                   "rule = hup hup.* publish=uid:65533 create=uid:65533\n");
+        ck_assert_int_eq(start_with_conf(&b, conf), 0);
+        expect_open(b.sock, UID_B, GID_B, OP_PUB, "hup.a", 0, NULL);
+        expect_open(b.sock, UID_A, GID_A, OP_PUB, "hup.a", -EACCES, "hup");
+
+        rewrite_conf(conf,
+                     "socket_mode = 0666\n"
+                     "rule = hup2 hup.* publish=uid:65534 create=uid:65534\n");
+        ck_assert_int_eq(kill(b.pid, SIGHUP), 0);
+        ck_assert_msg(log_wait(&b, "configuration reloaded", 5000), "no reload in the broker's log");
+        expect_open(b.sock, UID_B, GID_B, OP_PUB, "hup.a", -EACCES, "hup2");
+        expect_open(b.sock, UID_A, GID_A, OP_PUB, "hup.b", 0, NULL);
+
+        /* A bad file: the broker says where and keeps what it has. */
+        rewrite_conf(conf,
+                     "socket_mode = 0666\n"
+                     "rule = hup3 hup.* publish=uid:nobody\n");
+        ck_assert_int_eq(kill(b.pid, SIGHUP), 0);
+        char where[300];
+        snprintf(where, sizeof(where), "%s:2:", conf);
+        ck_assert_msg(log_wait(&b, where, 5000), "no '%s' in the broker's log", where);
+        expect_open(b.sock, UID_A, GID_A, OP_PUB, "hup.c", 0, NULL);
+        broker_stop(&b);
+        broker_destroy(&b);
+}
+END_TEST
+
+START_TEST(test_a_bad_rule_line_stops_the_broker_with_file_and_line) {
+        static const char *bad[] = {
+                "rule = r1 a.* publish=uid:x\n",
+                "rule = r1 a.* publish=uid:1 frobnicate=any\n",
+                "rule = r1\n",
+                "rule = r1 a.* publish=uid:1\nrule = r1 b.* publish=uid:1\n",
+                "uid_max_topics = many\n",
+                "socket_mode = 0999\n",
+        };
+        static const char *want[] = {"uid", "frobnicate", "pattern", "r1", "uid_max_topics", "socket_mode"};
+
+        for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+                char conf[256], text[512], where[300];
+                struct broker b;
+                /* Line 1 is good, the bad one is line 2 (or 3). */
+                snprintf(text, sizeof(text), "rule = ok ok.* publish=any\n%s", bad[i]);
+                write_conf(conf, sizeof(conf), text);
+                ck_assert_int_lt(broker_start(&b, "-c", conf, NULL), 0);
+                snprintf(where, sizeof(where), "%s:%d: ", conf, i == 3 ? 3 : 2);
+                ck_assert_msg(log_wait(&b, where, 0), "case %zu: no '%s' in the log", i, where);
+                ck_assert_msg(log_wait(&b, want[i], 0), "case %zu: no '%s' in the log", i, want[i]);
+                broker_destroy(&b);
+        }
+        /* And the good line alone starts. */
+        char conf[256];
+        struct broker b;
+        write_conf(conf, sizeof(conf), "rule = ok ok.* publish=any subscribe=uid:1,gid:2 create=none\n");
+        ck_assert_int_eq(broker_start(&b, "-c", conf, NULL), 0);
+        broker_stop(&b);
+        broker_destroy(&b);
+}
+END_TEST
+
+static Suite *broker_suite(void) {
+        Suite *s = suite_create("broker");
+        TCase *tc;
+
+        tc = tcase_create("repair");
+        tcase_set_timeout(tc, 60);
+        tcase_add_test(tc, test_a_dead_producer_with_scribbled_claims_costs_the_broker_bounded_cpu);
+        tcase_add_test(tc, test_a_repair_that_cannot_finish_is_given_up_and_logged);
+        suite_add_tcase(s, tc);
+
+        tc = tcase_create("limits");
+        tcase_set_timeout(tc, 30);
+        tcase_add_test(tc, test_silent_connections_time_out_and_do_not_lock_out_real_clients);
+        tcase_add_test(tc, test_one_uid_at_its_quota_does_not_stop_another);
+        suite_add_tcase(s, tc);
+
+        tc = tcase_create("access");
+        tcase_set_timeout(tc, 30);
+        tcase_add_test(tc, test_topic_rules_allow_and_deny_publish_subscribe_and_create_per_uid);
+        tcase_add_test(tc, test_sighup_reloads_the_rules_and_keeps_them_on_a_bad_file);
+        tcase_add_test(tc, test_a_bad_rule_line_stops_the_broker_with_file_and_line);
+        suite_add_tcase(s, tc);
+        return s;
+}
+
+int main(void) {
+        int failed;
+
+        harness_init(); /* exits 77 without $ZCBUSD */
+        if (geteuid() != 0) {
+                fprintf(stderr, "test_broker needs root (it forks peers of other uids): skipping\n");
+                harness_cleanup();
+                return EXIT_SKIP;
+        }
+        (void)signal(SIGPIPE, SIG_IGN);
+        failed = RUN_SUITE(broker_suite());
+        harness_cleanup();
+        return failed ? 1 : 0;
+}
