@@ -29,7 +29,11 @@ _public_ const char *zcbus_strerror(int err) {
         case -ENOBUFS:
                 return "too many messages held: release some first";
         case -EUSERS:
-                return "topic has no free producer or subscriber entry";
+                return "no free entry: the topic's producers or subscribers, or the broker's sessions, are all taken";
+        case -EACCES:
+                return "permission denied (by the broker's access rules, or the socket's mode)";
+        case -EDQUOT:
+                return "quota exceeded (from the broker: this uid or session holds its limit)";
         case -ENOTCONN:
                 return "not connected to the broker";
         case -ECONNREFUSED:
