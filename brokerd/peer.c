@@ -6,10 +6,12 @@
  * entries the session holds, so that whatever way the session ends, every
  * entry is evicted exactly once.
  *
- * Two things end a session from outside: the socket hanging up and the
- * pidfd becoming readable (the process exited). The pidfd matters when the
- * socket outlives the process that opened it (inherited by a child); the
- * socket matters when the kernel gives us no pidfd. Reading is bounded per
+ * One thing ends a session from outside: the socket hanging up, which
+ * happens when the last process holding it is gone. The process that
+ * opened the session may exit before that: a child it forked holds the
+ * socket and the mappings and may go on using the session's entries, so
+ * freeing them then would hand a live peer's entry to another. The pidfd
+ * only tells us (and the log) that the opener went. Reading is bounded per
  * wake-up so one chatty client cannot starve others. peer.c never decides
  * what a message means: it hands each datagram to the broker
  * (struct peer_ops) and ends the session when told to.
@@ -30,7 +32,7 @@
 static void peer_gone(struct peer *p, const char *why) {
         ev_io_stop(p->loop, &p->io);
         if (p->pidfd >= 0)
-                ev_io_stop(p->loop, &p->pid_io);
+                ev_io_stop(p->loop, &p->pid_io); /* stopping a stopped watcher is fine */
         p->ops->gone(p, why, p->userdata); /* frees p */
 }
 
@@ -65,7 +67,11 @@ static void io_cb(struct ev_loop *loop, ev_io *w, int revents) {
 }
 
 static void pid_cb(struct ev_loop *loop, ev_io *w, int revents) {
-        peer_gone(w->data, "process exited");
+        struct peer *p = w->data;
+
+        ev_io_stop(loop, w);
+        log_debug("session %s: opener pid %d exited; the session lasts while its socket is open", p->id_str,
+                  (int)p->pid);
 }
 
 static void peer_freep(struct peer **p) {

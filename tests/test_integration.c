@@ -1047,6 +1047,83 @@ START_TEST(test_broker_disconnects_garbage_peers_and_keeps_serving) {
 }
 END_TEST
 
+/* Defect 12: the broker ended a session when the process that opened it
+ * exited, although a forked child still held the socket and the mappings
+ * and went on using the subscription: its entry was freed, and a reliable
+ * producer overran the child. A session now lasts while its socket does. */
+struct fork_opener {
+        const char *sock;
+        int result_fd; /* the child writes 'Y' when it got every message */
+        uint64_t n;
+};
+
+static int fork_opener_peer(void *arg) {
+        struct fork_opener *a = arg;
+        zcbus_sub_opts so = {.size = sizeof(so), .slot_count = 8, .slot_size = 64, .wait_mode = ZCBUS_WAIT_FUTEX};
+        zcbus *bus;
+        zcbus_sub *sub;
+
+        if (zcbus_connect(a->sock, &bus) < 0 || zcbus_sub_open(bus, "forked", &so, &sub) < 0)
+                return 2;
+        pid_t c = fork();
+        if (c < 0)
+                return 3;
+        if (c > 0)
+                _exit(0); /* the opener goes; its child keeps the subscription */
+        char verdict = 'Y';
+        uint64_t next = 0;
+        for (uint64_t i = 0; i < a->n && verdict == 'Y'; i++) {
+                zcbus_msg m;
+                int r = zcbus_sub_recv(sub, &m, 10000);
+                if (r < 0 || m.lost || m.len != 8 || memcmp(m.data, &next, 8) != 0)
+                        verdict = r == -EBADMSG ? 'B' : r < 0 ? 'T' : 'G'; /* overrun, stalled, gap */
+                else
+                        next++;
+                if (r == 0)
+                        (void)zcbus_sub_release(sub, &m);
+        }
+        (void)!write(a->result_fd, &verdict, 1);
+        _exit(0);
+}
+
+START_TEST(test_a_session_outlives_its_opener_while_a_forked_child_holds_it) {
+        struct fork_opener a = {.n = 2000};
+        struct leak_check lc;
+        struct broker b;
+        int pfd[2];
+        zcbus *bus;
+        zcbus_pub *pub;
+        zcbus_topic_opts o = {.size = sizeof(o), .slot_count = 8, .slot_size = 64};
+        zcbus_topic_entry e;
+        unsigned total;
+
+        broker_begin(&lc, &b);
+        ck_assert_int_eq(pipe2(pfd, O_CLOEXEC), 0);
+        a.sock = b.sock;
+        a.result_fd = pfd[1];
+        ck_assert_int_eq(wait_exit(spawn(fork_opener_peer, &a)), 0);
+        (void)close(pfd[1]);
+
+        ck_assert_int_eq(zcbus_connect(b.sock, &bus), 0);
+        /* Two round trips: the second is served after the broker has seen
+         * the opener's exit, whatever order it saw the first in. */
+        for (int i = 0; i < 2; i++)
+                ck_assert_int_eq(zcbus_list_topics(bus, 0, &e, 1, &total), 1);
+        ck_assert_msg(e.subscribers == 1, "the forked child's subscription was evicted with its opener (%u left)",
+                      e.subscribers);
+        ck_assert_int_eq(zcbus_pub_open(bus, "forked", &o, &pub), 0);
+        for (uint64_t i = 0; i < a.n; i++)
+                ck_assert_int_eq(zcbus_pub_send(pub, &i, 8, 10000), 0);
+        char verdict = 0;
+        ck_assert_int_eq(read(pfd[0], &verdict, 1), 1);
+        ck_assert_msg(verdict == 'Y', "the forked child saw '%c' (B overrun, T stalled, G a gap)", verdict);
+        (void)close(pfd[0]);
+        zcbus_pub_close(pub);
+        zcbus_disconnect(bus);
+        broker_end(&lc, &b);
+}
+END_TEST
+
 static Suite *integration_suite(void) {
         Suite *s = suite_create("integration");
         TCase *tc;
@@ -1073,6 +1150,7 @@ static Suite *integration_suite(void) {
         tcase_add_test(tc, test_subscribers_that_exit_close_or_are_killed_do_not_stall_a_reliable_producer);
         tcase_add_test(tc, test_topics_keep_flowing_after_broker_sigterm_and_clients_reconnect);
         tcase_add_test(tc, test_topics_keep_flowing_after_broker_sigkill_and_clients_reconnect);
+        tcase_add_test(tc, test_a_session_outlives_its_opener_while_a_forked_child_holds_it);
         tcase_add_test(tc, test_producer_killed_between_loan_and_commit_is_skipped_and_a_second_producer_continues);
         suite_add_tcase(s, tc);
         return s;
