@@ -42,6 +42,7 @@ enum conf_type {
         CONF_MODE,  /* octal permission bits */
         CONF_GROUP, /* a gid number */
         CONF_RULE,
+        CONF_STALL, /* PATTERN MS */
 };
 
 struct conf_key {
@@ -78,6 +79,8 @@ static const struct conf_key conf_keys[] = {
         KEY("session_max_entries", CONF_U32, session_max_entries, 1, 4096), /* PEER_ENTRIES_MAX */
         KEY("session_max_bytes", CONF_U64, session_max_bytes, 4096, UINT64_C(1) << 50),
         KEY("rule", CONF_RULE, rules, 0, 0),
+        KEY("stall_timeout_ms", CONF_U32, stall_timeout_ms, 0, 3600000),
+        KEY("stall", CONF_STALL, stalls, 0, 3600000),
 };
 
 void conf_init(struct conf *c) {
@@ -96,6 +99,7 @@ void conf_init(struct conf *c) {
                 .hello_timeout_ms = 1000,
                 .max_unauthenticated = 64,
                 .repair_timeout_ms = 30000,
+                .stall_timeout_ms = 10000,
                 .uid_max_sessions = 256,
                 .uid_max_topics = 256,
                 .uid_max_entries = 4096,
@@ -262,6 +266,40 @@ static int parse_who(const char *name, const char *action, char *list, struct co
 }
 
 /* rule = NAME PATTERN [publish=WHO] [subscribe=WHO] [create=WHO] */
+static int parse_stall(struct conf *c, const struct conf_key *k, char *value, char *err, size_t errlen) {
+        char *save = NULL, *pattern = strtok_r(value, " \t", &save), *ms = strtok_r(NULL, " \t", &save);
+        uint64_t v;
+
+        if (!pattern || !ms || strtok_r(NULL, " \t", &save)) {
+                (void)snprintf(err, errlen, "stall: want 'stall = PATTERN MILLISECONDS'");
+                return -EINVAL;
+        }
+        if (strlen(pattern) > CONF_RULE_PATTERN_MAX) {
+                (void)snprintf(err, errlen, "stall: pattern longer than %u bytes", CONF_RULE_PATTERN_MAX);
+                return -EINVAL;
+        }
+        if (strpbrk(ms, "KkMmGg") || conf_parse_u64(ms, k->min, k->max, &v) < 0) {
+                (void)snprintf(err, errlen, "stall: '%.64s' is not a number of milliseconds in 0..%llu", ms,
+                               (unsigned long long)k->max);
+                return -EINVAL;
+        }
+        if (c->nstalls >= CONF_STALLS_MAX) {
+                (void)snprintf(err, errlen, "stall: more than %u lines", CONF_STALLS_MAX);
+                return -EINVAL;
+        }
+        struct conf_stall *s = &c->stalls[c->nstalls++];
+        strcpy(s->pattern, pattern);
+        s->ms = (uint32_t)v;
+        return 0;
+}
+
+uint32_t conf_stall_ms(const struct conf *c, const char *topic) {
+        for (uint32_t i = 0; i < c->nstalls; i++)
+                if (fnmatch(c->stalls[i].pattern, topic, 0) == 0)
+                        return c->stalls[i].ms;
+        return c->stall_timeout_ms;
+}
+
 static int parse_rule(struct conf *c, char *value, char *err, size_t errlen) {
         struct conf_rule rule = {0};
         bool seen[CONF_ACT_COUNT] = {0};
@@ -456,6 +494,8 @@ int conf_parse_line(struct conf *c, const char *line, char *err, size_t errlen) 
                         return apply_mode(c, k, value, err, errlen);
                 case CONF_RULE:
                         return parse_rule(c, value, err, errlen);
+                case CONF_STALL:
+                        return parse_stall(c, k, value, err, errlen);
                 case CONF_GROUP:
                         if (strpbrk(value, "KkMmGg")) {
                                 (void)snprintf(err, errlen, "%s: '%.64s' is not a gid number", k->name, value);
@@ -547,9 +587,10 @@ int conf_load_file(const char *path, struct conf *c, char *err, size_t errlen) {
                 (void)snprintf(err, errlen, "%s: %s", path, strerror(-r));
                 return r;
         }
-        /* The rules are the file's alone: they start empty. */
+        /* The rules and stall lines are the file's alone: they start empty. */
         tmp.rules = NULL;
         tmp.nrules = tmp.rules_cap = 0;
+        tmp.nstalls = 0;
         r = conf_parse(&tmp, buf, len, path, err, errlen);
         if (r < 0) {
                 conf_deinit(&tmp);

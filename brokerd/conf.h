@@ -51,6 +51,15 @@ struct conf_rule {
         struct conf_who who[CONF_ACT_COUNT];
 };
 
+/* One `stall = PATTERN MS` line: the stall timeout of RELIABLE topics
+ * whose name matches (the first matching line decides; otherwise
+ * stall_timeout_ms). 0: never evict. */
+#define CONF_STALLS_MAX 64
+struct conf_stall {
+        char pattern[CONF_RULE_PATTERN_MAX + 1];
+        uint32_t ms;
+};
+
 /* A conf is copied by value; only `rules` is owned memory (conf_deinit,
  * conf_rules_take). */
 struct conf {
@@ -69,6 +78,10 @@ struct conf {
         uint32_t hello_timeout_ms;    /* a connection must say HELLO within it */
         uint32_t max_unauthenticated; /* connections waiting for HELLO, oldest dropped */
         uint32_t repair_timeout_ms;   /* give up on a dead producer's repair after it */
+        uint32_t stall_timeout_ms;    /* evict a subscriber that holds a reliable topic
+                                         back this long without progress; 0: never */
+        struct conf_stall stalls[CONF_STALLS_MAX]; /* per-topic overrides */
+        uint32_t nstalls;
         uint32_t uid_max_sessions;    /* quotas per uid */
         uint32_t uid_max_topics;
         uint32_t uid_max_entries;
@@ -104,6 +117,8 @@ int conf_check(const struct conf *c, char *err, size_t errlen);
 int conf_access(const struct conf *c, uint32_t uid, uint32_t gid, const char *topic, enum conf_action action,
                 char *err, size_t errlen);
 const char *conf_action_name(enum conf_action a);
+/* The stall timeout of topic (ms; 0: never evict). */
+uint32_t conf_stall_ms(const struct conf *c, const char *topic);
 /* Strict number: decimal digits only, optional K/M/G (x1024) suffix, within
  * [min, max]. Returns 0, -EINVAL or -ERANGE. */
 int conf_parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *ret);

@@ -71,6 +71,7 @@ struct reg {
         uint32_t nrepair; /* pending producer repairs over all topics */
         ev_timer repair;
         struct reg_topic *repair_head, *repair_tail; /* topics with repairs pending */
+        ev_timer stall; /* the stall policy's look at reliable topics */
         struct reg_account *accounts[REG_ACCOUNT_BUCKETS]; /* by uid */
 };
 
@@ -164,6 +165,7 @@ static void topic_destroy(struct reg_topic *t) {
         free(t->prod_state);
         free(t->sub_state);
         free(t->repairs);
+        free(t->stalls);
         free(t);
 }
 
@@ -424,7 +426,8 @@ static int topic_create(struct reg *r, const struct proto_open *o, const char *n
         t->prod_state = calloc(p.max_producers, 1);
         t->sub_state = calloc(p.max_subs, 1);
         t->repairs = calloc(p.max_producers, sizeof(*t->repairs));
-        if (!t->prod_state || !t->sub_state || !t->repairs)
+        t->stalls = calloc(p.max_subs, sizeof(*t->stalls));
+        if (!t->prod_state || !t->sub_state || !t->repairs || !t->stalls)
                 return -ENOMEM;
 
         rr = seg_create(&p, &t->ring_fd, &t->subs_fd);
@@ -501,7 +504,10 @@ static int entry_alloc(struct reg_topic *t, uint32_t role, uint32_t pid, uint32_
                         ring_prod_activate(&t->map, i, pid);
                 } else {
                         t->nsub++;
+                        t->stalls[i] = (struct reg_stall){0};
                         ring_sub_activate(&t->map, i, pid);
+                        if (!ev_is_active(&t->reg->stall))
+                                ev_timer_again(t->reg->loop, &t->reg->stall);
                 }
                 idle_update(t);
                 *ret_index = i;
@@ -664,6 +670,58 @@ static void repair_cb(struct ev_loop *loop, ev_timer *w, int revents) {
                 repair_schedule(r, next);
 }
 
+/* --- the stall policy ---------------------------------------------------- */
+
+/* How often the stall policy looks: well inside any timeout it enforces. */
+#define REG_STALL_PERIOD 0.1
+
+/* Evict, from each RELIABLE topic, every live subscriber that has held
+ * producers back (the ring full from its floor) with the same floor for
+ * the topic's stall timeout. Its entry stays its session's (EVICTED) until
+ * closed; its next receive fails. The work per look is bounded by the
+ * subscriber tables of the topics that have subscribers. */
+static void stall_cb(struct ev_loop *loop, ev_timer *w, int revents) {
+        struct reg *r = w->data;
+        ev_tstamp now = ev_now(loop);
+        bool watched = false;
+
+        for (struct reg_topic *t = r->head; t; t = t->next) {
+                uint32_t ms;
+
+                if (t->nsub == 0 || t->map.g.policy == ZCBUS_POLICY_LATEST)
+                        continue;
+                watched = true;
+                ms = conf_stall_ms(r->conf, t->name);
+                for (uint32_t i = 0; i < t->map.g.max_subs; i++) {
+                        struct reg_stall *st = &t->stalls[i];
+                        uint64_t f;
+
+                        if (t->sub_state[i] != REG_ENTRY_HELD || st->evicted)
+                                continue;
+                        if (ms == 0 || !ring_sub_gating(&t->map, i, &f)) {
+                                st->since = 0.;
+                                continue;
+                        }
+                        if (st->since == 0. || f != st->floor) {
+                                st->floor = f;
+                                st->since = now;
+                                continue;
+                        }
+                        if ((now - st->since) * 1000. < ms)
+                                continue;
+                        ring_sub_stall_evict(&t->map, i);
+                        st->evicted = true;
+                        t->nstalled++;
+                        log_warn("topic '%s': subscriber %u (pid %u) held producers back at sequence %llu for %u ms "
+                                 "(stall timeout): evicted; its next receive fails",
+                                 t->name, i, (unsigned)load_rlx(&seg_sub(&t->map, i)->pid),
+                                 (unsigned long long)f, ms);
+                }
+        }
+        if (!watched)
+                ev_timer_stop(loop, w); /* restarted by the next subscriber */
+}
+
 void reg_release(struct reg_topic *t, uint32_t role, uint32_t index) {
         struct reg *r = t->reg;
 
@@ -714,6 +772,8 @@ int reg_new(struct ev_loop *loop, const struct conf *conf, struct reg **ret) {
         r->conf = conf;
         ev_timer_init(&r->repair, repair_cb, REG_REPAIR_FIRST, 0.);
         r->repair.data = r;
+        ev_timer_init(&r->stall, stall_cb, REG_STALL_PERIOD, REG_STALL_PERIOD);
+        r->stall.data = r;
         *ret = TAKE_PTR(r);
         return 0;
 }
@@ -721,6 +781,7 @@ int reg_new(struct ev_loop *loop, const struct conf *conf, struct reg **ret) {
 void reg_free(struct reg *r) {
         if (!r)
                 return;
+        ev_timer_stop(r->loop, &r->stall);
         ev_timer_stop(r->loop, &r->repair);
         if (r->nrepair) { /* one last, bounded, attempt for each */
                 for (struct reg_topic *t = r->repair_head; t; t = t->rnext)

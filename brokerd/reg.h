@@ -46,6 +46,14 @@ struct reg_owner {
         struct reg_account *uid_acct, *session_acct;
 };
 
+/* The stall policy's view of one subscriber entry: since when it has
+ * held producers back with the same floor (0: it does not). */
+struct reg_stall {
+        uint64_t floor;
+        double since; /* ev_tstamp */
+        bool evicted;
+};
+
 /* A producer repair in progress (REG_ENTRY_REPAIR). */
 struct reg_repair {
         struct ring_repair st;
@@ -68,6 +76,8 @@ struct reg_topic {
         uint8_t *prod_state; /* REG_ENTRY_*, map.g.max_producers entries */
         uint8_t *sub_state;  /* REG_ENTRY_*, map.g.max_subs entries */
         struct reg_repair *repairs; /* map.g.max_producers entries */
+        struct reg_stall *stalls;   /* map.g.max_subs entries */
+        uint64_t nstalled;          /* subscribers evicted by the stall policy */
         uint32_t nprod, nsub, nrepair;
         int idle; /* on the idle list */
         struct reg_topic *rprev, *rnext; /* topics with repairs pending */

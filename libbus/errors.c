@@ -32,6 +32,8 @@ _public_ const char *zcbus_strerror(int err) {
                 return "no free entry: the topic's producers or subscribers, or the broker's sessions, are all taken";
         case -EACCES:
                 return "permission denied (by the broker's access rules, or the socket's mode)";
+        case -ESTALE:
+                return "evicted: this subscription held a reliable topic back past the broker's stall timeout";
         case -EDQUOT:
                 return "quota exceeded (from the broker: this uid or session holds its limit)";
         case -ENOTCONN:

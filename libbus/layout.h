@@ -75,6 +75,9 @@ enum {
         SEG_ENTRY_FREE = 0,
         SEG_ENTRY_ACTIVE = 1,  /* handed to a live client */
         SEG_ENTRY_CLOSING = 2, /* client let go; broker will free it */
+        SEG_ENTRY_EVICTED = 3, /* subscriber: broker evicted it under the stall
+                                  policy; it gates nothing, its owner's next
+                                  receive fails (-ESTALE) */
 };
 
 /* Floor of a subscriber that gates nothing. */

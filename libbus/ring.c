@@ -45,8 +45,13 @@
 uint64_t ring_scan_floors(const struct seg_map *m) {
         uint64_t g = SEG_FLOOR_NONE;
         for (uint32_t i = 0; i < m->g.max_subs; i++) {
-                uint64_t f = load_sc(&seg_sub(m, i)->floor);
-                if (f < g)
+                struct seg_sub *e = seg_sub(m, i);
+                uint64_t f = load_sc(&e->floor);
+                /* Only a live entry gates: a free one may hold a stale floor,
+                 * an evicted one its owner's (who does not know yet). The
+                 * state is read after the floor: a floor stored by a
+                 * subscriber was stored after the broker activated it. */
+                if (f < g && load_acq(&e->state) == SEG_ENTRY_ACTIVE)
                         g = f;
         }
         return g;

@@ -44,7 +44,8 @@ static inline uint64_t ring_floor_plus(uint64_t floor, uint32_t n) {
         return floor > UINT64_MAX - n ? UINT64_MAX : floor + n;
 }
 
-/* Lowest floor over all subscriber entries (SC loads: points F, G). */
+/* Lowest floor over the live (ACTIVE) subscriber entries (SC loads:
+ * points F, G). */
 uint64_t ring_scan_floors(const struct seg_map *m);
 
 /* Stamp seq's slot as a marker readers step over (SEG_SLOT_ABANDONED:

@@ -58,15 +58,34 @@ static void wake_both(const struct seg_map *m) {
         wait_wake_all(ring_room_words(m).word);
 }
 
-void ring_sub_evict(const struct seg_map *m, uint32_t index) {
+static void sub_release_entry(const struct seg_map *m, uint32_t index, uint32_t state) {
         struct seg_sub *e = seg_sub(m, index);
+        /* The state first: from here on its floor gates nothing, whatever
+         * its owner stores there. */
+        store_sc(&e->state, state);
         /* Give back any LATEST holds it left: its bit in every slot. */
         for (uint64_t i = 0; i < m->g.slot_count; i++)
                 ring_hold_drop(m, i, index);
         store_sc(&e->floor, SEG_FLOOR_NONE); /* E */
         store_rlx(&e->held, 0);
-        store_rel(&e->state, SEG_ENTRY_FREE);
         wake_both(m);
+}
+
+void ring_sub_evict(const struct seg_map *m, uint32_t index) {
+        sub_release_entry(m, index, SEG_ENTRY_FREE);
+}
+
+void ring_sub_stall_evict(const struct seg_map *m, uint32_t index) {
+        sub_release_entry(m, index, SEG_ENTRY_EVICTED);
+}
+
+bool ring_sub_gating(const struct seg_map *m, uint32_t index, uint64_t *ret_floor) {
+        struct seg_sub *e = seg_sub(m, index);
+        uint64_t f = load_acq(&e->floor), h = load_acq(&seg_head(m)->head);
+
+        *ret_floor = f;
+        return !ring_is_latest(m) && load_acq(&e->state) == SEG_ENTRY_ACTIVE && f <= h &&
+               h - f >= m->g.slot_count;
 }
 
 /* Write off seq if its slot is free. 0 done, -EAGAIN not yet. The

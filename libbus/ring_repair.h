@@ -9,6 +9,7 @@
 #ifndef ZCBUS_RING_REPAIR_H
 #define ZCBUS_RING_REPAIR_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "ring.h"
@@ -30,6 +31,14 @@ void ring_sub_activate(const struct seg_map *m, uint32_t index, uint32_t pid);
 /* Free a subscriber entry (dead or closed): it stops gating at once and
  * blocked producers are woken. */
 void ring_sub_evict(const struct seg_map *m, uint32_t index);
+/* The stall policy: evict a live subscriber that holds producers back.
+ * Like ring_sub_evict, but the entry is EVICTED, not FREE: its owner still
+ * holds it (the broker does not hand it out again until the owner closes
+ * or dies), and its next receive fails with -ESTALE. */
+void ring_sub_stall_evict(const struct seg_map *m, uint32_t index);
+/* RELIABLE: does live subscriber index hold producers back (the ring is
+ * full from its floor, which is returned, untrusted, in *ret_floor)? */
+bool ring_sub_gating(const struct seg_map *m, uint32_t index, uint64_t *ret_floor);
 /* Free a producer entry whose owner is gone, abandoning any sequence it
  * claimed and never published so readers step over it. Wakes every
  * sleeper on both words first (the owner may have died inside a wake-up).

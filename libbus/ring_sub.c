@@ -104,6 +104,8 @@ static int take_one(struct ring_sub *s, zcbus_msg *msg) {
                         /* RELIABLE producers never pass a floor, and every
                          * stamp was claimed from head first: a lap there, or
                          * a stamp beyond head, is a scribbled ring. */
+                        if (!latest && load_acq(&s->me->state) == SEG_ENTRY_EVICTED)
+                                return -ESTALE; /* overrun after the stall policy evicted it */
                         if (!latest || !skip_ahead(s, &s->pending_lost)) {
                                 s->next = c + 1;
                                 s->skipped++;
@@ -169,6 +171,8 @@ int ring_sub_recv_slow(struct ring_sub *s, zcbus_msg *msgs, uint32_t n, int time
 
         if (n == 0)
                 return -EINVAL;
+        if (_unlikely_(load_acq(&s->me->state) == SEG_ENTRY_EVICTED))
+                return -ESTALE;
         for (;;) {
                 while (got < n) {
                         if (s->nheld >= s->max_holds) {

@@ -67,9 +67,13 @@ static _always_inline_ uint64_t ring_floor_of(const struct ring_sub *s) {
 }
 
 /* Does the short way of receiving apply: one message, RELIABLE, room for
- * one more hold, no loss to report? */
+ * one more hold, no loss to report, and the entry still ours (the stall
+ * policy may have evicted it: the general path says so)? The state shares
+ * the line of the counters this subscriber writes: a load from its own
+ * cache. */
 static _always_inline_ bool ring_recv_fast_ok(const struct ring_sub *s, uint32_t n) {
-        return n == 1 && s->reliable && s->nheld < s->max_holds && s->pending_lost == 0;
+        return n == 1 && s->reliable && s->nheld < s->max_holds && s->pending_lost == 0 &&
+               load_rlx(&s->me->state) == SEG_ENTRY_ACTIVE;
 }
 
 /* Hand the message at the cursor c (slot sl, descriptor read) to the

@@ -32,6 +32,7 @@
 #include <sys/inotify.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
@@ -711,9 +712,108 @@ START_TEST(test_a_bad_rule_line_stops_the_broker_with_file_and_line) {
 }
 END_TEST
 
+/* Defect 9: a subscriber stopped with SIGSTOP held a reliable topic for
+ * ever: producers sent nothing, indefinitely. Under the stall policy the
+ * broker evicts a subscriber that holds producers back without progress
+ * for the topic's stall timeout; the others go on, and the evicted one's
+ * next receive says so (-ESTALE). */
+struct stall_sub {
+        const char *sock;
+        int ready[2], verdict[2];
+};
+
+static int stopped_sub_peer(void *arg) {
+        struct stall_sub *a = arg;
+        zcbus_sub_opts so = {.size = sizeof(so), .slot_count = 8, .slot_size = 64};
+        zcbus *bus;
+        zcbus_sub *sub;
+        zcbus_msg m;
+        char v = 'Y';
+        int r;
+
+        if (zcbus_connect(a->sock, &bus) < 0 || zcbus_sub_open(bus, "stall.t", &so, &sub) < 0)
+                return 2;
+        (void)!write(a->ready[1], "R", 1);
+        (void)raise(SIGSTOP); /* the test lets it go on once evicted */
+        /* Whatever it was given before, it must learn it was evicted. */
+        for (int i = 0; i < 100; i++) {
+                r = zcbus_sub_recv(sub, &m, 2000);
+                if (r == 0) {
+                        (void)zcbus_sub_release(sub, &m);
+                        continue;
+                }
+                break;
+        }
+        if (r != -ESTALE)
+                v = r == -ETIMEDOUT ? 'T' : 'E';
+        (void)!write(a->verdict[1], &v, 1);
+        return 0;
+}
+
+START_TEST(test_a_stopped_subscriber_is_evicted_by_the_stall_policy) {
+        char conf[256];
+        struct broker b;
+        struct stall_sub a;
+        zcbus *bus;
+        zcbus_pub *pub;
+        zcbus_sub *live;
+        zcbus_msg m;
+        zcbus_topic_opts o = {.size = sizeof(o), .slot_count = 8, .slot_size = 64};
+        zcbus_sub_opts so = {.size = sizeof(so), .slot_count = 8, .slot_size = 64};
+        char c;
+
+        write_conf(conf, sizeof(conf), "stall_timeout_ms = 60000\nstall = stall.* 200\n");
+        ck_assert_int_eq(broker_start(&b, "-c", conf, NULL), 0);
+        a.sock = b.sock;
+        ck_assert_int_eq(pipe2(a.ready, O_CLOEXEC), 0);
+        ck_assert_int_eq(pipe2(a.verdict, O_CLOEXEC), 0);
+        pid_t pid = spawn(stopped_sub_peer, &a);
+        ck_assert_int_eq(read(a.ready[0], &c, 1), 1);
+        int st;
+        ck_assert_int_eq(waitpid(pid, &st, WUNTRACED), pid);
+        ck_assert(WIFSTOPPED(st));
+
+        ck_assert_int_eq(zcbus_connect(b.sock, &bus), 0);
+        ck_assert_int_eq(zcbus_sub_open(bus, "stall.t", &so, &live), 0);
+        ck_assert_int_eq(zcbus_pub_open(bus, "stall.t", &o, &pub), 0);
+        /* 100 messages through an 8-slot ring past a stopped subscriber:
+         * the producer waits for it until the policy evicts it. */
+        for (uint64_t i = 0; i < 100; i++) {
+                int r = zcbus_pub_send(pub, &i, 8, 20000);
+                ck_assert_msg(r == 0, "send %llu: %s (the stopped subscriber still holds the topic)",
+                              (unsigned long long)i, zcbus_strerror(r));
+                ck_assert_int_eq(zcbus_sub_recv(live, &m, 1000), 0);
+                ck_assert_uint_eq(m.len, 8);
+                ck_assert(memcmp(m.data, &i, 8) == 0);
+                ck_assert_int_eq(zcbus_sub_release(live, &m), 0);
+        }
+        ck_assert(log_wait(&b, "(stall timeout): evicted", 2000));
+
+        ck_assert_int_eq(kill(pid, SIGCONT), 0);
+        ck_assert_int_eq(read(a.verdict[0], &c, 1), 1);
+        ck_assert_msg(c == 'Y', "the evicted subscriber's receive did not say -ESTALE ('%c')", c);
+        ck_assert_int_eq(wait_exit(pid), 0);
+
+        zcbus_pub_close(pub);
+        zcbus_sub_close(live);
+        zcbus_disconnect(bus);
+        for (int i = 0; i < 2; i++) {
+                (void)close(a.ready[i]);
+                (void)close(a.verdict[i]);
+        }
+        broker_stop(&b);
+        broker_destroy(&b);
+}
+END_TEST
+
 static Suite *broker_suite(void) {
         Suite *s = suite_create("broker");
         TCase *tc;
+
+        tc = tcase_create("stall");
+        tcase_set_timeout(tc, 60);
+        tcase_add_test(tc, test_a_stopped_subscriber_is_evicted_by_the_stall_policy);
+        suite_add_tcase(s, tc);
 
         tc = tcase_create("repair");
         tcase_set_timeout(tc, 60);
