@@ -2,8 +2,9 @@
 # SPDX-License-Identifier: MIT
 # The one test command: installs what is missing, builds zcbus with
 # -Werror, runs the whole suite, then runs it again under ASan+UBSan, then
-# the ring tests under ThreadSanitizer, a short stress run and a short
-# libFuzzer run of the protocol decoder.
+# the ring tests under ThreadSanitizer, the arm64 cross build with its
+# unit suites under qemu-user, a short stress run and a short libFuzzer
+# run of the protocol decoder.
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 cd "$top"
@@ -20,6 +21,9 @@ scripts/sanitize.sh asan
 echo "== ThreadSanitizer (ring)"
 scripts/sanitize.sh tsan
 
+echo "== arm64 (cross build, ring, seg and proto suites under qemu-user)"
+scripts/arm64.sh
+
 echo "== stress (short)"
 scripts/stress.sh "${ZCBUS_STRESS_SECONDS:-20}"
 
@@ -27,7 +31,8 @@ echo "== fuzz the protocol decoder (short)"
 scripts/fuzz.sh "${ZCBUS_FUZZ_SECONDS:-15}"
 
 # One closing line for whoever reads the log: every suite of both make
-# check runs, the TSan ring suite and the stress run (any failure above
-# has already stopped this script). The fuzz run counts as one.
+# check runs, the TSan ring suite, the three arm64 suites and the stress
+# run (any failure above has already stopped this script). The fuzz run
+# counts as one.
 suites=$(awk '/^# PASS:/ { n += $3 } END { print n + 0 }' build/plain/test-suite.log build/asan/test-suite.log)
-echo "check.sh: $((suites + 3)) passed, 0 failed"
+echo "check.sh: $((suites + 6)) passed, 0 failed"
