@@ -71,6 +71,9 @@ int wait_exit(pid_t pid);
 
 /* Descriptors open in this process, and lines of /proc/self/maps that map
  * a zcbus memfd. */
+/* A bare SOCK_SEQPACKET connection to path, no HELLO: what a garbage or
+ * silent peer starts from. Fails the test if it cannot connect. */
+int harness_raw_connect(const char *path);
 int fd_count(void);
 int memfd_map_count(void);
 

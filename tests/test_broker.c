@@ -322,6 +322,23 @@ static uint64_t proc_cpu_ticks(pid_t pid) {
         return ut + st;
 }
 
+/* The victim (a producer that scribbles its claim words, then waits to be
+ * killed) and its accomplice (holding the other entries with claims that
+ * cover the span), both ready. */
+static void hostile_pair(const struct broker *b, struct hostile_args *vic, struct hostile_args *acc, pid_t *ret_pv,
+                         pid_t *ret_pa) {
+        vic->sock = acc->sock = b->sock;
+        vic->victim = 1;
+        chan_open(&vic->up);
+        chan_open(&acc->up);
+        *ret_pv = spawn(hostile_peer, vic);
+        chan_keep_read(&vic->up);
+        ck_assert_int_eq(chan_recv(&vic->up), 'R');
+        *ret_pa = spawn(hostile_peer, acc);
+        chan_keep_read(&acc->up);
+        ck_assert_int_eq(chan_recv(&acc->up), 'R');
+}
+
 START_TEST(test_a_dead_producer_with_scribbled_claims_costs_the_broker_bounded_cpu) {
         char conf[256];
         struct broker b;
@@ -330,17 +347,8 @@ START_TEST(test_a_dead_producer_with_scribbled_claims_costs_the_broker_bounded_c
         write_conf(conf, sizeof(conf),
                    "max_producers = 256\n");
         ck_assert_int_eq(start_with_conf(&b, conf), 0);
-
-        vic.sock = acc.sock = b.sock;
-        vic.victim = 1;
-        chan_open(&vic.up);
-        chan_open(&acc.up);
-        pid_t pv = spawn(hostile_peer, &vic);
-        chan_keep_read(&vic.up);
-        ck_assert_int_eq(chan_recv(&vic.up), 'R');
-        pid_t pa = spawn(hostile_peer, &acc);
-        chan_keep_read(&acc.up);
-        ck_assert_int_eq(chan_recv(&acc.up), 'R');
+        pid_t pv, pa;
+        hostile_pair(&b, &vic, &acc, &pv, &pa);
 
         zcbus *bus;
         ck_assert_int_eq(zcbus_connect(b.sock, &bus), 0);
@@ -389,16 +397,8 @@ START_TEST(test_a_repair_that_cannot_finish_is_given_up_and_logged) {
                    "max_producers = 256\n"
                    "repair_timeout_ms = 300\n");
         ck_assert_int_eq(start_with_conf(&b, conf), 0);
-        vic.sock = acc.sock = b.sock;
-        vic.victim = 1;
-        chan_open(&vic.up);
-        chan_open(&acc.up);
-        pid_t pv = spawn(hostile_peer, &vic);
-        chan_keep_read(&vic.up);
-        ck_assert_int_eq(chan_recv(&vic.up), 'R');
-        pid_t pa = spawn(hostile_peer, &acc);
-        chan_keep_read(&acc.up);
-        ck_assert_int_eq(chan_recv(&acc.up), 'R');
+        pid_t pv, pa;
+        hostile_pair(&b, &vic, &acc, &pv, &pa);
         ck_assert_int_eq(kill(pv, SIGKILL), 0);
         ck_assert_int_eq(wait_exit(pv), 128 + SIGKILL);
         ck_assert_msg(log_wait(&b, "giving up", 5000), "no 'giving up' line in the broker's log");
@@ -413,15 +413,6 @@ END_TEST
 
 /* ------------------------- 2a. silent connections time out (defect 8) */
 
-static int raw_connect(const char *path) {
-        struct sockaddr_un sa = {.sun_family = AF_UNIX};
-        int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
-
-        ck_assert_int_ge(fd, 0);
-        strcpy(sa.sun_path, path);
-        ck_assert_msg(connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0, "connect: %s", strerror(errno));
-        return fd;
-}
 
 #define SILENT 12
 
@@ -438,7 +429,7 @@ START_TEST(test_silent_connections_time_out_and_do_not_lock_out_real_clients) {
         leak_begin(&lc);
         uint64_t t0 = mono_ms();
         for (int i = 0; i < SILENT; i++)
-                fds[i] = raw_connect(b.sock);
+                fds[i] = harness_raw_connect(b.sock);
 
         /* More silent connections than max_sessions: a real client still
          * gets in and opens a topic. */

@@ -891,15 +891,6 @@ END_TEST
 
 /* ---------------------------------------------------- hostile peers */
 
-static int raw_connect(const char *path) {
-        struct sockaddr_un sa = {.sun_family = AF_UNIX};
-        int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
-
-        ck_assert_int_ge(fd, 0);
-        strcpy(sa.sun_path, path);
-        ck_assert_msg(connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0, "connect: %s", strerror(errno));
-        return fd;
-}
 
 static void raw_send(int fd, const void *buf, size_t len, const int *fds, unsigned nfds) {
         union {
@@ -946,7 +937,7 @@ static void expect_hangup(int fd, const char *what) {
 /* Connect, send one datagram, and wait until the broker hangs up. */
 static void send_expect_hangup(const char *sock, const void *buf, size_t len, const int *fds, unsigned nfds,
                                const char *what) {
-        int fd = raw_connect(sock);
+        int fd = harness_raw_connect(sock);
         raw_send(fd, buf, len, fds, nfds);
         expect_hangup(fd, what);
 }
@@ -1009,7 +1000,7 @@ START_TEST(test_broker_disconnects_garbage_peers_and_keeps_serving) {
 
         /* A well-formed HELLO with a descriptor it did not ask for: answered
          * or refused, but the descriptor is not kept. */
-        int fd = raw_connect(b.sock);
+        int fd = harness_raw_connect(b.sock);
         n = (size_t)proto_enc_hello(buf, sizeof(buf), 1);
         raw_send(fd, buf, n, &q[1], 1);
         (void)close(q[1]);
@@ -1019,8 +1010,8 @@ START_TEST(test_broker_disconnects_garbage_peers_and_keeps_serving) {
 
         /* A client that connects and says nothing, and one that says HELLO
          * twice, do not hurt either. */
-        int silent = raw_connect(b.sock);
-        fd = raw_connect(b.sock);
+        int silent = harness_raw_connect(b.sock);
+        fd = harness_raw_connect(b.sock);
         n = (size_t)proto_enc_hello(buf, sizeof(buf), 1);
         raw_send(fd, buf, n, NULL, 0);
         raw_send(fd, buf, n, NULL, 0);
