@@ -52,7 +52,7 @@ fi
 pc=/usr/lib/aarch64-linux-gnu/pkgconfig:/usr/share/pkgconfig
 scripts/build.sh build/arm64 --host=aarch64-linux-gnu --enable-werror \
         PKG_CONFIG=pkg-config PKG_CONFIG_PATH= PKG_CONFIG_LIBDIR="$pc"
-suites=(test_proto test_seg test_ring)
+suites=(test_proto test_seg test_ring test_ring_repair test_ring_latest)
 make -C build/arm64 -s "${suites[@]/#/tests/}"
 
 cpu=$(taskset -pc $$ | sed 's/.*: //; s/[-,].*//')

@@ -4,7 +4,7 @@
 #  asan: the whole make check under AddressSanitizer + UndefinedBehaviorSanitizer,
 #        with the test-only kill points compiled in (suite "trust" then kills
 #        peers at every point of the data plane)
-#  tsan: the ring tests (threads standing in for processes) under ThreadSanitizer
+#  tsan: the ring suites (threads standing in for processes) under ThreadSanitizer
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 cd "$top"
@@ -18,10 +18,13 @@ asan)
 tsan)
         flags="-O1 -g -fsanitize=thread"
         scripts/build.sh build/tsan --enable-werror CFLAGS="$flags" LDFLAGS="-fsanitize=thread"
-        make -C build/tsan -s tests/test_ring
+        suites="test_ring test_ring_repair test_ring_latest"
+        for t in $suites; do make -C build/tsan -s "tests/$t"; done
         # TSan needs the real mappings it expects: no ASLR games here.
-        TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 ZCBUS_TEST_SCALE=${ZCBUS_TEST_SCALE:-1} \
-                setarch "$(uname -m)" -R build/tsan/tests/test_ring
+        for t in $suites; do
+                TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 ZCBUS_TEST_SCALE=${ZCBUS_TEST_SCALE:-1} \
+                        setarch "$(uname -m)" -R "build/tsan/tests/$t"
+        done
         ;;
 *)
         echo "usage: $0 asan|tsan" >&2
