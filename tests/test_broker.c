@@ -20,6 +20,8 @@
 #include "config.h"
 
 #include <check.h>
+#include <dirent.h>
+#include <inttypes.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
@@ -797,9 +799,106 @@ START_TEST(test_a_stopped_subscriber_is_evicted_by_the_stall_policy) {
 }
 END_TEST
 
+/* The broker's descriptors and resident memory, from /proc. */
+static unsigned broker_fds(pid_t pid) {
+        char path[64];
+        unsigned n = 0;
+
+        snprintf(path, sizeof(path), "/proc/%d/fd", (int)pid);
+        DIR *d = opendir(path);
+        ck_assert_msg(d, "%s: %s", path, strerror(errno));
+        for (struct dirent *e; (e = readdir(d));)
+                n += e->d_name[0] != '.';
+        (void)closedir(d);
+        return n;
+}
+
+static uint64_t broker_rss_kb(pid_t pid) {
+        char path[64], line[256];
+        uint64_t kb = 0;
+
+        snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+        FILE *f = fopen(path, "re");
+        ck_assert_msg(f, "%s: %s", path, strerror(errno));
+        while (fgets(line, sizeof(line), f))
+                if (sscanf(line, "VmRSS: %" SCNu64, &kb) == 1)
+                        break;
+        (void)fclose(f);
+        return kb;
+}
+
+/* The broker's descriptor count once its pre-HELLO pool has drained: a
+ * connection we closed goes when the broker reads its hang-up, one we
+ * left silent by hello_timeout_ms (100 ms here). Two equal readings a
+ * quarter second apart, within 5 s. */
+static unsigned settled_fds(pid_t pid) {
+        unsigned last = broker_fds(pid);
+        for (int i = 0; i < 20; i++) {
+                (void)poll(NULL, 0, 250);
+                unsigned now = broker_fds(pid);
+                if (now == last)
+                        return now;
+                last = now;
+        }
+        ck_abort_msg("the broker's descriptors never settled (%u)", last);
+        return last;
+}
+
+/* Connection floods: thousands of sessions that open and close topics,
+ * and silent connections far beyond the pre-HELLO pool, leave the
+ * broker's descriptor count exactly where it was and its memory flat. */
+static void flood_round(const struct broker *b, unsigned sessions, unsigned silent) {
+        const char *sock = b->sock;
+        zcbus_sub_opts so = {.size = sizeof(so), .slot_count = 16, .slot_size = 64};
+        for (unsigned i = 0; i < sessions; i++) {
+                zcbus *bus;
+                zcbus_sub *sub;
+                ck_assert_int_eq(zcbus_connect(sock, &bus), 0);
+                ck_assert_int_eq(zcbus_sub_open(bus, "flood", &so, &sub), 0);
+                zcbus_sub_close(sub);
+                zcbus_disconnect(bus);
+        }
+        for (unsigned i = 0; i < silent; i++) {
+                int fd = harness_raw_connect(sock);
+                if (i % 2)
+                        (void)!write(fd, "garbage", 7); /* and half of them say nonsense */
+                (void)close(fd);
+        }
+}
+
+START_TEST(test_connection_floods_leave_the_brokers_fds_and_memory_flat) {
+        char conf[256];
+        struct broker b;
+
+        write_conf(conf, sizeof(conf), "max_unauthenticated = 8\nhello_timeout_ms = 100\n");
+        ck_assert_int_eq(start_with_conf(&b, conf), 0);
+        flood_round(&b, 50, 50); /* warm up: allocator arenas, the topic */
+        unsigned fd0 = settled_fds(b.pid);
+        uint64_t rss0 = broker_rss_kb(b.pid);
+        for (int round = 0; round < 4; round++) {
+                flood_round(&b, 500, 500);
+                /* Let the pre-HELLO pool drain before real clients come
+                 * again: a burst of connections accepted ahead of a real
+                 * client's HELLO can push it out of the pool. */
+                (void)settled_fds(b.pid);
+        }
+        unsigned fd1 = settled_fds(b.pid);
+        uint64_t rss1 = broker_rss_kb(b.pid);
+        ck_assert_msg(fd1 == fd0, "the broker holds %u descriptors after the floods, %u before", fd1, fd0);
+        ck_assert_msg(rss1 <= rss0 + 2048, "the broker's RSS grew from %" PRIu64 " to %" PRIu64 " KiB", rss0, rss1);
+        broker_stop(&b);
+        broker_destroy(&b);
+}
+END_TEST
+
 static Suite *broker_suite(void) {
         Suite *s = suite_create("broker");
         TCase *tc;
+
+        tc = tcase_create("floods");
+        tcase_set_timeout(tc, 120);
+        tcase_add_test(tc, test_connection_floods_leave_the_brokers_fds_and_memory_flat);
+        suite_add_tcase(s, tc);
 
         tc = tcase_create("stall");
         tcase_set_timeout(tc, 60);
