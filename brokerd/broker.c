@@ -332,6 +332,33 @@ static void pending_unlink(struct broker *b, struct peer *p) {
                 pending_arm(b);
 }
 
+/* The oldest pending connection of the uid with the most pending ones,
+ * counting a newcomer of uid `newcomer` too. The pool is bounded
+ * (max_unauthenticated), so is this. */
+static struct peer *pending_heaviest(struct broker *b, uid_t newcomer) {
+        struct peer *pick = b->pending;
+        uint32_t most = 0;
+
+        for (struct peer *p = b->pending; p; p = p->next) {
+                bool oldest = true; /* each uid once, at its oldest */
+                for (struct peer *q = b->pending; q != p; q = q->next)
+                        if (q->uid == p->uid) {
+                                oldest = false;
+                                break;
+                        }
+                if (!oldest)
+                        continue;
+                uint32_t n = p->uid == newcomer;
+                for (struct peer *q = p; q; q = q->next)
+                        n += q->uid == p->uid;
+                if (n > most) {
+                        most = n;
+                        pick = p;
+                }
+        }
+        return pick;
+}
+
 static void pending_drop(struct broker *b, struct peer *p, const char *why) {
         log_debug("connection %s (pid %d uid %u) dropped before HELLO: %s", p->id_str, (int)p->pid,
                   (unsigned)p->uid, why);
@@ -409,25 +436,26 @@ static void accept_cb(struct ev_loop *loop, ev_io *w, int revents) {
                                 return;
                         }
                 }
-                /* Connections that have not said HELLO do not count
-                 * against max_sessions: they wait in their own pool, and
-                 * when it is full the oldest goes. */
-                if (b->npending >= b->conf->max_unauthenticated) {
-                        if (!b->pending_logged)
-                                log_warn("%u connections have not said HELLO (max_unauthenticated): dropping the "
-                                         "oldest",
-                                         b->npending);
-                        b->pending_logged = true;
-                        while (b->npending >= b->conf->max_unauthenticated && b->pending)
-                                pending_drop(b, b->pending, "pre-HELLO pool full (max_unauthenticated)");
-                } else if (b->npending < b->conf->max_unauthenticated / 2)
-                        b->pending_logged = false;
                 r = peer_new(loop, fd, b->rbuf, &broker_peer_ops, b, &p);
                 if (r < 0) {
                         log_warn("setting up a session failed: %s", strerror(-r));
                         continue;
                 }
                 fd = -1; /* the session owns it now */
+                /* Connections that have not said HELLO do not count
+                 * against max_sessions: they wait in their own pool, and
+                 * when it is full the oldest of the uid that has the most
+                 * there goes, so one uid's flood displaces its own. */
+                if (b->npending >= b->conf->max_unauthenticated) {
+                        if (!b->pending_logged)
+                                log_warn("%u connections have not said HELLO (max_unauthenticated): dropping the "
+                                         "oldest of the uid with the most",
+                                         b->npending);
+                        b->pending_logged = true;
+                        while (b->npending >= b->conf->max_unauthenticated && b->pending)
+                                pending_drop(b, pending_heaviest(b, p->uid), "pre-HELLO pool full (max_unauthenticated)");
+                } else if (b->npending < b->conf->max_unauthenticated / 2)
+                        b->pending_logged = false;
                 p->accepted_at = ev_now(loop);
                 pending_append(b, p);
                 log_debug("session %s opened: pid %d uid %u gid %u%s", p->id_str, (int)p->pid, (unsigned)p->uid,

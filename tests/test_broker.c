@@ -23,6 +23,7 @@
 #include <dirent.h>
 #include <inttypes.h>
 #include <errno.h>
+#include <stdatomic.h>
 #include <fcntl.h>
 #include <grp.h>
 #include <libgen.h>
@@ -35,6 +36,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <sys/mman.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
@@ -891,6 +893,56 @@ START_TEST(test_connection_floods_leave_the_brokers_fds_and_memory_flat) {
 }
 END_TEST
 
+/* One uid flooding the pre-HELLO pool (connections that never say HELLO,
+ * as fast as it can) must not push another uid's clients out of it: when
+ * the pool is full, the oldest connection of the uid with the most there
+ * goes. Before, the oldest overall went, so a real client whose HELLO was
+ * not read yet was dropped (-ECONNRESET) by a burst accepted after it. */
+struct flood_args {
+        const char *sock;
+        _Atomic bool *stop;
+};
+
+static int silent_flooder(void *arg) {
+        struct flood_args *a = arg;
+        int fds[32] = {0};
+
+        if (become(65534, 65534) < 0)
+                return 2;
+        for (unsigned i = 0; !atomic_load(a->stop) && i < 200000; i++) {
+                unsigned k = i % 32;
+                if (fds[k] > 0)
+                        (void)close(fds[k]);
+                fds[k] = harness_raw_connect(a->sock);
+        }
+        return 0;
+}
+
+START_TEST(test_one_uids_connection_flood_does_not_displace_another_uids_clients) {
+        char conf[256];
+        struct broker b;
+        _Atomic bool *stop = mmap(NULL, sizeof(*stop), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+
+        ck_assert(stop != MAP_FAILED);
+        atomic_store(stop, false);
+        write_conf(conf, sizeof(conf), "socket_mode = 0666\nmax_unauthenticated = 8\n");
+        ck_assert_int_eq(start_with_conf(&b, conf), 0);
+        struct flood_args a = {.sock = b.sock, .stop = stop};
+        pid_t pid = spawn(silent_flooder, &a);
+        for (int i = 0; i < 300; i++) {
+                zcbus *bus;
+                int r = zcbus_connect(b.sock, &bus);
+                ck_assert_msg(r == 0, "connect %d beside another uid's flood: %s", i, zcbus_strerror(r));
+                zcbus_disconnect(bus);
+        }
+        atomic_store(stop, true);
+        ck_assert_int_eq(wait_exit(pid), 0);
+        (void)munmap(stop, sizeof(*stop));
+        broker_stop(&b);
+        broker_destroy(&b);
+}
+END_TEST
+
 static Suite *broker_suite(void) {
         Suite *s = suite_create("broker");
         TCase *tc;
@@ -898,6 +950,7 @@ static Suite *broker_suite(void) {
         tc = tcase_create("floods");
         tcase_set_timeout(tc, 120);
         tcase_add_test(tc, test_connection_floods_leave_the_brokers_fds_and_memory_flat);
+        tcase_add_test(tc, test_one_uids_connection_flood_does_not_displace_another_uids_clients);
         suite_add_tcase(s, tc);
 
         tc = tcase_create("stall");
