@@ -31,7 +31,10 @@ nm -g --defined-only "$a" | awk 'NF == 3 { print $3 }' | sort -u >"$tmp/a"
 check "the header declares calls (sanity)" test "$(wc -l <"$tmp/header")" -ge 20
 check "libzcbus.so exports exactly the header's calls" diff -u "$tmp/header" "$tmp/so"
 check "libzcbus.a defines exactly the header's calls as globals" diff -u "$tmp/header" "$tmp/a"
-nm "$so" | grep -E ' (ring_prod_evict|ring_sub_evict|ring_prod_activate|ring_sub_activate)$' >"$tmp/broker"
+# Broker-only: every call ring_repair.h declares.
+grep -o '\bring_[a-z_]*(' "$s/libbus/ring_repair.h" | tr -d '(' | sort -u >"$tmp/broker_calls"
+check "ring_repair.h declares the broker's calls (sanity)" test "$(wc -l <"$tmp/broker_calls")" -ge 6
+nm "$so" | awk '{ print $NF }' | sort -u | comm -12 - "$tmp/broker_calls" >"$tmp/broker"
 check "no broker-only code in libzcbus.so" empty "$tmp/broker"
 
 # An application with its own names for what libzcbus has inside.
