@@ -37,6 +37,28 @@ check "ring_repair.h declares the broker's calls (sanity)" test "$(wc -l <"$tmp/
 nm "$so" | awk '{ print $NF }' | sort -u | comm -12 - "$tmp/broker_calls" >"$tmp/broker"
 check "no broker-only code in libzcbus.so" empty "$tmp/broker"
 
+# libbus's headers include each other without a cycle (each module sees
+# only those below it: layout under seg, wait under ring, ...).
+cat >"$tmp/cycles.py" <<'PY'
+import os, re, sys
+d = sys.argv[1]
+hdrs = {f for f in os.listdir(d) if f.endswith('.h')}
+inc = {h: [m for m in re.findall(r'#include "([^"]+)"', open(os.path.join(d, h)).read()) if m in hdrs] for h in hdrs}
+state = {}
+def visit(h, path):
+    if state.get(h) == 1:
+        print('cycle: ' + ' -> '.join(path + [h])); sys.exit(1)
+    if state.get(h) == 2:
+        return
+    state[h] = 1
+    for n in inc[h]:
+        visit(n, path + [h])
+    state[h] = 2
+for h in sorted(hdrs):
+    visit(h, [])
+PY
+check "libbus headers include each other without a cycle" python3 "$tmp/cycles.py" "$s/libbus"
+
 # An application with its own names for what libzcbus has inside.
 cat >"$tmp/app.c" <<'C'
 #include <stdio.h>
