@@ -499,6 +499,8 @@ static int entry_alloc(struct reg_topic *t, uint32_t role, uint32_t pid, uint32_
                 if (state[i] != REG_ENTRY_FREE)
                         continue;
                 state[i] = REG_ENTRY_HELD;
+                if (!ev_is_active(&t->reg->stall))
+                        ev_timer_again(t->reg->loop, &t->reg->stall);
                 if (pub) {
                         t->nprod++;
                         ring_prod_activate(&t->map, i, pid);
@@ -506,8 +508,6 @@ static int entry_alloc(struct reg_topic *t, uint32_t role, uint32_t pid, uint32_
                         t->nsub++;
                         t->stalls[i] = (struct reg_stall){0};
                         ring_sub_activate(&t->map, i, pid);
-                        if (!ev_is_active(&t->reg->stall))
-                                ev_timer_again(t->reg->loop, &t->reg->stall);
                 }
                 idle_update(t);
                 *ret_index = i;
@@ -675,11 +675,51 @@ static void repair_cb(struct ev_loop *loop, ev_timer *w, int revents) {
 /* How often the stall policy looks: well inside any timeout it enforces. */
 #define REG_STALL_PERIOD 0.1
 
-/* Evict, from each RELIABLE topic, every live subscriber that has held
- * producers back (the ring full from its floor) with the same floor for
- * the topic's stall timeout. Its entry stays its session's (EVICTED) until
- * closed; its next receive fails. The work per look is bounded by the
- * subscriber tables of the topics that have subscribers. */
+/* Are the topic's producers held back right now? One sleeps for room (its
+ * arm is up), or one started waiting since the last look, or they were
+ * held back then and head has not moved since (a spinning producer arms
+ * nothing). Without a producer trying, a subscriber a ring behind holds
+ * back nobody. */
+static bool producers_blocked(struct reg_topic *t) {
+        uint64_t waits = 0, h = ring_head(&t->map);
+        bool blocked;
+
+        for (uint32_t i = 0; i < t->map.g.max_producers; i++)
+                if (t->prod_state[i] == REG_ENTRY_HELD)
+                        waits += load_rlx(&seg_prod(&t->map, i)->waits);
+        blocked = t->nprod > 0 &&
+                  (load_sc(&seg_subs_notify(&t->map)->room_armed) != 0 || waits != t->stall_waits ||
+                   (t->stall_blocked && h == t->stall_head));
+        t->stall_waits = waits;
+        t->stall_head = h;
+        t->stall_blocked = blocked;
+        return blocked;
+}
+
+/* Entries the broker does not hand out (FREE) or has evicted keep their
+ * state and no floor, whatever a subscriber wrote there (what subscribers
+ * may write is shared: docs/design.md, Threat model). */
+static void stall_reassert(struct reg_topic *t) {
+        bool woke = false;
+
+        for (uint32_t i = 0; i < t->map.g.max_subs; i++) {
+                if (t->sub_state[i] == REG_ENTRY_FREE)
+                        woke |= ring_sub_entry_reset(&t->map, i, SEG_ENTRY_FREE);
+                else if (t->stalls[i].evicted)
+                        woke |= ring_sub_entry_reset(&t->map, i, SEG_ENTRY_EVICTED);
+        }
+        if (woke) {
+                log_debug("topic '%s': a freed or evicted subscriber entry was written to; reset", t->name);
+                ring_wake_room(&t->map);
+        }
+}
+
+/* Evict, from each RELIABLE topic whose producers are held back, every
+ * live subscriber that has held them back (the ring full from its floor,
+ * the message there published) with the same floor for the topic's stall
+ * timeout. Its entry stays its session's (EVICTED) until closed; its
+ * next receive and release fail. The work per look is bounded by the
+ * producer and subscriber tables of the topics that have either. */
 static void stall_cb(struct ev_loop *loop, ev_timer *w, int revents) {
         struct reg *r = w->data;
         ev_tstamp now = ev_now(loop);
@@ -688,17 +728,19 @@ static void stall_cb(struct ev_loop *loop, ev_timer *w, int revents) {
         for (struct reg_topic *t = r->head; t; t = t->next) {
                 uint32_t ms;
 
-                if (t->nsub == 0 || t->map.g.policy == ZCBUS_POLICY_LATEST)
+                if ((t->nsub == 0 && t->nprod == 0) || t->map.g.policy == ZCBUS_POLICY_LATEST)
                         continue;
                 watched = true;
+                stall_reassert(t);
                 ms = conf_stall_ms(r->conf, t->name);
+                bool blocked = producers_blocked(t);
                 for (uint32_t i = 0; i < t->map.g.max_subs; i++) {
                         struct reg_stall *st = &t->stalls[i];
                         uint64_t f;
 
                         if (t->sub_state[i] != REG_ENTRY_HELD || st->evicted)
                                 continue;
-                        if (ms == 0 || !ring_sub_gating(&t->map, i, &f)) {
+                        if (ms == 0 || !blocked || !ring_sub_gating(&t->map, i, &f)) {
                                 st->since = 0.;
                                 continue;
                         }
@@ -719,7 +761,7 @@ static void stall_cb(struct ev_loop *loop, ev_timer *w, int revents) {
                 }
         }
         if (!watched)
-                ev_timer_stop(loop, w); /* restarted by the next subscriber */
+                ev_timer_stop(loop, w); /* restarted by the next producer or subscriber */
 }
 
 void reg_release(struct reg_topic *t, uint32_t role, uint32_t index) {

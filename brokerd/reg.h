@@ -78,6 +78,8 @@ struct reg_topic {
         struct reg_repair *repairs; /* map.g.max_producers entries */
         struct reg_stall *stalls;   /* map.g.max_subs entries */
         uint64_t nstalled;          /* subscribers evicted by the stall policy */
+        uint64_t stall_waits, stall_head; /* the stall policy's last look */
+        bool stall_blocked;
         uint32_t nprod, nsub, nrepair;
         int idle; /* on the idle list */
         struct reg_topic *rprev, *rnext; /* topics with repairs pending */

@@ -129,8 +129,14 @@ static bool some_slot_unheld(void *c) {
 static int claim_latest(struct ring_pub *p, uint64_t deadline, bool may_wait, uint64_t *ret_seq) {
         const struct seg_map *m = p->m;
         uint32_t skips = 0;
+        uint64_t rounds = 0;
 
         for (;;) {
+                /* Holds that keep moving just ahead of this producer (what
+                 * subscribers write is untrusted) must not keep a call that
+                 * may not wait going: two laps, then it gives up. */
+                if (!may_wait && ++rounds > 2 * (uint64_t)m->g.slot_count)
+                        return -EAGAIN;
                 if (skips >= m->g.slot_count) {
                         /* A whole lap of held slots. Holds come and go (a
                          * reader's hold on a slot that turned out to be

@@ -84,8 +84,27 @@ bool ring_sub_gating(const struct seg_map *m, uint32_t index, uint64_t *ret_floo
         uint64_t f = load_acq(&e->floor), h = load_acq(&seg_head(m)->head);
 
         *ret_floor = f;
-        return !ring_is_latest(m) && load_acq(&e->state) == SEG_ENTRY_ACTIVE && f <= h &&
-               h - f >= m->g.slot_count;
+        if (ring_is_latest(m) || load_acq(&e->state) != SEG_ENTRY_ACTIVE || f > h || h - f < m->g.slot_count)
+                return false;
+        /* The ring is full from its floor. Its fault only if it could move:
+         * the message at its floor is there (published, or a marker). A
+         * producer that has not finished seq f holds everyone back, not
+         * this subscriber. */
+        return seg_stamp_state(load_acq(&seg_slot(m, f)->stamp), f) == SEG_STAMP_READY;
+}
+
+bool ring_sub_entry_reset(const struct seg_map *m, uint32_t index, uint32_t state) {
+        struct seg_sub *e = seg_sub(m, index);
+
+        if (load_acq(&e->state) == state && load_acq(&e->floor) == SEG_FLOOR_NONE)
+                return false;
+        store_sc(&e->state, state);
+        store_sc(&e->floor, SEG_FLOOR_NONE); /* E */
+        return true;
+}
+
+void ring_wake_room(const struct seg_map *m) {
+        wait_wake_all(ring_room_words(m).word);
 }
 
 /* Write off seq if its slot is free. 0 done, -EAGAIN not yet. The

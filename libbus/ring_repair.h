@@ -36,9 +36,16 @@ void ring_sub_evict(const struct seg_map *m, uint32_t index);
  * holds it (the broker does not hand it out again until the owner closes
  * or dies), and its next receive fails with -ESTALE. */
 void ring_sub_stall_evict(const struct seg_map *m, uint32_t index);
-/* RELIABLE: does live subscriber index hold producers back (the ring is
- * full from its floor, which is returned, untrusted, in *ret_floor)? */
+/* RELIABLE: does live subscriber index hold producers back: the ring is
+ * full from its floor (returned, untrusted, in *ret_floor), and the
+ * message there is published, so the subscriber could move on and does
+ * not? */
 bool ring_sub_gating(const struct seg_map *m, uint32_t index, uint64_t *ret_floor);
+/* Put an entry the broker holds FREE or EVICTED back in that state with
+ * no floor, if its (subscriber-writable) words say otherwise. Returns
+ * whether it had to; the caller then wakes producers (ring_wake_room). */
+bool ring_sub_entry_reset(const struct seg_map *m, uint32_t index, uint32_t state);
+void ring_wake_room(const struct seg_map *m);
 /* Free a producer entry whose owner is gone, abandoning any sequence it
  * claimed and never published so readers step over it. Wakes every
  * sleeper on both words first (the owner may have died inside a wake-up).

@@ -60,7 +60,9 @@ int ring_sub_init(struct ring_sub *s, const struct seg_map *m, uint32_t index, u
 
 bool ring_sub_ready(struct ring_sub *s) {
         uint64_t v = load_sc(&seg_slot(s->m, s->next)->stamp); /* C */
-        return seg_stamp_state(v, s->next) != SEG_STAMP_NOT_YET;
+        /* An evicted subscription is "ready" too: its receive fails at
+         * once, and a sleeper woken by the eviction must not sleep on. */
+        return seg_stamp_state(v, s->next) != SEG_STAMP_NOT_YET || ring_sub_evicted(s);
 }
 
 /* Lapped under LATEST: jump to the newest message. False when head says
@@ -104,7 +106,7 @@ static int take_one(struct ring_sub *s, zcbus_msg *msg) {
                         /* RELIABLE producers never pass a floor, and every
                          * stamp was claimed from head first: a lap there, or
                          * a stamp beyond head, is a scribbled ring. */
-                        if (!latest && load_acq(&s->me->state) == SEG_ENTRY_EVICTED)
+                        if (!latest && ring_sub_evicted(s))
                                 return -ESTALE; /* overrun after the stall policy evicted it */
                         if (!latest || !skip_ahead(s, &s->pending_lost)) {
                                 s->next = c + 1;
@@ -171,9 +173,9 @@ int ring_sub_recv_slow(struct ring_sub *s, zcbus_msg *msgs, uint32_t n, int time
 
         if (n == 0)
                 return -EINVAL;
-        if (_unlikely_(load_acq(&s->me->state) == SEG_ENTRY_EVICTED))
-                return -ESTALE;
         for (;;) {
+                if (_unlikely_(ring_sub_evicted(s)))
+                        return -ESTALE;
                 while (got < n) {
                         if (s->nheld >= s->max_holds) {
                                 if (got)
@@ -261,10 +263,10 @@ int ring_sub_release_slow(struct ring_sub *s, const void *seqs, size_t stride, u
                 for (uint32_t k = 0; k < n; k++)
                         ring_hold_drop(s->m, ring_seq_at(seqs, stride, k), s->index);
                 (void)wait_wake_armed(ring_room_words(s->m));
-                return 0;
+                return ring_sub_evicted(s) ? -ESTALE : 0;
         }
         publish_floor_if_moved(s);
-        return 0;
+        return ring_sub_evicted(s) ? -ESTALE : 0;
 }
 
 void ring_sub_deinit(struct ring_sub *s) {

@@ -66,6 +66,13 @@ static _always_inline_ uint64_t ring_floor_of(const struct ring_sub *s) {
         return s->nheld && s->held[0] < s->next ? s->held[0] : s->next;
 }
 
+/* Has the broker evicted this subscription under the stall policy? Its
+ * holds then protect nothing (producers may overwrite what it holds), its
+ * receives and releases fail with -ESTALE. */
+static _always_inline_ bool ring_sub_evicted(const struct ring_sub *s) {
+        return _unlikely_(load_acq(&s->me->state) == SEG_ENTRY_EVICTED);
+}
+
 /* Does the short way of receiving apply: one message, RELIABLE, room for
  * one more hold, no loss to report, and the entry still ours (the stall
  * policy may have evicted it: the general path says so)? The state shares
@@ -189,7 +196,9 @@ static _always_inline_ int ring_sub_release_strided(struct ring_sub *s, const vo
                 uint64_t f = ring_floor_of(s);
                 if (f != s->pub_floor)
                         ring_sub_publish_floor(s, f);
-                return 0;
+                /* Evicted while it held the message: it may have been
+                 * overwritten under the caller, who learns it here. */
+                return ring_sub_evicted(s) ? -ESTALE : 0;
         }
         return ring_sub_release_slow(s, seqs, stride, n);
 }

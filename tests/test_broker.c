@@ -208,10 +208,10 @@ static void expect_open(const char *sock, uid_t uid, gid_t gid, enum op op, cons
 #define HOSTILE_SLOTS 65536u
 
 /* A raw producer: HELLO, then OPEN, then map the ring read-write. */
-static int raw_producer(const char *sock, const char *topic, int *ret_fd, struct seg_map *ret_map,
+static int raw_producer(const char *sock, const char *topic, uint32_t slots, int *ret_fd, struct seg_map *ret_map,
                         uint32_t *ret_index) {
         static uint8_t buf[PROTO_MSG_MAX];
-        struct proto_open o = {.role = PROTO_ROLE_PUB, .slot_count = HOSTILE_SLOTS, .slot_size = 64};
+        struct proto_open o = {.role = PROTO_ROLE_PUB, .slot_count = slots, .slot_size = 64};
         struct proto_msg m;
         int fd, fds[2];
         unsigned nfds = 0;
@@ -282,7 +282,7 @@ static int hostile_peer(void *arg) {
         chan_keep_write(&a->up);
         unsigned n = a->victim ? 1 : HOSTILE_PRODUCERS - 1;
         for (unsigned i = 0; i < n; i++) {
-                if (raw_producer(a->sock, "hostile", &fd, &m, &index) != 0)
+                if (raw_producer(a->sock, "hostile", HOSTILE_SLOTS, &fd, &m, &index) != 0)
                         return 1;
                 mine[index % HOSTILE_PRODUCERS] = 1;
         }
@@ -943,6 +943,166 @@ START_TEST(test_one_uids_connection_flood_does_not_displace_another_uids_clients
 }
 END_TEST
 
+/* The stall policy blames only a subscriber that could move and does not,
+ * and only while producers are held back (found by review). */
+
+/* A producer that claimed seq 0 and has not committed it holds everyone
+ * back: the subscriber waiting for seq 0 is not at fault. */
+START_TEST(test_a_producers_unfinished_loan_gets_no_subscriber_evicted) {
+        char conf[256];
+        struct broker b;
+        zcbus *bus;
+        zcbus_pub *slow, *fast;
+        zcbus_sub *sub;
+        zcbus_msg m;
+        zcbus_topic_opts o = {.size = sizeof(o), .slot_count = 8, .slot_size = 64};
+        zcbus_sub_opts so = {.size = sizeof(so), .slot_count = 8, .slot_size = 64};
+        void *buf;
+
+        write_conf(conf, sizeof(conf), "stall = stall.* 100\n");
+        ck_assert_int_eq(broker_start(&b, "-c", conf, NULL), 0);
+        ck_assert_int_eq(zcbus_connect(b.sock, &bus), 0);
+        ck_assert_int_eq(zcbus_sub_open(bus, "stall.loan", &so, &sub), 0);
+        ck_assert_int_eq(zcbus_pub_open(bus, "stall.loan", &o, &slow), 0);
+        ck_assert_int_eq(zcbus_pub_open(bus, "stall.loan", &o, &fast), 0);
+        ck_assert_int_eq(zcbus_pub_loan(slow, 8, &buf), 0); /* seq 0, not committed */
+        for (uint64_t i = 1; i < 8; i++)
+                ck_assert_int_eq(zcbus_pub_send(fast, &i, 8, 1000), 0);
+        /* The ring is full from seq 0 and a producer is held back (seq 8):
+         * many stall timeouts go by while the subscriber waits for seq 0. */
+        ck_assert_int_eq(zcbus_pub_send(fast, &(uint64_t){8}, 8, 600), -ETIMEDOUT);
+        ck_assert_int_eq(zcbus_sub_recv(sub, &m, 0), -EAGAIN);
+        memcpy(buf, &(uint64_t){0}, 8);
+        ck_assert_int_eq(zcbus_pub_commit(slow, 8), 0);
+        for (uint64_t i = 0; i < 8; i++) {
+                int r = zcbus_sub_recv(sub, &m, 1000);
+                ck_assert_msg(r == 0, "message %llu: %s", (unsigned long long)i, zcbus_strerror(r));
+                ck_assert(memcmp(m.data, &i, 8) == 0);
+                ck_assert_int_eq(zcbus_sub_release(sub, &m), 0);
+        }
+        ck_assert(!log_wait(&b, "evicted", 0));
+        zcbus_pub_close(slow);
+        zcbus_pub_close(fast);
+        zcbus_sub_close(sub);
+        zcbus_disconnect(bus);
+        broker_stop(&b);
+        broker_destroy(&b);
+}
+END_TEST
+
+/* A subscriber a ring behind on a topic nobody publishes to holds back
+ * nobody. */
+START_TEST(test_a_subscriber_behind_an_idle_topic_is_not_evicted) {
+        char conf[256];
+        struct broker b;
+        zcbus *bus;
+        zcbus_pub *pub;
+        zcbus_sub *sub, *other;
+        zcbus_msg m;
+        zcbus_topic_opts o = {.size = sizeof(o), .slot_count = 8, .slot_size = 64};
+        zcbus_sub_opts so = {.size = sizeof(so), .slot_count = 8, .slot_size = 64, .history = 8};
+
+        write_conf(conf, sizeof(conf), "stall = stall.* 100\n");
+        ck_assert_int_eq(broker_start(&b, "-c", conf, NULL), 0);
+        ck_assert_int_eq(zcbus_connect(b.sock, &bus), 0);
+        ck_assert_int_eq(zcbus_pub_open(bus, "stall.idle", &o, &pub), 0);
+        for (uint64_t i = 0; i < 8; i++)
+                ck_assert_int_eq(zcbus_pub_send(pub, &i, 8, 1000), 0);
+        zcbus_pub_close(pub);
+        ck_assert_int_eq(zcbus_sub_open(bus, "stall.idle", &so, &sub), 0); /* a ring behind */
+        /* Many stall timeouts, waiting on something else. */
+        ck_assert_int_eq(zcbus_sub_open(bus, "stall.other", NULL, &other), 0);
+        ck_assert_int_eq(zcbus_sub_recv(other, &m, 600), -ETIMEDOUT);
+        for (uint64_t i = 0; i < 8; i++) {
+                int r = zcbus_sub_recv(sub, &m, 0);
+                ck_assert_msg(r == 0, "history message %llu: %s", (unsigned long long)i, zcbus_strerror(r));
+                ck_assert(memcmp(m.data, &i, 8) == 0);
+                ck_assert_int_eq(zcbus_sub_release(sub, &m), 0);
+        }
+        ck_assert(!log_wait(&b, "evicted", 0));
+        zcbus_sub_close(other);
+        zcbus_sub_close(sub);
+        zcbus_disconnect(bus);
+        broker_stop(&b);
+        broker_destroy(&b);
+}
+END_TEST
+
+/* A subscriber that holds a message while producers are held back past
+ * the stall timeout is evicted; the message may then be overwritten under
+ * it, and its release says so (-ESTALE), as does every later receive. */
+START_TEST(test_an_evicted_subscribers_release_of_a_held_message_fails_with_estale) {
+        char conf[256];
+        struct broker b;
+        zcbus *bus;
+        zcbus_pub *pub;
+        zcbus_sub *sub, *live;
+        zcbus_msg held, m;
+        zcbus_topic_opts o = {.size = sizeof(o), .slot_count = 8, .slot_size = 64};
+        zcbus_sub_opts so = {.size = sizeof(so), .slot_count = 8, .slot_size = 64};
+
+        write_conf(conf, sizeof(conf), "stall = stall.* 100\n");
+        ck_assert_int_eq(broker_start(&b, "-c", conf, NULL), 0);
+        ck_assert_int_eq(zcbus_connect(b.sock, &bus), 0);
+        ck_assert_int_eq(zcbus_sub_open(bus, "stall.held", &so, &sub), 0);
+        ck_assert_int_eq(zcbus_sub_open(bus, "stall.held", &so, &live), 0);
+        ck_assert_int_eq(zcbus_pub_open(bus, "stall.held", &o, &pub), 0);
+        for (uint64_t i = 0; i < 20; i++) {
+                ck_assert_int_eq(zcbus_pub_send(pub, &i, 8, 10000), 0);
+                if (i == 0)
+                        ck_assert_int_eq(zcbus_sub_recv(sub, &held, 0), 0); /* and never released */
+                ck_assert_int_eq(zcbus_sub_recv(live, &m, 1000), 0);
+                ck_assert_int_eq(zcbus_sub_release(live, &m), 0);
+        }
+        ck_assert(log_wait(&b, "(stall timeout): evicted", 2000));
+        ck_assert_int_eq(zcbus_sub_release(sub, &held), -ESTALE);
+        ck_assert_int_eq(zcbus_sub_recv(sub, &m, 0), -ESTALE);
+        ck_assert_int_eq(zcbus_sub_recv(sub, &m, 100), -ESTALE);
+        zcbus_pub_close(pub);
+        zcbus_sub_close(sub);
+        zcbus_sub_close(live);
+        zcbus_disconnect(bus);
+        broker_stop(&b);
+        broker_destroy(&b);
+}
+END_TEST
+
+/* Entry words a peer forged (a FREE entry made ACTIVE with a low floor,
+ * through the subs segment every peer of the topic maps) hold producers
+ * back for one look of the stall policy at most: the broker puts entries
+ * it does not hand out back as they were. */
+START_TEST(test_a_forged_free_entry_holds_producers_back_one_look_at_most) {
+        char conf[256];
+        struct broker b;
+        struct seg_map map = {0};
+        uint32_t index;
+        int fd = -1;
+        zcbus *bus;
+        zcbus_pub *pub;
+        zcbus_topic_opts o = {.size = sizeof(o), .slot_count = 8, .slot_size = 64};
+
+        write_conf(conf, sizeof(conf), "stall = stall.* 100\n");
+        ck_assert_int_eq(broker_start(&b, "-c", conf, NULL), 0);
+        ck_assert_int_eq(raw_producer(b.sock, "stall.forged", 8, &fd, &map, &index), 0);
+        struct seg_sub *e = seg_sub(&map, 5);
+        store_sc(&e->floor, 0);
+        store_sc(&e->state, SEG_ENTRY_ACTIVE);
+        ck_assert_int_eq(zcbus_connect(b.sock, &bus), 0);
+        ck_assert_int_eq(zcbus_pub_open(bus, "stall.forged", &o, &pub), 0);
+        for (uint64_t i = 0; i < 100; i++) {
+                int r = zcbus_pub_send(pub, &i, 8, 5000);
+                ck_assert_msg(r == 0, "send %llu behind a forged entry: %s", (unsigned long long)i, zcbus_strerror(r));
+        }
+        ck_assert_uint_eq(load_sc(&e->state), SEG_ENTRY_FREE);
+        zcbus_pub_close(pub);
+        zcbus_disconnect(bus);
+        seg_unmap(&map);
+        (void)close(fd);
+        broker_stop(&b);
+        broker_destroy(&b);
+}
+END_TEST
+
 static Suite *broker_suite(void) {
         Suite *s = suite_create("broker");
         TCase *tc;
@@ -956,6 +1116,10 @@ static Suite *broker_suite(void) {
         tc = tcase_create("stall");
         tcase_set_timeout(tc, 60);
         tcase_add_test(tc, test_a_stopped_subscriber_is_evicted_by_the_stall_policy);
+        tcase_add_test(tc, test_a_producers_unfinished_loan_gets_no_subscriber_evicted);
+        tcase_add_test(tc, test_a_subscriber_behind_an_idle_topic_is_not_evicted);
+        tcase_add_test(tc, test_an_evicted_subscribers_release_of_a_held_message_fails_with_estale);
+        tcase_add_test(tc, test_a_forged_free_entry_holds_producers_back_one_look_at_most);
         suite_add_tcase(s, tc);
 
         tc = tcase_create("repair");
