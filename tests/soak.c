@@ -59,9 +59,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -563,8 +565,32 @@ static const char *status_text(int st, char *buf, size_t len) {
         return buf;
 }
 
+/* Reap pid within timeout_ms (its pidfd becomes readable when it ends);
+ * -ETIMEDOUT if it has not ended by then. */
+static int wait_child(pid_t pid, int timeout_ms, int *ret_status) {
+        int fd = (int)syscall(SYS_pidfd_open, pid, 0);
+        if (fd >= 0) {
+                struct pollfd pfd = {.fd = fd, .events = POLLIN};
+                int n;
+                while ((n = poll(&pfd, 1, timeout_ms)) < 0 && errno == EINTR)
+                        ;
+                close(fd);
+                if (n == 0)
+                        return -ETIMEDOUT;
+        } /* else a kernel without pidfd_open: wait unbounded */
+        int st;
+        if (waitpid(pid, &st, 0) != pid)
+                return -errno;
+        *ret_status = st;
+        return 0;
+}
+
 /* What every subscriber and producer of a topic had reached: for a stall. */
 static void dump_topic(uint32_t t) {
+        static bool dumped[NTOPIC];
+        if (dumped[t])
+                return;
+        dumped[t] = true;
         fprintf(stderr, "soak %s state:\n", topics[t]);
         for (uint32_t w = 0; w < NWIT; w++)
                 fprintf(stderr, "  witness %u wait %-8s holds %u: passed %llu, holding %u\n", w,
@@ -999,13 +1025,26 @@ int main(int argc, char **argv) {
         /* Wind down: producers send their end markers, victims close. */
         atomic_store_explicit(&sh->phase, PH_END, memory_order_release);
         uint64_t head[NTOPIC] = {0};
+        /* Every peer ends by its own timeouts: a stall fails it within
+         * stall_ms. One that does not end much later is hung. */
+        int grace_ms = 2 * (int)stall_ms + 10000;
         for (unsigned i = 0; i < npeers; i++) {
                 struct peer *p = &peers[i];
                 int st;
                 if (!p->pid)
                         continue;
-                if (waitpid(p->pid, &st, 0) != p->pid)
-                        return 1;
+                if (wait_child(p->pid, grace_ms, &st) == -ETIMEDOUT) {
+                        fail("soak: %s %u of %s (pid %d) has not ended %d ms into the wind-down: hung",
+                             p->role == R_PROD ? "producer" : "subscriber", p->idx, topics[p->t], (int)p->pid,
+                             grace_ms);
+                        dump_topic(p->t);
+                        (void)kill(p->pid, SIGKILL);
+                        (void)waitpid(p->pid, &st, 0);
+                        bad = 1;
+                        if (p->role == R_PROD)
+                                sh->inst[p->idx].state = IS_FAILED;
+                        continue;
+                }
                 if (!WIFEXITED(st) || WEXITSTATUS(st) != EX_PASS) {
                         peer_failed(p, st);
                         if (p->role == R_PROD)
@@ -1030,8 +1069,15 @@ int main(int argc, char **argv) {
                         char b[64];
                         if (!wpid[t][w])
                                 continue;
-                        if (waitpid(wpid[t][w], &st, 0) != wpid[t][w])
-                                return 1;
+                        if (wait_child(wpid[t][w], grace_ms, &st) == -ETIMEDOUT) {
+                                fail("soak: witness %u of %s has not ended %d ms into the drain: hung", w,
+                                     topics[t], grace_ms);
+                                dump_topic(t);
+                                (void)kill(wpid[t][w], SIGKILL);
+                                (void)waitpid(wpid[t][w], &st, 0);
+                                bad = 1;
+                                continue;
+                        }
                         if (!WIFEXITED(st) || WEXITSTATUS(st) != EX_PASS) {
                                 fail("soak: witness %u of %s ended: %s", w, topics[t], status_text(st, b, sizeof(b)));
                                 dump_topic(t);
