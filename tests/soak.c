@@ -71,7 +71,7 @@
 #include "zcbus.h"
 
 #define NTOPIC 2 /* 0: RELIABLE, 1: LATEST */
-#define NWIT 3   /* witnesses per topic: SPIN, ADAPTIVE, FUTEX */
+#define NWIT 4   /* witnesses per topic: SPIN, ADAPTIVE, FUTEX, zcbus_wait_any */
 #define MAXPROD 6
 #define MAXVIC 6
 #define MAXINST 32768 /* producer instances over the whole run */
@@ -85,6 +85,8 @@
 enum { PH_RUN, PH_END, PH_DRAIN };
 enum { IS_FREE, IS_RUNNING, IS_KILLED, IS_ENDED, IS_FAILED };
 enum { PM_LOAN, PM_SEND, PM_BATCH };
+/* How a subscriber receives and releases. */
+enum { HOW_ONE, HOW_BATCH, HOW_WAIT_ANY };
 /* Child exit codes. */
 enum { EX_PASS = 0, EX_CHECK = 1, EX_STALL = 3, EX_LEAK = 4 };
 
@@ -117,7 +119,7 @@ struct subslot {
         _Atomic int pid;
         _Atomic uint64_t passed; /* next_seq - first */
         _Atomic uint32_t held;
-        uint32_t wait_mode, holds;
+        uint32_t wait_mode, holds, how;
 };
 
 struct witres {
@@ -143,6 +145,7 @@ static uint32_t stall_ms = 5000;
 static const uint32_t policies[NTOPIC] = {ZCBUS_POLICY_RELIABLE, ZCBUS_POLICY_LATEST};
 static const char *const wait_names[] = {"default", "adaptive", "spin", "futex"};
 static const char *const mode_names[] = {"loan", "send", "batch"};
+static const char *const how_names[] = {"recv", "recv_batch", "wait_any"};
 
 static uint64_t mono_ns(void) {
         struct timespec ts;
@@ -331,9 +334,9 @@ struct subctx {
 };
 
 static void sub_die(struct subctx *c, int code, const char *what, uint64_t seq) {
-        fprintf(stderr, "soak %s %u.%u (%s, wait %s, holds %u): %s at seq %llu\n",
+        fprintf(stderr, "soak %s %u.%u (%s, wait %s, %s, holds %u): %s at seq %llu\n",
                 c->witness ? "witness" : "subscriber", c->t, c->w, topics[c->t], wait_names[c->slot->wait_mode],
-                c->holds, what, (unsigned long long)seq);
+                how_names[c->slot->how], c->holds, what, (unsigned long long)seq);
         _exit(code);
 }
 
@@ -345,14 +348,19 @@ static void release_held(struct subctx *c) {
                 if (check_bytes(c->held[i].data, c->held[i].len, c->t, &h) < 0)
                         sub_die(c, EX_CHECK, "a held message changed under its holder", c->held[i].seq);
         }
-        for (unsigned i = 0; i < c->nheld; i++) {
-                unsigned j = (i * 5 + 3) % c->nheld;
-                /* (i*5+3) mod n is a permutation only if gcd(5, n) == 1 */
-                if (c->nheld % 5 == 0)
-                        j = i;
-                int r = zcbus_sub_release(c->sub, &c->held[j]);
+        zcbus_msg order[8];
+        for (unsigned i = 0; i < c->nheld; i++)
+                /* (i*5+3) mod n is a permutation when gcd(5, n) == 1 */
+                order[i] = c->held[c->nheld % 5 ? (i * 5 + 3) % c->nheld : i];
+        if (c->slot->how == HOW_BATCH && c->nheld) {
+                int r = zcbus_sub_release_batch(c->sub, order, c->nheld);
                 if (r < 0)
-                        sub_die(c, EX_CHECK, zcbus_strerror(r), c->held[j].seq);
+                        sub_die(c, EX_CHECK, zcbus_strerror(r), order[0].seq);
+        }
+        for (unsigned i = 0; c->slot->how != HOW_BATCH && i < c->nheld; i++) {
+                int r = zcbus_sub_release(c->sub, &order[i]);
+                if (r < 0)
+                        sub_die(c, EX_CHECK, zcbus_strerror(r), order[i].seq);
         }
         c->nheld = 0;
         atomic_store_explicit(&c->slot->held, 0, memory_order_relaxed);
@@ -412,61 +420,90 @@ static void subscriber(uint32_t t, uint32_t w, bool witness, int ready_fd) {
                         last_progress = now;
                 if (c.nheld == c.holds)
                         release_held(&c);
-                zcbus_msg m;
-                r = zcbus_sub_recv(c.sub, &m, 100);
+                zcbus_msg ms[8];
+                unsigned n = 1;
+                zcbus_sub_stats pre = {.size = sizeof(pre)};
+                (void)zcbus_sub_stats_get(c.sub, &pre);
+                if (slot->how == HOW_WAIT_ANY) {
+                        zcbus_sub *one[1] = {c.sub};
+                        r = zcbus_wait_any(one, 1, 100);
+                        if (r >= 0)
+                                r = zcbus_sub_recv(c.sub, &ms[0], 0);
+                } else if (slot->how == HOW_BATCH) {
+                        r = zcbus_sub_recv_batch(c.sub, ms, c.holds - c.nheld, 100);
+                        n = r > 0 ? (unsigned)r : 0;
+                } else {
+                        r = zcbus_sub_recv(c.sub, &ms[0], 100);
+                }
                 if (r == -ETIMEDOUT || r == -EAGAIN || r == -EINTR)
                         continue;
                 if (r < 0)
                         sub_die(&c, EX_CHECK, zcbus_strerror(r), st.next_seq);
-                struct hdr h;
-                if (check_bytes(m.data, m.len, t, &h) < 0)
-                        sub_die(&c, EX_CHECK, "torn or corrupt message", m.seq);
                 (void)zcbus_sub_stats_get(c.sub, &st);
-                /* Exact: the sequences between two messages are those
-                 * counted lost in this one and those passed as skipped. */
-                if (m.seq != expect + m.lost + (st.skipped - skipped)) {
-                        char what[160];
-                        snprintf(what, sizeof(what), "sequence after %llu with lost %llu and %llu skipped",
-                                 (unsigned long long)expect - 1, (unsigned long long)m.lost,
-                                 (unsigned long long)(st.skipped - skipped));
-                        sub_die(&c, EX_CHECK, what, m.seq);
+                /* Every sequence this call passed was delivered, counted
+                 * lost or skipped; a single message is exactly where the
+                 * last one, what it says it lost and the skipped put it.
+                 * (A batch may step over markers after its last message.) */
+                uint64_t before = expect;
+                for (unsigned i = 0; i < n; i++) {
+                        if (ms[i].seq < expect + ms[i].lost)
+                                sub_die(&c, EX_CHECK, "sequence went back", ms[i].seq);
+                        expect = ms[i].seq + 1;
                 }
-                expect = m.seq + 1;
+                uint64_t dnext = st.next_seq - pre.next_seq, dlost = st.lost - pre.lost,
+                         dskip = st.skipped - pre.skipped;
+                if (dnext != n + dlost + dskip || st.received - pre.received != n || expect > st.next_seq ||
+                    (slot->how != HOW_BATCH && ms[0].seq != before + ms[0].lost + (st.skipped - skipped))) {
+                        char what[200];
+                        snprintf(what, sizeof(what),
+                                 "%u messages after %llu with lost %llu (%llu in them) and %llu skipped (%llu in "
+                                 "this call), the cursor moved by %llu",
+                                 n, (unsigned long long)before - 1, (unsigned long long)dlost,
+                                 (unsigned long long)ms[0].lost, (unsigned long long)(st.skipped - skipped),
+                                 (unsigned long long)dskip, (unsigned long long)dnext);
+                        sub_die(&c, EX_CHECK, what, expect - 1);
+                }
                 skipped = st.skipped;
-                if (reliable && m.lost)
-                        sub_die(&c, EX_CHECK, "lost a message under RELIABLE", m.seq);
-                if (sh->inst[h.inst].topic != t || sh->inst[h.inst].state == IS_FREE)
-                        sub_die(&c, EX_CHECK, "a message from no producer instance of this topic", m.seq);
-                /* Witnesses saw every instance from its start; a victim
-                 * joined late and starts wherever it started. */
-                bool seen = true;
-                uint64_t want;
-                if (witness) {
-                        want = reliable ? sh->got[t][w][h.inst] : sh->lastc[t][w][h.inst];
-                } else {
-                        seen = c.vnext[h.inst] != 0;
-                        want = c.vnext[h.inst] - 1;
-                }
-                if (seen && (reliable ? h.counter != want : h.counter < want)) {
-                        char what[160];
-                        snprintf(what, sizeof(what), "producer %u counter %llu, want %s%llu", h.inst,
-                                 (unsigned long long)h.counter, reliable ? "" : "at least ",
-                                 (unsigned long long)want);
-                        sub_die(&c, EX_CHECK, what, m.seq);
-                }
-                if (witness) {
-                        if (reliable) {
-                                sh->got[t][w][h.inst] = h.counter + 1;
+                for (unsigned i = 0; i < n; i++) {
+                        const zcbus_msg *m = &ms[i];
+                        struct hdr h;
+                        if (check_bytes(m->data, m->len, t, &h) < 0)
+                                sub_die(&c, EX_CHECK, "torn or corrupt message", m->seq);
+                        if (reliable && m->lost)
+                                sub_die(&c, EX_CHECK, "lost a message under RELIABLE", m->seq);
+                        if (sh->inst[h.inst].topic != t || sh->inst[h.inst].state == IS_FREE)
+                                sub_die(&c, EX_CHECK, "a message from no producer instance of this topic", m->seq);
+                        /* Witnesses saw every instance from its start; a victim
+                         * joined late and starts wherever it started. */
+                        bool seen = true;
+                        uint64_t want;
+                        if (witness) {
+                                want = reliable ? sh->got[t][w][h.inst] : sh->lastc[t][w][h.inst];
                         } else {
-                                sh->got[t][w][h.inst]++;
-                                sh->lastc[t][w][h.inst] = h.counter + 1;
+                                seen = c.vnext[h.inst] != 0;
+                                want = c.vnext[h.inst] - 1;
                         }
-                        if (h.end)
-                                sh->endseen[t][w][h.inst] = 1;
-                } else {
-                        c.vnext[h.inst] = h.counter + 2; /* next counter + 1 */
+                        if (seen && (reliable ? h.counter != want : h.counter < want)) {
+                                char what[160];
+                                snprintf(what, sizeof(what), "producer %u counter %llu, want %s%llu", h.inst,
+                                         (unsigned long long)h.counter, reliable ? "" : "at least ",
+                                         (unsigned long long)want);
+                                sub_die(&c, EX_CHECK, what, m->seq);
+                        }
+                        if (witness) {
+                                if (reliable) {
+                                        sh->got[t][w][h.inst] = h.counter + 1;
+                                } else {
+                                        sh->got[t][w][h.inst]++;
+                                        sh->lastc[t][w][h.inst] = h.counter + 1;
+                                }
+                                if (h.end)
+                                        sh->endseen[t][w][h.inst] = 1;
+                        } else {
+                                c.vnext[h.inst] = h.counter + 2; /* next counter + 1 */
+                        }
+                        c.held[c.nheld++] = *m;
                 }
-                c.held[c.nheld++] = m;
                 atomic_store_explicit(&slot->held, c.nheld, memory_order_relaxed);
         }
         release_held(&c);
@@ -540,6 +577,7 @@ static int start_victim(uint32_t t, uint32_t slot, pid_t *ret_pid) {
         struct subslot *s = &sh->vic[t][slot];
         s->wait_mode = rnd_in(ZCBUS_WAIT_ADAPTIVE, ZCBUS_WAIT_FUTEX);
         s->holds = rnd_in(1, 8);
+        s->how = s->holds > 1 && rnd() % 2 ? HOW_BATCH : HOW_ONE;
         atomic_store(&s->passed, 0);
         atomic_store(&s->held, 0);
         pid_t p = fork_child();
@@ -593,8 +631,8 @@ static void dump_topic(uint32_t t) {
         dumped[t] = true;
         fprintf(stderr, "soak %s state:\n", topics[t]);
         for (uint32_t w = 0; w < NWIT; w++)
-                fprintf(stderr, "  witness %u wait %-8s holds %u: passed %llu, holding %u\n", w,
-                        wait_names[sh->wit[t][w].wait_mode], sh->wit[t][w].holds,
+                fprintf(stderr, "  witness %u wait %-8s %-10s holds %u: passed %llu, holding %u\n", w,
+                        wait_names[sh->wit[t][w].wait_mode], how_names[sh->wit[t][w].how], sh->wit[t][w].holds,
                         (unsigned long long)atomic_load(&sh->wit[t][w].passed), atomic_load(&sh->wit[t][w].held));
         for (unsigned i = 0; i < npeers; i++) {
                 struct peer *p = &peers[i];
@@ -602,8 +640,8 @@ static void dump_topic(uint32_t t) {
                         continue;
                 if (p->role == R_VIC) {
                         struct subslot *s = &sh->vic[t][p->idx];
-                        fprintf(stderr, "  subscriber %u pid %d wait %-8s holds %u: passed %llu, holding %u\n",
-                                p->idx, (int)p->pid, wait_names[s->wait_mode], s->holds,
+                        fprintf(stderr, "  subscriber %u pid %d wait %-8s %-10s holds %u: passed %llu, holding %u\n",
+                                p->idx, (int)p->pid, wait_names[s->wait_mode], how_names[s->how], s->holds,
                                 (unsigned long long)atomic_load(&s->passed), atomic_load(&s->held));
                 } else {
                         struct inst *in = &sh->inst[p->idx];
@@ -877,8 +915,9 @@ int main(int argc, char **argv) {
         if (!have_seed)
                 seed = mono_ns() ^ ((uint64_t)getpid() << 32);
         rng_state = seed;
-        printf("soak: seed %llu (replay the chaos with --seed %llu)\n", (unsigned long long)seed,
-               (unsigned long long)seed);
+        printf("soak: seed %llu (replay the chaos with --seed %llu); witnesses per topic: spin, adaptive, futex "
+               "holding %u, futex through zcbus_wait_any\n",
+               (unsigned long long)seed, (unsigned long long)seed, WIT_HOLDS);
         fflush(stdout);
         (void)signal(SIGPIPE, SIG_IGN);
 
@@ -906,6 +945,7 @@ int main(int argc, char **argv) {
                         struct subslot *s = &sh->wit[t][w];
                         s->wait_mode = w == 0 ? ZCBUS_WAIT_SPIN : w == 1 ? ZCBUS_WAIT_ADAPTIVE : ZCBUS_WAIT_FUTEX;
                         s->holds = w == 2 ? WIT_HOLDS : 1;
+                        s->how = w == 3 ? HOW_WAIT_ANY : HOW_ONE;
                         wpid[t][w] = fork_child();
                         if (wpid[t][w] < 0)
                                 return 1;
