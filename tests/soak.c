@@ -7,12 +7,18 @@
  *        [--producers P] [--victims V] [--interval MIN-MAX] [--kill all|pub|sub]
  *
  * The supervisor starts zcbusd (readiness on a pipe, --ready-fd), then, on a
- * RELIABLE and a LATEST topic each: three witness subscribers (one per wait
- * mode, never killed), P producers and V victim subscribers, every peer its
- * own process. A chaos loop then kills a random producer or victim with
- * SIGKILL every MIN-MAX ms (a seeded PRNG: the seed is printed, --seed
- * replays the same choices) and starts a replacement; a new producer gets a
- * new instance number, carried in every message, so its stream is a new one.
+ * RELIABLE and a LATEST topic each: four witness subscribers, never killed
+ * (SPIN, ADAPTIVE, FUTEX holding 4 messages at a time, and FUTEX through
+ * zcbus_wait_any), P producers (default 2; loan/commit, send or send_batch,
+ * each waiting for room in a random mode) and V victim subscribers (default
+ * 2; a random wait mode, holding 1-8 messages, through recv or recv_batch
+ * and release_batch), every peer its own process. A chaos loop then kills a
+ * random producer or victim with SIGKILL every MIN-MAX ms (default 5-50; a
+ * seeded PRNG: the seed is printed, --seed replays the same choices, not
+ * the same timing) and starts a replacement at once; a new producer gets a
+ * new instance number, carried in every message, so its stream is a new
+ * one. Producers of the LATEST topic yield the CPU every 32 messages, or
+ * they would starve the reliable topic's peers on a small machine.
  *
  * Why it is built this way:
  *  - The supervisor knows what each producer committed: every producer
@@ -40,8 +46,14 @@
  *  - Nothing is left behind: every peer that ends cleanly checks that it
  *    maps and holds no zcbus memfd after closing; the supervisor checks
  *    the broker's topics show no producer or subscriber once all are gone
- *    (dead ones evicted), stops the broker (exit 0, socket removed) and
- *    finds no new name in /dev/shm.
+ *    (dead ones evicted) and that a producer then sends two laps of each
+ *    ring without waiting or stepping over a held slot (their holds and
+ *    floors were given back too), stops the broker (exit 0, socket
+ *    removed) and finds no new name in /dev/shm.
+ *  - The end: the chaos stops (PH_END), producers send their end markers
+ *    and report their stats, victims close; the supervisor takes the
+ *    topic's head from the producers' reports (the last one read it after
+ *    every claim) and lets witnesses drain up to it (PH_DRAIN).
  * Prints the seed, then one summary line per topic; exits 0 only if every
  * check held.
  */
@@ -108,7 +120,8 @@ struct inst {
         /* Written on every message: a line of its own, away from what
          * witnesses read on every message (topic, state). */
         _Alignas(64) _Atomic uint64_t committed; /* messages a send/commit returned for */
-        _Atomic uint32_t inflight;               /* messages of the call under way */
+        _Atomic uint32_t inflight;               /* messages claimed or being sent, not yet
+                                                    known committed */
         /* At a clean end, from zcbus_pub_stats_get: */
         uint64_t published, head, skipped, waits;
         _Atomic uint32_t reported;
@@ -273,8 +286,10 @@ static void producer(uint32_t id) {
                         void *buf;
                         r = zcbus_pub_loan_timeout(pub, MSG_MAX, &buf, (int)stall_ms);
                         if (r == 0) {
-                                size_t len = fill(buf, t, id, n, 0);
+                                /* A claim from here to the commit: a kill
+                                 * in between leaves it abandoned. */
                                 atomic_store_explicit(&in->inflight, 1, memory_order_release);
+                                size_t len = fill(buf, t, id, n, 0);
                                 r = zcbus_pub_commit(pub, len);
                                 if (r == 0)
                                         r = 1;
@@ -869,7 +884,7 @@ static void check_topic(uint32_t t, double secs, uint64_t seed, uint32_t np, uin
          * producer, the count it committed; under LATEST, at least what
          * its calls returned for. */
         printf("soak %-8s seed %llu seconds %.1f producers %u victims %u witnesses %u: kills producers %llu (%llu "
-               "inside a call) subscribers %llu, restarts %llu; committed %llu (%llu by killed producers); "
+               "with messages in flight) subscribers %llu, restarts %llu; committed %llu (%llu by killed producers); "
                "sequences %llu; delivered %s; lost %s; skipped %llu (%s %llu); longest-wait-ms %s: %s\n",
                zcbus_policy_name(policies[t]), (unsigned long long)seed, secs, np, nv, NWIT,
                (unsigned long long)f->kills_pub, (unsigned long long)f->kills_pub_inflight,
