@@ -545,6 +545,7 @@ enum { R_PROD, R_VIC };
 struct peer {
         uint32_t role, t, idx; /* idx: instance (producer) or victim slot */
         pid_t pid;
+        bool stopped; /* a victim we SIGSTOPped (--stop) */
 };
 
 static struct peer peers[NTOPIC * (MAXPROD + MAXVIC)];
@@ -553,7 +554,7 @@ static uint32_t next_inst = 1; /* 0 is never used: a zeroed header is no message
 static int bad;
 
 struct topic_figs {
-        uint64_t kills_pub, kills_pub_inflight, kills_sub, restarts;
+        uint64_t kills_pub, kills_pub_inflight, kills_sub, restarts, stops;
 };
 static struct topic_figs figs[NTOPIC];
 
@@ -693,7 +694,7 @@ static unsigned shm_names(char names[][256], unsigned max) {
         return n;
 }
 
-static pid_t start_broker(const char *path) {
+static pid_t start_broker(const char *path, const char *conf) {
         int rp[2];
         if (pipe2(rp, O_CLOEXEC) < 0)
                 return -1;
@@ -703,7 +704,10 @@ static pid_t start_broker(const char *path) {
         if (pid == 0) {
                 if (dup2(rp[1], 3) < 0)
                         _exit(127);
-                execl(path, path, "-f", "-s", sock, "--ready-fd", "3", (char *)NULL);
+                if (conf)
+                        execl(path, path, "-f", "-s", sock, "-c", conf, "--ready-fd", "3", (char *)NULL);
+                else
+                        execl(path, path, "-f", "-s", sock, "--ready-fd", "3", (char *)NULL);
                 _exit(127);
         }
         close(rp[1]);
@@ -884,11 +888,11 @@ static void check_topic(uint32_t t, double secs, uint64_t seed, uint32_t np, uin
          * producer, the count it committed; under LATEST, at least what
          * its calls returned for. */
         printf("soak %-8s seed %llu seconds %.1f producers %u victims %u witnesses %u: kills producers %llu (%llu "
-               "with messages in flight) subscribers %llu, restarts %llu; committed %llu (%llu by killed producers); "
+               "with messages in flight) subscribers %llu, stopped %llu, restarts %llu; committed %llu (%llu by killed producers); "
                "sequences %llu; delivered %s; lost %s; skipped %llu (%s %llu); longest-wait-ms %s: %s\n",
                zcbus_policy_name(policies[t]), (unsigned long long)seed, secs, np, nv, NWIT,
                (unsigned long long)f->kills_pub, (unsigned long long)f->kills_pub_inflight,
-               (unsigned long long)f->kills_sub, (unsigned long long)f->restarts,
+               (unsigned long long)f->kills_sub, (unsigned long long)f->stops, (unsigned long long)f->restarts,
                (unsigned long long)(published + from_killed), (unsigned long long)from_killed,
                (unsigned long long)head, deliv, lost, (unsigned long long)skipped,
                reliable ? "claims killed producers held at most" : "held slots producers stepped over",
@@ -898,7 +902,8 @@ static void check_topic(uint32_t t, double secs, uint64_t seed, uint32_t np, uin
 
 static void usage(void) {
         fprintf(stderr, "usage: soak --broker ZCBUSD --socket PATH --seconds N [--seed S] [--stall-ms MS]\n"
-                        "            [--producers P] [--victims V] [--interval MIN-MAX] [--kill all|pub|sub]\n");
+                        "            [--producers P] [--victims V] [--interval MIN-MAX] [--kill all|pub|sub]\n"
+                        "            [--stop PERCENT [--evict-ms MS]]\n");
         exit(2);
 }
 
@@ -908,7 +913,8 @@ int main(int argc, char **argv) {
                 {"seconds", required_argument, NULL, 't'},  {"seed", required_argument, NULL, 'S'},
                 {"stall-ms", required_argument, NULL, 'm'}, {"producers", required_argument, NULL, 'p'},
                 {"victims", required_argument, NULL, 'v'},  {"interval", required_argument, NULL, 'i'},
-                {"kill", required_argument, NULL, 'k'},     {NULL, 0, NULL, 0},
+                {"kill", required_argument, NULL, 'k'},     {"stop", required_argument, NULL, 'x'},
+                {"evict-ms", required_argument, NULL, 'e'}, {NULL, 0, NULL, 0},
         };
         const char *broker = NULL;
         double secs = 0;
@@ -916,6 +922,7 @@ int main(int argc, char **argv) {
         bool have_seed = false;
         uint32_t np = 2, nv = 2, imin = 5, imax = 50;
         bool kill_pub = true, kill_sub = true;
+        uint32_t stop_pct = 0, evict_ms = 1000;
         int c;
         while ((c = getopt_long(argc, argv, "", lo, NULL)) != -1) {
                 switch (c) {
@@ -945,6 +952,12 @@ int main(int argc, char **argv) {
                         if (sscanf(optarg, "%u-%u", &imin, &imax) != 2)
                                 usage();
                         break;
+                case 'x':
+                        stop_pct = (uint32_t)atoi(optarg);
+                        break;
+                case 'e':
+                        evict_ms = (uint32_t)atoi(optarg);
+                        break;
                 case 'k':
                         kill_pub = !strcmp(optarg, "all") || !strcmp(optarg, "pub");
                         kill_sub = !strcmp(optarg, "all") || !strcmp(optarg, "sub");
@@ -956,7 +969,8 @@ int main(int argc, char **argv) {
                 }
         }
         if (!broker || !sock || secs <= 0 || np < 1 || np > MAXPROD || nv > MAXVIC || imin < 1 || imax < imin ||
-            stall_ms < 100 || optind != argc)
+            stall_ms < 100 || optind != argc || stop_pct > 100 || evict_ms < 100 ||
+            (stop_pct && stall_ms < 2 * evict_ms + 1000))
                 usage();
         if (!kill_sub && !kill_pub)
                 usage();
@@ -979,7 +993,21 @@ int main(int argc, char **argv) {
         static char shm_before[MAXSHM][256], shm_after[MAXSHM][256];
         unsigned nshm_before = shm_names(shm_before, MAXSHM);
 
-        pid_t bpid = start_broker(broker);
+        /* --stop: the broker's stall policy must evict what we stop. Its
+         * config file is read at start; it goes once the broker is up. */
+        char conf[64] = "";
+        if (stop_pct) {
+                snprintf(conf, sizeof(conf), "/tmp/zcbus-soak-conf.XXXXXX");
+                int cfd = mkstemp(conf);
+                if (cfd < 0 || dprintf(cfd, "stall_timeout_ms = %u\n", evict_ms) < 0) {
+                        perror("soak: broker config");
+                        return 1;
+                }
+                close(cfd);
+        }
+        pid_t bpid = start_broker(broker, stop_pct ? conf : NULL);
+        if (stop_pct)
+                (void)unlink(conf);
         if (bpid < 0)
                 return 1;
 
@@ -1069,6 +1097,26 @@ int main(int argc, char **argv) {
                 }
                 if (bad)
                         break;
+                if (stop_pct && rnd() % 100 < stop_pct) {
+                        /* Stop a victim instead: a live subscriber that makes
+                         * no progress, which the broker's stall policy evicts
+                         * (RELIABLE; LATEST never waits for it). It stays
+                         * stopped until the chaos kills it. */
+                        unsigned cand = 0, pick;
+                        for (unsigned i = 0; i < npeers; i++)
+                                cand += peers[i].role == R_VIC && !peers[i].stopped;
+                        if (cand) {
+                                pick = (unsigned)(rnd() % cand);
+                                for (unsigned i = 0; i < npeers; i++)
+                                        if (peers[i].role == R_VIC && !peers[i].stopped && pick-- == 0) {
+                                                (void)kill(peers[i].pid, SIGSTOP);
+                                                peers[i].stopped = true;
+                                                figs[peers[i].t].stops++;
+                                                break;
+                                        }
+                                continue;
+                        }
+                }
                 struct peer *p = &peers[rnd() % npeers];
                 if (!kill_pub || !kill_sub) {
                         uint32_t want = kill_pub ? R_PROD : R_VIC;
@@ -1103,6 +1151,7 @@ int main(int argc, char **argv) {
                                 return 1;
                 } else {
                         f->kills_sub++;
+                        p->stopped = false;
                         if (start_victim(p->t, p->idx, &p->pid) < 0)
                                 return 1;
                 }
@@ -1113,6 +1162,16 @@ int main(int argc, char **argv) {
         /* Wind down: producers send their end markers, victims close. */
         atomic_store_explicit(&sh->phase, PH_END, memory_order_release);
         uint64_t head[NTOPIC] = {0};
+        /* A stopped victim never sees the end: it dies as it would have. */
+        for (unsigned i = 0; i < npeers; i++) {
+                int st;
+                if (!peers[i].pid || !peers[i].stopped)
+                        continue;
+                (void)kill(peers[i].pid, SIGKILL);
+                (void)waitpid(peers[i].pid, &st, 0);
+                figs[peers[i].t].kills_sub++;
+                peers[i].pid = 0;
+        }
         /* Every peer ends by its own timeouts: a stall fails it within
          * stall_ms. One that does not end much later is hung. */
         int grace_ms = 2 * (int)stall_ms + 10000;
