@@ -274,8 +274,8 @@ static void producer(uint32_t id) {
                                 iov[i].len = fill(bufs[i], t, id, n + i, last);
                         }
                         /* inflight before the call, committed then inflight
-                         * after it: a reader of inflight then committed never
-                         * sees a count below the truth. */
+                         * after it: whenever the process dies, what it
+                         * published lies in [committed, committed + inflight]. */
                         atomic_store_explicit(&in->inflight, want, memory_order_release);
                         r = want == 1 && !last && in->mode == PM_SEND
                                     ? zcbus_pub_send(pub, iov[0].data, iov[0].len, (int)stall_ms)
