@@ -54,7 +54,8 @@
  * one timer callback runs a bounded number of steps' worth over all
  * topics. A repair still unfinished after repair_timeout_ms is given up. */
 #define REG_REPAIR_FIRST 0.002
-#define REG_REPAIR_MAX_DELAY 1.0
+#define REG_REPAIR_MAX_DELAY 0.05  /* back-off while a slot is not free yet */
+#define REG_REPAIR_SLOW_DELAY 1.0  /* ... once repair_timeout_ms has passed */
 #define REG_REPAIR_STEP_BUDGET UINT64_C(16384)
 #define REG_REPAIR_TICK_BUDGET UINT64_C(65536)
 #define REG_ACCOUNT_BUCKETS 256u
@@ -612,21 +613,33 @@ static ev_tstamp repair_one(struct reg_topic *t, uint32_t i, ev_tstamp now, uint
         ev_tstamp give_up = rp->started + t->reg->conf->repair_timeout_ms / 1000.;
         int rr;
 
-        if (now >= give_up) {
-                log_warn("topic '%s': giving up repairing producer %u after %u ms (its claim words make no sense, "
-                         "or a slot never came free); readers may wait at sequence %llu until a producer times out",
+        /* Past repair_timeout_ms a repair that waits only for a slot to
+         * come free (a subscriber still needs the lap before: an honest
+         * wait, which giving up would turn into a hole readers wait at for
+         * ever) goes on once a second at O(1) a try; one that another
+         * producer's claim words keep busy is given up. */
+        if (now >= give_up && rp->last != -EAGAIN) {
+                log_warn("topic '%s': giving up repairing producer %u after %u ms (its claim words, or another "
+                         "producer's, make no sense); readers may wait at sequence %llu until a producer times out",
                          t->name, i, t->reg->conf->repair_timeout_ms, (unsigned long long)rp->st.next);
                 ring_prod_forget(&t->map, i);
                 repair_free_entry(t, i);
                 return 0.;
         }
+        if (now >= give_up && !rp->slow) {
+                rp->slow = true;
+                log_warn("topic '%s': repairing producer %u still waits, after %u ms, for the slot of sequence "
+                         "%llu to come free (a subscriber holds the lap before); trying once a second",
+                         t->name, i, t->reg->conf->repair_timeout_ms, (unsigned long long)rp->st.next);
+        }
         if (rp->due > now)
-                return MIN(rp->due, give_up);
+                return rp->slow ? rp->due : MIN(rp->due, give_up);
         if (*budget == 0)
                 return now + REG_REPAIR_FIRST; /* this tick's budget is spent */
         uint64_t b = MIN(*budget, REG_REPAIR_STEP_BUDGET), before = b;
         rr = ring_prod_repair_step(&t->map, i, &rp->st, &b);
         *budget -= before - b;
+        rp->last = rr;
         if (rr == 0) {
                 log_debug("topic '%s': producer %u repaired", t->name, i);
                 repair_free_entry(t, i);
@@ -636,9 +649,9 @@ static ev_tstamp repair_one(struct reg_topic *t, uint32_t i, ev_tstamp now, uint
                 rp->due = now + REG_REPAIR_FIRST; /* more to look at: go on soon */
         else {
                 rp->due = now + rp->delay; /* a slot is not free yet: back off */
-                rp->delay = MIN(rp->delay * 2., REG_REPAIR_MAX_DELAY);
+                rp->delay = MIN(rp->delay * 2., rp->slow ? REG_REPAIR_SLOW_DELAY : REG_REPAIR_MAX_DELAY);
         }
-        return MIN(rp->due, give_up);
+        return rp->slow ? rp->due : MIN(rp->due, give_up);
 }
 
 static void repair_cb(struct ev_loop *loop, ev_timer *w, int revents) {

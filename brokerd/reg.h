@@ -58,6 +58,8 @@ struct reg_stall {
 struct reg_repair {
         struct ring_repair st;
         double started, due, delay; /* ev_tstamp */
+        int last;  /* the last step's result */
+        bool slow; /* past repair_timeout_ms, waiting for a slot: once a second */
 };
 
 struct reg_topic {

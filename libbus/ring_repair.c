@@ -107,7 +107,9 @@ void ring_wake_room(const struct seg_map *m) {
         wait_wake_all(ring_room_words(m).word);
 }
 
-/* Write off seq if its slot is free. 0 done, -EAGAIN not yet. The
+/* Write off seq if its slot is free. 0 done; not yet: -EBUSY while the
+ * lap before is unfinished (another producer's), -EAGAIN while a
+ * subscriber still needs it. The
  * lowest floor is scanned once per step (*floor, UINT64_MAX until then):
  * honest floors only move up, so an older scan is the more careful one. */
 static int abandon(const struct seg_map *m, uint64_t seq, uint32_t producer, uint64_t *floor, uint64_t *budget,
@@ -117,7 +119,7 @@ static int abandon(const struct seg_map *m, uint64_t seq, uint32_t producer, uin
         if (seg_stamp_state(v, seq) != SEG_STAMP_NOT_YET)
                 return 0; /* published, or the slot has moved on */
         if (v != seg_prev_stamp(seq, m->g.slot_count) && v != (SEG_STAMP_WRITING | seg_stamp(seq)))
-                return -EAGAIN; /* the lap before is not done yet */
+                return -EBUSY; /* the lap before is not done yet */
         if (!ring_is_latest(m)) {
                 if (*floor == UINT64_MAX) {
                         *floor = ring_scan_floors(m);
@@ -201,7 +203,8 @@ int ring_prod_evict(const struct seg_map *m, uint32_t index) {
 }
 
 /* Read the dead producer's claim once and fix the range to repair. 0 to
- * go on, 1 if there is nothing to do, -EAGAIN to try again later. */
+ * go on, 1 if there is nothing to do, -EBUSY to try again later (another
+ * producer is between its intent and its claim). */
 static int repair_begin(const struct seg_map *m, uint32_t index, struct ring_repair *st) {
         struct seg_prod *e = seg_prod(m, index);
         uint64_t c = load_sc(&e->claim);
@@ -232,7 +235,7 @@ static int repair_begin(const struct seg_map *m, uint32_t index, struct ring_rep
         uint64_t lo = c & ~SEG_CLAIM_PENDING;
         uint64_t span = (uint64_t)m->g.slot_count * (m->g.max_producers + 1u);
         if (other_claim_pending(m, index))
-                return -EAGAIN;
+                return -EBUSY;
         if (h > span && lo < h - span)
                 lo = h - span;
         if (lo >= h)
@@ -312,6 +315,7 @@ void ring_prod_forget(const struct seg_map *m, uint32_t index) {
 int ring_prod_repair(const struct seg_map *m, uint32_t index) {
         struct ring_repair st = {0};
         uint64_t budget = UINT64_MAX;
+        int r = ring_prod_repair_step(m, index, &st, &budget);
 
-        return ring_prod_repair_step(m, index, &st, &budget);
+        return r == -EBUSY ? -EAGAIN : r;
 }

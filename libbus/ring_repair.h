@@ -61,8 +61,11 @@ int ring_prod_repair(const struct seg_map *m, uint32_t index);
 /* One bounded step of a resumable repair: spends at most about *budget
  * units (one per sequence examined or claim compared, plus one pass over
  * each table) and decreases it. Returns 0 when done (the entry is free),
- * -EAGAIN when a slot is not free yet (retry later; st remembers where),
- * -EINPROGRESS when the budget ran out (go on soon). */
+ * -EAGAIN when a slot is not free yet because a subscriber still needs the
+ * lap before (an honest wait, which the stall policy bounds; retry later,
+ * st remembers where), -EBUSY when it waits for another producer (the lap
+ * before unfinished, or a producer between its intent and its claim:
+ * honest only briefly), -EINPROGRESS when the budget ran out (go on soon). */
 int ring_prod_repair_step(const struct seg_map *m, uint32_t index, struct ring_repair *st, uint64_t *budget);
 /* Give up on a repair: free the entry whatever it left behind, and wake
  * every sleeper. Readers of a reliable topic may then wait at a hole

@@ -1103,6 +1103,63 @@ START_TEST(test_a_forged_free_entry_holds_producers_back_one_look_at_most) {
 }
 END_TEST
 
+/* A dead producer's claim on a slot a subscriber still needs (it holds
+ * the lap before) waits for that subscriber, past repair_timeout_ms: giving
+ * up would leave a hole readers wait at for ever (found by review). */
+START_TEST(test_a_repair_waiting_for_a_subscriber_outlasts_the_timeout_and_completes) {
+        char conf[256];
+        struct broker b;
+        struct seg_map map = {0};
+        uint32_t index;
+        int fd = -1;
+        zcbus *bus;
+        zcbus_pub *pub;
+        zcbus_sub *sub;
+        zcbus_msg held, m;
+        zcbus_topic_opts o = {.size = sizeof(o), .slot_count = 8, .slot_size = 64};
+        zcbus_sub_opts so = {.size = sizeof(so), .slot_count = 8, .slot_size = 64};
+
+        write_conf(conf, sizeof(conf), "repair_timeout_ms = 100\nstall = rep.* 0\n");
+        ck_assert_int_eq(broker_start(&b, "-c", conf, NULL), 0);
+        ck_assert_int_eq(zcbus_connect(b.sock, &bus), 0);
+        ck_assert_int_eq(zcbus_sub_open(bus, "rep.hole", &so, &sub), 0);
+        ck_assert_int_eq(zcbus_pub_open(bus, "rep.hole", &o, &pub), 0);
+        for (uint64_t i = 0; i < 8; i++)
+                ck_assert_int_eq(zcbus_pub_send(pub, &i, 8, 1000), 0);
+        ck_assert_int_eq(zcbus_sub_recv(sub, &held, 0), 0); /* seq 0, held: the floor stays at 0 */
+
+        /* A producer claims seq 8 (seq 0's slot) and dies before writing. */
+        ck_assert_int_eq(raw_producer(b.sock, "rep.hole", 8, &fd, &map, &index), 0);
+        struct seg_prod *e = seg_prod(&map, index);
+        uint64_t s = faa_sc(&seg_head(&map)->head, 1);
+        ck_assert_uint_eq(s, 8);
+        store_rlx(&e->claim_n, 1);
+        store_sc(&e->claim, s);
+        seg_unmap(&map);
+        (void)close(fd); /* the session ends: the broker repairs */
+
+        for (uint64_t i = 1; i < 8; i++) {
+                ck_assert_int_eq(zcbus_sub_recv(sub, &m, 1000), 0);
+                ck_assert_int_eq(zcbus_sub_release(sub, &m), 0);
+        }
+        ck_assert(log_wait(&b, "still waits", 3000));
+        ck_assert_msg(!log_wait(&b, "giving up", 0), "the broker gave the repair up");
+        ck_assert_int_eq(zcbus_sub_release(sub, &held), 0);
+        uint64_t nine = 9;
+        ck_assert_int_eq(zcbus_pub_send(pub, &nine, 8, 5000), 0);
+        int r = zcbus_sub_recv(sub, &m, 5000);
+        ck_assert_msg(r == 0, "after the hole: %s (seq 8 never written off)", zcbus_strerror(r));
+        ck_assert_uint_eq(m.seq, 9);
+        ck_assert(memcmp(m.data, &nine, 8) == 0);
+        ck_assert_int_eq(zcbus_sub_release(sub, &m), 0);
+        zcbus_pub_close(pub);
+        zcbus_sub_close(sub);
+        zcbus_disconnect(bus);
+        broker_stop(&b);
+        broker_destroy(&b);
+}
+END_TEST
+
 static Suite *broker_suite(void) {
         Suite *s = suite_create("broker");
         TCase *tc;
@@ -1126,6 +1183,7 @@ static Suite *broker_suite(void) {
         tcase_set_timeout(tc, 60);
         tcase_add_test(tc, test_a_dead_producer_with_scribbled_claims_costs_the_broker_bounded_cpu);
         tcase_add_test(tc, test_a_repair_that_cannot_finish_is_given_up_and_logged);
+        tcase_add_test(tc, test_a_repair_waiting_for_a_subscriber_outlasts_the_timeout_and_completes);
         suite_add_tcase(s, tc);
 
         tc = tcase_create("limits");
