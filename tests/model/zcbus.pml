@@ -57,6 +57,9 @@
 #ifndef MAXCRASH
 #define MAXCRASH 1
 #endif
+#ifndef CRASHERS
+#define CRASHERS 15     /* bit i: peer i may crash (producers 0, 1, then subscribers) */
+#endif
 #ifndef MAXHOLD
 #define MAXHOLD 1
 #endif
@@ -65,6 +68,9 @@
 #endif
 #define NPEER (NP + NS)
 #define SEQMAX 16
+#ifndef SEQLIM
+#define SEQLIM 8        /* the model explores at most this many sequences */
+#endif
 #define TOTAL (M0 + M1)
 
 /* --------------------------------------------------------------- values */
@@ -117,6 +123,7 @@ byte nxt[NS];                   /* subscribers' private cursors ... */
 byte nheld[NS];                 /* ... number of holds ... */
 byte held[NS * 2];              /* ... and the held sequences, oldest first */
 bit reg[NS];                    /* RELIABLE: subscriber registered, gating */
+bit cut;                        /* a run reached SEQLIM and was cut (LATEST) */
 byte evph[NPEER];               /* broker's work for a dead peer: 0 none, 1 busy, 2 done */
 
 /* ---------------------------------------------------------- predicates */
@@ -161,10 +168,15 @@ byte evph[NPEER];               /* broker's work for a dead peer: 0 none, 1 busy
  * the trail) and fail. */
 #define CHECK(c, name) if :: (c) -> skip :: else -> printf(#name); printf(" PROPERTY-VIOLATED\n"); assert(false) fi
 
-/* One shared-memory step of a producer or subscriber: before it, the
- * process may be killed (kill -9) and stop forever. */
+/* One shared-memory step of a producer or subscriber that stores: before
+ * it, the process may be killed (kill -9) and stop forever. L is a step
+ * that only loads: to everyone else, a crash before a load is the same as
+ * a crash before the next store (or at the end), so it needs no crash
+ * point of its own. Sleeping in FUTEX_WAIT counts as a load here: dying
+ * asleep is dying just before it. */
 #define CRASH ncrash++; dead[me] = 1; phase[me] = DEAD; sl[me] = 0; goto crashed
-#define S(...) atomic { if :: (ncrash < MAXCRASH) -> CRASH :: true -> __VA_ARGS__ fi }
+#define S(...) atomic { if :: (ncrash < MAXCRASH && (CRASHERS & (1 << me))) -> CRASH :: true -> __VA_ARGS__ fi }
+#define L(...) atomic { __VA_ARGS__ }
 /* a step of the broker (which is not killed in this model) */
 #define B(...) atomic { __VA_ARGS__ }
 
@@ -190,14 +202,15 @@ inline wake_armed_loaded(w) {
         a = 0
 }
 inline wake_armed(w) {
-        S(a = armed[w]);                              /* after the store and fence */
+        L(a = armed[w]);                              /* after the store and fence */
         wake_armed_loaded(w)
 }
 
-/* wait_wake_all, by the broker */
+/* wait_wake_all, by the broker. One step: the broker is not killed here,
+ * and a sleeper that read the word between the bump and FUTEX_WAKE would
+ * only be woken once more. */
 inline broker_wake_all(w) {
-        B(word[w]++);
-        B(FUTEX_WAKE_ALL(w))
+        B(word[w]++; FUTEX_WAKE_ALL(w))
 }
 
 /* ----------------------------------------------------------- the sleeper */
@@ -212,44 +225,49 @@ inline wait_until(w, k, t, dl) {
         ::
 #ifdef BUG_ARM_FIRST
                 S(armed[w] = 1);
-                S(v = word[w]);
+                L(v = word[w]);
 #else
-                S(v = word[w]);                       /* K: read the word ... */
+                L(v = word[w]);                       /* K: read the word ... */
                 S(armed[w] = 1);                      /* K: ... then arm (SC) */
 #endif
-                S(ok = READY(k, t));                  /* C / F: re-check (SC) */
+                L(ok = READY(k, t));                  /* C / F: re-check (SC) */
                 if
                 :: ok -> break
                 :: else -> skip
                 fi;
                 /* FUTEX_WAIT(word, v): sleeps only while word == v */
-                S(if :: word[w] == v -> sl[me] = w; phase[me] = SLEEP :: else -> skip fi);
+                L(if :: word[w] == v -> sl[me] = w; phase[me] = SLEEP :: else -> skip fi);
                 if
                 :: atomic { sl[me] == 0 -> phase[me] = RUN }
                 :: atomic { dl && sl[me] != 0 -> sl[me] = 0; phase[me] = RUN; r = TIMEDOUT }
                 fi;
-                S(ok = READY(k, t));
+                L(ok = READY(k, t));
                 if
                 :: ok -> r = 0; break
                 :: else -> skip
                 fi;
 #ifndef BUG_RESLEEP
                 if
-                :: r != 0 -> break
-                :: dl -> r = TIMEDOUT; break          /* the deadline passed meanwhile */
-                :: true -> skip
+                :: r != 0 -> break                    /* FUTEX_WAIT timed out */
+                :: else ->
+                        if
+                        :: dl -> r = TIMEDOUT; break  /* the deadline passed meanwhile */
+                        :: true -> skip
+                        fi
                 fi
 #endif
         od;
+        wkind[me] = 0;
+        wseq[me] = 0;
         v = 0;
         ok = 0
 }
 
 /* wait_room: look first, sleep only if not ready */
 inline wait_for(w, k, t) {
-        S(ok = READY(k, t));
+        L(ok = READY(k, t));
         if
-        :: !ok -> wait_until(w, k, t, 0)
+        :: !ok -> wait_until(w, k, t, 0); r = 0
         :: else -> skip
         fi;
         ok = 0
@@ -257,9 +275,22 @@ inline wait_for(w, k, t) {
 
 /* ------------------------------------------------------------ producers */
 
-/* ring_take_seqs + ring_claim_set (J, G's fetch-add) */
+/* ring_take_seqs + ring_claim_set (J, G's fetch-add), h = head read.
+ * Sequences are not bounded under LATEST: a reader stepping over a
+ * producer's SKIPPED markers can, with the right timing every time, make
+ * it skip again and again (README: "Findings"). The model cuts such a run
+ * at SEQLIM sequences: the process stops, `cut` tells the final check to
+ * look no further (with -DSTARVE it is an error instead). */
 inline take_seq() {
-        S(h = head);
+        if
+        :: h + 1 >= SEQLIM ->
+#ifdef STARVE
+                CHECK(false, bounded_skips);
+#endif
+                cut = 1;
+                false
+        :: else -> skip
+        fi;
         S(claim[p] = PEND | h);                       /* J: the intent */
         S(t = head; head++; owner[t] = p);            /* fetch-add (SC) */
         S(claim[p] = t);                              /* J: the sequence */
@@ -286,7 +317,7 @@ claim_again:
                 if
                 :: skips >= N ->
                         skips = 0;
-                        S(ok = UNHELD);
+                        L(ok = UNHELD);
                         if
                         :: !ok -> wait_until(ROOM, K_UNHELD, 0, 0)
                         :: else -> skip
@@ -294,13 +325,14 @@ claim_again:
                         ok = 0
                 :: else -> skip
                 fi;
+                L(h = head);
                 take_seq();
                 wait_for(DATA, K_PREV, t);                    /* ROOM_PREV */
                 S(stamp[SLOT(t)] = W | (t + 1));              /* I: mark (SC) */
 #ifdef BUG_NO_HOLD_CHECK
                 ok = 1;
 #else
-                S(ok = (hold[SLOT(t)] == 0));                 /* I: holds (SC) */
+                L(ok = (hold[SLOT(t)] == 0));                 /* I: holds (SC) */
 #endif
                 if
                 :: ok -> ok = 0
@@ -315,7 +347,8 @@ claim_again:
                 fi;
 #else
                 /* ring_pub_claim_slow: look (gate), claim, prepare */
-                wait_for(ROOM, K_GATE, head);
+                L(h = head);
+                wait_for(ROOM, K_GATE, h);                    /* look before claiming */
                 take_seq();
                 wait_for(DATA, K_PREV, t);                    /* ROOM_PREV */
 #ifndef BUG_NO_GATE
@@ -329,10 +362,10 @@ claim_again:
 #else
                   CHECK(FLOORSAFE(t), floor_safe);
 #endif
-                  payload[SLOT(t)] = t);
-                S(desc[SLOT(t)] = t; flags[SLOT(t)] = 0);
+                  payload[SLOT(t)] = t;
+                  desc[SLOT(t)] = t; flags[SLOT(t)] = 0);
 #ifdef BUG_WAKE_BEFORE_STORE
-                S(a = armed[DATA]);
+                L(a = armed[DATA]);
 #endif
                 S(stamp[SLOT(t)] = t + 1);                    /* A */
                 S(claim[p] = NONE);
@@ -346,8 +379,9 @@ claim_again:
         :: else -> break
         od;
         phase[me] = DONE;
-crashed:
-        skip
+crashed:        /* a dead (or finished) process keeps no state */
+        skip;
+        d_step { m = 0; h = 0; t = 0; v = 0; a = 0; i = 0; r = 0; skips = 0; ok = 0 }
 }
 
 /* ----------------------------------------------------------- subscribers */
@@ -394,7 +428,10 @@ inline drop_transient() {
 
 proctype Sub(byte s) {
         byte me = NP + s;
-        byte c, v, v2, d, f, h, a, i, r, pubf, calls;
+        byte c, v, v2, d, f, pl, h, a, i, r, pubf;
+#ifdef DEADLINE
+        byte calls;
+#endif
         bit ok, had, got;
 
         pubf = sfloor[s];
@@ -412,17 +449,27 @@ proctype Sub(byte s) {
                 :: nheld[s] > 1 -> release(1)
                 :: nheld[s] < MAXHOLD -> skip
                 fi;
+#ifdef DEADLINE
                 calls++;
+#endif
                 got = 0;
                 /* ring_sub_recv_slow: take_one, else wait, and again */
                 do
                 :: got -> break
                 :: else ->
-                        S(c = nxt[s]; v = stamp[SLOT(c)]);            /* B */
+#ifdef LATEST
+                        L(c = nxt[s]; v = stamp[SLOT(c)]);            /* B */
+#else
+                        /* B, and the descriptor and payload after it, in
+                         * one step: under RELIABLE nobody may write the
+                         * slot meanwhile, and floor_safe checks that at
+                         * every writer */
+                        L(c = nxt[s]; v = stamp[SLOT(c)]; d = desc[SLOT(c)]; f = flags[SLOT(c)]; pl = payload[SLOT(c)]);
+#endif
                         if
                         :: ST_READY(v, c) ->
-                                S(d = desc[SLOT(c)]; f = flags[SLOT(c)]);
 #ifdef LATEST
+                                L(d = desc[SLOT(c)]; f = flags[SLOT(c)]);
                                 /* H: take the hold, then re-check the stamp */
                                 S(had = ((hold[SLOT(c)] & BIT(s)) != 0);
                                   hold[SLOT(c)] = hold[SLOT(c)] | BIT(s)
@@ -433,7 +480,7 @@ proctype Sub(byte s) {
 #ifdef BUG_NO_RECHECK
                                 v2 = v;
 #else
-                                S(v2 = stamp[SLOT(c)];                /* H: re-check (SC) */
+                                L(v2 = stamp[SLOT(c)];                /* H: re-check (SC) */
                                   if :: v2 == v && f == 0 && !had -> vhold[SLOT(c)] = vhold[SLOT(c)] | BIT(s) :: else -> skip fi);
 #endif
                                 if
@@ -460,7 +507,11 @@ proctype Sub(byte s) {
                                                 nheld[s]++;
                                                 nxt[s] = c + 1;
                                                 got = 1;
-                                                S(CHECK(payload[SLOT(c)] == c, no_torn_read))
+#ifdef LATEST
+                                                L(CHECK(payload[SLOT(c)] == c, no_torn_read))
+#else
+                                                CHECK(pl == c, no_torn_read)
+#endif
                                         fi
 #ifdef LATEST
                                 fi
@@ -468,7 +519,7 @@ proctype Sub(byte s) {
                         :: ST_LAPPED(v, c) ->
 #ifdef LATEST
                                 /* skip_ahead */
-                                S(h = head);
+                                L(h = head);
                                 if
                                 :: h > c + 1 -> nxt[s] = h - 1
                                 :: else -> nxt[s] = c + 1
@@ -495,7 +546,7 @@ proctype Sub(byte s) {
                                 :: else -> skip
                                 fi
                         fi;
-                        v = 0; v2 = 0; d = 0; f = 0; had = 0; c = 0
+                        v = 0; v2 = 0; d = 0; f = 0; pl = 0; had = 0; c = 0
                 od;
                 got = 0
         od;
@@ -508,8 +559,16 @@ proctype Sub(byte s) {
         pubf = NONE;
         publish_floor();
         phase[me] = DONE;
-crashed:
-        skip
+crashed:        /* a dead (or finished) process keeps no state */
+        skip;
+        d_step {
+                c = 0; v = 0; v2 = 0; d = 0; f = 0; pl = 0; h = 0; a = 0; i = 0; r = 0; pubf = 0;
+                ok = 0; had = 0; got = 0;
+#ifdef DEADLINE
+                calls = 0;
+#endif
+                skip
+        }
 }
 
 /* ---------------------------------------------------------------- broker */
@@ -538,7 +597,7 @@ end_idle:
         od;
         B(sfloor[s] = NONE);
         wake_both();
-        evph[me] = 2
+        d_step { evph[me] = 2; j = 0 }
 }
 
 /* Does a producer other than p have a non-pending claim of t? */
@@ -556,7 +615,7 @@ inline abandon(t) {
                 if
                 :: v != PREVST(t) && v != (W | ((t) + 1)) -> r = 1    /* lap before not done */
                 :: else ->
-#ifndef LATEST
+#if !defined(LATEST) && !defined(BUG_ABANDON_NO_FLOOR)
                         B(ok = GATEOK(t));
                         if
                         :: !ok -> r = 1                              /* still needed */
@@ -572,7 +631,7 @@ inline abandon(t) {
                                   desc[SLOT(t)] = t; flags[SLOT(t)] = F_AB);
                                 B(stamp[SLOT(t)] = (t) + 1);
                                 broker_wake_all(DATA)
-#ifndef LATEST
+#if !defined(LATEST) && !defined(BUG_ABANDON_NO_FLOOR)
                         fi
 #endif
                 fi
@@ -598,6 +657,9 @@ repair:
         B(c = claim[p]);
         if
         :: c == NONE -> goto done
+#ifdef BUG_REPAIR_NO_HOLES
+        :: (c & PEND) != 0 -> goto done               /* the bug: a hole is left alone */
+#endif
         :: (c & PEND) == 0 ->
                 abandon(c);
                 if
@@ -640,7 +702,7 @@ repair:
 done:
         B(claim[p] = NONE);
         B(pstate[p] = FREE);
-        evph[me] = 2
+        d_step { evph[me] = 2; c = 0; h = 0; lo = 0; t = 0; v = 0; i = 0; r = 0; ok = 0 }
 }
 
 /* ----------------------------------------------------- the final check */
@@ -654,6 +716,10 @@ proctype Monitor() {
 
         timeout;
         d_step {
+                if
+                :: cut -> goto cut_run
+                :: else -> skip
+                fi;
                 i = 0;
                 do
                 :: i < NPEER ->
@@ -696,6 +762,7 @@ proctype Monitor() {
                 :: else -> break
                 od;
 #endif
+cut_run:
                 i = 0
         }
 }
