@@ -5,16 +5,22 @@
  * says what is modelled, what is abstracted and how each property maps to
  * the ordering points of docs/design.md.
  *
- * Configuration (cpp macros, given as spin -D...):
+ * Configuration at compile time (spin -D...):
  *   LATEST         LATEST policy (holds, SKIPPED); default RELIABLE (floors)
  *   N              slots (2 or 4)            NS   subscribers (1 or 2)
- *   M0, M1         messages of producers 0, 1 (two producers)
- *   MAXCRASH       how many producers/subscribers may crash (kill -9)
- *   MAXHOLD        holds a subscriber may keep (1 or 2)
- *   DEADLINE       receives have a deadline (a nondeterministic timeout),
- *                  subscribers make at most R receive calls
- *   BUG_*          re-introduce a known bug (see the list below); the
- *                  test requires spin to find a counterexample for each
+ *   STARVE         a run that reaches ZM_SEQLIM is an error (README: Findings)
+ * and at run time, from the environment of ./pan (so one compiled pan
+ * checks every size and every bug variant of a policy):
+ *   ZM_M0, ZM_M1   messages of producers 0 and 1 (two producers)    [1, 1]
+ *   ZM_MAXCRASH    how many producers/subscribers may crash (kill -9)  [1]
+ *   ZM_CRASHERS    bit i: peer i may crash (producers 0, 1, then subs) [all]
+ *   ZM_MAXHOLD     holds a subscriber may keep (1 or 2)                [1]
+ *   ZM_SEQLIM      sequences explored (LATEST runs are cut there)      [8]
+ *   ZM_DEADLINE    1: receives have a deadline (a nondeterministic
+ *                  timeout) and subscribers make ZM_R calls           [0]
+ *   ZM_R           receive calls per subscriber (with ZM_DEADLINE)     [3]
+ *   ZM_BUG         re-introduce a known bug, BUG_* below               [0]
+ * tests/test_model.sh requires spin to find a counterexample for each bug.
  *
  * Memory model: every shared access below is one atomic step, so spin's
  * interleaving is sequential consistency. The code uses C11 atomics:
@@ -48,30 +54,30 @@
 #define NS 1
 #endif
 #define NP 2
-#ifndef M0
-#define M0 1
-#endif
-#ifndef M1
-#define M1 1
-#endif
-#ifndef MAXCRASH
-#define MAXCRASH 1
-#endif
-#ifndef CRASHERS
-#define CRASHERS 15     /* bit i: peer i may crash (producers 0, 1, then subscribers) */
-#endif
-#ifndef MAXHOLD
-#define MAXHOLD 1
-#endif
-#ifndef R
-#define R 3
-#endif
 #define NPEER (NP + NS)
 #define SEQMAX 16
-#ifndef SEQLIM
-#define SEQLIM 8        /* the model explores at most this many sequences */
-#endif
-#define TOTAL (M0 + M1)
+#define TOTAL (m0 + m1)
+
+/* the known bugs (ZM_BUG) */
+#define BUG_NO_EVICT_WAKE 1     /* eviction does not wake (a waker died holding the arm) */
+#define BUG_WAKE_BEFORE_STORE 2 /* the producer loads armed before its stamp store */
+#define BUG_ARM_FIRST 3         /* the sleeper arms before it reads the futex word */
+#define BUG_NO_RECHECK 4        /* LATEST reader: no stamp re-check after taking its hold */
+#define BUG_NO_HOLD_CHECK 5     /* LATEST producer: no look at the holds */
+#define BUG_NO_GATE 6           /* RELIABLE producer: no wait for the floors after claiming */
+#define BUG_NO_PENDING_WAIT 7   /* repair: no wait for live producers between intent and sequence */
+#define BUG_ABANDON_NO_FLOOR 8  /* repair: abandons a slot a subscriber still needs */
+#define BUG_REPAIR_NO_HOLES 9   /* repair: ignores a claim that died as an intent (J) */
+#define BUG_NO_TRANSIENT_WAKE 10 /* LATEST reader: dropping a transient hold wakes nobody (the code today) */
+#define BUG_RESLEEP 11          /* the sleeper ignores its timeout and sleeps again */
+
+/* run-time parameters, constant once init has read them */
+byte m0, m1, maxcrash, crashers, maxhold, seqlim, rcalls, bug;
+bit deadline;
+/* the named properties: each is a bit that stays 0, so that a violation
+ * is reported as "assertion violated <name>" */
+bit no_lost_wakeup, hold_safe, floor_safe, no_torn_read, repair_safe, all_stamped, no_stall,
+    recv_terminates, bounded_skips;
 
 /* --------------------------------------------------------------- values */
 #define W 128           /* SEG_STAMP_WRITING (stamps are seq + 1 < 128) */
@@ -166,7 +172,7 @@ byte evph[NPEER];               /* broker's work for a dead peer: 0 none, 1 busy
 
 /* A named property: on violation, print its name (seen when spin replays
  * the trail) and fail. */
-#define CHECK(c, name) if :: (c) -> skip :: else -> printf(#name); printf(" PROPERTY-VIOLATED\n"); assert(false) fi
+#define CHECK(c, name) if :: (c) -> skip :: else -> assert(name) fi
 
 /* One shared-memory step of a producer or subscriber that stores: before
  * it, the process may be killed (kill -9) and stop forever. L is a step
@@ -175,7 +181,7 @@ byte evph[NPEER];               /* broker's work for a dead peer: 0 none, 1 busy
  * point of its own. Sleeping in FUTEX_WAIT counts as a load here: dying
  * asleep is dying just before it. */
 #define CRASH ncrash++; dead[me] = 1; phase[me] = DEAD; sl[me] = 0; goto crashed
-#define S(...) atomic { if :: (ncrash < MAXCRASH && (CRASHERS & (1 << me))) -> CRASH :: true -> __VA_ARGS__ fi }
+#define S(...) atomic { if :: (ncrash < maxcrash && (crashers & (1 << me))) -> CRASH :: true -> __VA_ARGS__ fi }
 #define L(...) atomic { __VA_ARGS__ }
 /* a step of the broker (which is not killed in this model) */
 #define B(...) atomic { __VA_ARGS__ }
@@ -223,13 +229,9 @@ inline wait_until(w, k, t, dl) {
         r = 0;
         do
         ::
-#ifdef BUG_ARM_FIRST
-                S(armed[w] = 1);
-                L(v = word[w]);
-#else
-                L(v = word[w]);                       /* K: read the word ... */
-                S(armed[w] = 1);                      /* K: ... then arm (SC) */
-#endif
+                /* K: read the word, then arm (SC); BUG_ARM_FIRST swaps them */
+                S(if :: bug == BUG_ARM_FIRST -> armed[w] = 1 :: else -> v = word[w] fi);
+                S(if :: bug == BUG_ARM_FIRST -> v = word[w] :: else -> armed[w] = 1 fi);
                 L(ok = READY(k, t));                  /* C / F: re-check (SC) */
                 if
                 :: ok -> break
@@ -246,16 +248,14 @@ inline wait_until(w, k, t, dl) {
                 :: ok -> r = 0; break
                 :: else -> skip
                 fi;
-#ifndef BUG_RESLEEP
                 if
-                :: r != 0 -> break                    /* FUTEX_WAIT timed out */
+                :: r != 0 && bug != BUG_RESLEEP -> break      /* FUTEX_WAIT timed out */
                 :: else ->
                         if
-                        :: dl -> r = TIMEDOUT; break  /* the deadline passed meanwhile */
+                        :: dl && bug != BUG_RESLEEP -> r = TIMEDOUT; break  /* the deadline passed */
                         :: true -> skip
                         fi
                 fi
-#endif
         od;
         wkind[me] = 0;
         wseq[me] = 0;
@@ -283,7 +283,7 @@ inline wait_for(w, k, t) {
  * look no further (with -DSTARVE it is an error instead). */
 inline take_seq() {
         if
-        :: h + 1 >= SEQLIM ->
+        :: h + 1 >= seqlim ->
 #ifdef STARVE
                 CHECK(false, bounded_skips);
 #endif
@@ -307,7 +307,7 @@ proctype Prod(byte p) {
         byte m, h, t, v, a, i, r, skips;
         bit ok;
 
-        m = ((p == 0) -> M0 : M1);
+        m = ((p == 0) -> m0 : m1);
         do
         :: m > 0 ->
 #ifdef LATEST
@@ -329,11 +329,7 @@ claim_again:
                 take_seq();
                 wait_for(DATA, K_PREV, t);                    /* ROOM_PREV */
                 S(stamp[SLOT(t)] = W | (t + 1));              /* I: mark (SC) */
-#ifdef BUG_NO_HOLD_CHECK
-                ok = 1;
-#else
-                L(ok = (hold[SLOT(t)] == 0));                 /* I: holds (SC) */
-#endif
+                L(ok = (hold[SLOT(t)] == 0 || bug == BUG_NO_HOLD_CHECK));  /* I: holds (SC) */
                 if
                 :: ok -> ok = 0
                 :: else ->
@@ -351,9 +347,10 @@ claim_again:
                 wait_for(ROOM, K_GATE, h);                    /* look before claiming */
                 take_seq();
                 wait_for(DATA, K_PREV, t);                    /* ROOM_PREV */
-#ifndef BUG_NO_GATE
-                wait_for(ROOM, K_GATE, t);                    /* ROOM_GATE */
-#endif
+                if
+                :: bug != BUG_NO_GATE -> wait_for(ROOM, K_GATE, t)    /* ROOM_GATE */
+                :: else -> skip
+                fi;
 #endif
                 /* write the payload in place, then publish (A) */
                 S(
@@ -363,17 +360,13 @@ claim_again:
                   CHECK(FLOORSAFE(t), floor_safe);
 #endif
                   payload[SLOT(t)] = t;
-                  desc[SLOT(t)] = t; flags[SLOT(t)] = 0);
-#ifdef BUG_WAKE_BEFORE_STORE
-                L(a = armed[DATA]);
-#endif
+                  desc[SLOT(t)] = t; flags[SLOT(t)] = 0;
+                  if :: bug == BUG_WAKE_BEFORE_STORE -> a = armed[DATA] :: else -> skip fi);
                 S(stamp[SLOT(t)] = t + 1);                    /* A */
                 S(claim[p] = NONE);
-#ifdef BUG_WAKE_BEFORE_STORE
-                wake_armed_loaded(DATA);                      /* D, with armed loaded too early */
-#else
-                notify();                                     /* D */
-#endif
+                /* D: the fence, then armed (BUG_WAKE_BEFORE_STORE: loaded above) */
+                L(if :: bug != BUG_WAKE_BEFORE_STORE -> a = armed[DATA] :: else -> skip fi);
+                wake_armed_loaded(DATA);
                 t = 0;
                 m--
         :: else -> break
@@ -421,17 +414,16 @@ inline release(k) {
 /* a transient hold (re-check failed, or a marker) is dropped */
 inline drop_transient() {
         S(hold[SLOT(c)] = hold[SLOT(c)] & ~BIT(s));
-#ifndef BUG_NO_TRANSIENT_WAKE
-        wake_armed(ROOM)
-#endif
+        if
+        :: bug != BUG_NO_TRANSIENT_WAKE -> wake_armed(ROOM)
+        :: else -> skip
+        fi
 }
 
 proctype Sub(byte s) {
         byte me = NP + s;
         byte c, v, v2, d, f, pl, h, a, i, r, pubf;
-#ifdef DEADLINE
         byte calls;
-#endif
         bit ok, had, got;
 
         pubf = sfloor[s];
@@ -439,19 +431,28 @@ proctype Sub(byte s) {
 #ifndef LATEST
         :: nxt[s] >= TOTAL -> break                   /* everything seen */
 #endif
-#ifdef DEADLINE
-        :: calls >= R -> break
-#endif
+        :: deadline && calls >= rcalls -> break
         :: else ->
                 /* let go of a message, or keep it (up to MAXHOLD) */
                 if
                 :: nheld[s] > 0 -> release(0)
                 :: nheld[s] > 1 -> release(1)
-                :: nheld[s] < MAXHOLD -> skip
+                :: nheld[s] < maxhold -> skip
                 fi;
-#ifdef DEADLINE
-                calls++;
+#ifndef LATEST
+                /* RELIABLE: an application that keeps a message a whole
+                 * ring behind its cursor and waits for the next one waits
+                 * for itself (its hold gates that very slot): the model's
+                 * application does not (README: Findings) */
+                if
+                :: nheld[s] > 0 && nxt[s] >= held[s * 2] + N -> release(0)
+                :: else -> skip
+                fi;
 #endif
+                if
+                :: deadline -> calls++
+                :: else -> skip
+                fi;
                 got = 0;
                 /* ring_sub_recv_slow: take_one, else wait, and again */
                 do
@@ -472,17 +473,14 @@ proctype Sub(byte s) {
                                 L(d = desc[SLOT(c)]; f = flags[SLOT(c)]);
                                 /* H: take the hold, then re-check the stamp */
                                 S(had = ((hold[SLOT(c)] & BIT(s)) != 0);
-                                  hold[SLOT(c)] = hold[SLOT(c)] | BIT(s)
-#ifdef BUG_NO_RECHECK
-                                  ; if :: f == 0 && !had -> vhold[SLOT(c)] = vhold[SLOT(c)] | BIT(s) :: else -> skip fi
-#endif
-                                  );
-#ifdef BUG_NO_RECHECK
-                                v2 = v;
-#else
-                                L(v2 = stamp[SLOT(c)];                /* H: re-check (SC) */
-                                  if :: v2 == v && f == 0 && !had -> vhold[SLOT(c)] = vhold[SLOT(c)] | BIT(s) :: else -> skip fi);
-#endif
+                                  hold[SLOT(c)] = hold[SLOT(c)] | BIT(s);
+                                  if :: bug == BUG_NO_RECHECK && f == 0 && !had -> vhold[SLOT(c)] = vhold[SLOT(c)] | BIT(s) :: else -> skip fi);
+                                if
+                                :: bug == BUG_NO_RECHECK -> v2 = v
+                                :: else ->
+                                        L(v2 = stamp[SLOT(c)];        /* H: re-check (SC) */
+                                          if :: v2 == v && f == 0 && !had -> vhold[SLOT(c)] = vhold[SLOT(c)] | BIT(s) :: else -> skip fi)
+                                fi;
                                 if
                                 :: v2 != v ->
                                         if
@@ -536,11 +534,7 @@ proctype Sub(byte s) {
                                 :: else -> skip
                                 fi;
 #endif
-#ifdef DEADLINE
-                                wait_until(DATA, K_DATA, c, 1);
-#else
-                                wait_until(DATA, K_DATA, c, 0);
-#endif
+                                wait_until(DATA, K_DATA, c, deadline);
                                 if
                                 :: r != 0 -> r = 0; break             /* -ETIMEDOUT */
                                 :: else -> skip
@@ -564,9 +558,7 @@ crashed:        /* a dead (or finished) process keeps no state */
         d_step {
                 c = 0; v = 0; v2 = 0; d = 0; f = 0; pl = 0; h = 0; a = 0; i = 0; r = 0; pubf = 0;
                 ok = 0; had = 0; got = 0;
-#ifdef DEADLINE
                 calls = 0;
-#endif
                 skip
         }
 }
@@ -574,12 +566,12 @@ crashed:        /* a dead (or finished) process keeps no state */
 /* ---------------------------------------------------------------- broker */
 
 inline wake_both() {
-#ifndef BUG_NO_EVICT_WAKE
-        broker_wake_all(DATA);
-        broker_wake_all(ROOM)
-#else
-        skip
-#endif
+        if
+        :: bug != BUG_NO_EVICT_WAKE ->
+                broker_wake_all(DATA);
+                broker_wake_all(ROOM)
+        :: else -> skip
+        fi
 }
 
 /* ring_sub_evict */
@@ -615,8 +607,8 @@ inline abandon(t) {
                 if
                 :: v != PREVST(t) && v != (W | ((t) + 1)) -> r = 1    /* lap before not done */
                 :: else ->
-#if !defined(LATEST) && !defined(BUG_ABANDON_NO_FLOOR)
-                        B(ok = GATEOK(t));
+#ifndef LATEST
+                        B(ok = GATEOK(t) || bug == BUG_ABANDON_NO_FLOOR);
                         if
                         :: !ok -> r = 1                              /* still needed */
                         :: else ->
@@ -631,7 +623,7 @@ inline abandon(t) {
                                   desc[SLOT(t)] = t; flags[SLOT(t)] = F_AB);
                                 B(stamp[SLOT(t)] = (t) + 1);
                                 broker_wake_all(DATA)
-#if !defined(LATEST) && !defined(BUG_ABANDON_NO_FLOOR)
+#ifndef LATEST
                         fi
 #endif
                 fi
@@ -657,9 +649,7 @@ repair:
         B(c = claim[p]);
         if
         :: c == NONE -> goto done
-#ifdef BUG_REPAIR_NO_HOLES
-        :: (c & PEND) != 0 -> goto done               /* the bug: a hole is left alone */
-#endif
+        :: (c & PEND) != 0 && bug == BUG_REPAIR_NO_HOLES -> goto done  /* the bug: a hole left alone */
         :: (c & PEND) == 0 ->
                 abandon(c);
                 if
@@ -671,13 +661,11 @@ repair:
         /* J: it died between its intent and its sequence */
         lo = c & ~PEND;
         B(h = head);
-#ifndef BUG_NO_PENDING_WAIT
-        B(ok = OTHER_PENDING(p));
+        B(ok = OTHER_PENDING(p) && bug != BUG_NO_PENDING_WAIT);
         if
         :: ok -> atomic { !OTHER_PENDING(p) }; goto repair
         :: else -> skip
         fi;
-#endif
         t = lo;
         do
         :: t < h ->
@@ -752,24 +740,34 @@ proctype Monitor() {
                         i++
                 :: else -> break
                 od;
-#ifdef DEADLINE
                 i = NP;
                 do
-                :: i < NPEER ->
+                :: deadline && i < NPEER ->
                         /* recv_terminates: every subscriber made all its calls */
                         CHECK(phase[i] == DONE || phase[i] == DEAD, recv_terminates);
                         i++
                 :: else -> break
                 od;
-#endif
 cut_run:
                 i = 0
         }
 }
 
+/* a parameter from the environment of ./pan */
+#define PARAM(var, name, dflt) c_code { now.var = getenv(name) ? atoi(getenv(name)) : dflt; }
+
 init {
         byte i;
 
+        PARAM(m0, "ZM_M0", 1);
+        PARAM(m1, "ZM_M1", 1);
+        PARAM(maxcrash, "ZM_MAXCRASH", 1);
+        PARAM(crashers, "ZM_CRASHERS", 15);
+        PARAM(maxhold, "ZM_MAXHOLD", 1);
+        PARAM(seqlim, "ZM_SEQLIM", 8);
+        PARAM(rcalls, "ZM_R", 3);
+        PARAM(bug, "ZM_BUG", 0);
+        PARAM(deadline, "ZM_DEADLINE", 0);
         atomic {
                 i = 0;
                 do
