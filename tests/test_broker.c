@@ -887,7 +887,14 @@ START_TEST(test_connection_floods_leave_the_brokers_fds_and_memory_flat) {
         unsigned fd1 = settled_fds(b.pid);
         uint64_t rss1 = broker_rss_kb(b.pid);
         ck_assert_msg(fd1 == fd0, "the broker holds %u descriptors after the floods, %u before", fd1, fd0);
+#if defined(__SANITIZE_ADDRESS__)
+        /* ASan holds freed memory in its quarantine, so RSS grows by design
+         * there; LeakSanitizer checks the broker's memory at its exit. */
+        (void)rss0;
+        (void)rss1;
+#else
         ck_assert_msg(rss1 <= rss0 + 2048, "the broker's RSS grew from %" PRIu64 " to %" PRIu64 " KiB", rss0, rss1);
+#endif
         broker_stop(&b);
         broker_destroy(&b);
 }
