@@ -200,6 +200,11 @@ int ring_sub_recv_slow(struct ring_sub *s, zcbus_msg *msgs, uint32_t n, int time
                         return (int)got;
                 }
                 publish_floor_if_moved(s);
+                /* RELIABLE: the next message's slot is the one its own
+                 * oldest hold occupies: no producer may write it before that
+                 * hold is released, so waiting would wait on itself. */
+                if (s->reliable && s->nheld && s->next - s->held[0] >= s->m->g.slot_count)
+                        return -ENOBUFS;
                 if (timeout_ms == 0)
                         return -EAGAIN;
                 if (!deadline && timeout_ms > 0)

@@ -620,6 +620,33 @@ START_TEST(test_failed_release_batch_leaves_holds_and_floor_consistent) {
 }
 END_TEST
 
+/* A reliable subscriber whose oldest hold is a whole ring behind its
+ * cursor would wait on itself (found by the protocol model): recv says
+ * -ENOBUFS at once instead of sleeping until its timeout. */
+START_TEST(test_a_hold_a_ring_behind_the_cursor_fails_recv_with_enobufs) {
+        struct seg_params p = params(8, 32, ZCBUS_POLICY_RELIABLE, 1, 1);
+        struct topic t;
+        struct ring_pub pub;
+        struct ring_sub s;
+        uint64_t held[4];
+        zcbus_msg first, m;
+
+        topic_open_sub_pub(&t, &p, &s, 0, 4, held, &pub, 0, ZCBUS_WAIT_ADAPTIVE);
+        pub_n(&pub, 8);
+        ck_assert_int_eq(ring_sub_recv(&s, &first, 1, 0), 1); /* seq 0, kept */
+        for (int i = 1; i < 8; i++)
+                (void)recv_check_release(&s);
+        ck_assert_int_eq(ring_sub_recv(&s, &m, 1, 0), -ENOBUFS);
+        ck_assert_int_eq(ring_sub_recv(&s, &m, 1, 10000), -ENOBUFS);
+        ck_assert_int_eq(ring_sub_release(&s, &first.seq, 1), 0);
+        pub_n(&pub, 1);
+        ck_assert_uint_eq(recv_check_release(&s), 8);
+        ring_sub_deinit(&s);
+        ring_pub_deinit(&pub);
+        topic_close(&t);
+}
+END_TEST
+
 /* --------------------------------------------------------- timeouts */
 
 START_TEST(test_recv_on_an_empty_ring_returns_eagain_or_etimedout) {
@@ -754,6 +781,7 @@ static Suite *ring_suite(void) {
         tcase_add_test(tc, test_holds_beyond_max_fail_with_enobufs_and_release_in_any_order);
         tcase_add_test(tc, test_releasing_a_sequence_not_held_fails_with_enoent);
         tcase_add_test(tc, test_failed_release_batch_leaves_holds_and_floor_consistent);
+        tcase_add_test(tc, test_a_hold_a_ring_behind_the_cursor_fails_recv_with_enobufs);
         tcase_add_test(tc, test_recv_on_an_empty_ring_returns_eagain_or_etimedout);
         tcase_add_test(tc, test_full_reliable_ring_returns_eagain_or_etimedout_to_the_producer);
         tcase_add_test(tc, test_a_claim_that_loses_a_race_for_room_times_out_once);
