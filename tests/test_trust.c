@@ -398,10 +398,17 @@ static void kp_victim(struct topic *t, const struct kp_case *c, unsigned n, bool
         (void)reliable;
         for (unsigned i = 0; i < 20000; i++) {
                 int r = ring_sub_recv(&s, &m, 1, 5000);
-                if (r == 1)
-                        (void)ring_sub_release(&s, &m.seq, 1);
-                else if (r != -EBADMSG)
+                if (r != 1 && r != -EBADMSG)
                         _exit(4);
+                if (r != 1)
+                        continue;
+                /* To die in a wake-up, a producer must be asleep for room
+                 * behind this subscriber's hold (the other reader is asleep
+                 * for data then, so the arm is this one's to take). */
+                if (c->point == KP_WAKE_TAKEN)
+                        while (load_sc(&seg_subs_notify(&t->sm)->room_armed) == 0)
+                                (void)sched_yield();
+                (void)ring_sub_release(&s, &m.seq, 1);
         }
         _exit(0);
 }
