@@ -209,16 +209,17 @@ int ring_sub_recv_slow(struct ring_sub *s, zcbus_msg *msgs, uint32_t n, int time
                         return -EAGAIN;
                 if (!deadline && timeout_ms > 0)
                         deadline = deadline_from_ms(timeout_ms);
+                else if (deadline && now_ns() >= deadline)
+                        /* An earlier wait saw something at the cursor that
+                         * take_one could not deliver (a long run of markers,
+                         * walked in bounded steps): the deadline holds
+                         * whatever the ring says. */
+                        return -ETIMEDOUT;
                 r = wait_until(&s->wait, ring_sub_words(s), deadline, sub_ready_cb, s, &s->sleeps);
                 if (s->sleeps)
                         store_rlx(&s->me->sleeps, s->sleeps);
                 if (r < 0)
                         return r;
-                /* Something is at the cursor, but take_one may still find
-                 * nothing to deliver (a long run of markers, in bounded
-                 * steps): the deadline holds whatever the ring says. */
-                if (deadline && now_ns() >= deadline)
-                        return -ETIMEDOUT;
                 /* Woken for a message: the short way, when it applies. */
                 if (ring_recv_fast_ok(s, n) && ring_take_fast(s, msgs))
                         return 1;
