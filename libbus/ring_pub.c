@@ -239,40 +239,6 @@ int ring_pub_claim_slow(struct ring_pub *p, uint32_t n, int timeout_ms, uint64_t
         return ring_pub_claim_taken(p, ring_take_seqs(p, h, n), n, deadline, may_wait, ret_seq);
 }
 
-int ring_pub_send_iov(struct ring_pub *p, const zcbus_iov *msgs, uint32_t n, int timeout_ms) {
-        uint64_t seq, ts;
-        uint32_t done = 0;
-        int r = -EINVAL;
-
-        if (!p->reliable) {
-                /* LATEST claims one slot at a time (a held slot is stepped
-                 * over); the batch still costs one notification. */
-                for (; done < n; done++) {
-                        r = ring_pub_claim(p, 1, done ? 0 : timeout_ms, &seq);
-                        if (r < 0)
-                                break;
-                        if (msgs[done].len)
-                                memcpy(ring_pub_payload(p, seq), msgs[done].data, msgs[done].len);
-                        ring_pub_publish(p, seq, (uint32_t)msgs[done].len, ring_pub_now(p));
-                }
-                if (done == 0)
-                        return r;
-                ring_pub_notify(p);
-                return (int)done;
-        }
-        r = ring_pub_claim(p, n, timeout_ms, &seq);
-        if (r < 0)
-                return r;
-        ts = ring_pub_now(p);
-        for (uint32_t i = 0; i < n; i++) {
-                if (msgs[i].len)
-                        memcpy(ring_pub_payload(p, seq + i), msgs[i].data, msgs[i].len);
-                ring_pub_publish(p, seq + i, (uint32_t)msgs[i].len, ts);
-        }
-        ring_pub_notify(p);
-        return (int)n;
-}
-
 /* The wake-up half of ring_pub_notify: once per arming (K). */
 void ring_pub_wake(struct ring_pub *p) {
         if (wait_wake_armed(ring_data_words(p->m)))

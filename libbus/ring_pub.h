@@ -12,6 +12,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "futex.h"
 #include "ring.h"
@@ -41,7 +42,6 @@ void ring_pub_deinit(struct ring_pub *p);
  * of n under RELIABLE (n <= slot_count), one slot at a time under LATEST
  * (later ones without waiting). Lengths must fit (the caller checked).
  * Returns how many were sent (>= 1) or a negative errno. */
-int ring_pub_send_iov(struct ring_pub *p, const zcbus_iov *msgs, uint32_t n, int timeout_ms);
 
 /* The general paths behind the inline ones below. */
 int ring_pub_claim_slow(struct ring_pub *p, uint32_t n, int timeout_ms, uint64_t *ret_seq);
@@ -156,5 +156,40 @@ static _always_inline_ void ring_pub_notify(struct ring_pub *p) {
         if (_unlikely_(load_rlx(&seg_subs_notify(p->m)->data_armed) != 0))
                 ring_pub_wake(p);
 }
+
+static _always_inline_ int ring_pub_send_iov(struct ring_pub *p, const zcbus_iov *msgs, uint32_t n, int timeout_ms) {
+        uint64_t seq, ts;
+        uint32_t done = 0;
+        int r = -EINVAL;
+
+        if (!p->reliable) {
+                /* LATEST claims one slot at a time (a held slot is stepped
+                 * over); the batch still costs one notification. */
+                for (; done < n; done++) {
+                        r = ring_pub_claim(p, 1, done ? 0 : timeout_ms, &seq);
+                        if (r < 0)
+                                break;
+                        if (msgs[done].len)
+                                memcpy(ring_pub_payload(p, seq), msgs[done].data, msgs[done].len);
+                        ring_pub_publish(p, seq, (uint32_t)msgs[done].len, ring_pub_now(p));
+                }
+                if (done == 0)
+                        return r;
+                ring_pub_notify(p);
+                return (int)done;
+        }
+        r = ring_pub_claim(p, n, timeout_ms, &seq);
+        if (r < 0)
+                return r;
+        ts = ring_pub_now(p);
+        for (uint32_t i = 0; i < n; i++) {
+                if (msgs[i].len)
+                        memcpy(ring_pub_payload(p, seq + i), msgs[i].data, msgs[i].len);
+                ring_pub_publish(p, seq + i, (uint32_t)msgs[i].len, ts);
+        }
+        ring_pub_notify(p);
+        return (int)n;
+}
+
 
 #endif
