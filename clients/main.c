@@ -132,7 +132,7 @@ int main(int argc, char **argv) {
                         usage(stdout);
                         return 0;
                 case OPT_VERSION:
-                        (void)printf("zcbus %s (protocol %d.%d)\n", PACKAGE_VERSION, ZCBUS_VERSION_MAJOR,
+                        (void)printf("zcbus %s (API %d.%d)\n", PACKAGE_VERSION, ZCBUS_VERSION_MAJOR,
                                      ZCBUS_VERSION_MINOR);
                         return 0;
                 case ':':

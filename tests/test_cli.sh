@@ -152,7 +152,8 @@ check "zcbus --help exits 0 and lists the commands" \
         eval '[ "$rc" -eq 0 ] && grep -q "^Usage: zcbus" "$dir/last.out" && grep -q "pub" "$dir/last.out" && [ ! -s "$dir/last.err" ]'
 
 run "$ZCBUS_CLI" --version
-check "zcbus --version exits 0" eval '[ "$rc" -eq 0 ] && grep -q "^zcbus " "$dir/last.out"'
+check "zcbus --version exits 0 and names the API, not a protocol" \
+        eval '[ "$rc" -eq 0 ] && grep -q "^zcbus .*(API [0-9]*\.[0-9]*)" "$dir/last.out"'
 
 for c in pub sub list lat perf; do
         run "$ZCBUS_CLI" "$c" --help
@@ -306,6 +307,35 @@ check "pub: a too-large stdin line fails naming the size" runtime_error 100
 
 run cli sub silent -t 100
 check "sub -t 100 on a silent topic times out with exit 1" runtime_error "timed out after 100 ms"
+
+run cli sub hist --history 3 -t 0
+check "sub -t 0 --history 3 prints what is there and exits 0" \
+        eval '[ "$rc" -eq 0 ] && expect "$dir/last.out" "3\n4\n5\n" && [ ! -s "$dir/last.err" ]'
+
+run cli pub 'bad topic' x
+check "pub: a topic name with a space is a usage error that says why" \
+        eval 'usage_error && grep -q "space or a control character" "$dir/last.err"'
+run cli sub "$(printf 'tab\tbed')" -n 1
+check "sub: a topic name with a tab is a usage error that says why" \
+        eval 'usage_error && grep -q "space or a control character" "$dir/last.err"'
+
+run cli pub --slots 32M t1 a
+check "pub: --slots above 16M is a usage error naming the range" eval 'usage_error && grep -q "16M" "$dir/last.err"'
+
+# A stopped subscriber gates a 2-slot topic: pub -t 100 times out, and says
+# so once.
+if start_sub gate slowroom -t "$T" --slots 2; then
+        kill -STOP "$sub_pid"
+        run cli pub --slots 2 -t 100 slowroom a b c d
+        check "pub -t 100 behind a stopped subscriber says 'timed out' once" \
+                eval 'runtime_error "timed out after 100 ms waiting for room in topic" &&
+                      [ "$(grep -o "timed out" "$dir/last.err" | wc -l)" -eq 1 ]'
+        kill -CONT "$sub_pid"
+        kill -TERM "$sub_pid"
+        finish_sub
+else
+        not_ok "pub -t behind a stopped subscriber: sub subscribes" "$dir/gate.err"
+fi
 
 run cli pub --policy latest lossy a
 check "pub --policy latest creates a topic" eval '[ "$rc" -eq 0 ] && [ ! -s "$dir/last.err" ]'
