@@ -953,6 +953,20 @@ END_TEST
 /* The stall policy blames only a subscriber that could move and does not,
  * and only while producers are held back (found by review). */
 
+/* The subscriber receives n messages carrying 0, 1, ... (8 bytes each,
+ * waiting up to timeout_ms for each), and the broker evicted nobody. */
+static void expect_counting(const struct broker *b, zcbus_sub *sub, uint64_t n, int timeout_ms) {
+        zcbus_msg m;
+
+        for (uint64_t i = 0; i < n; i++) {
+                int r = zcbus_sub_recv(sub, &m, timeout_ms);
+                ck_assert_msg(r == 0, "message %llu: %s", (unsigned long long)i, zcbus_strerror(r));
+                ck_assert(memcmp(m.data, &i, 8) == 0);
+                ck_assert_int_eq(zcbus_sub_release(sub, &m), 0);
+        }
+        ck_assert_msg(!log_wait(b, "evicted", 0), "the broker evicted a subscriber");
+}
+
 /* A producer that claimed seq 0 and has not committed it holds everyone
  * back: the subscriber waiting for seq 0 is not at fault. */
 START_TEST(test_a_producers_unfinished_loan_gets_no_subscriber_evicted) {
@@ -981,13 +995,7 @@ START_TEST(test_a_producers_unfinished_loan_gets_no_subscriber_evicted) {
         ck_assert_int_eq(zcbus_sub_recv(sub, &m, 0), -EAGAIN);
         memcpy(buf, &(uint64_t){0}, 8);
         ck_assert_int_eq(zcbus_pub_commit(slow, 8), 0);
-        for (uint64_t i = 0; i < 8; i++) {
-                int r = zcbus_sub_recv(sub, &m, 1000);
-                ck_assert_msg(r == 0, "message %llu: %s", (unsigned long long)i, zcbus_strerror(r));
-                ck_assert(memcmp(m.data, &i, 8) == 0);
-                ck_assert_int_eq(zcbus_sub_release(sub, &m), 0);
-        }
-        ck_assert(!log_wait(&b, "evicted", 0));
+        expect_counting(&b, sub, 8, 1000);
         zcbus_pub_close(slow);
         zcbus_pub_close(fast);
         zcbus_sub_close(sub);
@@ -1020,13 +1028,7 @@ START_TEST(test_a_subscriber_behind_an_idle_topic_is_not_evicted) {
         /* Many stall timeouts, waiting on something else. */
         ck_assert_int_eq(zcbus_sub_open(bus, "stall.other", NULL, &other), 0);
         ck_assert_int_eq(zcbus_sub_recv(other, &m, 600), -ETIMEDOUT);
-        for (uint64_t i = 0; i < 8; i++) {
-                int r = zcbus_sub_recv(sub, &m, 0);
-                ck_assert_msg(r == 0, "history message %llu: %s", (unsigned long long)i, zcbus_strerror(r));
-                ck_assert(memcmp(m.data, &i, 8) == 0);
-                ck_assert_int_eq(zcbus_sub_release(sub, &m), 0);
-        }
-        ck_assert(!log_wait(&b, "evicted", 0));
+        expect_counting(&b, sub, 8, 0);
         zcbus_sub_close(other);
         zcbus_sub_close(sub);
         zcbus_disconnect(bus);
