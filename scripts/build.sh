@@ -7,7 +7,8 @@ top=$(cd "$(dirname "$0")/.." && pwd)
 dir=$1; shift
 cd "$top"
 if [ -f config.status ]; then
-        # An in-tree build blocks out-of-tree ones: clean it away.
+        # An in-tree build blocks out-of-tree ones: clean it away, and say so.
+        echo "build.sh: removing the in-tree build in $top (make distclean): builds go out of tree, in $dir" >&2
         make distclean >/dev/null 2>&1 || true
 fi
 [ -x configure ] && [ configure -nt configure.ac ] && [ configure -nt Makefile.am ] || autoreconf -fi >/dev/null 2>&1
