@@ -152,7 +152,9 @@ static int on_open(struct broker *b, struct peer *p, const struct proto_msg *m) 
         struct reg_topic *t;
         char err[PROTO_ERRMSG_MAX + 1] = "";
         uint32_t index;
-        int fds[2];
+        uint64_t start = 0;
+        int fds[PROTO_FDS_MAX];
+        unsigned nfds;
         int r;
 
         if (p->nentries >= b->conf->session_max_entries) {
@@ -182,7 +184,7 @@ static int on_open(struct broker *b, struct peer *p, const struct proto_msg *m) 
                 .uid_acct = p->uid_acct,
                 .session_acct = p->session_acct,
         };
-        r = reg_open(b->reg, o, m->name, &ow, &t, &index, err, sizeof(err));
+        r = reg_open(b->reg, o, m->name, &ow, &t, &index, &start, err, sizeof(err));
         if (r < 0) {
                 /* Denials and quotas are the administrator's business:
                  * logged; other refusals only when verbose. */
@@ -194,8 +196,8 @@ static int on_open(struct broker *b, struct peer *p, const struct proto_msg *m) 
         /* Recorded before replying: if the reply fails, session cleanup
          * evicts the entry like any other. */
         peer_hold(p, t, o->role, index);
-        reg_open_reply(t, o->role, index, &rep, fds);
-        r = send_msg(b, p, proto_enc_open_reply(b->sbuf, sizeof(b->sbuf), m->hdr.req_id, &rep), fds, 2);
+        nfds = reg_open_reply(t, o->role, index, start, &rep, fds);
+        r = send_msg(b, p, proto_enc_open_reply(b->sbuf, sizeof(b->sbuf), m->hdr.req_id, &rep), fds, nfds);
         if (r < 0)
                 return r;
         log_debug("session %s: opened '%s' as %s %u", p->id_str, t->name, role_name(o->role), index);

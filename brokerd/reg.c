@@ -33,6 +33,7 @@
 #include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <uuid/uuid.h>
 
 #include "macro.h"
@@ -162,9 +163,11 @@ static void topic_destroy(struct reg_topic *t) {
         seg_unmap(&t->map);
         closep(&t->ring_fd);
         closep(&t->ring_ro_fd);
-        closep(&t->subs_fd);
+        for (uint32_t i = 0; i < SEG_TABLES_MAX; i++)
+                closep(&t->table_fds[i]);
         free(t->prod_state);
         free(t->sub_state);
+        free(t->sub_table);
         free(t->repairs);
         free(t->stalls);
         free(t);
@@ -368,6 +371,7 @@ static int topic_create(struct reg *r, const struct proto_open *o, const char *n
                 .policy = o->policy ? o->policy : c->policy,
                 .max_producers = c->max_producers,
                 .max_subs = c->max_subscribers,
+                .sub_tables = c->sub_uids,
                 .start_seq = REG_START_SEQ,
                 .data_word_start = REG_DATA_WORD_START,
         };
@@ -392,7 +396,7 @@ static int topic_create(struct reg *r, const struct proto_open *o, const char *n
                                p.slot_count, p.slot_size);
                 return rr;
         }
-        bytes = ring_size == UINT64_MAX ? UINT64_MAX : ring_size + seg_subs_size(p.max_subs, p.slot_count);
+        bytes = ring_size == UINT64_MAX ? UINT64_MAX : seg_topic_bytes(&p, ring_size);
         if (bytes > c->max_segment_bytes) {
                 (void)snprintf(err, errlen, "topic '%s' (slot_count %u x slot_size %u) exceeds max_segment_bytes %llu",
                                name, p.slot_count, p.slot_size, (unsigned long long)c->max_segment_bytes);
@@ -419,26 +423,29 @@ static int topic_create(struct reg *r, const struct proto_open *o, const char *n
         t = calloc(1, sizeof(*t));
         if (!t)
                 return -ENOMEM;
-        t->ring_fd = t->ring_ro_fd = t->subs_fd = -1;
+        t->ring_fd = t->ring_ro_fd = -1;
+        for (uint32_t i = 0; i < SEG_TABLES_MAX; i++)
+                t->table_fds[i] = -1;
         strcpy(t->name, name); /* proto_decode bounded it to PROTO_NAME_MAX */
         memcpy(t->topic_id, p.topic_id, 16);
         memcpy(t->segment_id, p.segment_id, 16);
         t->bytes = bytes;
         t->prod_state = calloc(p.max_producers, 1);
         t->sub_state = calloc(p.max_subs, 1);
+        t->sub_table = calloc(p.max_subs, 1);
         t->repairs = calloc(p.max_producers, sizeof(*t->repairs));
         t->stalls = calloc(p.max_subs, sizeof(*t->stalls));
-        if (!t->prod_state || !t->sub_state || !t->repairs || !t->stalls)
+        if (!t->prod_state || !t->sub_state || !t->sub_table || !t->repairs || !t->stalls)
                 return -ENOMEM;
 
-        rr = seg_create(&p, &t->ring_fd, &t->subs_fd);
+        rr = seg_create(&p, &t->ring_fd, t->table_fds);
         if (rr < 0) {
                 log_err("creating segments for topic '%s' (%llu bytes) failed: %s", name,
                         (unsigned long long)bytes, strerror(-rr));
                 (void)snprintf(err, errlen, "broker could not create topic '%s': %s", name, strerror(-rr));
                 return rr;
         }
-        rr = seg_map_fds(t->ring_fd, t->subs_fd, 1, &t->map);
+        rr = seg_map_fds(t->ring_fd, t->table_fds, p.sub_tables, 1, &t->map);
         if (rr < 0) {
                 log_err("mapping new topic '%s' failed: %s", name, strerror(-rr));
                 (void)snprintf(err, errlen, "broker could not map topic '%s': %s", name, strerror(-rr));
@@ -490,25 +497,54 @@ static int topic_compatible(const struct reg_topic *t, const struct proto_open *
         return 0;
 }
 
-static int entry_alloc(struct reg_topic *t, uint32_t role, uint32_t pid, uint32_t *ret_index, char *err,
-                       size_t errlen) {
+/* The table of uid's subscribers in t: the one bound to uid, else the
+ * next one bound to it now; -EUSERS when every table is another uid's. */
+static int table_of(struct reg_topic *t, uint32_t uid, uint32_t *ret, char *err, size_t errlen) {
+        for (uint32_t i = 0; i < t->ntables; i++)
+                if (t->table_uid[i] == uid) {
+                        *ret = i;
+                        return 0;
+                }
+        if (t->ntables >= t->map.g.sub_tables) {
+                (void)snprintf(err, errlen, "topic '%s' has subscribers of %u uids already (sub_uids)", t->name,
+                               t->map.g.sub_tables);
+                return -EUSERS;
+        }
+        /* A table stays its uid's for the topic's life: a process of the
+         * old uid may keep it mapped. */
+        t->table_uid[t->ntables] = uid;
+        *ret = t->ntables++;
+        log_debug("topic '%s': subscriber table %u for uid %u", t->name, *ret, (unsigned)uid);
+        return 0;
+}
+
+static int entry_alloc(struct reg_topic *t, uint32_t role, const struct reg_owner *ow, uint32_t history,
+                       uint32_t *ret_index, uint64_t *ret_start, char *err, size_t errlen) {
         int pub = role == PROTO_ROLE_PUB;
         uint8_t *state = pub ? t->prod_state : t->sub_state;
         uint32_t n = pub ? t->map.g.max_producers : t->map.g.max_subs;
+        uint32_t table = 0;
 
         for (uint32_t i = 0; i < n; i++) {
                 if (state[i] != REG_ENTRY_FREE)
                         continue;
+                if (!pub) {
+                        int rr = table_of(t, ow->uid, &table, err, errlen);
+                        if (rr < 0)
+                                return rr;
+                }
                 state[i] = REG_ENTRY_HELD;
                 if (!ev_is_active(&t->reg->stall))
                         ev_timer_again(t->reg->loop, &t->reg->stall);
                 if (pub) {
                         t->nprod++;
-                        ring_prod_activate(&t->map, i, pid);
+                        ring_prod_activate(&t->map, i, ow->pid);
+                        *ret_start = 0;
                 } else {
                         t->nsub++;
                         t->stalls[i] = (struct reg_stall){0};
-                        ring_sub_activate(&t->map, i, pid);
+                        t->sub_table[i] = (uint8_t)table;
+                        *ret_start = ring_sub_register(&t->map, i, table, ow->pid, history);
                 }
                 idle_update(t);
                 *ret_index = i;
@@ -519,7 +555,7 @@ static int entry_alloc(struct reg_topic *t, uint32_t role, uint32_t pid, uint32_
 }
 
 int reg_open(struct reg *r, const struct proto_open *o, const char *name, const struct reg_owner *ow,
-             struct reg_topic **ret_topic, uint32_t *ret_index, char *err, size_t errlen) {
+             struct reg_topic **ret_topic, uint32_t *ret_index, uint64_t *ret_start, char *err, size_t errlen) {
         struct reg_topic *t;
         uint32_t index;
         int rr;
@@ -559,7 +595,7 @@ int reg_open(struct reg *r, const struct proto_open *o, const char *name, const 
                 rr = topic_create(r, o, name, ow, &t, err, errlen);
         if (rr < 0)
                 return rr;
-        rr = entry_alloc(t, o->role, ow->pid, &index, err, errlen);
+        rr = entry_alloc(t, o->role, ow, o->history, &index, ret_start, err, errlen);
         if (rr < 0)
                 return rr;
         *ret_topic = t;
@@ -567,20 +603,31 @@ int reg_open(struct reg *r, const struct proto_open *o, const char *name, const 
         return 0;
 }
 
-void reg_open_reply(const struct reg_topic *t, uint32_t role, uint32_t index, struct proto_open_reply *ret,
-                    int ret_fds[2]) {
+unsigned reg_open_reply(const struct reg_topic *t, uint32_t role, uint32_t index, uint64_t start,
+                        struct proto_open_reply *ret, int *ret_fds) {
+        bool pub = role == PROTO_ROLE_PUB;
+        unsigned n = 1;
+
         *ret = (struct proto_open_reply){
                 .slot_count = t->map.g.slot_count,
                 .slot_size = t->map.g.slot_size,
                 .policy = t->map.g.policy,
                 .index = index,
+                .table = pub ? 0 : t->sub_table[index],
+                .ntables = pub ? t->map.g.sub_tables : 1,
+                .start = start,
                 .ring_size = t->map.g.ring_size,
                 .subs_size = t->map.g.subs_size,
         };
         memcpy(ret->topic_id, t->topic_id, 16);
         memcpy(ret->segment_id, t->segment_id, 16);
-        ret_fds[0] = role == PROTO_ROLE_PUB ? t->ring_fd : t->ring_ro_fd;
-        ret_fds[1] = t->subs_fd;
+        ret_fds[0] = pub ? t->ring_fd : t->ring_ro_fd;
+        if (pub)
+                for (uint32_t i = 0; i < t->map.g.sub_tables; i++)
+                        ret_fds[n++] = t->table_fds[i];
+        else
+                ret_fds[n++] = t->table_fds[t->sub_table[index]];
+        return n;
 }
 
 /* --- releasing entries and repairing producers ----------------------------- */
@@ -700,8 +747,11 @@ static bool producers_blocked(struct reg_topic *t) {
         for (uint32_t i = 0; i < t->map.g.max_producers; i++)
                 if (t->prod_state[i] == REG_ENTRY_HELD)
                         waits += load_rlx(&seg_prod(&t->map, i)->waits);
+        bool armed = false;
+        for (uint32_t i = 0; i < t->ntables; i++)
+                armed |= load_sc(&seg_subs_notify(&t->map, i)->room_armed) != 0;
         blocked = t->nprod > 0 &&
-                  (load_sc(&seg_subs_notify(&t->map)->room_armed) != 0 || waits != t->stall_waits ||
+                  (armed || waits != t->stall_waits ||
                    (t->stall_blocked && h == t->stall_head));
         t->stall_waits = waits;
         t->stall_head = h;
@@ -717,9 +767,9 @@ static void stall_reassert(struct reg_topic *t) {
 
         for (uint32_t i = 0; i < t->map.g.max_subs; i++) {
                 if (t->sub_state[i] == REG_ENTRY_FREE)
-                        woke |= ring_sub_entry_reset(&t->map, i, SEG_ENTRY_FREE);
+                        woke |= ring_sub_entry_reset(&t->map, i, 0, SEG_ENTRY_FREE);
                 else if (t->stalls[i].evicted)
-                        woke |= ring_sub_entry_reset(&t->map, i, SEG_ENTRY_EVICTED);
+                        woke |= ring_sub_entry_reset(&t->map, i, t->sub_table[i], SEG_ENTRY_EVICTED);
         }
         if (woke) {
                 log_debug("topic '%s': a freed or evicted subscriber entry was written to; reset", t->name);
@@ -753,7 +803,7 @@ static void stall_cb(struct ev_loop *loop, ev_timer *w, int revents) {
 
                         if (t->sub_state[i] != REG_ENTRY_HELD || st->evicted)
                                 continue;
-                        if (ms == 0 || !blocked || !ring_sub_gating(&t->map, i, &f)) {
+                        if (ms == 0 || !blocked || !ring_sub_gating(&t->map, i, t->sub_table[i], &f)) {
                                 st->since = 0.;
                                 continue;
                         }
@@ -764,12 +814,12 @@ static void stall_cb(struct ev_loop *loop, ev_timer *w, int revents) {
                         }
                         if ((now - st->since) * 1000. < ms)
                                 continue;
-                        ring_sub_stall_evict(&t->map, i);
+                        ring_sub_stall_evict(&t->map, i, t->sub_table[i]);
                         st->evicted = true;
                         t->nstalled++;
                         log_warn("topic '%s': subscriber %u (pid %u) held producers back at sequence %llu for %u ms "
                                  "(stall timeout): evicted; its next receive fails",
-                                 t->name, i, (unsigned)load_rlx(&seg_sub(&t->map, i)->pid),
+                                 t->name, i, (unsigned)load_rlx(&seg_sub_state(&t->map, i)->pid),
                                  (unsigned long long)f, ms);
                 }
         }
@@ -802,7 +852,7 @@ void reg_release(struct reg_topic *t, uint32_t role, uint32_t index) {
                 if (index >= t->map.g.max_subs || t->sub_state[index] != REG_ENTRY_HELD)
                         return;
                 t->nsub--;
-                ring_sub_evict(&t->map, index);
+                ring_sub_evict(&t->map, index, t->sub_table[index]);
                 t->sub_state[index] = REG_ENTRY_FREE;
         }
         idle_update(t);
@@ -810,9 +860,22 @@ void reg_release(struct reg_topic *t, uint32_t role, uint32_t index) {
 
 /* --- registry -------------------------------------------------------------- */
 
+/* A topic keeps 2 + sub_uids descriptors open (its ring twice, its
+ * tables): take the descriptors the hard limit allows. */
+static void raise_nofile(void) {
+        struct rlimit rl;
+
+        if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+                rl.rlim_cur = rl.rlim_max;
+                (void)setrlimit(RLIMIT_NOFILE, &rl);
+        }
+}
+
 int reg_new(struct ev_loop *loop, const struct conf *conf, struct reg **ret) {
         _cleanup_free_ struct reg *r = NULL;
         uint32_t nb = 16;
+
+        raise_nofile();
 
         r = calloc(1, sizeof(*r));
         if (!r)

@@ -254,12 +254,20 @@ static void send_close(zcbus *bus, const uint8_t topic_id[16], uint32_t role, ui
         (void)rpc(bus, proto_enc_close(bus->buf, sizeof(bus->buf), next_id(bus), &c), &m, NULL, 0, NULL);
 }
 
-/* Ask the broker for a topic entry and map what it sends. */
-static int open_topic(zcbus *bus, const char *topic, uint32_t role, const zcbus_topic_opts *o,
-                      struct seg_map *ret_map, uint32_t *ret_index) {
-        struct proto_open req = {.role = role};
+/* What the broker said of an entry, beyond its mapping. */
+struct open_result {
+        uint32_t index;
+        uint32_t table; /* subscriber */
+        uint64_t start; /* subscriber */
+};
+
+/* Ask the broker for a topic entry and map what it sends: the ring, then
+ * a subscriber's own table or a producer's every one. */
+static int open_topic(zcbus *bus, const char *topic, uint32_t role, const zcbus_topic_opts *o, uint32_t history,
+                      struct seg_map *ret_map, struct open_result *ret) {
+        struct proto_open req = {.role = role, .history = history};
         struct proto_msg m;
-        int fds[2] = {-1, -1};
+        int fds[PROTO_FDS_MAX];
         unsigned nfds = 0;
         int r;
 
@@ -270,31 +278,36 @@ static int open_topic(zcbus *bus, const char *topic, uint32_t role, const zcbus_
                 req.slot_size = o->slot_size;
                 req.policy = o->policy;
         }
-        r = rpc(bus, proto_enc_open(bus->buf, sizeof(bus->buf), next_id(bus), &req, topic), &m, fds, 2, &nfds);
+        r = rpc(bus, proto_enc_open(bus->buf, sizeof(bus->buf), next_id(bus), &req, topic), &m, fds, PROTO_FDS_MAX,
+                &nfds);
         if (r < 0)
                 return r;
-        _cleanup_close_ int ring_fd = nfds > 0 ? fds[0] : -1;
-        _cleanup_close_ int subs_fd = nfds > 1 ? fds[1] : -1;
         const struct proto_open_reply *rep = &m.u.open_reply;
-        if (m.hdr.type != PROTO_OPEN_REPLY || nfds != 2) {
+        if (m.hdr.type != PROTO_OPEN_REPLY || nfds < 2 || nfds != 1 + rep->ntables ||
+            (role == PROTO_ROLE_SUB && nfds != 2)) {
                 r = -EBADMSG;
         } else {
-                r = seg_map_fds(ring_fd, subs_fd, role == PROTO_ROLE_PUB, ret_map);
+                r = seg_map_fds(fds[0], fds + 1, nfds - 1, role == PROTO_ROLE_PUB, ret_map);
                 if (r == 0 && (ret_map->g.slot_count != rep->slot_count || ret_map->g.slot_size != rep->slot_size ||
                                ret_map->g.policy != rep->policy ||
                                memcmp(ret_map->g.topic_id, rep->topic_id, 16) != 0 ||
                                rep->index >= (role == PROTO_ROLE_PUB ? ret_map->g.max_producers
-                                                                     : ret_map->g.max_subs))) {
+                                                                     : ret_map->g.max_subs) ||
+                               (role == PROTO_ROLE_PUB ? nfds - 1 != ret_map->g.sub_tables
+                                                       : !seg_has_table(ret_map, rep->table)))) {
                         seg_unmap(ret_map);
                         r = -EBADMSG;
                 }
         }
+        /* Mapped (or refused): a topic costs this process no descriptor. */
+        for (unsigned i = 0; i < nfds; i++)
+                (void)close(fds[i]);
         if (r < 0) {
                 if (m.hdr.type == PROTO_OPEN_REPLY)
                         send_close(bus, rep->topic_id, role, rep->index);
                 return r;
         }
-        *ret_index = rep->index;
+        *ret = (struct open_result){.index = rep->index, .table = rep->table, .start = rep->start};
         return 0;
 }
 
@@ -351,9 +364,11 @@ _public_ int zcbus_pub_open(zcbus *bus, const char *topic, const zcbus_topic_opt
         p = calloc(1, sizeof(*p));
         if (!p)
                 return -ENOMEM;
-        r = open_topic(bus, topic, PROTO_ROLE_PUB, &o, &p->map, &p->index);
+        struct open_result res;
+        r = open_topic(bus, topic, PROTO_ROLE_PUB, &o, 0, &p->map, &res);
         if (r < 0)
                 return r;
+        p->index = res.index;
         wait_how_init(&w, o.wait_mode, o.spin_us);
         ring_pub_init(&p->rp, &p->map, p->index, w);
         p->rp.stamp = o.flags & ZCBUS_PUB_TIMESTAMP;
@@ -525,11 +540,13 @@ _public_ int zcbus_sub_open(zcbus *bus, const char *topic, const zcbus_sub_opts 
         s->held = calloc(o.max_holds, sizeof(uint64_t));
         if (!s->held)
                 return -ENOMEM;
-        r = open_topic(bus, topic, PROTO_ROLE_SUB, &topic_opts, &s->map, &s->index);
+        struct open_result res;
+        r = open_topic(bus, topic, PROTO_ROLE_SUB, &topic_opts, o.history, &s->map, &res);
         if (r < 0)
                 return r;
+        s->index = res.index;
         wait_how_init(&w, o.wait_mode, o.spin_us);
-        r = ring_sub_init(&s->rs, &s->map, s->index, o.history, o.max_holds, s->held, w);
+        r = ring_sub_init(&s->rs, &s->map, s->index, res.table, res.start, o.max_holds, s->held, w);
         if (r < 0) {
                 send_close(bus, s->map.g.topic_id, PROTO_ROLE_SUB, s->index);
                 return r;

@@ -183,7 +183,9 @@ int proto_decode(const void *buf, size_t len, struct proto_msg *ret) {
                 if (tail)
                         return -EBADMSG;
                 if (m.hdr.type == PROTO_OPEN_REPLY &&
-                    (m.u.open_reply.policy < ZCBUS_POLICY_RELIABLE || m.u.open_reply.policy > ZCBUS_POLICY_LATEST))
+                    (m.u.open_reply.policy < ZCBUS_POLICY_RELIABLE || m.u.open_reply.policy > ZCBUS_POLICY_LATEST ||
+                     m.u.open_reply.ntables == 0 || m.u.open_reply.ntables > PROTO_FDS_MAX - 1 ||
+                     m.u.open_reply.table >= PROTO_FDS_MAX - 1))
                         return -EBADMSG;
                 break;
         case PROTO_OPEN: {

@@ -19,9 +19,9 @@
 #include <stdint.h>
 
 #define PROTO_MAGIC UINT32_C(0x5a434231) /* "ZCB1" */
-#define PROTO_VERSION 1u
+#define PROTO_VERSION 2u
 #define PROTO_MSG_MAX 65536u /* largest datagram either side sends */
-#define PROTO_FDS_MAX 2u     /* most fds one message carries */
+#define PROTO_FDS_MAX 17u    /* most fds one message carries: a ring and 16 tables */
 #define PROTO_NAME_MAX 255u  /* topic name bytes */
 #define PROTO_ERRMSG_MAX 200u
 #define PROTO_LIST_MAX 64u /* topics in one LIST reply */
@@ -30,7 +30,7 @@ enum proto_type {
         PROTO_HELLO = 1,       /* c->b: start a session */
         PROTO_HELLO_REPLY = 2, /* b->c */
         PROTO_OPEN = 3,        /* c->b: open a topic as producer or subscriber */
-        PROTO_OPEN_REPLY = 4,  /* b->c, with 2 fds: ring, subs */
+        PROTO_OPEN_REPLY = 4,  /* b->c, with fds: the ring, then tables */
         PROTO_CLOSE = 5,       /* c->b: let go of a producer/subscriber entry */
         PROTO_OK = 6,          /* b->c: empty success */
         PROTO_ERROR = 7,       /* b->c: errno and text */
@@ -69,6 +69,8 @@ struct proto_open {
         uint32_t slot_count; /* 0 = default */
         uint32_t slot_size;  /* 0 = default */
         uint32_t flags;      /* must be 0 */
+        uint32_t history;    /* subscriber: start with up to this many
+                                messages still in the ring */
         uint32_t name_len;   /* 1..PROTO_NAME_MAX bytes follow */
         /* char name[name_len], no NUL */
 };
@@ -79,9 +81,15 @@ struct proto_open_reply {
         uint32_t slot_count;
         uint32_t slot_size;
         uint32_t policy;
-        uint32_t index; /* producer or subscriber table index */
+        uint32_t index;  /* producer or subscriber entry index */
+        uint32_t table;  /* subscriber: its table (the one fd after the
+                            ring); producer: 0 */
+        uint32_t ntables; /* the tables that follow the ring: a
+                             subscriber's 1, a producer's every one */
+        uint32_t reserved;
+        uint64_t start;  /* subscriber: the sequence it starts at */
         uint64_t ring_size;
-        uint64_t subs_size;
+        uint64_t subs_size; /* of each table */
 };
 
 struct proto_close {

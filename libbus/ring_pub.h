@@ -57,7 +57,7 @@ static _always_inline_ uint64_t ring_pub_now(const struct ring_pub *p) {
 /* Did a subscriber register (and maybe lower the lowest floor) since the
  * cached gate was computed? (SC load: point G) */
 static _always_inline_ bool ring_gen_moved(const struct ring_pub *p) {
-        return load_sc(&seg_subs_notify(p->m)->gen) != p->gen;
+        return load_sc(&seg_ring_notify(p->m)->gen) != p->gen;
 }
 
 /* Take n sequences from head: the claim record goes first (J), so the
@@ -148,12 +148,13 @@ static _always_inline_ void ring_pub_publish(struct ring_pub *p, uint64_t seq, u
 }
 
 /* Wake sleeping readers if one armed. D: one full fence orders every
- * stamp published since the last notify before the look at data_armed
+ * stamp published since the last notify before the look at the arms
  * (C11 fence rules: a reader's SC re-load that follows this fence in S
- * sees the stamps). One fence per batch, not one locked store per slot. */
+ * sees the stamps). One fence per batch, not one locked store per slot;
+ * one arm per bound table (one per subscriber uid), plus the producers'. */
 static _always_inline_ void ring_pub_notify(struct ring_pub *p) {
         full_fence();
-        if (_unlikely_(load_rlx(&seg_subs_notify(p->m)->data_armed) != 0))
+        if (_unlikely_(ring_data_armed(p->m)))
                 ring_pub_wake(p);
 }
 
