@@ -39,6 +39,7 @@
 #include "macro.h"
 #include "reg.h"
 #include "ring_repair.h"
+#include "ring_sub.h"
 #include "seg.h"
 #include "zcbus.h"
 
@@ -168,6 +169,7 @@ static void topic_destroy(struct reg_topic *t) {
         free(t->prod_state);
         free(t->sub_state);
         free(t->sub_table);
+        free(t->sub_max_holds);
         free(t->repairs);
         free(t->stalls);
         free(t);
@@ -433,9 +435,10 @@ static int topic_create(struct reg *r, const struct proto_open *o, const char *n
         t->prod_state = calloc(p.max_producers, 1);
         t->sub_state = calloc(p.max_subs, 1);
         t->sub_table = calloc(p.max_subs, 1);
+        t->sub_max_holds = calloc(p.max_subs, sizeof(*t->sub_max_holds));
         t->repairs = calloc(p.max_producers, sizeof(*t->repairs));
         t->stalls = calloc(p.max_subs, sizeof(*t->stalls));
-        if (!t->prod_state || !t->sub_state || !t->sub_table || !t->repairs || !t->stalls)
+        if (!t->prod_state || !t->sub_state || !t->sub_table || !t->sub_max_holds || !t->repairs || !t->stalls)
                 return -ENOMEM;
 
         rr = seg_create(&p, &t->ring_fd, t->table_fds);
@@ -518,7 +521,7 @@ static int table_of(struct reg_topic *t, uint32_t uid, uint32_t *ret, char *err,
         return 0;
 }
 
-static int entry_alloc(struct reg_topic *t, uint32_t role, const struct reg_owner *ow, uint32_t history,
+static int entry_alloc(struct reg_topic *t, uint32_t role, const struct reg_owner *ow, const struct proto_open *o,
                        uint32_t *ret_index, uint64_t *ret_start, char *err, size_t errlen) {
         int pub = role == PROTO_ROLE_PUB;
         uint8_t *state = pub ? t->prod_state : t->sub_state;
@@ -544,7 +547,9 @@ static int entry_alloc(struct reg_topic *t, uint32_t role, const struct reg_owne
                         t->nsub++;
                         t->stalls[i] = (struct reg_stall){0};
                         t->sub_table[i] = (uint8_t)table;
-                        *ret_start = ring_sub_register(&t->map, i, table, ow->pid, history);
+                        /* 0: the library's default (RING_MAX_HOLDS_DEFAULT). */
+                        t->sub_max_holds[i] = o->max_holds ? o->max_holds : RING_MAX_HOLDS_DEFAULT;
+                        *ret_start = ring_sub_register(&t->map, i, table, ow->pid, o->history);
                 }
                 idle_update(t);
                 *ret_index = i;
@@ -595,7 +600,7 @@ int reg_open(struct reg *r, const struct proto_open *o, const char *name, const 
                 rr = topic_create(r, o, name, ow, &t, err, errlen);
         if (rr < 0)
                 return rr;
-        rr = entry_alloc(t, o->role, ow, o->history, &index, ret_start, err, errlen);
+        rr = entry_alloc(t, o->role, ow, o, &index, ret_start, err, errlen);
         if (rr < 0)
                 return rr;
         *ret_topic = t;
@@ -783,6 +788,29 @@ static void stall_reassert(struct reg_topic *t) {
  * timeout. Its entry stays its session's (EVICTED) until closed; its
  * next receive and release fail. The work per look is bounded by the
  * producer and subscriber tables of the topics that have either. */
+/* LATEST: while producers are held back (every slot held), evict each
+ * live subscriber that holds more slots than the max_holds it declared:
+ * an honest one never does, so the topic's producers are never held back
+ * by holds beyond what its subscribers said they would take. The count
+ * costs O(slot_count) per subscriber, and only while producers wait. */
+static void holds_check(struct reg_topic *t) {
+        if (!producers_blocked(t))
+                return;
+        for (uint32_t i = 0; i < t->map.g.max_subs; i++) {
+                if (t->sub_state[i] != REG_ENTRY_HELD || t->stalls[i].evicted)
+                        continue;
+                uint64_t n = ring_sub_count_holds(&t->map, i, t->sub_table[i], t->sub_max_holds[i]);
+                if (n <= t->sub_max_holds[i])
+                        continue;
+                ring_sub_stall_evict(&t->map, i, t->sub_table[i]);
+                t->stalls[i].evicted = true;
+                t->nover++;
+                log_warn("topic '%s': subscriber %u (pid %u) held more than the %u slots it said it would (max_holds) "
+                         "while producers waited: evicted; its next receive fails",
+                         t->name, i, (unsigned)load_rlx(&seg_sub_state(&t->map, i)->pid), t->sub_max_holds[i]);
+        }
+}
+
 static void stall_cb(struct ev_loop *loop, ev_timer *w, int revents) {
         struct reg *r = w->data;
         ev_tstamp now = ev_now(loop);
@@ -791,10 +819,14 @@ static void stall_cb(struct ev_loop *loop, ev_timer *w, int revents) {
         for (struct reg_topic *t = r->head; t; t = t->next) {
                 uint32_t ms;
 
-                if ((t->nsub == 0 && t->nprod == 0) || t->map.g.policy == ZCBUS_POLICY_LATEST)
+                if (t->nsub == 0 && t->nprod == 0)
                         continue;
                 watched = true;
                 stall_reassert(t);
+                if (t->map.g.policy == ZCBUS_POLICY_LATEST) {
+                        holds_check(t);
+                        continue;
+                }
                 ms = conf_stall_ms(r->conf, t->name);
                 bool blocked = producers_blocked(t);
                 for (uint32_t i = 0; i < t->map.g.max_subs; i++) {

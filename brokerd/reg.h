@@ -80,9 +80,11 @@ struct reg_topic {
         uint8_t *prod_state; /* REG_ENTRY_*, map.g.max_producers entries */
         uint8_t *sub_state;  /* REG_ENTRY_*, map.g.max_subs entries */
         uint8_t *sub_table;  /* each subscriber entry's table (while held) */
+        uint32_t *sub_max_holds; /* each subscriber's declared max_holds */
         struct reg_repair *repairs; /* map.g.max_producers entries */
         struct reg_stall *stalls;   /* map.g.max_subs entries */
         uint64_t nstalled;          /* subscribers evicted by the stall policy */
+        uint64_t nover;             /* LATEST: evicted for holding more than they said */
         uint64_t stall_waits, stall_head; /* the stall policy's last look */
         bool stall_blocked;
         uint32_t nprod, nsub, nrepair;

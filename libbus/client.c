@@ -264,8 +264,8 @@ struct open_result {
 /* Ask the broker for a topic entry and map what it sends: the ring, then
  * a subscriber's own table or a producer's every one. */
 static int open_topic(zcbus *bus, const char *topic, uint32_t role, const zcbus_topic_opts *o, uint32_t history,
-                      struct seg_map *ret_map, struct open_result *ret) {
-        struct proto_open req = {.role = role, .history = history};
+                      uint32_t max_holds, struct seg_map *ret_map, struct open_result *ret) {
+        struct proto_open req = {.role = role, .history = history, .max_holds = max_holds};
         struct proto_msg m;
         int fds[PROTO_FDS_MAX];
         unsigned nfds = 0;
@@ -365,7 +365,7 @@ _public_ int zcbus_pub_open(zcbus *bus, const char *topic, const zcbus_topic_opt
         if (!p)
                 return -ENOMEM;
         struct open_result res;
-        r = open_topic(bus, topic, PROTO_ROLE_PUB, &o, 0, &p->map, &res);
+        r = open_topic(bus, topic, PROTO_ROLE_PUB, &o, 0, 0, &p->map, &res);
         if (r < 0)
                 return r;
         p->index = res.index;
@@ -541,7 +541,7 @@ _public_ int zcbus_sub_open(zcbus *bus, const char *topic, const zcbus_sub_opts 
         if (!s->held)
                 return -ENOMEM;
         struct open_result res;
-        r = open_topic(bus, topic, PROTO_ROLE_SUB, &topic_opts, o.history, &s->map, &res);
+        r = open_topic(bus, topic, PROTO_ROLE_SUB, &topic_opts, o.history, o.max_holds, &s->map, &res);
         if (r < 0)
                 return r;
         s->index = res.index;

@@ -190,7 +190,7 @@ int proto_decode(const void *buf, size_t len, struct proto_msg *ret) {
                 break;
         case PROTO_OPEN: {
                 const struct proto_open *o = &m.u.open;
-                if (!valid_role(o->role) || o->flags || o->policy > ZCBUS_POLICY_LATEST)
+                if (!valid_role(o->role) || o->flags || o->reserved || o->policy > ZCBUS_POLICY_LATEST)
                         return -EBADMSG;
                 if (o->name_len == 0 || o->name_len > PROTO_NAME_MAX || o->name_len != tail)
                         return -EBADMSG;

@@ -71,6 +71,9 @@ struct proto_open {
         uint32_t flags;      /* must be 0 */
         uint32_t history;    /* subscriber: start with up to this many
                                 messages still in the ring */
+        uint32_t max_holds;  /* subscriber: messages it holds at most (LATEST
+                                slots; more is hostile: evicted) */
+        uint32_t reserved;   /* must be 0 */
         uint32_t name_len;   /* 1..PROTO_NAME_MAX bytes follow */
         /* char name[name_len], no NUL */
 };

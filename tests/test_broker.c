@@ -42,6 +42,7 @@
 #include <unistd.h>
 
 #include "harness.h"
+#include "raw_peer.h"
 #include "proto.h"
 #include "seg.h"
 #include "sock.h"
@@ -210,48 +211,12 @@ static void expect_open(const char *sock, uid_t uid, gid_t gid, enum op op, cons
 /* A raw producer: HELLO, then OPEN, then map the ring read-write. */
 static int raw_producer(const char *sock, const char *topic, uint32_t slots, int *ret_fd, struct seg_map *ret_map,
                         uint32_t *ret_index) {
-        static uint8_t buf[PROTO_MSG_MAX];
         struct proto_open o = {.role = PROTO_ROLE_PUB, .slot_count = slots, .slot_size = 64};
-        struct proto_msg m;
-        int fd, fds[PROTO_FDS_MAX];
-        unsigned nfds = 0;
-        ssize_t n;
-        int r;
+        struct proto_open_reply rep;
+        int r = raw_open(sock, &o, topic, ret_fd, ret_map, &rep);
 
-        if (*ret_fd < 0) {
-                r = sock_connect(sock, &fd);
-                PEER_CHECK(r == 0, "connect: %s", strerror(-r));
-                n = proto_enc_hello(buf, sizeof(buf), 1);
-                PEER_CHECK(sock_send(fd, buf, (size_t)n, NULL, 0) == 0, "send HELLO");
-                for (;;) {
-                        struct pollfd p = {.fd = fd, .events = POLLIN};
-                        (void)poll(&p, 1, -1);
-                        n = sock_recv(fd, buf, sizeof(buf), NULL, 0, NULL);
-                        if (n != -EAGAIN)
-                                break;
-                }
-                PEER_CHECK(n > 0 && proto_decode(buf, (size_t)n, &m) == 0 && m.hdr.type == PROTO_HELLO_REPLY,
-                           "HELLO reply");
-                *ret_fd = fd;
-        }
-        fd = *ret_fd;
-        n = proto_enc_open(buf, sizeof(buf), 2, &o, topic);
-        PEER_CHECK(sock_send(fd, buf, (size_t)n, NULL, 0) == 0, "send OPEN");
-        for (;;) {
-                struct pollfd p = {.fd = fd, .events = POLLIN};
-                (void)poll(&p, 1, -1);
-                n = sock_recv(fd, buf, sizeof(buf), fds, PROTO_FDS_MAX, &nfds);
-                if (n != -EAGAIN)
-                        break;
-        }
-        PEER_CHECK(n > 0 && proto_decode(buf, (size_t)n, &m) == 0, "OPEN reply");
-        PEER_CHECK(m.hdr.type == PROTO_OPEN_REPLY && nfds >= 2, "OPEN refused: %s", m.errmsg);
-        *ret_index = m.u.open_reply.index;
-        r = ret_map->ring ? 0 : seg_map_fds(fds[0], &fds[1], nfds - 1, 1, ret_map);
-        for (unsigned i = 0; i < nfds; i++)
-                (void)close(fds[i]);
-        PEER_CHECK(r == 0, "map: %s", strerror(-r));
-        return 0;
+        *ret_index = rep.index;
+        return r;
 }
 
 struct hostile_args {
