@@ -50,15 +50,6 @@ unsigned ring_room_words_all(const struct seg_map *m, struct wait_words *ww);
  * bump and wake-all). After the caller's stores and a full fence (D).
  * Returns whether it woke. */
 bool ring_wake_data(const struct seg_map *m);
-/* Is any data sleeper armed? (After the caller's full fence: D.) */
-static _always_inline_ bool ring_data_armed(const struct seg_map *m) {
-        bool a = load_rlx(&seg_ring_notify(m)->prod_armed) != 0;
-        for (uint32_t t = 0, n = seg_tables_bound(m); t < n; t++)
-                if (m->tables[t])
-                        a |= load_rlx(&seg_subs_notify(m, t)->data_armed) != 0;
-        return a;
-}
-
 /* floor + n, saturating: SEG_FLOOR_NONE gates nothing. */
 static inline uint64_t ring_floor_plus(uint64_t floor, uint32_t n) {
         return floor > UINT64_MAX - n ? UINT64_MAX : floor + n;

@@ -23,7 +23,12 @@ void ring_pub_init(struct ring_pub *p, const struct seg_map *m, uint32_t index, 
                 .gen = load_sc(&seg_ring_notify(m)->gen) - 1, /* force a first scan */
                 .claim = SEG_CLAIM_NONE,
                 .reliable = !ring_is_latest(m),
+                .prod_armed = &seg_ring_notify(m)->prod_armed,
+                .tables_bound = &seg_ring_notify(m)->tables_bound,
         };
+        static au32 never_armed;
+        for (uint32_t t = 0; t < SEG_TABLES_MAX; t++)
+                p->data_armed[t] = seg_has_table(m, t) ? &seg_subs_notify(m, t)->data_armed : &never_armed;
 }
 
 /* Re-compute the cached gate from the floors. */

@@ -31,6 +31,11 @@ struct ring_pub {
         uint32_t nwritten;
         bool reliable;     /* topic policy RELIABLE: the fast claim applies */
         bool stamp;        /* timestamp each commit (ZCBUS_PUB_TIMESTAMP) */
+        /* Where data sleepers arm: the producers' word, then each table's
+         * (a table this producer lacks: a word that is always 0). */
+        au32 *prod_armed;
+        au32 *tables_bound;
+        au32 *data_armed[SEG_TABLES_MAX];
 };
 
 void ring_pub_init(struct ring_pub *p, const struct seg_map *m, uint32_t index, struct wait_how wait);
@@ -154,7 +159,15 @@ static _always_inline_ void ring_pub_publish(struct ring_pub *p, uint64_t seq, u
  * one arm per bound table (one per subscriber uid), plus the producers'. */
 static _always_inline_ void ring_pub_notify(struct ring_pub *p) {
         full_fence();
-        if (_unlikely_(ring_data_armed(p->m)))
+        uint32_t n = load_rlx(p->tables_bound), a = load_rlx(p->prod_armed);
+        if (_likely_(n == 1)) {
+                a |= load_rlx(p->data_armed[0]);
+        } else {
+                n = n < SEG_TABLES_MAX ? n : SEG_TABLES_MAX; /* untrusted */
+                for (uint32_t t = 0; t < n; t++)
+                        a |= load_rlx(p->data_armed[t]);
+        }
+        if (_unlikely_(a != 0))
                 ring_pub_wake(p);
 }
 

@@ -31,6 +31,7 @@ int ring_sub_init(struct ring_sub *s, const struct seg_map *m, uint32_t index, u
                 .active = seg_sub_state_word(SEG_ENTRY_ACTIVE, table),
                 .index = index,
                 .table = table,
+                .room_armed = &seg_subs_notify(m, table)->room_armed,
                 .wait = wait,
                 .held = held,
                 .max_holds = max_holds,

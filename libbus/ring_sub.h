@@ -29,6 +29,7 @@ struct ring_sub {
         uint32_t active;            /* the state word while it is live */
         uint32_t index;
         uint32_t table;
+        au32 *room_armed;           /* its table's */
         struct wait_how wait;
         uint64_t next;      /* next sequence to read */
         uint64_t *held;     /* sequences received and not released */
@@ -176,7 +177,7 @@ static _always_inline_ void ring_sub_publish_floor(struct ring_sub *s, uint64_t 
         store_rel(&s->me->floor, f); /* E: payload reads done before the floor moves */
         KILL_POINT(KP_FLOOR_STORED);
         full_fence();                /* E: the floor before the look at room_armed */
-        if (_unlikely_(load_rlx(&seg_subs_notify(s->m, s->table)->room_armed) != 0))
+        if (_unlikely_(load_rlx(s->room_armed) != 0))
                 ring_sub_wake_room(s);
 }
 
