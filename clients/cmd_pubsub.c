@@ -9,9 +9,8 @@
  * nothing, even on a reliable topic nobody has read yet.
  *
  * sub prints each message in place from the ring, then releases it. It
- * waits in bounded slices so SIGINT/SIGTERM always end it promptly and
- * cleanly, whatever the wait mode (a spinning wait never sees EINTR, and a
- * signal landing just before a futex sleep would otherwise be missed).
+ * waits in bounded slices (cli_recv, cli_common.c) so SIGINT/SIGTERM always
+ * end it promptly and cleanly, whatever the wait mode.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -31,14 +30,8 @@
 #include "zcbus.h"
 #include "cli.h"
 
-/* Longest single wait inside zcbus_sub_recv before re-checking signals. */
-#define SUB_WAIT_SLICE_MS 250
-
 enum {
         OPT_SIZE = 0x100,
-        OPT_SLOT_SIZE,
-        OPT_SLOTS,
-        OPT_POLICY,
         OPT_HISTORY,
         OPT_WAIT,
         OPT_HEX,
@@ -50,47 +43,6 @@ static void pub_closep(zcbus_pub **p) {
 }
 static void sub_closep(zcbus_sub **p) {
         zcbus_sub_close(*p);
-}
-
-static int bad_value(const char *cmd, const char *opt, const char *val, const char *want) {
-        cli_err(cmd, "invalid %s '%s' (expected %s; try 'zcbus %s --help')", opt, val, want, cmd);
-        return 2;
-}
-
-/* A timeout in ms: -1 (forever) or 0..INT_MAX. */
-static int parse_timeout(const char *s, int *ret) {
-        unsigned long long v;
-
-        if (strcmp(s, "-1") == 0) {
-                *ret = -1;
-                return 0;
-        }
-        if (cli_parse_u64(s, 0, INT_MAX, 0, &v) < 0)
-                return -EINVAL;
-        *ret = (int)v;
-        return 0;
-}
-
-static int check_topic(const char *cmd, const char *topic) {
-        size_t n = strlen(topic);
-
-        if (n == 0 || n > ZCBUS_TOPIC_MAX) {
-                cli_err(cmd, "invalid topic name '%s' (1 to %d bytes; try 'zcbus %s --help')", topic,
-                        ZCBUS_TOPIC_MAX, cmd);
-                return -EINVAL;
-        }
-        /* What the broker accepts (docs/protocol.md): bytes above space, no
-         * DEL. Said here with the reason, rather than as the library's
-         * bare -EINVAL. */
-        for (size_t i = 0; i < n; i++) {
-                unsigned char c = (unsigned char)topic[i];
-                if (c <= 0x20 || c == 0x7f) {
-                        cli_err(cmd, "invalid topic name '%s': byte %zu is a space or a control character (try "
-                                "'zcbus %s --help')", topic, i + 1, cmd);
-                        return -EINVAL;
-                }
-        }
-        return 0;
 }
 
 /* ---- pub ---------------------------------------------------------------- */
@@ -288,43 +240,11 @@ static int pub_stdin(struct pub_ctx *c, uint64_t count) {
         return 0;
 }
 
-/* --slot-size, --slots, --policy: the topic's options, for pub and sub
- * alike. Returns 0 or the usage-error exit status. */
-static int topic_opt(const char *cmd, int o, const char *arg, uint32_t *slot_count, uint32_t *slot_size,
-                     uint32_t *policy) {
-        unsigned long long v;
-
-        switch (o) {
-        case OPT_SLOT_SIZE:
-                if (cli_parse_u64(arg, 1, UINT32_MAX, 1, &v) < 0)
-                        return bad_value(cmd, "slot size", arg, "1 to 4294967295 bytes, K/M/G allowed");
-                *slot_size = (uint32_t)v;
-                return 0;
-        case OPT_SLOTS:
-                /* 16M: the ring's limit (SEG_SLOT_COUNT_MAX); the broker
-                 * refuses more. */
-                if (cli_parse_u64(arg, 2, 1ULL << 24, 1, &v) < 0 || !is_pow2_u32((uint32_t)v))
-                        return bad_value(cmd, "slot count", arg, "a power of two from 2 to 16M");
-                *slot_count = (uint32_t)v;
-                return 0;
-        default:
-                if (strcmp(arg, "reliable") == 0)
-                        *policy = ZCBUS_POLICY_RELIABLE;
-                else if (strcmp(arg, "latest") == 0)
-                        *policy = ZCBUS_POLICY_LATEST;
-                else
-                        return bad_value(cmd, "policy", arg, "reliable or latest");
-                return 0;
-        }
-}
-
 int cmd_pub(int argc, char **argv, const char *sock) {
         static const struct option longopts[] = {
                 { "count", required_argument, NULL, 'n' },
                 { "size", required_argument, NULL, OPT_SIZE },
-                { "slot-size", required_argument, NULL, OPT_SLOT_SIZE },
-                { "slots", required_argument, NULL, OPT_SLOTS },
-                { "policy", required_argument, NULL, OPT_POLICY },
+                CLI_TOPIC_LONGOPTS,
                 { "timeout", required_argument, NULL, 't' },
                 { "quiet", no_argument, NULL, 'q' },
                 { "help", no_argument, NULL, 'h' },
@@ -345,23 +265,23 @@ int cmd_pub(int argc, char **argv, const char *sock) {
                 switch (o) {
                 case 'n':
                         if (cli_parse_u64(optarg, 1, UINT64_MAX, 0, &count) < 0)
-                                return bad_value("pub", "count", optarg, "a whole number >= 1");
+                                return cli_bad_value("pub", "count", optarg, "a whole number >= 1");
                         break;
                 case OPT_SIZE:
                         if (cli_parse_u64(optarg, 0, UINT32_MAX, 1, &size) < 0)
-                                return bad_value("pub", "size", optarg, "0 to 4294967295 bytes, K/M/G allowed");
+                                return cli_bad_value("pub", "size", optarg, "0 to 4294967295 bytes, K/M/G allowed");
                         have_size = 1;
                         break;
-                case OPT_SLOT_SIZE:
-                case OPT_SLOTS:
-                case OPT_POLICY:
-                        r = topic_opt("pub", o, optarg, &topts.slot_count, &topts.slot_size, &topts.policy);
+                case CLI_OPT_SLOT_SIZE:
+                case CLI_OPT_SLOTS:
+                case CLI_OPT_POLICY:
+                        r = cli_topic_opt("pub", o, optarg, &topts.slot_count, &topts.slot_size, &topts.policy);
                         if (r)
                                 return r;
                         break;
                 case 't':
-                        if (parse_timeout(optarg, &c.timeout_ms) < 0)
-                                return bad_value("pub", "timeout", optarg, "-1 or 0 to 2147483647 ms");
+                        if (cli_parse_timeout(optarg, &c.timeout_ms) < 0)
+                                return cli_bad_value("pub", "timeout", optarg, "-1 or 0 to 2147483647 ms");
                         break;
                 case 'q':
                         quiet = 1;
@@ -378,7 +298,7 @@ int cmd_pub(int argc, char **argv, const char *sock) {
                 return 2;
         }
         c.topic = argv[optind++];
-        if (check_topic("pub", c.topic) < 0)
+        if (cli_check_topic("pub", c.topic) < 0)
                 return 2;
         if (have_size && optind < argc) {
                 cli_err("pub", "--size and MESSAGE arguments exclude each other (try 'zcbus pub --help')");
@@ -417,12 +337,6 @@ int cmd_pub(int argc, char **argv, const char *sock) {
 
 /* ---- sub ---------------------------------------------------------------- */
 
-static volatile sig_atomic_t stop_signal;
-
-static void on_stop(int sig) {
-        stop_signal = sig;
-}
-
 static void sub_usage(void) {
         (void)printf(
                 "Usage: zcbus sub [OPTIONS] TOPIC\n"
@@ -450,43 +364,6 @@ static void sub_usage(void) {
                 "\n"
                 "Exit status: 0 done (or standard output closed), 1 error or timeout,\n"
                 "2 usage error, 130/143 interrupted by SIGINT/SIGTERM.\n");
-}
-
-static uint64_t mono_ns(void) {
-        struct timespec ts;
-
-        (void)clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
-}
-
-/* zcbus_sub_recv with timeout_ms semantics, waiting in slices so a stop
- * signal is seen within SUB_WAIT_SLICE_MS. Returns -EINTR once one came. */
-static int recv_msg(zcbus_sub *sub, zcbus_msg *msg, int timeout_ms) {
-        uint64_t deadline = timeout_ms > 0 ? mono_ns() + (uint64_t)timeout_ms * 1000000ULL : 0;
-
-        for (;;) {
-                int slice = SUB_WAIT_SLICE_MS, r;
-
-                if (stop_signal)
-                        return -EINTR;
-                if (timeout_ms == 0)
-                        slice = 0;
-                else if (timeout_ms > 0) {
-                        uint64_t now = mono_ns();
-                        uint64_t left_ms;
-
-                        if (now >= deadline)
-                                return -ETIMEDOUT;
-                        left_ms = (deadline - now + 999999) / 1000000;
-                        if (left_ms < (uint64_t)slice)
-                                slice = (int)left_ms;
-                }
-                r = zcbus_sub_recv(sub, msg, slice);
-                if (r == -EAGAIN && timeout_ms == 0)
-                        return -ETIMEDOUT;
-                if (r != -ETIMEDOUT && r != -EINTR && r != -EAGAIN)
-                        return r;
-        }
 }
 
 static int write_hex(const unsigned char *p, size_t len) {
@@ -530,21 +407,6 @@ static int print_msg(const zcbus_msg *m, int verbose, int hex) {
         return errno > 0 ? -errno : -EIO;
 }
 
-static void signal_ready(int fd) {
-        static const char ready[] = "READY\n";
-        size_t off = 0;
-
-        while (off < sizeof(ready) - 1) {
-                ssize_t n = write(fd, ready + off, sizeof(ready) - 1 - off);
-                if (n < 0 && errno == EINTR)
-                        continue;
-                if (n <= 0)
-                        break; /* nobody listening: not our problem */
-                off += (size_t)n;
-        }
-        (void)close(fd);
-}
-
 struct sub_args {
         const char *topic;
         zcbus_sub_opts opts;
@@ -561,17 +423,17 @@ static int sub_run(const struct sub_args *a, const char *sock) {
 
         r = cli_connect("sub", sock, &bus);
         if (r < 0)
-                return stop_signal ? 0 : 1;
+                return cli_stop_signal ? 0 : 1;
         r = zcbus_sub_open(bus, a->topic, &a->opts, &sub);
         if (r < 0)
-                return stop_signal ? 0 : cli_fail("sub", bus, r, "cannot subscribe to topic '%s'", a->topic);
+                return cli_stop_signal ? 0 : cli_fail("sub", bus, r, "cannot subscribe to topic '%s'", a->topic);
         if (a->ready_fd >= 0)
-                signal_ready(a->ready_fd);
+                cli_signal_ready(a->ready_fd);
 
         for (uint64_t got = 0; a->count == 0 || got < a->count; got++) {
                 zcbus_msg msg;
 
-                r = recv_msg(sub, &msg, a->timeout_ms);
+                r = cli_recv(sub, &msg, a->timeout_ms);
                 if (r == -EINTR)
                         return 0; /* stop signal: caller re-raises it */
                 if (r == -ETIMEDOUT && a->timeout_ms == 0)
@@ -601,9 +463,7 @@ int cmd_sub(int argc, char **argv, const char *sock) {
                 { "timeout", required_argument, NULL, 't' },
                 { "history", required_argument, NULL, OPT_HISTORY },
                 { "wait", required_argument, NULL, OPT_WAIT },
-                { "slot-size", required_argument, NULL, OPT_SLOT_SIZE },
-                { "slots", required_argument, NULL, OPT_SLOTS },
-                { "policy", required_argument, NULL, OPT_POLICY },
+                CLI_TOPIC_LONGOPTS,
                 { "verbose", no_argument, NULL, 'v' },
                 { "hex", no_argument, NULL, OPT_HEX },
                 { "ready-fd", required_argument, NULL, OPT_READY_FD },
@@ -615,7 +475,6 @@ int cmd_sub(int argc, char **argv, const char *sock) {
                 .timeout_ms = -1,
                 .ready_fd = -1,
         };
-        struct sigaction sa = { .sa_handler = on_stop, .sa_flags = SA_RESETHAND };
         unsigned long long v;
         int o, r;
 
@@ -624,23 +483,23 @@ int cmd_sub(int argc, char **argv, const char *sock) {
                 switch (o) {
                 case 'n':
                         if (cli_parse_u64(optarg, 1, UINT64_MAX, 0, &v) < 0)
-                                return bad_value("sub", "count", optarg, "a whole number >= 1");
+                                return cli_bad_value("sub", "count", optarg, "a whole number >= 1");
                         a.count = v;
                         break;
                 case 't':
-                        if (parse_timeout(optarg, &a.timeout_ms) < 0)
-                                return bad_value("sub", "timeout", optarg, "-1 or 0 to 2147483647 ms");
+                        if (cli_parse_timeout(optarg, &a.timeout_ms) < 0)
+                                return cli_bad_value("sub", "timeout", optarg, "-1 or 0 to 2147483647 ms");
                         break;
-                case OPT_SLOT_SIZE:
-                case OPT_SLOTS:
-                case OPT_POLICY:
-                        r = topic_opt("sub", o, optarg, &a.opts.slot_count, &a.opts.slot_size, &a.opts.policy);
+                case CLI_OPT_SLOT_SIZE:
+                case CLI_OPT_SLOTS:
+                case CLI_OPT_POLICY:
+                        r = cli_topic_opt("sub", o, optarg, &a.opts.slot_count, &a.opts.slot_size, &a.opts.policy);
                         if (r)
                                 return r;
                         break;
                 case OPT_HISTORY:
                         if (cli_parse_u64(optarg, 0, UINT32_MAX, 0, &v) < 0)
-                                return bad_value("sub", "history", optarg, "0 to 4294967295 messages");
+                                return cli_bad_value("sub", "history", optarg, "0 to 4294967295 messages");
                         a.opts.history = (uint32_t)v;
                         break;
                 case OPT_WAIT:
@@ -651,7 +510,7 @@ int cmd_sub(int argc, char **argv, const char *sock) {
                         else if (strcmp(optarg, "futex") == 0)
                                 a.opts.wait_mode = ZCBUS_WAIT_FUTEX;
                         else
-                                return bad_value("sub", "wait mode", optarg, "adaptive, spin or futex");
+                                return cli_bad_value("sub", "wait mode", optarg, "adaptive, spin or futex");
                         break;
                 case 'v':
                         a.verbose = 1;
@@ -660,15 +519,9 @@ int cmd_sub(int argc, char **argv, const char *sock) {
                         a.hex = 1;
                         break;
                 case OPT_READY_FD:
-                        /* Not stdout (it carries the messages), and it must
-                         * be open now, before connecting could reuse it. */
-                        if (cli_parse_u64(optarg, 0, INT_MAX, 0, &v) < 0 || v == STDOUT_FILENO)
-                                return bad_value("sub", "ready fd", optarg, "an open descriptor other than 1");
-                        if (fcntl((int)v, F_GETFD) < 0) {
-                                cli_err("sub", "--ready-fd %llu: %s (try 'zcbus sub --help')", v, strerror(errno));
-                                return 2;
-                        }
-                        a.ready_fd = (int)v;
+                        r = cli_parse_ready_fd("sub", optarg, &a.ready_fd);
+                        if (r)
+                                return r;
                         break;
                 case 'h':
                         sub_usage();
@@ -686,19 +539,14 @@ int cmd_sub(int argc, char **argv, const char *sock) {
                 return 2;
         }
         a.topic = argv[optind];
-        if (check_topic("sub", a.topic) < 0)
+        if (cli_check_topic("sub", a.topic) < 0)
                 return 2;
 
-        /* No SA_RESTART: a blocking wait returns -EINTR. SA_RESETHAND: a
-         * second signal acts at once should the first not be seen. */
-        (void)sigemptyset(&sa.sa_mask);
-        (void)sigaction(SIGINT, &sa, NULL);
-        (void)sigaction(SIGTERM, &sa, NULL);
-        (void)signal(SIGPIPE, SIG_IGN);
+        cli_catch_stop();
 
         r = sub_run(&a, sock);
-        if (stop_signal) {
-                int sig = stop_signal;
+        if (cli_stop_signal) {
+                int sig = cli_stop_signal;
 
                 /* Everything is closed: leave the way the signal asked, so
                  * a calling shell sees the interruption. */

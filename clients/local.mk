@@ -9,6 +9,7 @@ bin_PROGRAMS = zcbus
 zcbus_SOURCES = \
 	clients/main.c clients/cli.h \
 	clients/cli_util.c clients/cli_util.h \
+	clients/cli_common.c \
 	clients/json.c clients/json.h \
 	clients/cmd_pubsub.c \
 	clients/cmd_list.c \
