@@ -96,8 +96,5 @@ uint64_t cli_mono_ns(void);
 /* The next wait slice in ms for a timeout (0: none, -1: forever, else
  * until deadline_ns): at most CLI_WAIT_SLICE_MS, -1 once past it. */
 int cli_slice_ms(int timeout_ms, uint64_t deadline_ns);
-/* zcbus_sub_recv with timeout_ms semantics, in slices: -EINTR once a stop
- * signal came, -ETIMEDOUT at the deadline (at once for timeout 0). */
-int cli_recv(zcbus_sub *sub, zcbus_msg *msg, int timeout_ms);
 
 #endif

@@ -3,8 +3,8 @@
  * cli_common.c: what the commands that move data (pub, sub, record,
  * replay) share and that needs no broker: option values (timeouts, the
  * topic's shape), the topic name check that says why a name is refused,
- * the readiness line of --ready-fd, the stop signals and the sliced wait
- * of a single subscription. Declared in cli.h.
+ * the readiness line of --ready-fd, the stop signals and the slices of a
+ * wait. Declared in cli.h.
  *
  * Waits are sliced (CLI_WAIT_SLICE_MS) so SIGINT and SIGTERM end a command
  * promptly whatever the wait mode: a spinning wait never sees EINTR, and a
@@ -159,23 +159,4 @@ int cli_slice_ms(int timeout_ms, uint64_t deadline_ns) {
                 return -1;
         left_ms = (deadline_ns - now + 999999) / 1000000;
         return left_ms < CLI_WAIT_SLICE_MS ? (int)left_ms : CLI_WAIT_SLICE_MS;
-}
-
-int cli_recv(zcbus_sub *sub, zcbus_msg *msg, int timeout_ms) {
-        uint64_t deadline = timeout_ms > 0 ? cli_mono_ns() + (uint64_t)timeout_ms * 1000000ULL : 0;
-
-        for (;;) {
-                int slice, r;
-
-                if (cli_stop_signal)
-                        return -EINTR;
-                slice = cli_slice_ms(timeout_ms, deadline);
-                if (slice < 0)
-                        return -ETIMEDOUT;
-                r = zcbus_sub_recv(sub, msg, slice);
-                if (r == -EAGAIN && timeout_ms == 0)
-                        return -ETIMEDOUT;
-                if (r != -ETIMEDOUT && r != -EINTR && r != -EAGAIN)
-                        return r;
-        }
 }

@@ -12,6 +12,8 @@ zcbus_SOURCES = \
 	clients/cli_common.c \
 	clients/json.c clients/json.h \
 	clients/cmd_pubsub.c \
+	clients/subset.c clients/subset.h \
+	clients/frame.c clients/frame.h \
 	clients/cmd_list.c \
 	clients/cmd_bench.c
 zcbus_CPPFLAGS = -I$(top_srcdir)/include -I$(top_srcdir)/clients -include $(top_builddir)/config.h \

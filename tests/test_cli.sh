@@ -337,6 +337,119 @@ else
         not_ok "pub -t behind a stopped subscriber: sub subscribes" "$dir/gate.err"
 fi
 
+# ---- sub --json, --ts, --raw, -0; pub --file, --raw, -0; patterns -----------
+
+if start_sub json jsn --json -n 3 -t "$T"; then
+        run cli pub jsn hello "$(printf 'caf\303\251')"
+        pub1_rc=$rc
+        printf 'a\000b\377' | cli pub jsn >"$dir/last.out" 2>"$dir/last.err"
+        pub2_rc=$?
+        finish_sub
+        cat >"$dir/json_check.py" <<'PY'
+import base64, json, sys
+v = [json.loads(l) for l in open(sys.argv[1], "rb")]
+assert len(v) == 3, v
+assert [m["topic"] for m in v] == ["jsn"] * 3, v
+assert [m["seq"] for m in v] == [v[0]["seq"] + i for i in range(3)], v
+assert all(m["lost"] == 0 and isinstance(m["ts_ns"], int) and m["ts_ns"] > 0 for m in v), v
+assert (v[0]["encoding"], v[0]["payload"], v[0]["len"]) == ("utf-8", "hello", 5), v[0]
+assert (v[1]["encoding"], v[1]["payload"], v[1]["len"]) == ("utf-8", "caf\u00e9", 5), v[1]
+assert v[2]["encoding"] == "base64" and base64.b64decode(v[2]["payload"]) == b"a\0b\xff", v[2]
+assert v[2]["len"] == 4, v[2]
+PY
+        check "sub --json: one object per line with topic, seq, len, lost, ts_ns and the payload" \
+                eval '[ "$pub1_rc" -eq 0 ] && [ "$pub2_rc" -eq 0 ] && [ "$sub_rc" -eq 0 ] &&
+                      python3 "$dir/json_check.py" "$dir/json.out"'
+else
+        not_ok "sub --json: sub subscribes" "$dir/json.err"
+fi
+
+if start_sub ts tsq --ts -v -n 1 -t "$T"; then
+        run cli pub tsq x
+        pub_rc=$rc
+        finish_sub
+        check "sub --ts prefixes the producer's commit time in seconds" \
+                eval '[ "$pub_rc" -eq 0 ] && [ "$sub_rc" -eq 0 ] &&
+                      grep -Eq "^ts=[0-9]+\.[0-9]{9} seq=[0-9]+ len=1 lost=0 x\$" "$dir/ts.out"'
+else
+        not_ok "sub --ts: sub subscribes" "$dir/ts.err"
+fi
+
+# Binary frames (NULs, an empty one, every byte value) through
+# pub --raw -> rawA -> sub --raw | pub --raw -> rawB -> sub --raw.
+python3 -c 'import struct, sys
+msgs = [b"\0\1\2", b"", b"hello\0world\n", bytes(range(256)), b"\0" * 100]
+sys.stdout.buffer.write(b"".join(struct.pack("<I", len(m)) + m for m in msgs))' >"$dir/frames.bin"
+if start_sub rawB rawB --raw -n 5 -t "$T"; then
+        mkfifo "$dir/fwd.ready" || exit 99
+        ("$ZCBUS_CLI" -s "$sock" sub rawA --raw -n 5 -t "$T" --ready-fd 3 3>"$dir/fwd.ready" 2>"$dir/fwd.err" </dev/null |
+                "$ZCBUS_CLI" -s "$sock" pub --raw rawB 2>>"$dir/fwd.err"; echo $? >"$dir/fwd.status") &
+        fwd_pid=$!
+        bg_pids="$bg_pids $fwd_pid"
+        read -r ready <"$dir/fwd.ready"
+        cli pub --raw rawA <"$dir/frames.bin" >"$dir/last.out" 2>"$dir/last.err"
+        pub_rc=$?
+        wait "$fwd_pid"
+        finish_sub
+        check "sub --raw | pub --raw forwards binary messages byte-exact" \
+                eval '[ "$pub_rc" -eq 0 ] && [ "$sub_rc" -eq 0 ] && [ "$(cat "$dir/fwd.status")" = 0 ] &&
+                      cmp -s "$dir/frames.bin" "$dir/rawB.out"'
+else
+        not_ok "sub --raw: sub subscribes" "$dir/rawB.err"
+fi
+head -c 10 "$dir/frames.bin" >"$dir/cut.bin"
+cli pub --raw rawA <"$dir/cut.bin" >"$dir/last.out" 2>"$dir/last.err"
+rc=$?
+check "pub --raw: input cut inside a frame is an error naming the frame" runtime_error "inside the length of frame 2"
+python3 -c 'import struct, sys; sys.stdout.buffer.write(struct.pack("<I", 100) + b"x" * 100)' >"$dir/bigframe.bin"
+cli pub --raw --slot-size 64 rawsmall <"$dir/bigframe.bin" >"$dir/last.out" 2>"$dir/last.err"
+rc=$?
+check "pub --raw: a frame above the slot size fails naming size and limit" \
+        eval 'runtime_error "frame 1 is 100 bytes" && grep -q 64 "$dir/last.err"'
+
+printf 'abc\000de\000f' | cli pub -0 nul0 >"$dir/last.out" 2>"$dir/last.err"
+pub_rc=$?
+run cli sub nul0 --history 3 -t 0 -0
+check "pub -0 and sub -0: NUL-terminated records" eval '[ "$pub_rc" -eq 0 ] && [ "$rc" -eq 0 ] && expect "$dir/last.out" "abc\000de\000f\000"'
+
+python3 -c 'import sys; sys.stdout.buffer.write(bytes(range(256)) * 4 + b"\0end")' >"$dir/blob"
+run cli pub --file "$dir/blob" blob
+pub_rc=$rc
+run cli sub blob --history 1 -t 0 --raw
+check "pub --file publishes the whole file as one message" \
+        eval '[ "$pub_rc" -eq 0 ] && [ "$rc" -eq 0 ] && tail -c +5 "$dir/last.out" | cmp -s - "$dir/blob" &&
+              [ "$(head -c 4 "$dir/last.out" | od -An -tu4 | tr -d " ")" = 1028 ]'
+run cli pub --slot-size 64 --file "$dir/blob" blobsmall
+check "pub --file: a file above the slot size fails naming size and limit" \
+        eval 'runtime_error "is 1028 bytes, more than the slot size 64"'
+run cli pub --file "$dir/nonexistent" blob
+check "pub --file: a missing file is a runtime error naming it" runtime_error "nonexistent"
+run cli pub --file "$dir/blob" blob extra
+check "pub --file and MESSAGE arguments: usage error" usage_error
+run cli pub --raw -0 blob
+check "pub --raw and -0: usage error" usage_error
+run cli sub --json --raw blob
+check "sub --json and --raw: usage error" usage_error
+run cli sub -v --raw blob
+check "sub -v and --raw: usage error" usage_error
+run cli sub --slots 16 'blob.*'
+check "sub: a pattern with topic options is a usage error" usage_error
+
+# A pattern: an existing topic, one created after the subscription, and one
+# that does not match.
+run cli pub wc.one 1
+if start_sub wc 'wc.*' -n 2 -t "$T"; then
+        run cli pub wc.one 2
+        run cli pub wcx.no 0
+        run cli pub wc.two 3
+        finish_sub
+        sort "$dir/wc.out" >"$dir/wc.sorted"
+        check "sub PATTERN reads the matching topics, one created after it started too, named per line" \
+                eval '[ "$sub_rc" -eq 0 ] && expect "$dir/wc.sorted" "topic=wc.one 2\ntopic=wc.two 3\n"'
+else
+        not_ok "sub PATTERN: sub subscribes" "$dir/wc.err"
+fi
+
 run cli pub --policy latest lossy a
 check "pub --policy latest creates a topic" eval '[ "$rc" -eq 0 ] && [ ! -s "$dir/last.err" ]'
 
