@@ -16,6 +16,7 @@
 
 #include <signal.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 
 #include "zcbus.h"
@@ -44,6 +45,8 @@ static inline int is_pow2_u32(uint32_t x) {
 int cmd_pub(int argc, char **argv, const char *sock);
 int cmd_sub(int argc, char **argv, const char *sock);
 int cmd_list(int argc, char **argv, const char *sock);
+int cmd_record(int argc, char **argv, const char *sock);
+int cmd_replay(int argc, char **argv, const char *sock);
 /* `zcbus lat` and `zcbus perf` (argv[0] says which): run zcbus-bench. */
 int cmd_bench(int argc, char **argv, const char *sock);
 
@@ -96,5 +99,8 @@ uint64_t cli_mono_ns(void);
 /* The next wait slice in ms for a timeout (0: none, -1: forever, else
  * until deadline_ns): at most CLI_WAIT_SLICE_MS, -1 once past it. */
 int cli_slice_ms(int timeout_ms, uint64_t deadline_ns);
+/* One message as a JSON line (`zcbus sub --json`): topic, seq, len, lost,
+ * ts_ns (null if 0), ts_source if not NULL, encoding, payload. */
+void cli_json_msg(FILE *f, const char *topic, const zcbus_msg *m, const char *ts_source);
 
 #endif

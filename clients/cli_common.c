@@ -3,8 +3,8 @@
  * cli_common.c: what the commands that move data (pub, sub, record,
  * replay) share and that needs no broker: option values (timeouts, the
  * topic's shape), the topic name check that says why a name is refused,
- * the readiness line of --ready-fd, the stop signals and the slices of a
- * wait. Declared in cli.h.
+ * the readiness line of --ready-fd, the stop signals, the slices of a
+ * wait and a message as a JSON line. Declared in cli.h.
  *
  * Waits are sliced (CLI_WAIT_SLICE_MS) so SIGINT and SIGTERM end a command
  * promptly whatever the wait mode: a spinning wait never sees EINTR, and a
@@ -12,8 +12,10 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <limits.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
@@ -22,6 +24,7 @@
 
 #include "zcbus.h"
 #include "cli.h"
+#include "json.h"
 
 volatile sig_atomic_t cli_stop_signal;
 
@@ -159,4 +162,25 @@ int cli_slice_ms(int timeout_ms, uint64_t deadline_ns) {
                 return -1;
         left_ms = (deadline_ns - now + 999999) / 1000000;
         return left_ms < CLI_WAIT_SLICE_MS ? (int)left_ms : CLI_WAIT_SLICE_MS;
+}
+
+void cli_json_msg(FILE *f, const char *topic, const zcbus_msg *m, const char *ts_source) {
+        bool text = json_utf8_valid(m->data, m->len);
+
+        (void)fputs("{\"topic\":", f);
+        json_str(f, topic);
+        (void)fprintf(f, ",\"seq\":%" PRIu64 ",\"len\":%zu,\"lost\":%" PRIu64 ",\"ts_ns\":", m->seq, m->len,
+                      m->lost);
+        if (m->timestamp_ns)
+                (void)fprintf(f, "%" PRIu64, m->timestamp_ns);
+        else
+                (void)fputs("null", f);
+        if (ts_source)
+                (void)fprintf(f, ",\"ts_source\":\"%s\"", ts_source);
+        (void)fprintf(f, ",\"encoding\":\"%s\",\"payload\":", text ? "utf-8" : "base64");
+        if (text)
+                json_strn(f, m->data, m->len);
+        else
+                json_base64(f, m->data, m->len);
+        (void)fputs("}\n", f);
 }

@@ -596,24 +596,6 @@ struct sub_args {
         int ready_fd;
 };
 
-static void print_json(const zcbus_msg *m, const char *topic) {
-        bool text = json_utf8_valid(m->data, m->len);
-
-        (void)fputs("{\"topic\":", stdout);
-        json_str(stdout, topic);
-        (void)printf(",\"seq\":%" PRIu64 ",\"len\":%zu,\"lost\":%" PRIu64 ",\"ts_ns\":", m->seq, m->len, m->lost);
-        if (m->timestamp_ns)
-                (void)printf("%" PRIu64, m->timestamp_ns);
-        else
-                (void)fputs("null", stdout);
-        (void)printf(",\"encoding\":\"%s\",\"payload\":", text ? "utf-8" : "base64");
-        if (text)
-                json_strn(stdout, m->data, m->len);
-        else
-                json_base64(stdout, m->data, m->len);
-        (void)fputs("}\n", stdout);
-}
-
 /* Write one message; returns 0, or -errno of the failed write. */
 static int print_msg(const struct sub_args *a, const zcbus_msg *m, const char *topic) {
         int bad = 0;
@@ -621,7 +603,7 @@ static int print_msg(const struct sub_args *a, const zcbus_msg *m, const char *t
         errno = 0;
         switch (a->fmt) {
         case FMT_JSON:
-                print_json(m, topic);
+                cli_json_msg(stdout, topic, m, NULL);
                 break;
         case FMT_RAW:
                 bad = frame_write(stdout, m->data, m->len) < 0;

@@ -7,7 +7,7 @@
  * nothing else, no header. Any bytes are safe, NULs included.
  *
  * The record file of `zcbus record` and `zcbus replay` (docs/man/zcbus.1,
- * RECORD FILE FORMAT), all integers unsigned little-endian:
+ * "Record file format"), all integers unsigned little-endian:
  *   file header, REC_FILE_HDR_LEN (32) bytes:
  *     0  8  magic "ZCBUSREC"
  *     8  4  version (REC_VERSION, 1)

@@ -31,6 +31,8 @@ static const struct command commands[] = {
         { "pub", cmd_pub, "publish messages to a topic" },
         { "sub", cmd_sub, "subscribe to a topic and print its messages" },
         { "list", cmd_list, "list the broker's topics" },
+        { "record", cmd_record, "record topics to a file" },
+        { "replay", cmd_replay, "publish a recording again" },
         { "lat", cmd_bench, "measure round-trip latency" },
         { "perf", cmd_bench, "measure throughput" },
 };
