@@ -597,6 +597,36 @@ names = {t["name"] for t in v}
 assert {"rt", "stdin", "hist", "small", "lossy"} <= names, names' "$dir/last.out"
 fi
 
+# ---- bash completion ---------------------------------------------------------
+
+if command -v bash >/dev/null 2>&1 && [ -n "${ZCBUS_SRCDIR:-}" ]; then
+        # complete WORDS...: what the completion offers for the last word.
+        cat >"$dir/complete.sh" <<'SH'
+set -u
+src=$1 kind=$2
+shift 2
+source "$src/completions/$kind" || exit 3
+COMP_WORDS=("$@")
+COMP_CWORD=$(($# - 1))
+"_$kind" || exit 4
+printf '%s\n' "${COMPREPLY[@]}"
+SH
+        run bash "$dir/complete.sh" "$ZCBUS_SRCDIR" zcbus "$ZCBUS_CLI" re
+        check "bash completion of zcbus sources cleanly and completes commands" \
+                eval '[ "$rc" -eq 0 ] && [ ! -s "$dir/last.err" ] && expect "$dir/last.out" "record\nreplay\n"'
+        run bash "$dir/complete.sh" "$ZCBUS_SRCDIR" zcbus "$ZCBUS_CLI" sub --js
+        check "bash completion of zcbus completes a command's options" \
+                eval '[ "$rc" -eq 0 ] && expect "$dir/last.out" "%s\n" --json'
+        run bash "$dir/complete.sh" "$ZCBUS_SRCDIR" zcbus "$ZCBUS_CLI" -s "$sock" sub -n 2 rec.
+        check "bash completion of zcbus completes topic names from the broker given with -s" \
+                eval '[ "$rc" -eq 0 ] && expect "$dir/last.out" "rec.one\nrec.p.x\n"'
+        run bash "$dir/complete.sh" "$ZCBUS_SRCDIR" zcbus "$ZCBUS_CLI" pub --policy l
+        check "bash completion of zcbus completes option values" eval '[ "$rc" -eq 0 ] && expect "$dir/last.out" "latest\n"'
+        run bash "$dir/complete.sh" "$ZCBUS_SRCDIR" zcbusd "$ZCBUSD" --fore
+        check "bash completion of zcbusd sources cleanly and completes options" \
+                eval '[ "$rc" -eq 0 ] && [ ! -s "$dir/last.err" ] && expect "$dir/last.out" "%s\n" --foreground'
+fi
+
 # ---- lat and perf: the measuring tools, with baselines, briefly ---------------
 
 run cli lat -n 2000 --warmup 200 --wait spin --baseline all
