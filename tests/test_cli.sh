@@ -147,6 +147,16 @@ finish_sub() {
 
 # ---- checks that need no broker ---------------------------------------------
 
+# ---- man pages -----------------------------------------------------------------
+
+if command -v mandoc >/dev/null 2>&1 && [ -n "${ZCBUS_SRCDIR:-}" ]; then
+        run sh -c 'for f in "$1"/docs/man/*.[138]; do mandoc -T lint "$f" || exit 1; done' sh "$ZCBUS_SRCDIR"
+        check "mandoc -T lint finds nothing in the man pages" eval '[ "$rc" -eq 0 ] && [ ! -s "$dir/last.out" ] && [ ! -s "$dir/last.err" ]'
+else
+        echo "# skip: mandoc -T lint (no mandoc; scripts/deps.sh installs it)"
+fi
+
+
 run "$ZCBUS_CLI" --help
 check "zcbus --help exits 0 and lists the commands" \
         eval '[ "$rc" -eq 0 ] && grep -q "^Usage: zcbus" "$dir/last.out" && grep -q "pub" "$dir/last.out" && [ ! -s "$dir/last.err" ]'
