@@ -204,6 +204,33 @@ static int on_open(struct broker *b, struct peer *p, const struct proto_msg *m) 
         return 0;
 }
 
+static int on_adopt(struct broker *b, struct peer *p, const struct proto_msg *m, int *fds, unsigned nfds) {
+        const struct proto_adopt *a = &m->u.adopt;
+        char err[PROTO_ERRMSG_MAX + 1] = "";
+        struct reg_topic *t;
+        int r;
+
+        r = peer_reserve(p);
+        if (r < 0)
+                return send_error(b, p, m->hdr.req_id, r, "session holds too many entries");
+        struct reg_owner ow = {
+                .uid = (uint32_t)p->uid,
+                .gid = (uint32_t)p->gid,
+                .pid = (uint32_t)p->pid,
+                .uid_acct = p->uid_acct,
+                .session_acct = p->session_acct,
+        };
+        r = reg_adopt(b->reg, a, m->name, fds, nfds, &ow, &t, err, sizeof(err));
+        if (r < 0) {
+                conf_log(LOG_NOTICE, "session %s (pid %d uid %u): ADOPT of '%s' %s %u refused: %s (%s)", p->id_str,
+                         (int)p->pid, (unsigned)p->uid, m->name, role_name(a->role), a->index, err, strerror(-r));
+                return send_error(b, p, m->hdr.req_id, r, "%s", err);
+        }
+        peer_hold(p, t, a->role, a->index);
+        log_debug("session %s: took back '%s' %s %u", p->id_str, t->name, role_name(a->role), a->index);
+        return send_msg(b, p, proto_enc_ok(b->sbuf, sizeof(b->sbuf), m->hdr.req_id), NULL, 0);
+}
+
 static int on_close(struct broker *b, struct peer *p, const struct proto_msg *m) {
         const struct proto_close *c = &m->u.close;
         struct peer_entry e;
@@ -235,8 +262,23 @@ static int violation(struct broker *b, struct peer *p, uint32_t req_id, int err,
         return err;
 }
 
-static int on_datagram(struct peer *p, const void *buf, ssize_t n, void *userdata) {
-        struct broker *b = userdata;
+static void close_fds(int *fds, unsigned n) {
+        for (unsigned i = 0; i < n; i++)
+                if (fds[i] >= 0)
+                        (void)close(fds[i]);
+}
+
+static int dispatch(struct broker *b, struct peer *p, const void *buf, ssize_t n, int *fds, unsigned nfds);
+
+/* Descriptors come with ADOPT alone; whatever the handler did not keep
+ * is closed here. */
+static int on_datagram(struct peer *p, const void *buf, ssize_t n, int *fds, unsigned nfds, void *userdata) {
+        int r = dispatch(userdata, p, buf, n, fds, nfds);
+        close_fds(fds, nfds);
+        return r;
+}
+
+static int dispatch(struct broker *b, struct peer *p, const void *buf, ssize_t n, int *fds, unsigned nfds) {
         struct proto_msg m;
         uint32_t req_id = n > 0 ? proto_peek_req_id(buf, (size_t)n) : 0;
         int r;
@@ -248,6 +290,8 @@ static int on_datagram(struct peer *p, const void *buf, ssize_t n, void *userdat
                 return violation(b, p, req_id, r, "unsupported protocol version");
         if (r < 0)
                 return violation(b, p, req_id, r, "malformed message");
+        if (nfds && m.hdr.type != PROTO_ADOPT)
+                return violation(b, p, req_id, -EBADMSG, "descriptors with a message that takes none");
 
         if (!p->hello) {
                 if (m.hdr.type != PROTO_HELLO)
@@ -263,9 +307,12 @@ static int on_datagram(struct peer *p, const void *buf, ssize_t n, void *userdat
                 return on_close(b, p, &m);
         case PROTO_LIST:
                 return on_list(b, p, &m);
+        case PROTO_ADOPT:
+                return on_adopt(b, p, &m, fds, nfds);
         default:
-                return violation(b, p, req_id, -EBADMSG, "unexpected message type");
+                break;
         }
+        return violation(b, p, req_id, -EBADMSG, "unexpected message type");
 }
 
 /* --- sessions -------------------------------------------------------------- */

@@ -31,9 +31,11 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <uuid/uuid.h>
 
 #include "macro.h"
@@ -148,6 +150,9 @@ static void topic_charge(struct reg_topic *t, const struct reg_owner *ow) {
                 t->acct[i] = a[i];
         }
 }
+
+static void orphans_check(struct reg_topic *t);
+static int tables_for(struct reg_topic *t, uint32_t role, uint32_t table, char *err, size_t errlen);
 
 /* --- topic lifetime -------------------------------------------------------- */
 
@@ -363,6 +368,65 @@ static int quota_room(struct reg *r, struct reg_account *a, uint32_t max_topics,
         return 0;
 }
 
+/* Does a new topic of bytes fit the opener's quotas and the limits? */
+static int topic_room(struct reg *r, const char *name, uint64_t bytes, const struct reg_owner *ow, char *err,
+                      size_t errlen) {
+        const struct conf *c = r->conf;
+        int rr;
+
+        if (ow && ow->uid_acct) {
+                char who[32];
+                (void)snprintf(who, sizeof(who), "uid %u", (unsigned)ow->uid);
+                rr = quota_room(r, ow->uid_acct, c->uid_max_topics, c->uid_max_bytes, who, name, bytes, err,
+                                errlen);
+                if (rr < 0)
+                        return rr;
+        }
+        if (ow && ow->session_acct) {
+                rr = quota_room(r, ow->session_acct, c->session_max_topics, c->session_max_bytes, "this session",
+                                name, bytes, err, errlen);
+                if (rr < 0)
+                        return rr;
+        }
+        return make_room(r, name, bytes, err, errlen);
+}
+
+/* A topic record with no segments yet. */
+static int topic_alloc(const char *name, const uint8_t topic_id[16], const uint8_t segment_id[16], uint64_t bytes,
+                       uint32_t max_producers, uint32_t max_subs, struct reg_topic **ret) {
+        _cleanup_(topic_destroyp) struct reg_topic *t = calloc(1, sizeof(*t));
+
+        if (!t)
+                return -ENOMEM;
+        t->ring_fd = t->ring_ro_fd = -1;
+        for (uint32_t i = 0; i < SEG_TABLES_MAX; i++)
+                t->table_fds[i] = -1;
+        strcpy(t->name, name); /* proto_decode bounded it to PROTO_NAME_MAX */
+        memcpy(t->topic_id, topic_id, 16);
+        memcpy(t->segment_id, segment_id, 16);
+        t->bytes = bytes;
+        t->prod_state = calloc(max_producers, 1);
+        t->sub_state = calloc(max_subs, 1);
+        t->sub_table = calloc(max_subs, 1);
+        t->sub_max_holds = calloc(max_subs, sizeof(*t->sub_max_holds));
+        t->repairs = calloc(max_producers, sizeof(*t->repairs));
+        t->stalls = calloc(max_subs, sizeof(*t->stalls));
+        if (!t->prod_state || !t->sub_state || !t->sub_table || !t->sub_max_holds || !t->repairs || !t->stalls)
+                return -ENOMEM;
+        *ret = TAKE_PTR(t);
+        return 0;
+}
+
+/* A read-only reopening of the ring: what a subscriber maps can then
+ * never be made writable (mprotect checks the description's mode). */
+static int ring_reopen(int fd, int flags, int *ret) {
+        char path[64];
+
+        (void)snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+        *ret = open(path, flags | O_CLOEXEC);
+        return *ret < 0 ? negerrno() : 0;
+}
+
 static int topic_create(struct reg *r, const struct proto_open *o, const char *name, const struct reg_owner *ow,
                         struct reg_topic **ret, char *err, size_t errlen) {
         _cleanup_(topic_destroyp) struct reg_topic *t = NULL;
@@ -376,6 +440,7 @@ static int topic_create(struct reg *r, const struct proto_open *o, const char *n
                 .sub_tables = c->sub_uids,
                 .start_seq = REG_START_SEQ,
                 .data_word_start = REG_DATA_WORD_START,
+                .name_hash = seg_name_hash(name),
         };
         char path[64];
         uint64_t ring_size, bytes;
@@ -404,42 +469,12 @@ static int topic_create(struct reg *r, const struct proto_open *o, const char *n
                                name, p.slot_count, p.slot_size, (unsigned long long)c->max_segment_bytes);
                 return -EFBIG;
         }
-        if (ow && ow->uid_acct) {
-                char who[32];
-                (void)snprintf(who, sizeof(who), "uid %u", (unsigned)ow->uid);
-                rr = quota_room(r, ow->uid_acct, c->uid_max_topics, c->uid_max_bytes, who, name, bytes, err,
-                                errlen);
-                if (rr < 0)
-                        return rr;
-        }
-        if (ow && ow->session_acct) {
-                rr = quota_room(r, ow->session_acct, c->session_max_topics, c->session_max_bytes, "this session",
-                                name, bytes, err, errlen);
-                if (rr < 0)
-                        return rr;
-        }
-        rr = make_room(r, name, bytes, err, errlen);
+        rr = topic_room(r, name, bytes, ow, err, errlen);
         if (rr < 0)
                 return rr;
-
-        t = calloc(1, sizeof(*t));
-        if (!t)
-                return -ENOMEM;
-        t->ring_fd = t->ring_ro_fd = -1;
-        for (uint32_t i = 0; i < SEG_TABLES_MAX; i++)
-                t->table_fds[i] = -1;
-        strcpy(t->name, name); /* proto_decode bounded it to PROTO_NAME_MAX */
-        memcpy(t->topic_id, p.topic_id, 16);
-        memcpy(t->segment_id, p.segment_id, 16);
-        t->bytes = bytes;
-        t->prod_state = calloc(p.max_producers, 1);
-        t->sub_state = calloc(p.max_subs, 1);
-        t->sub_table = calloc(p.max_subs, 1);
-        t->sub_max_holds = calloc(p.max_subs, sizeof(*t->sub_max_holds));
-        t->repairs = calloc(p.max_producers, sizeof(*t->repairs));
-        t->stalls = calloc(p.max_subs, sizeof(*t->stalls));
-        if (!t->prod_state || !t->sub_state || !t->sub_table || !t->sub_max_holds || !t->repairs || !t->stalls)
-                return -ENOMEM;
+        rr = topic_alloc(name, p.topic_id, p.segment_id, bytes, p.max_producers, p.max_subs, &t);
+        if (rr < 0)
+                return rr;
 
         rr = seg_create(&p, &t->ring_fd, t->table_fds);
         if (rr < 0) {
@@ -531,11 +566,11 @@ static int entry_alloc(struct reg_topic *t, uint32_t role, const struct reg_owne
         for (uint32_t i = 0; i < n; i++) {
                 if (state[i] != REG_ENTRY_FREE)
                         continue;
-                if (!pub) {
-                        int rr = table_of(t, ow->uid, &table, err, errlen);
-                        if (rr < 0)
-                                return rr;
-                }
+                int rr = pub ? 0 : table_of(t, ow->uid, &table, err, errlen);
+                if (rr == 0)
+                        rr = tables_for(t, role, table, err, errlen);
+                if (rr < 0)
+                        return rr;
                 state[i] = REG_ENTRY_HELD;
                 if (!ev_is_active(&t->reg->stall))
                         ev_timer_again(t->reg->loop, &t->reg->stall);
@@ -750,7 +785,7 @@ static bool producers_blocked(struct reg_topic *t) {
         bool blocked;
 
         for (uint32_t i = 0; i < t->map.g.max_producers; i++)
-                if (t->prod_state[i] == REG_ENTRY_HELD)
+                if (t->prod_state[i] == REG_ENTRY_HELD || t->prod_state[i] == REG_ENTRY_ORPHAN)
                         waits += load_rlx(&seg_prod(&t->map, i)->waits);
         bool armed = false;
         for (uint32_t i = 0; i < t->ntables; i++)
@@ -797,7 +832,8 @@ static void holds_check(struct reg_topic *t) {
         if (!producers_blocked(t))
                 return;
         for (uint32_t i = 0; i < t->map.g.max_subs; i++) {
-                if (t->sub_state[i] != REG_ENTRY_HELD || t->stalls[i].evicted)
+                if ((t->sub_state[i] != REG_ENTRY_HELD && t->sub_state[i] != REG_ENTRY_ORPHAN) ||
+                    t->stalls[i].evicted)
                         continue;
                 uint64_t n = ring_sub_count_holds(&t->map, i, t->sub_table[i], t->sub_max_holds[i]);
                 if (n <= t->sub_max_holds[i])
@@ -822,6 +858,8 @@ static void stall_cb(struct ev_loop *loop, ev_timer *w, int revents) {
                 if (t->nsub == 0 && t->nprod == 0)
                         continue;
                 watched = true;
+                if (t->norphans)
+                        orphans_check(t);
                 stall_reassert(t);
                 if (t->map.g.policy == ZCBUS_POLICY_LATEST) {
                         holds_check(t);
@@ -833,7 +871,8 @@ static void stall_cb(struct ev_loop *loop, ev_timer *w, int revents) {
                         struct reg_stall *st = &t->stalls[i];
                         uint64_t f;
 
-                        if (t->sub_state[i] != REG_ENTRY_HELD || st->evicted)
+                        if ((t->sub_state[i] != REG_ENTRY_HELD && t->sub_state[i] != REG_ENTRY_ORPHAN) ||
+                            st->evicted)
                                 continue;
                         if (ms == 0 || !blocked || !ring_sub_gating(&t->map, i, t->sub_table[i], &f)) {
                                 st->since = 0.;
@@ -888,6 +927,326 @@ void reg_release(struct reg_topic *t, uint32_t role, uint32_t index) {
                 t->sub_state[index] = REG_ENTRY_FREE;
         }
         idle_update(t);
+}
+
+/* --- re-learning topics after a restart (ADOPT) ------------------------------ */
+
+/* Is fds[0..n) a ring (RW or RO) and tables of the topic a names, made
+ * by a broker of this uid for a topic of that name? (The memfds' names
+ * and modes, kept by the kernel, no client can forge.) */
+static int adopt_check_fds(const struct proto_adopt *a, const char *name, const int *fds, unsigned n, char *err,
+                           size_t errlen) {
+        char want[96];
+
+        if (n != 1 + a->ntables) {
+                (void)snprintf(err, errlen, "ADOPT of '%s' came with %u descriptors, not 1 + %u", name, n,
+                               a->ntables);
+                return -EBADMSG;
+        }
+        seg_memfd_name(want, sizeof(want), a->segment_id, -1, seg_name_hash(name));
+        if (seg_fd_is(fds[0], want, 0400) < 0) {
+                (void)snprintf(err, errlen, "the ring handed back is not topic '%s''s", name);
+                return -EPERM;
+        }
+        for (unsigned i = 1; i < n; i++) {
+                bool ok = false;
+                for (uint32_t k = 0; k < SEG_TABLES_MAX && !ok; k++) {
+                        seg_memfd_name(want, sizeof(want), a->segment_id, (int)k, 0);
+                        ok = seg_fd_is(fds[i], want, 0600) == 0;
+                }
+                if (!ok) {
+                        (void)snprintf(err, errlen, "a table handed back is not topic '%s''s", name);
+                        return -EPERM;
+                }
+        }
+        return 0;
+}
+
+/* A writable description of the ring from any of its fds: the broker's
+ * uid owns the memfd, so it may lift its mode for a moment (root needs
+ * not). */
+static int ring_writable_fd(int fd, int *ret) {
+        int fl = fcntl(fd, F_GETFL), r;
+
+        if (fl >= 0 && (fl & O_ACCMODE) == O_RDWR) {
+                *ret = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+                return *ret < 0 ? negerrno() : 0;
+        }
+        r = ring_reopen(fd, O_RDWR, ret);
+        if (r != -EACCES)
+                return r;
+        if (fchmod(fd, 0600) < 0)
+                return negerrno();
+        r = ring_reopen(fd, O_RDWR, ret);
+        (void)fchmod(fd, 0400);
+        return r;
+}
+
+/* Mark every entry the ring says is live as an orphan: nobody holds it
+ * until its client hands it back, and it is repaired once its pid is gone. */
+static void adopt_orphans(struct reg_topic *t) {
+        const struct seg_map *m = &t->map;
+
+        for (uint32_t i = 0; i < m->g.max_producers; i++)
+                if (load_acq(&seg_prod(m, i)->state) == SEG_ENTRY_ACTIVE) {
+                        t->prod_state[i] = REG_ENTRY_ORPHAN;
+                        t->nprod++;
+                        t->norphans++;
+                        t->norphan_prods++;
+                }
+        for (uint32_t i = 0; i < m->g.max_subs; i++) {
+                uint32_t w = load_acq(&seg_sub_state(m, i)->state), st = w & 0xff, table = w >> 8;
+                if ((st != SEG_ENTRY_ACTIVE && st != SEG_ENTRY_EVICTED) || table >= m->g.sub_tables)
+                        continue;
+                t->sub_state[i] = REG_ENTRY_ORPHAN;
+                t->sub_table[i] = (uint8_t)table;
+                t->sub_max_holds[i] = RING_MAX_HOLDS_DEFAULT;
+                t->stalls[i] = (struct reg_stall){.evicted = st == SEG_ENTRY_EVICTED};
+                t->nsub++;
+                t->norphans++;
+        }
+}
+
+/* A topic this broker does not know, from a client's descriptors. */
+static int topic_adopt(struct reg *r, const struct proto_adopt *a, const char *name, int *fds, unsigned n,
+                       const struct reg_owner *ow, struct reg_topic **ret, char *err, size_t errlen) {
+        _cleanup_(topic_destroyp) struct reg_topic *t = NULL;
+        struct seg_map m;
+        uint64_t bytes;
+        int rr;
+
+        _cleanup_close_ int rw = -1;
+        rr = ring_writable_fd(fds[0], &rw);
+        /* The ring and the first table; reg_adopt takes the others. */
+        if (rr == 0)
+                rr = seg_map_fds(rw, fds + 1, 1, 1, &m);
+        if (rr == 0 && memcmp(m.g.segment_id, a->segment_id, 16) != 0) {
+                seg_unmap(&m);
+                rr = -EBADMSG;
+        }
+        if (rr < 0) {
+                (void)snprintf(err, errlen, "the segments of topic '%s' handed back do not map: %s", name,
+                               strerror(-rr));
+                return rr;
+        }
+        struct seg_params p = {.max_subs = m.g.max_subs, .slot_count = m.g.slot_count, .policy = m.g.policy,
+                               .sub_tables = m.g.sub_tables};
+        bytes = seg_topic_bytes(&p, m.g.ring_size);
+        rr = topic_room(r, name, bytes, ow, err, errlen);
+        if (rr == 0)
+                rr = topic_alloc(name, m.g.topic_id, m.g.segment_id, bytes, m.g.max_producers, m.g.max_subs, &t);
+        if (rr < 0) {
+                seg_unmap(&m);
+                return rr;
+        }
+        t->map = m;
+        t->ring_fd = TAKE_FD(rw);
+        for (uint32_t k = 0; k < SEG_TABLES_MAX; k++)
+                if (m.tables[k]) {
+                        t->table_fds[k] = fds[1];
+                        fds[1] = -1;
+                }
+        rr = ring_reopen(t->ring_fd, O_RDONLY, &t->ring_ro_fd);
+        if (rr < 0) {
+                (void)snprintf(err, errlen, "broker could not reopen topic '%s': %s", name, strerror(-rr));
+                return rr;
+        }
+        for (uint32_t k = 0; k < SEG_TABLES_MAX; k++)
+                t->table_uid[k] = REG_TABLE_UID_UNKNOWN;
+        t->ntables = seg_tables_bound(&t->map);
+        adopt_orphans(t);
+        log_info("re-learned topic '%s' (slot_count %u, slot_size %u, policy %s) from pid %u after a restart: "
+                 "%u entries live in it, %u tables of %u handed back",
+                 name, m.g.slot_count, m.g.slot_size, zcbus_policy_name(m.g.policy), (unsigned)ow->pid,
+                 t->norphans, n - 1, m.g.sub_tables);
+        topic_charge(t, ow);
+        topic_link(r, t);
+        if (!ev_is_active(&r->stall))
+                ev_timer_again(r->loop, &r->stall);
+        *ret = TAKE_PTR(t);
+        return 0;
+}
+
+/* Keep the tables handed back that t lacks (the fds set to -1). */
+static void adopt_tables(struct reg_topic *t, int *fds, unsigned n) {
+        for (unsigned i = 1; i < n; i++) {
+                int k = seg_map_table(&t->map, fds[i]);
+                if (k >= 0 && t->table_fds[k] < 0) {
+                        t->table_fds[k] = fds[i];
+                        fds[i] = -1;
+                }
+        }
+}
+
+int reg_adopt(struct reg *r, const struct proto_adopt *a, const char *name, int *fds, unsigned nfds,
+              const struct reg_owner *ow, struct reg_topic **ret_topic, char *err, size_t errlen) {
+        bool pub = a->role == PROTO_ROLE_PUB;
+        struct reg_topic *t;
+        int rr;
+
+        if (a->role != PROTO_ROLE_PUB && a->role != PROTO_ROLE_SUB) {
+                (void)snprintf(err, errlen, "role %u is neither producer nor subscriber", a->role);
+                return -EINVAL;
+        }
+        rr = adopt_check_fds(a, name, fds, nfds, err, errlen);
+        if (rr < 0)
+                return rr;
+        /* Which memfds were handed back, before the registry takes some. */
+        ino_t ino[PROTO_FDS_MAX] = {0};
+        dev_t dev[PROTO_FDS_MAX] = {0};
+        for (unsigned k = 1; k < nfds && k < PROTO_FDS_MAX; k++) {
+                struct stat st;
+                if (fstat(fds[k], &st) == 0) {
+                        ino[k] = st.st_ino;
+                        dev[k] = st.st_dev;
+                }
+        }
+        rr = conf_access(r->conf, ow->uid, ow->gid, name, pub ? CONF_ACT_PUBLISH : CONF_ACT_SUBSCRIBE, err, errlen);
+        if (rr < 0)
+                return rr;
+        t = topic_find(r, name);
+        if (t && memcmp(t->segment_id, a->segment_id, 16) != 0) {
+                (void)snprintf(err, errlen, "topic '%s' was made anew since the restart; its old segments cannot "
+                                            "come back", name);
+                return -EEXIST;
+        }
+        if (!t) {
+                rr = conf_access(r->conf, ow->uid, ow->gid, name, CONF_ACT_CREATE, err, errlen);
+                if (rr == 0)
+                        rr = topic_adopt(r, a, name, fds, nfds, ow, &t, err, errlen);
+                if (rr < 0)
+                        return rr;
+        }
+        adopt_tables(t, fds, nfds);
+
+        uint32_t i = a->index;
+        uint8_t *state = pub ? t->prod_state : t->sub_state;
+        if (i >= (pub ? t->map.g.max_producers : t->map.g.max_subs) ||
+            (state[i] != REG_ENTRY_ORPHAN && state[i] != REG_ENTRY_FREE)) {
+                (void)snprintf(err, errlen, "topic '%s' has no %s entry %u to hand back", name, role_name(a->role),
+                               i);
+                return -ENOENT;
+        }
+        if (pub) {
+                if (load_acq(&seg_prod(&t->map, i)->state) != SEG_ENTRY_ACTIVE) {
+                        (void)snprintf(err, errlen, "producer %u of topic '%s' is not live", i, name);
+                        return -ENOENT;
+                }
+                if (state[i] == REG_ENTRY_FREE)
+                        t->nprod++;
+                else
+                        t->norphan_prods--;
+                store_rlx(&seg_prod(&t->map, i)->pid, ow->pid);
+        } else {
+                uint32_t w = load_acq(&seg_sub_state(&t->map, i)->state), st = w & 0xff;
+                if ((st != SEG_ENTRY_ACTIVE && st != SEG_ENTRY_EVICTED) || (w >> 8) != a->table ||
+                    !seg_has_table(&t->map, a->table)) {
+                        (void)snprintf(err, errlen, "subscriber %u of topic '%s' is not live in table %u", i, name,
+                                       a->table);
+                        return -ENOENT;
+                }
+                /* Its table must be the one this broker has under that index
+                 * (not one a lost table was replaced with since). */
+                struct stat mine;
+                bool same = false;
+                if (t->table_fds[a->table] >= 0 && fstat(t->table_fds[a->table], &mine) == 0)
+                        for (unsigned k = 1; k < nfds && !same; k++)
+                                same = ino[k] == mine.st_ino && dev[k] == mine.st_dev;
+                if (!same) {
+                        (void)snprintf(err, errlen, "table %u of topic '%s' was replaced since the restart", a->table,
+                                       name);
+                        return -ENOENT;
+                }
+                uint32_t *u = &t->table_uid[a->table];
+                if (*u != REG_TABLE_UID_UNKNOWN && *u != ow->uid) {
+                        (void)snprintf(err, errlen, "table %u of topic '%s' is another uid's", a->table, name);
+                        return -EACCES;
+                }
+                *u = ow->uid;
+                if (t->ntables <= a->table)
+                        t->ntables = a->table + 1;
+                if (state[i] == REG_ENTRY_FREE) {
+                        t->nsub++;
+                        t->stalls[i] = (struct reg_stall){.evicted = st == SEG_ENTRY_EVICTED};
+                }
+                t->sub_table[i] = (uint8_t)a->table;
+                t->sub_max_holds[i] = a->max_holds ? a->max_holds : RING_MAX_HOLDS_DEFAULT;
+                store_rlx(&seg_sub_state(&t->map, i)->pid, ow->pid);
+        }
+        if (state[i] == REG_ENTRY_ORPHAN)
+                t->norphans--;
+        state[i] = REG_ENTRY_HELD;
+        idle_update(t);
+        *ret_topic = t;
+        return 0;
+}
+
+/* Orphans whose pid is gone are repaired like any peer that died (the
+ * pid is the old broker's record, in the ring: a producer may have
+ * written it, and a pid may be reused; a live orphan waits). */
+static void orphans_check(struct reg_topic *t) {
+        for (uint32_t i = 0; t->norphans && i < t->map.g.max_producers; i++) {
+                if (t->prod_state[i] != REG_ENTRY_ORPHAN)
+                        continue;
+                pid_t pid = (pid_t)load_rlx(&seg_prod(&t->map, i)->pid);
+                if (pid > 0 && (kill(pid, 0) == 0 || errno != ESRCH))
+                        continue;
+                log_info("topic '%s': producer %u (pid %d) did not come back after the restart and is gone: "
+                         "repairing", t->name, i, (int)pid);
+                t->prod_state[i] = REG_ENTRY_HELD;
+                t->norphans--;
+                t->norphan_prods--;
+                reg_release(t, PROTO_ROLE_PUB, i);
+        }
+        for (uint32_t i = 0; t->norphans && i < t->map.g.max_subs; i++) {
+                if (t->sub_state[i] != REG_ENTRY_ORPHAN)
+                        continue;
+                pid_t pid = (pid_t)load_rlx(&seg_sub_state(&t->map, i)->pid);
+                if (pid > 0 && (kill(pid, 0) == 0 || errno != ESRCH))
+                        continue;
+                log_info("topic '%s': subscriber %u (pid %d) did not come back after the restart and is gone",
+                         t->name, i, (int)pid);
+                t->sub_state[i] = REG_ENTRY_HELD;
+                t->norphans--;
+                reg_release(t, PROTO_ROLE_SUB, i);
+        }
+}
+
+/* Tables an opener needs that a re-learned topic lacks (none came back):
+ * made anew, unless a live orphan could still be using the old one (a
+ * producer that would not see the new one's floors and arms, a subscriber
+ * in it). */
+static int tables_for(struct reg_topic *t, uint32_t role, uint32_t table, char *err, size_t errlen) {
+        for (uint32_t k = 0; k < t->map.g.sub_tables; k++) {
+                if (t->table_fds[k] >= 0 || (role == PROTO_ROLE_SUB && k != table))
+                        continue;
+                bool used = t->norphan_prods > 0;
+                for (uint32_t i = 0; !used && i < t->map.g.max_subs; i++)
+                        used = t->sub_state[i] == REG_ENTRY_ORPHAN && t->sub_table[i] == k;
+                if (used) {
+                        (void)snprintf(err, errlen,
+                                       "topic '%s' is being re-learned after a broker restart: its table %u comes "
+                                       "back with its peers, try again",
+                                       t->name, k);
+                        return -EAGAIN;
+                }
+                int fd, rr = seg_create_table(&t->map.g, k, &fd);
+                if (rr == 0) {
+                        rr = seg_map_table(&t->map, fd);
+                        if (rr < 0)
+                                (void)close(fd);
+                }
+                if (rr < 0) {
+                        (void)snprintf(err, errlen, "broker could not make table %u of topic '%s': %s", k, t->name,
+                                       strerror(-rr));
+                        return rr;
+                }
+                t->table_fds[k] = fd;
+                /* A lost table's uid is unknown: no one is bound to it again. */
+                if (k < t->ntables && t->table_uid[k] == REG_TABLE_UID_UNKNOWN)
+                        t->table_uid[k] = REG_TABLE_UID_UNKNOWN - 1;
+        }
+        return 0;
 }
 
 /* --- registry -------------------------------------------------------------- */

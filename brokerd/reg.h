@@ -20,7 +20,13 @@ enum {
         REG_ENTRY_FREE = 0,
         REG_ENTRY_HELD = 1,   /* a session holds it */
         REG_ENTRY_REPAIR = 2, /* producer let go; ring_prod_evict must be retried */
+        REG_ENTRY_ORPHAN = 3, /* live in a ring this broker re-learned after a
+                                 restart, not handed back (yet): repaired
+                                 when its pid is gone, handed back by ADOPT */
 };
+
+/* table_uid of a table no subscriber has handed back since a restart. */
+#define REG_TABLE_UID_UNKNOWN UINT32_MAX
 
 struct reg;
 
@@ -76,6 +82,8 @@ struct reg_topic {
         int table_fds[SEG_TABLES_MAX]; /* map.g.sub_tables of them */
         uint32_t table_uid[SEG_TABLES_MAX]; /* the uid each bound table is for */
         uint32_t ntables;   /* tables bound so far, in order */
+        uint32_t norphans;  /* REG_ENTRY_ORPHAN entries (re-learned topics) */
+        uint32_t norphan_prods;
         uint64_t bytes; /* ring + tables */
         uint8_t *prod_state; /* REG_ENTRY_*, map.g.max_producers entries */
         uint8_t *sub_state;  /* REG_ENTRY_*, map.g.max_subs entries */
@@ -122,6 +130,13 @@ unsigned reg_open_reply(const struct reg_topic *t, uint32_t role, uint32_t index
 /* Let go of a held entry: evict it from the shared tables (a producer may
  * need its repair retried later; the registry does that on its own). */
 void reg_release(struct reg_topic *t, uint32_t role, uint32_t index);
+
+/* ADOPT after a broker restart: take the entry a's client held under the
+ * old broker, re-learning its topic from the descriptors it hands back if
+ * this broker does not know it (fds[0..nfds): the ring, then tables; the
+ * registry keeps those it uses and sets them to -1). */
+int reg_adopt(struct reg *r, const struct proto_adopt *a, const char *name, int *fds, unsigned nfds,
+              const struct reg_owner *ow, struct reg_topic **ret_topic, char *err, size_t errlen);
 
 uint32_t reg_count(const struct reg *r);
 /* Fill up to max entries from creation index start; returns the count. */

@@ -306,6 +306,8 @@ struct seg_params {
         uint64_t start_seq;
         uint32_t data_word_start;
         uint32_t sub_tables; /* 1..SEG_TABLES_MAX */
+        uint64_t name_hash;  /* seg_name_hash of the topic's name: part of
+                                the ring memfd's (kernel-kept) name */
 };
 
 /* Geometry as validated at mapping time: the only copy the data plane

@@ -36,7 +36,9 @@ enum proto_type {
         PROTO_ERROR = 7,       /* b->c: errno and text */
         PROTO_LIST = 8,        /* c->b: list topics from an index */
         PROTO_LIST_REPLY = 9,  /* b->c */
-        PROTO_TYPE_MAX_ = 10,
+        PROTO_ADOPT = 10,      /* c->b, with fds: hand back an entry held
+                                  since before the broker restarted */
+        PROTO_TYPE_MAX_ = 11,
 };
 
 enum proto_role {
@@ -101,6 +103,21 @@ struct proto_close {
         uint32_t index;
 };
 
+/* The entry and segments a client held under a broker that is gone. */
+struct proto_adopt {
+        uint8_t topic_id[16];
+        uint8_t segment_id[16];
+        uint32_t role;
+        uint32_t index;
+        uint32_t table;     /* subscriber: its table */
+        uint32_t ntables;   /* tables among the fds: 1..PROTO_FDS_MAX - 1 */
+        uint32_t max_holds; /* subscriber, as in OPEN */
+        uint32_t flags;     /* must be 0 */
+        uint32_t name_len;  /* 1..PROTO_NAME_MAX bytes follow */
+        uint32_t reserved;  /* must be 0 */
+        /* char name[name_len], no NUL */
+};
+
 struct proto_error {
         int32_t err;      /* negative errno */
         uint32_t msg_len; /* 0..PROTO_ERRMSG_MAX bytes follow */
@@ -141,8 +158,9 @@ struct proto_msg {
                 struct proto_error error;
                 struct proto_list list;
                 struct proto_list_reply list_reply;
+                struct proto_adopt adopt;
         } u;
-        char name[PROTO_NAME_MAX + 1];      /* OPEN */
+        char name[PROTO_NAME_MAX + 1];      /* OPEN, ADOPT */
         char errmsg[PROTO_ERRMSG_MAX + 1];  /* ERROR */
         const struct proto_list_entry *entries; /* LIST_REPLY: points into the buffer */
 };
@@ -154,6 +172,7 @@ int proto_enc_hello_reply(void *buf, size_t cap, uint32_t req_id, const struct p
 int proto_enc_open(void *buf, size_t cap, uint32_t req_id, const struct proto_open *o, const char *name);
 int proto_enc_open_reply(void *buf, size_t cap, uint32_t req_id, const struct proto_open_reply *r);
 int proto_enc_close(void *buf, size_t cap, uint32_t req_id, const struct proto_close *c);
+int proto_enc_adopt(void *buf, size_t cap, uint32_t req_id, const struct proto_adopt *a, const char *name);
 int proto_enc_ok(void *buf, size_t cap, uint32_t req_id);
 int proto_enc_error(void *buf, size_t cap, uint32_t req_id, int err, const char *msg);
 int proto_enc_list(void *buf, size_t cap, uint32_t req_id, uint32_t start, uint32_t max);

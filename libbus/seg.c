@@ -18,6 +18,7 @@
 #include <fcntl.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <stdio.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -212,17 +213,113 @@ static void table_init(const struct seg_map *m, uint32_t t) {
                 store_rlx(&seg_sub(m, t, i)->floor, SEG_FLOOR_NONE);
 }
 
+static int check_fd(int fd, uint64_t *ret_size);
+static int validate_table(const struct seg_geom *g, const void *subs, uint64_t subs_size, uint32_t *ret_table);
+
+uint64_t seg_name_hash(const char *name) {
+        uint64_t h = UINT64_C(0xcbf29ce484222325); /* FNV-1a */
+        for (const unsigned char *c = (const unsigned char *)name; *c; c++)
+                h = (h ^ *c) * UINT64_C(0x100000001b3);
+        return h;
+}
+
+void seg_memfd_name(char *buf, size_t len, const uint8_t segment_id[16], int table, uint64_t name_hash) {
+        char id[33];
+        for (int i = 0; i < 16; i++)
+                snprintf(id + 2 * i, 3, "%02x", segment_id[i]);
+        if (table < 0)
+                snprintf(buf, len, "zcbus-ring-%s-%016llx", id, (unsigned long long)name_hash);
+        else
+                snprintf(buf, len, "zcbus-subs-%s-%d", id, table);
+}
+
+int seg_fd_is(int fd, const char *memfd_name, mode_t mode) {
+        char path[64], link[128], want[128];
+        struct stat st;
+        ssize_t n;
+        int seals;
+
+        if (fstat(fd, &st) < 0)
+                return negerrno();
+        /* Made by this uid (the broker's: no one else can make a memfd of
+         * its uid), with the mode the broker gives it, sealed... */
+        if (!S_ISREG(st.st_mode) || st.st_uid != geteuid() || (st.st_mode & 07777) != mode)
+                return -EPERM;
+        seals = fcntl(fd, F_GET_SEALS);
+        if (seals < 0 || (seals & SEG_SEALS) != SEG_SEALS)
+                return -EPERM;
+        /* ... and with the name it gave it, which the kernel keeps. */
+        snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+        n = readlink(path, link, sizeof(link) - 1);
+        if (n < 0)
+                return negerrno();
+        link[n] = 0;
+        snprintf(want, sizeof(want), "/memfd:%s (deleted)", memfd_name);
+        return strcmp(link, want) == 0 ? 0 : -EPERM;
+}
+
 static void close_fds(int *fds, uint32_t n) {
         for (uint32_t i = 0; i < n; i++)
                 closep(&fds[i]);
+}
+
+/* Create, initialise and seal table t of a topic of geometry g. */
+static int table_create(const struct seg_geom *g, uint32_t t, int *ret_fd) {
+        _cleanup_close_ int fd = -1;
+        _cleanup_mapping_ struct mapping x = {0};
+        struct seg_map m = {.g = *g};
+        char name[96];
+        int r;
+
+        seg_memfd_name(name, sizeof(name), g->segment_id, (int)t, 0);
+        r = memfd_sized(name, g->subs_size, 0600, &fd);
+        if (r == 0)
+                r = mapping_new(fd, g->subs_size, PROT_READ | PROT_WRITE, &x);
+        if (r < 0)
+                return r;
+        m.tables[t] = x.p;
+        table_init(&m, t);
+        if (fcntl(fd, F_ADD_SEALS, SEG_SEALS) < 0)
+                return negerrno();
+        *ret_fd = TAKE_FD(fd);
+        return 0;
+}
+
+int seg_create_table(const struct seg_geom *g, uint32_t t, int *ret_fd) {
+        if (t >= g->sub_tables)
+                return -EINVAL;
+        return table_create(g, t, ret_fd);
+}
+
+int seg_map_table(struct seg_map *m, int fd) {
+        struct mapping x = {0};
+        uint64_t size;
+        uint32_t t;
+        int r = check_fd(fd, &size);
+
+        if (r == 0 && size != m->g.subs_size)
+                r = -EBADMSG;
+        if (r == 0)
+                r = mapping_new(fd, size, PROT_READ | PROT_WRITE, &x);
+        if (r < 0)
+                return r;
+        r = validate_table(&m->g, x.p, size, &t);
+        if (r == 0 && m->tables[t])
+                r = -EEXIST;
+        if (r < 0) {
+                mapping_release(&x);
+                return r;
+        }
+        m->tables[t] = TAKE_PTR(x.p);
+        return (int)t;
 }
 
 int seg_create(const struct seg_params *p, int *ret_ring_fd, int *ret_table_fds) {
         _cleanup_close_ int rfd = -1;
         _cleanup_mapping_ struct mapping ring = {0};
         int tfds[SEG_TABLES_MAX];
-        struct mapping tables[SEG_TABLES_MAX] = {0};
         struct seg_map m = {0};
+        char name[96];
         uint32_t n = 0;
         int r;
 
@@ -232,8 +329,10 @@ int seg_create(const struct seg_params *p, int *ret_ring_fd, int *ret_table_fds)
         /* The ring: the creator's uid may reopen it read-only (the
          * subscribers' fd), nobody else may open it at all; producers get
          * the creator's writable fd itself. Each table is handed out
-         * writable to those who need it; reopening grants no one more. */
-        r = memfd_sized("zcbus-ring", m.g.ring_size, 0400, &rfd);
+         * writable to those who need it; reopening grants no one more.
+         * The names bind them to the topic for a restarted broker. */
+        seg_memfd_name(name, sizeof(name), m.g.segment_id, -1, p->name_hash);
+        r = memfd_sized(name, m.g.ring_size, 0400, &rfd);
         if (r < 0)
                 return r;
         r = mapping_new(rfd, m.g.ring_size, PROT_READ | PROT_WRITE, &ring);
@@ -243,32 +342,18 @@ int seg_create(const struct seg_params *p, int *ret_ring_fd, int *ret_table_fds)
         m.ring_writable = 1;
         ring_init(&m, p);
         for (; n < m.g.sub_tables; n++) {
-                tfds[n] = -1;
-                r = memfd_sized("zcbus-subs", m.g.subs_size, 0600, &tfds[n]);
-                if (r == 0)
-                        r = mapping_new(tfds[n], m.g.subs_size, PROT_READ | PROT_WRITE, &tables[n]);
-                if (r < 0) {
-                        n++;
+                r = table_create(&m.g, n, &tfds[n]);
+                if (r < 0)
                         goto fail;
-                }
-                m.tables[n] = tables[n].p;
-                table_init(&m, n);
         }
-        r = fcntl(rfd, F_ADD_SEALS, SEG_SEALS) < 0 ? negerrno() : 0;
-        for (uint32_t i = 0; r == 0 && i < n; i++)
-                if (fcntl(tfds[i], F_ADD_SEALS, SEG_SEALS) < 0)
-                        r = negerrno();
-        if (r < 0)
+        if (fcntl(rfd, F_ADD_SEALS, SEG_SEALS) < 0) {
+                r = negerrno();
                 goto fail;
-        for (uint32_t i = 0; i < n; i++) {
-                mapping_release(&tables[i]);
-                ret_table_fds[i] = tfds[i];
         }
+        memcpy(ret_table_fds, tfds, n * sizeof(tfds[0]));
         *ret_ring_fd = TAKE_FD(rfd);
         return 0;
 fail:
-        for (uint32_t i = 0; i < n; i++)
-                mapping_release(&tables[i]);
         close_fds(tfds, n);
         return r;
 }

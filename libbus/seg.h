@@ -11,7 +11,9 @@
 #ifndef ZCBUS_SEG_H
 #define ZCBUS_SEG_H
 
+#include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "layout.h"
 
@@ -25,6 +27,19 @@ uint64_t seg_topic_bytes(const struct seg_params *p, uint64_t ring_size);
 /* Create and initialise the ring and p->sub_tables tables, sealed.
  * Returns 0, the ring's fd and the tables' in ret_table_fds[0..sub_tables). */
 int seg_create(const struct seg_params *p, int *ret_ring_fd, int *ret_table_fds);
+
+/* The creator's side of a restart: FNV-1a of a topic name; the memfd name
+ * of a topic's ring (table < 0) or table; whether fd is a segment this uid
+ * made (owner, mode, seals) with that name (-EPERM if not). */
+uint64_t seg_name_hash(const char *name);
+void seg_memfd_name(char *buf, size_t len, const uint8_t segment_id[16], int table, uint64_t name_hash);
+int seg_fd_is(int fd, const char *memfd_name, mode_t mode);
+/* Create table t of a topic of geometry g, sealed: a fresh one in place of
+ * one lost with a broker. */
+int seg_create_table(const struct seg_geom *g, uint32_t t, int *ret_fd);
+/* Validate and map one more table into m; returns its index, -EEXIST if m
+ * has it already. */
+int seg_map_table(struct seg_map *m, int fd);
 
 /* Validate and map the ring and ntables tables (each lands at the index
  * its header gives; the same one twice is -EBADMSG). ring_writable: map
