@@ -34,7 +34,6 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/resource.h>
 #include <sys/stat.h>
 #include <uuid/uuid.h>
 
@@ -1251,22 +1250,9 @@ static int tables_for(struct reg_topic *t, uint32_t role, uint32_t table, char *
 
 /* --- registry -------------------------------------------------------------- */
 
-/* A topic keeps 2 + sub_uids descriptors open (its ring twice, its
- * tables): take the descriptors the hard limit allows. */
-static void raise_nofile(void) {
-        struct rlimit rl;
-
-        if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
-                rl.rlim_cur = rl.rlim_max;
-                (void)setrlimit(RLIMIT_NOFILE, &rl);
-        }
-}
-
 int reg_new(struct ev_loop *loop, const struct conf *conf, struct reg **ret) {
         _cleanup_free_ struct reg *r = NULL;
         uint32_t nb = 16;
-
-        raise_nofile();
 
         r = calloc(1, sizeof(*r));
         if (!r)
