@@ -146,6 +146,27 @@ static int on_hello(struct broker *b, struct peer *p, const struct proto_msg *m)
         return send_msg(b, p, proto_enc_hello_reply(b->sbuf, sizeof(b->sbuf), m->hdr.req_id, &rep), NULL, 0);
 }
 
+/* The entry quotas of a session and its uid, before it takes one more
+ * (OPEN or ADOPT): 0, or the error already sent. */
+static int entry_quota(struct broker *b, struct peer *p, const struct proto_msg *m, bool *refused) {
+        *refused = true;
+        if (p->nentries >= b->conf->session_max_entries) {
+                log_notice("session %s (uid %u): %s '%s' refused: %u entries (session_max_entries)", p->id_str,
+                           (unsigned)p->uid, proto_type_name(m->hdr.type), m->name, p->nentries);
+                return send_error(b, p, m->hdr.req_id, -EDQUOT, "session holds %u entries (session_max_entries %u)",
+                                  p->nentries, b->conf->session_max_entries);
+        }
+        if (p->uid_acct->entries >= b->conf->uid_max_entries) {
+                log_notice("session %s (uid %u): %s '%s' refused: uid holds %u entries (uid_max_entries)",
+                           p->id_str, (unsigned)p->uid, proto_type_name(m->hdr.type), m->name,
+                           p->uid_acct->entries);
+                return send_error(b, p, m->hdr.req_id, -EDQUOT, "uid %u holds %u entries (uid_max_entries %u)",
+                                  (unsigned)p->uid, p->uid_acct->entries, b->conf->uid_max_entries);
+        }
+        *refused = false;
+        return 0;
+}
+
 static int on_open(struct broker *b, struct peer *p, const struct proto_msg *m) {
         const struct proto_open *o = &m->u.open;
         struct proto_open_reply rep;
@@ -157,18 +178,10 @@ static int on_open(struct broker *b, struct peer *p, const struct proto_msg *m) 
         unsigned nfds;
         int r;
 
-        if (p->nentries >= b->conf->session_max_entries) {
-                log_notice("session %s (uid %u): OPEN '%s' refused: %u entries (session_max_entries)", p->id_str,
-                           (unsigned)p->uid, m->name, p->nentries);
-                return send_error(b, p, m->hdr.req_id, -EDQUOT, "session holds %u entries (session_max_entries %u)",
-                                  p->nentries, b->conf->session_max_entries);
-        }
-        if (p->uid_acct->entries >= b->conf->uid_max_entries) {
-                log_notice("session %s (uid %u): OPEN '%s' refused: uid holds %u entries (uid_max_entries)",
-                           p->id_str, (unsigned)p->uid, m->name, p->uid_acct->entries);
-                return send_error(b, p, m->hdr.req_id, -EDQUOT, "uid %u holds %u entries (uid_max_entries %u)",
-                                  (unsigned)p->uid, p->uid_acct->entries, b->conf->uid_max_entries);
-        }
+        bool refused;
+        r = entry_quota(b, p, m, &refused);
+        if (refused)
+                return r;
         r = peer_reserve(p);
         if (r < 0) {
                 log_debug("session %s: OPEN '%s' refused: %s", p->id_str, m->name, strerror(-r));
@@ -208,8 +221,11 @@ static int on_adopt(struct broker *b, struct peer *p, const struct proto_msg *m,
         const struct proto_adopt *a = &m->u.adopt;
         char err[PROTO_ERRMSG_MAX + 1] = "";
         struct reg_topic *t;
-        int r;
+        bool refused;
+        int r = entry_quota(b, p, m, &refused);
 
+        if (refused)
+                return r;
         r = peer_reserve(p);
         if (r < 0)
                 return send_error(b, p, m->hdr.req_id, r, "session holds too many entries");
