@@ -86,7 +86,8 @@ static void usage(FILE *f) {
                       "                    $ZCBUS_SOCKET, else the default path)\n"
                       "  -c, --config FILE read settings from FILE ('key = value' lines)\n"
                       "      --ready-fd N  write \"READY\\n\" to descriptor N once listening\n"
-                      "      --pidfile PATH  write the broker's pid to PATH once listening (locked;\n"
+                      "      --pidfile PATH\n"
+                      "                    write the broker's pid to PATH once listening (locked,\n"
                       "                    removed at exit)\n"
                       "  -h, --help        show this help\n"
                       "      --version     show the version\n");
