@@ -299,6 +299,21 @@ stop_broker TERM
 check "the pidfile goes at exit" eval '[ "$broker_rc" -eq 0 ] && [ ! -e "$pidf" ]'
 rm -f "$dir/ready"
 
+# A daemon takes the passed socket before it forks (LISTEN_PID names the
+# process the manager started, which becomes the daemon's parent).
+rm -f "$sock"
+run "$H" activate "$sock" -- "$ZCBUSD" --pidfile "$pidf"
+dpid=$(daemon_pid)
+check "activated daemon: the parent exits 0, the daemon holds the pidfile" \
+        eval '[ "$rc" -eq 0 ] && [ -n "$dpid" ] && kill -0 "$dpid"'
+run "$ZCBUS_CLI" -s "$sock" list
+check "activated daemon: serves the socket it took before forking" eval '[ "$rc" -eq 0 ]'
+kill -TERM "$dpid"
+run "$H" waitpid "$dpid" $((T * 1000))
+check "activated daemon: exits at SIGTERM, removes its pidfile, leaves the manager's socket" \
+        eval '[ "$rc" -eq 77 ] || { [ "$rc" -eq 0 ] && [ ! -e "$pidf" ] && [ -S "$sock" ]; }'
+rm -f "$sock"
+
 # ---- the unit files --------------------------------------------------------------
 
 units=${ZCBUS_BUILDDIR:-.}/systemd
