@@ -157,7 +157,9 @@ static int on_open(struct broker *b, struct peer *p, const struct proto_msg *m) 
         struct reg_topic *t;
         char err[PROTO_ERRMSG_MAX + 1] = "";
         uint32_t index;
-        int fds[2];
+        uint64_t start = 0;
+        int fds[PROTO_FDS_MAX];
+        unsigned nfds;
         int r;
 
         if (p->nentries >= b->conf->session_max_entries) {
@@ -187,7 +189,7 @@ static int on_open(struct broker *b, struct peer *p, const struct proto_msg *m) 
                 .uid_acct = p->uid_acct,
                 .session_acct = p->session_acct,
         };
-        r = reg_open(b->reg, o, m->name, &ow, &t, &index, err, sizeof(err));
+        r = reg_open(b->reg, o, m->name, &ow, &t, &index, &start, err, sizeof(err));
         if (r < 0) {
                 /* Denials and quotas are the administrator's business:
                  * logged; other refusals only when verbose. */
@@ -199,12 +201,39 @@ static int on_open(struct broker *b, struct peer *p, const struct proto_msg *m) 
         /* Recorded before replying: if the reply fails, session cleanup
          * evicts the entry like any other. */
         peer_hold(p, t, o->role, index);
-        reg_open_reply(t, o->role, index, &rep, fds);
-        r = send_msg(b, p, proto_enc_open_reply(b->sbuf, sizeof(b->sbuf), m->hdr.req_id, &rep), fds, 2);
+        nfds = reg_open_reply(t, o->role, index, start, &rep, fds);
+        r = send_msg(b, p, proto_enc_open_reply(b->sbuf, sizeof(b->sbuf), m->hdr.req_id, &rep), fds, nfds);
         if (r < 0)
                 return r;
         log_debug("session %s: opened '%s' as %s %u", p->id_str, t->name, role_name(o->role), index);
         return 0;
+}
+
+static int on_adopt(struct broker *b, struct peer *p, const struct proto_msg *m, int *fds, unsigned nfds) {
+        const struct proto_adopt *a = &m->u.adopt;
+        char err[PROTO_ERRMSG_MAX + 1] = "";
+        struct reg_topic *t;
+        int r;
+
+        r = peer_reserve(p);
+        if (r < 0)
+                return send_error(b, p, m->hdr.req_id, r, "session holds too many entries");
+        struct reg_owner ow = {
+                .uid = (uint32_t)p->uid,
+                .gid = (uint32_t)p->gid,
+                .pid = (uint32_t)p->pid,
+                .uid_acct = p->uid_acct,
+                .session_acct = p->session_acct,
+        };
+        r = reg_adopt(b->reg, a, m->name, fds, nfds, &ow, &t, err, sizeof(err));
+        if (r < 0) {
+                conf_log(LOG_NOTICE, "session %s (pid %d uid %u): ADOPT of '%s' %s %u refused: %s (%s)", p->id_str,
+                         (int)p->pid, (unsigned)p->uid, m->name, role_name(a->role), a->index, err, strerror(-r));
+                return send_error(b, p, m->hdr.req_id, r, "%s", err);
+        }
+        peer_hold(p, t, a->role, a->index);
+        log_debug("session %s: took back '%s' %s %u", p->id_str, t->name, role_name(a->role), a->index);
+        return send_msg(b, p, proto_enc_ok(b->sbuf, sizeof(b->sbuf), m->hdr.req_id), NULL, 0);
 }
 
 static int on_close(struct broker *b, struct peer *p, const struct proto_msg *m) {
@@ -250,17 +279,26 @@ static void broker_check_changed(struct broker *b) {
                 b->changed(b, b->changed_data);
 }
 
-static int dispatch(struct broker *b, struct peer *p, const void *buf, ssize_t n);
+static void close_fds(int *fds, unsigned n) {
+        for (unsigned i = 0; i < n; i++)
+                if (fds[i] >= 0)
+                        (void)close(fds[i]);
+}
 
-static int on_datagram(struct peer *p, const void *buf, ssize_t n, void *userdata) {
+static int dispatch(struct broker *b, struct peer *p, const void *buf, ssize_t n, int *fds, unsigned nfds);
+
+/* Descriptors come with ADOPT alone; whatever the handler did not keep
+ * is closed here. */
+static int on_datagram(struct peer *p, const void *buf, ssize_t n, int *fds, unsigned nfds, void *userdata) {
         struct broker *b = userdata;
-        int r = dispatch(b, p, buf, n);
+        int r = dispatch(b, p, buf, n, fds, nfds);
 
+        close_fds(fds, nfds);
         broker_check_changed(b);
         return r;
 }
 
-static int dispatch(struct broker *b, struct peer *p, const void *buf, ssize_t n) {
+static int dispatch(struct broker *b, struct peer *p, const void *buf, ssize_t n, int *fds, unsigned nfds) {
         struct proto_msg m;
         uint32_t req_id = n > 0 ? proto_peek_req_id(buf, (size_t)n) : 0;
         int r;
@@ -272,6 +310,8 @@ static int dispatch(struct broker *b, struct peer *p, const void *buf, ssize_t n
                 return violation(b, p, req_id, r, "unsupported protocol version");
         if (r < 0)
                 return violation(b, p, req_id, r, "malformed message");
+        if (nfds && m.hdr.type != PROTO_ADOPT)
+                return violation(b, p, req_id, -EBADMSG, "descriptors with a message that takes none");
 
         if (!p->hello) {
                 if (m.hdr.type != PROTO_HELLO)
@@ -287,9 +327,12 @@ static int dispatch(struct broker *b, struct peer *p, const void *buf, ssize_t n
                 return on_close(b, p, &m);
         case PROTO_LIST:
                 return on_list(b, p, &m);
+        case PROTO_ADOPT:
+                return on_adopt(b, p, &m, fds, nfds);
         default:
-                return violation(b, p, req_id, -EBADMSG, "unexpected message type");
+                break;
         }
+        return violation(b, p, req_id, -EBADMSG, "unexpected message type");
 }
 
 /* --- sessions -------------------------------------------------------------- */

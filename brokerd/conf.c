@@ -62,6 +62,7 @@ static const struct conf_key conf_keys[] = {
         KEY("policy", CONF_POLICY, policy, 0, 0),
         KEY("max_producers", CONF_U32, max_producers, 1, SEG_PRODUCERS_MAX),
         KEY("max_subscribers", CONF_U32, max_subscribers, 1, SEG_SUBS_MAX),
+        KEY("sub_uids", CONF_U32, sub_uids, 1, SEG_TABLES_MAX),
         KEY("max_topics", CONF_U32, max_topics, 1, UINT32_C(1) << 20),
         KEY("max_sessions", CONF_U32, max_sessions, 1, UINT32_C(1) << 20),
         KEY("max_segment_bytes", CONF_U64, max_segment_bytes, 4096, SEG_RING_BYTES_MAX),
@@ -92,6 +93,7 @@ void conf_init(struct conf *c) {
                 .policy = ZCBUS_POLICY_RELIABLE,
                 .max_producers = 16,
                 .max_subscribers = 64,
+                .sub_uids = 8,
                 .max_topics = 1024,
                 .max_sessions = 1024,
                 .max_segment_bytes = UINT64_C(1) << 30,
@@ -622,6 +624,7 @@ int conf_check(const struct conf *c, char *err, size_t errlen) {
                 .policy = c->policy,
                 .max_producers = c->max_producers,
                 .max_subs = c->max_subscribers,
+                .sub_tables = c->sub_uids,
         };
         uint64_t ring, bytes;
         int r;
@@ -632,7 +635,7 @@ int conf_check(const struct conf *c, char *err, size_t errlen) {
                                c->slot_count, c->slot_size, r == -E2BIG ? "too large" : "invalid");
                 return -EINVAL;
         }
-        bytes = ring + seg_subs_size(c->max_subscribers, c->slot_count);
+        bytes = seg_topic_bytes(&p, ring);
         if (bytes > c->max_segment_bytes || bytes > c->max_total_bytes || bytes > c->uid_max_bytes ||
             bytes > c->session_max_bytes) {
                 (void)snprintf(err, errlen,

@@ -74,6 +74,7 @@ struct conf {
         uint32_t policy; /* ZCBUS_POLICY_RELIABLE or _LATEST */
         uint32_t max_producers; /* per topic */
         uint32_t max_subscribers;
+        uint32_t sub_uids; /* subscriber tables per topic: uids that may subscribe to it at once */
         uint32_t max_topics;
         uint32_t max_sessions;
         uint64_t max_segment_bytes; /* ring + subs segment of one topic */

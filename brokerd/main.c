@@ -312,9 +312,12 @@ static int daemonize(int keep_fd, int listen_fd, int *ret_notify_fd) {
         return 0;
 }
 
-/* Each topic costs the broker 3 descriptors, each session up to 2. */
+/* Each topic costs the broker 2 + sub_uids descriptors (its ring twice,
+ * its tables), each session up to 2 (and, for a moment, the PROTO_FDS_MAX
+ * of an ADOPT). */
 static void raise_nofile(const struct conf *c) {
-        uint64_t need = (uint64_t)c->max_topics * 3 + (uint64_t)c->max_sessions * 2 + 64;
+        uint64_t need = (uint64_t)c->max_topics * (2 + c->sub_uids) + (uint64_t)c->max_sessions * 2 + 64 +
+                        PROTO_FDS_MAX;
         struct rlimit rl;
 
         if (getrlimit(RLIMIT_NOFILE, &rl) < 0)

@@ -41,13 +41,18 @@ static void io_cb(struct ev_loop *loop, ev_io *w, int revents) {
         char why[128];
 
         for (unsigned i = 0; i < PEER_RECV_BATCH; i++) {
-                /* max_fds 0 and no ret_nfds: any descriptor a client sends
-                 * is closed by sock_recv, clients have none to give us. */
-                ssize_t n = sock_recv(p->fd, p->rbuf, PROTO_MSG_MAX, NULL, 0, NULL);
+                /* Descriptors come only with ADOPT; the broker closes any
+                 * other message's. */
+                int fds[PROTO_FDS_MAX];
+                unsigned nfds = 0;
+                ssize_t n = sock_recv(p->fd, p->rbuf, PROTO_MSG_MAX, fds, PROTO_FDS_MAX, &nfds);
                 int r;
 
                 if (n == -EAGAIN)
                         return;
+                if (n <= 0)
+                        for (unsigned k = 0; k < nfds; k++)
+                                (void)close(fds[k]);
                 if (n == 0) {
                         peer_gone(p, "hung up");
                         return;
@@ -57,7 +62,8 @@ static void io_cb(struct ev_loop *loop, ev_io *w, int revents) {
                         peer_gone(p, why);
                         return;
                 }
-                r = p->ops->datagram(p, n > 0 ? p->rbuf : NULL, n, p->userdata);
+                r = p->ops->datagram(p, n > 0 ? p->rbuf : NULL, n, n > 0 ? fds : NULL, n > 0 ? nfds : 0,
+                                     p->userdata);
                 if (r < 0) {
                         (void)snprintf(why, sizeof(why), "disconnected: %s", strerror(-r));
                         peer_gone(p, why);

@@ -20,9 +20,10 @@ struct peer;
 
 struct peer_ops {
         /* One datagram arrived: n > 0 bytes at buf, or n == -EBADMSG for a
-         * datagram or control message that did not fit (buf is NULL).
+         * datagram or control message that did not fit (buf is NULL),
+         * with nfds descriptors, which the callee owns (closes or keeps).
          * Return 0 to go on, a negative errno to end the session. */
-        int (*datagram)(struct peer *p, const void *buf, ssize_t n, void *userdata);
+        int (*datagram)(struct peer *p, const void *buf, ssize_t n, int *fds, unsigned nfds, void *userdata);
         /* The session is over (hang-up, error, process exit, or datagram
          * returned an error). The callee must peer_free() it. */
         void (*gone)(struct peer *p, const char *why, void *userdata);

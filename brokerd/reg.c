@@ -31,13 +31,16 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <uuid/uuid.h>
 
 #include "macro.h"
 #include "reg.h"
 #include "ring_repair.h"
+#include "ring_sub.h"
 #include "seg.h"
 #include "zcbus.h"
 
@@ -147,6 +150,9 @@ static void topic_charge(struct reg_topic *t, const struct reg_owner *ow) {
         }
 }
 
+static void orphans_check(struct reg_topic *t);
+static int tables_for(struct reg_topic *t, uint32_t role, uint32_t table, char *err, size_t errlen);
+
 /* --- topic lifetime -------------------------------------------------------- */
 
 static void topic_destroy(struct reg_topic *t) {
@@ -162,9 +168,12 @@ static void topic_destroy(struct reg_topic *t) {
         seg_unmap(&t->map);
         closep(&t->ring_fd);
         closep(&t->ring_ro_fd);
-        closep(&t->subs_fd);
+        for (uint32_t i = 0; i < SEG_TABLES_MAX; i++)
+                closep(&t->table_fds[i]);
         free(t->prod_state);
         free(t->sub_state);
+        free(t->sub_table);
+        free(t->sub_max_holds);
         free(t->repairs);
         free(t->stalls);
         free(t);
@@ -358,6 +367,65 @@ static int quota_room(struct reg *r, struct reg_account *a, uint32_t max_topics,
         return 0;
 }
 
+/* Does a new topic of bytes fit the opener's quotas and the limits? */
+static int topic_room(struct reg *r, const char *name, uint64_t bytes, const struct reg_owner *ow, char *err,
+                      size_t errlen) {
+        const struct conf *c = r->conf;
+        int rr;
+
+        if (ow && ow->uid_acct) {
+                char who[32];
+                (void)snprintf(who, sizeof(who), "uid %u", (unsigned)ow->uid);
+                rr = quota_room(r, ow->uid_acct, c->uid_max_topics, c->uid_max_bytes, who, name, bytes, err,
+                                errlen);
+                if (rr < 0)
+                        return rr;
+        }
+        if (ow && ow->session_acct) {
+                rr = quota_room(r, ow->session_acct, c->session_max_topics, c->session_max_bytes, "this session",
+                                name, bytes, err, errlen);
+                if (rr < 0)
+                        return rr;
+        }
+        return make_room(r, name, bytes, err, errlen);
+}
+
+/* A topic record with no segments yet. */
+static int topic_alloc(const char *name, const uint8_t topic_id[16], const uint8_t segment_id[16], uint64_t bytes,
+                       uint32_t max_producers, uint32_t max_subs, struct reg_topic **ret) {
+        _cleanup_(topic_destroyp) struct reg_topic *t = calloc(1, sizeof(*t));
+
+        if (!t)
+                return -ENOMEM;
+        t->ring_fd = t->ring_ro_fd = -1;
+        for (uint32_t i = 0; i < SEG_TABLES_MAX; i++)
+                t->table_fds[i] = -1;
+        strcpy(t->name, name); /* proto_decode bounded it to PROTO_NAME_MAX */
+        memcpy(t->topic_id, topic_id, 16);
+        memcpy(t->segment_id, segment_id, 16);
+        t->bytes = bytes;
+        t->prod_state = calloc(max_producers, 1);
+        t->sub_state = calloc(max_subs, 1);
+        t->sub_table = calloc(max_subs, 1);
+        t->sub_max_holds = calloc(max_subs, sizeof(*t->sub_max_holds));
+        t->repairs = calloc(max_producers, sizeof(*t->repairs));
+        t->stalls = calloc(max_subs, sizeof(*t->stalls));
+        if (!t->prod_state || !t->sub_state || !t->sub_table || !t->sub_max_holds || !t->repairs || !t->stalls)
+                return -ENOMEM;
+        *ret = TAKE_PTR(t);
+        return 0;
+}
+
+/* A read-only reopening of the ring: what a subscriber maps can then
+ * never be made writable (mprotect checks the description's mode). */
+static int ring_reopen(int fd, int flags, int *ret) {
+        char path[64];
+
+        (void)snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+        *ret = open(path, flags | O_CLOEXEC);
+        return *ret < 0 ? negerrno() : 0;
+}
+
 static int topic_create(struct reg *r, const struct proto_open *o, const char *name, const struct reg_owner *ow,
                         struct reg_topic **ret, char *err, size_t errlen) {
         _cleanup_(topic_destroyp) struct reg_topic *t = NULL;
@@ -368,8 +436,10 @@ static int topic_create(struct reg *r, const struct proto_open *o, const char *n
                 .policy = o->policy ? o->policy : c->policy,
                 .max_producers = c->max_producers,
                 .max_subs = c->max_subscribers,
+                .sub_tables = c->sub_uids,
                 .start_seq = REG_START_SEQ,
                 .data_word_start = REG_DATA_WORD_START,
+                .name_hash = seg_name_hash(name),
         };
         char path[64];
         uint64_t ring_size, bytes;
@@ -392,53 +462,27 @@ static int topic_create(struct reg *r, const struct proto_open *o, const char *n
                                p.slot_count, p.slot_size);
                 return rr;
         }
-        bytes = ring_size == UINT64_MAX ? UINT64_MAX : ring_size + seg_subs_size(p.max_subs, p.slot_count);
+        bytes = ring_size == UINT64_MAX ? UINT64_MAX : seg_topic_bytes(&p, ring_size);
         if (bytes > c->max_segment_bytes) {
                 (void)snprintf(err, errlen, "topic '%s' (slot_count %u x slot_size %u) exceeds max_segment_bytes %llu",
                                name, p.slot_count, p.slot_size, (unsigned long long)c->max_segment_bytes);
                 return -EFBIG;
         }
-        if (ow && ow->uid_acct) {
-                char who[32];
-                (void)snprintf(who, sizeof(who), "uid %u", (unsigned)ow->uid);
-                rr = quota_room(r, ow->uid_acct, c->uid_max_topics, c->uid_max_bytes, who, name, bytes, err,
-                                errlen);
-                if (rr < 0)
-                        return rr;
-        }
-        if (ow && ow->session_acct) {
-                rr = quota_room(r, ow->session_acct, c->session_max_topics, c->session_max_bytes, "this session",
-                                name, bytes, err, errlen);
-                if (rr < 0)
-                        return rr;
-        }
-        rr = make_room(r, name, bytes, err, errlen);
+        rr = topic_room(r, name, bytes, ow, err, errlen);
+        if (rr < 0)
+                return rr;
+        rr = topic_alloc(name, p.topic_id, p.segment_id, bytes, p.max_producers, p.max_subs, &t);
         if (rr < 0)
                 return rr;
 
-        t = calloc(1, sizeof(*t));
-        if (!t)
-                return -ENOMEM;
-        t->ring_fd = t->ring_ro_fd = t->subs_fd = -1;
-        strcpy(t->name, name); /* proto_decode bounded it to PROTO_NAME_MAX */
-        memcpy(t->topic_id, p.topic_id, 16);
-        memcpy(t->segment_id, p.segment_id, 16);
-        t->bytes = bytes;
-        t->prod_state = calloc(p.max_producers, 1);
-        t->sub_state = calloc(p.max_subs, 1);
-        t->repairs = calloc(p.max_producers, sizeof(*t->repairs));
-        t->stalls = calloc(p.max_subs, sizeof(*t->stalls));
-        if (!t->prod_state || !t->sub_state || !t->repairs || !t->stalls)
-                return -ENOMEM;
-
-        rr = seg_create(&p, &t->ring_fd, &t->subs_fd);
+        rr = seg_create(&p, &t->ring_fd, t->table_fds);
         if (rr < 0) {
                 log_err("creating segments for topic '%s' (%llu bytes) failed: %s", name,
                         (unsigned long long)bytes, strerror(-rr));
                 (void)snprintf(err, errlen, "broker could not create topic '%s': %s", name, strerror(-rr));
                 return rr;
         }
-        rr = seg_map_fds(t->ring_fd, t->subs_fd, 1, &t->map);
+        rr = seg_map_fds(t->ring_fd, t->table_fds, p.sub_tables, 1, &t->map);
         if (rr < 0) {
                 log_err("mapping new topic '%s' failed: %s", name, strerror(-rr));
                 (void)snprintf(err, errlen, "broker could not map topic '%s': %s", name, strerror(-rr));
@@ -490,25 +534,56 @@ static int topic_compatible(const struct reg_topic *t, const struct proto_open *
         return 0;
 }
 
-static int entry_alloc(struct reg_topic *t, uint32_t role, uint32_t pid, uint32_t *ret_index, char *err,
-                       size_t errlen) {
+/* The table of uid's subscribers in t: the one bound to uid, else the
+ * next one bound to it now; -EUSERS when every table is another uid's. */
+static int table_of(struct reg_topic *t, uint32_t uid, uint32_t *ret, char *err, size_t errlen) {
+        for (uint32_t i = 0; i < t->ntables; i++)
+                if (t->table_uid[i] == uid) {
+                        *ret = i;
+                        return 0;
+                }
+        if (t->ntables >= t->map.g.sub_tables) {
+                (void)snprintf(err, errlen, "topic '%s' has subscribers of %u uids already (sub_uids)", t->name,
+                               t->map.g.sub_tables);
+                return -EUSERS;
+        }
+        /* A table stays its uid's for the topic's life: a process of the
+         * old uid may keep it mapped. */
+        t->table_uid[t->ntables] = uid;
+        *ret = t->ntables++;
+        log_debug("topic '%s': subscriber table %u for uid %u", t->name, *ret, (unsigned)uid);
+        return 0;
+}
+
+static int entry_alloc(struct reg_topic *t, uint32_t role, const struct reg_owner *ow, const struct proto_open *o,
+                       uint32_t *ret_index, uint64_t *ret_start, char *err, size_t errlen) {
         int pub = role == PROTO_ROLE_PUB;
         uint8_t *state = pub ? t->prod_state : t->sub_state;
         uint32_t n = pub ? t->map.g.max_producers : t->map.g.max_subs;
+        uint32_t table = 0;
 
         for (uint32_t i = 0; i < n; i++) {
                 if (state[i] != REG_ENTRY_FREE)
                         continue;
+                int rr = pub ? 0 : table_of(t, ow->uid, &table, err, errlen);
+                if (rr == 0)
+                        rr = tables_for(t, role, table, err, errlen);
+                if (rr < 0)
+                        return rr;
                 state[i] = REG_ENTRY_HELD;
                 if (!ev_is_active(&t->reg->stall))
                         ev_timer_again(t->reg->loop, &t->reg->stall);
                 if (pub) {
                         t->nprod++;
-                        ring_prod_activate(&t->map, i, pid);
+                        ring_prod_activate(&t->map, i, ow->pid);
+                        *ret_start = 0;
                 } else {
                         t->nsub++;
                         t->stalls[i] = (struct reg_stall){0};
-                        ring_sub_activate(&t->map, i, pid);
+                        t->sub_table[i] = (uint8_t)table;
+                        /* 0: the library's default (RING_MAX_HOLDS_DEFAULT). */
+                        t->sub_max_holds[i] = o->max_holds ? o->max_holds : RING_MAX_HOLDS_DEFAULT;
+                        *ret_start = ring_sub_register(&t->map, i, table, ow->pid, o->history);
                 }
                 idle_update(t);
                 *ret_index = i;
@@ -519,7 +594,7 @@ static int entry_alloc(struct reg_topic *t, uint32_t role, uint32_t pid, uint32_
 }
 
 int reg_open(struct reg *r, const struct proto_open *o, const char *name, const struct reg_owner *ow,
-             struct reg_topic **ret_topic, uint32_t *ret_index, char *err, size_t errlen) {
+             struct reg_topic **ret_topic, uint32_t *ret_index, uint64_t *ret_start, char *err, size_t errlen) {
         struct reg_topic *t;
         uint32_t index;
         int rr;
@@ -559,7 +634,7 @@ int reg_open(struct reg *r, const struct proto_open *o, const char *name, const 
                 rr = topic_create(r, o, name, ow, &t, err, errlen);
         if (rr < 0)
                 return rr;
-        rr = entry_alloc(t, o->role, ow->pid, &index, err, errlen);
+        rr = entry_alloc(t, o->role, ow, o, &index, ret_start, err, errlen);
         if (rr < 0)
                 return rr;
         *ret_topic = t;
@@ -567,20 +642,31 @@ int reg_open(struct reg *r, const struct proto_open *o, const char *name, const 
         return 0;
 }
 
-void reg_open_reply(const struct reg_topic *t, uint32_t role, uint32_t index, struct proto_open_reply *ret,
-                    int ret_fds[2]) {
+unsigned reg_open_reply(const struct reg_topic *t, uint32_t role, uint32_t index, uint64_t start,
+                        struct proto_open_reply *ret, int *ret_fds) {
+        bool pub = role == PROTO_ROLE_PUB;
+        unsigned n = 1;
+
         *ret = (struct proto_open_reply){
                 .slot_count = t->map.g.slot_count,
                 .slot_size = t->map.g.slot_size,
                 .policy = t->map.g.policy,
                 .index = index,
+                .table = pub ? 0 : t->sub_table[index],
+                .ntables = pub ? t->map.g.sub_tables : 1,
+                .start = start,
                 .ring_size = t->map.g.ring_size,
                 .subs_size = t->map.g.subs_size,
         };
         memcpy(ret->topic_id, t->topic_id, 16);
         memcpy(ret->segment_id, t->segment_id, 16);
-        ret_fds[0] = role == PROTO_ROLE_PUB ? t->ring_fd : t->ring_ro_fd;
-        ret_fds[1] = t->subs_fd;
+        ret_fds[0] = pub ? t->ring_fd : t->ring_ro_fd;
+        if (pub)
+                for (uint32_t i = 0; i < t->map.g.sub_tables; i++)
+                        ret_fds[n++] = t->table_fds[i];
+        else
+                ret_fds[n++] = t->table_fds[t->sub_table[index]];
+        return n;
 }
 
 /* --- releasing entries and repairing producers ----------------------------- */
@@ -698,10 +784,13 @@ static bool producers_blocked(struct reg_topic *t) {
         bool blocked;
 
         for (uint32_t i = 0; i < t->map.g.max_producers; i++)
-                if (t->prod_state[i] == REG_ENTRY_HELD)
+                if (t->prod_state[i] == REG_ENTRY_HELD || t->prod_state[i] == REG_ENTRY_ORPHAN)
                         waits += load_rlx(&seg_prod(&t->map, i)->waits);
+        bool armed = false;
+        for (uint32_t i = 0; i < t->ntables; i++)
+                armed |= load_sc(&seg_subs_notify(&t->map, i)->room_armed) != 0;
         blocked = t->nprod > 0 &&
-                  (load_sc(&seg_subs_notify(&t->map)->room_armed) != 0 || waits != t->stall_waits ||
+                  (armed || waits != t->stall_waits ||
                    (t->stall_blocked && h == t->stall_head));
         t->stall_waits = waits;
         t->stall_head = h;
@@ -717,9 +806,9 @@ static void stall_reassert(struct reg_topic *t) {
 
         for (uint32_t i = 0; i < t->map.g.max_subs; i++) {
                 if (t->sub_state[i] == REG_ENTRY_FREE)
-                        woke |= ring_sub_entry_reset(&t->map, i, SEG_ENTRY_FREE);
+                        woke |= ring_sub_entry_reset(&t->map, i, 0, SEG_ENTRY_FREE);
                 else if (t->stalls[i].evicted)
-                        woke |= ring_sub_entry_reset(&t->map, i, SEG_ENTRY_EVICTED);
+                        woke |= ring_sub_entry_reset(&t->map, i, t->sub_table[i], SEG_ENTRY_EVICTED);
         }
         if (woke) {
                 log_debug("topic '%s': a freed or evicted subscriber entry was written to; reset", t->name);
@@ -733,6 +822,30 @@ static void stall_reassert(struct reg_topic *t) {
  * timeout. Its entry stays its session's (EVICTED) until closed; its
  * next receive and release fail. The work per look is bounded by the
  * producer and subscriber tables of the topics that have either. */
+/* LATEST: while producers are held back (every slot held), evict each
+ * live subscriber that holds more slots than the max_holds it declared:
+ * an honest one never does, so the topic's producers are never held back
+ * by holds beyond what its subscribers said they would take. The count
+ * costs O(slot_count) per subscriber, and only while producers wait. */
+static void holds_check(struct reg_topic *t) {
+        if (!producers_blocked(t))
+                return;
+        for (uint32_t i = 0; i < t->map.g.max_subs; i++) {
+                if ((t->sub_state[i] != REG_ENTRY_HELD && t->sub_state[i] != REG_ENTRY_ORPHAN) ||
+                    t->stalls[i].evicted)
+                        continue;
+                uint64_t n = ring_sub_count_holds(&t->map, i, t->sub_table[i], t->sub_max_holds[i]);
+                if (n <= t->sub_max_holds[i])
+                        continue;
+                ring_sub_stall_evict(&t->map, i, t->sub_table[i]);
+                t->stalls[i].evicted = true;
+                t->nover++;
+                log_warn("topic '%s': subscriber %u (pid %u) held more than the %u slots it said it would (max_holds) "
+                         "while producers waited: evicted; its next receive fails",
+                         t->name, i, (unsigned)load_rlx(&seg_sub_state(&t->map, i)->pid), t->sub_max_holds[i]);
+        }
+}
+
 static void stall_cb(struct ev_loop *loop, ev_timer *w, int revents) {
         struct reg *r = w->data;
         ev_tstamp now = ev_now(loop);
@@ -741,19 +854,26 @@ static void stall_cb(struct ev_loop *loop, ev_timer *w, int revents) {
         for (struct reg_topic *t = r->head; t; t = t->next) {
                 uint32_t ms;
 
-                if ((t->nsub == 0 && t->nprod == 0) || t->map.g.policy == ZCBUS_POLICY_LATEST)
+                if (t->nsub == 0 && t->nprod == 0)
                         continue;
                 watched = true;
+                if (t->norphans)
+                        orphans_check(t);
                 stall_reassert(t);
+                if (t->map.g.policy == ZCBUS_POLICY_LATEST) {
+                        holds_check(t);
+                        continue;
+                }
                 ms = conf_stall_ms(r->conf, t->name);
                 bool blocked = producers_blocked(t);
                 for (uint32_t i = 0; i < t->map.g.max_subs; i++) {
                         struct reg_stall *st = &t->stalls[i];
                         uint64_t f;
 
-                        if (t->sub_state[i] != REG_ENTRY_HELD || st->evicted)
+                        if ((t->sub_state[i] != REG_ENTRY_HELD && t->sub_state[i] != REG_ENTRY_ORPHAN) ||
+                            st->evicted)
                                 continue;
-                        if (ms == 0 || !blocked || !ring_sub_gating(&t->map, i, &f)) {
+                        if (ms == 0 || !blocked || !ring_sub_gating(&t->map, i, t->sub_table[i], &f)) {
                                 st->since = 0.;
                                 continue;
                         }
@@ -764,12 +884,12 @@ static void stall_cb(struct ev_loop *loop, ev_timer *w, int revents) {
                         }
                         if ((now - st->since) * 1000. < ms)
                                 continue;
-                        ring_sub_stall_evict(&t->map, i);
+                        ring_sub_stall_evict(&t->map, i, t->sub_table[i]);
                         st->evicted = true;
                         t->nstalled++;
                         log_warn("topic '%s': subscriber %u (pid %u) held producers back at sequence %llu for %u ms "
                                  "(stall timeout): evicted; its next receive fails",
-                                 t->name, i, (unsigned)load_rlx(&seg_sub(&t->map, i)->pid),
+                                 t->name, i, (unsigned)load_rlx(&seg_sub_state(&t->map, i)->pid),
                                  (unsigned long long)f, ms);
                 }
         }
@@ -802,10 +922,330 @@ void reg_release(struct reg_topic *t, uint32_t role, uint32_t index) {
                 if (index >= t->map.g.max_subs || t->sub_state[index] != REG_ENTRY_HELD)
                         return;
                 t->nsub--;
-                ring_sub_evict(&t->map, index);
+                ring_sub_evict(&t->map, index, t->sub_table[index]);
                 t->sub_state[index] = REG_ENTRY_FREE;
         }
         idle_update(t);
+}
+
+/* --- re-learning topics after a restart (ADOPT) ------------------------------ */
+
+/* Is fds[0..n) a ring (RW or RO) and tables of the topic a names, made
+ * by a broker of this uid for a topic of that name? (The memfds' names
+ * and modes, kept by the kernel, no client can forge.) */
+static int adopt_check_fds(const struct proto_adopt *a, const char *name, const int *fds, unsigned n, char *err,
+                           size_t errlen) {
+        char want[96];
+
+        if (n != 1 + a->ntables) {
+                (void)snprintf(err, errlen, "ADOPT of '%s' came with %u descriptors, not 1 + %u", name, n,
+                               a->ntables);
+                return -EBADMSG;
+        }
+        seg_memfd_name(want, sizeof(want), a->segment_id, -1, seg_name_hash(name));
+        if (seg_fd_is(fds[0], want, 0400) < 0) {
+                (void)snprintf(err, errlen, "the ring handed back is not topic '%s''s", name);
+                return -EPERM;
+        }
+        for (unsigned i = 1; i < n; i++) {
+                bool ok = false;
+                for (uint32_t k = 0; k < SEG_TABLES_MAX && !ok; k++) {
+                        seg_memfd_name(want, sizeof(want), a->segment_id, (int)k, 0);
+                        ok = seg_fd_is(fds[i], want, 0600) == 0;
+                }
+                if (!ok) {
+                        (void)snprintf(err, errlen, "a table handed back is not topic '%s''s", name);
+                        return -EPERM;
+                }
+        }
+        return 0;
+}
+
+/* A writable description of the ring from any of its fds: the broker's
+ * uid owns the memfd, so it may lift its mode for a moment (root needs
+ * not). */
+static int ring_writable_fd(int fd, int *ret) {
+        int fl = fcntl(fd, F_GETFL), r;
+
+        if (fl >= 0 && (fl & O_ACCMODE) == O_RDWR) {
+                *ret = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+                return *ret < 0 ? negerrno() : 0;
+        }
+        r = ring_reopen(fd, O_RDWR, ret);
+        if (r != -EACCES)
+                return r;
+        if (fchmod(fd, 0600) < 0)
+                return negerrno();
+        r = ring_reopen(fd, O_RDWR, ret);
+        (void)fchmod(fd, 0400);
+        return r;
+}
+
+/* Mark every entry the ring says is live as an orphan: nobody holds it
+ * until its client hands it back, and it is repaired once its pid is gone. */
+static void adopt_orphans(struct reg_topic *t) {
+        const struct seg_map *m = &t->map;
+
+        for (uint32_t i = 0; i < m->g.max_producers; i++)
+                if (load_acq(&seg_prod(m, i)->state) == SEG_ENTRY_ACTIVE) {
+                        t->prod_state[i] = REG_ENTRY_ORPHAN;
+                        t->nprod++;
+                        t->norphans++;
+                        t->norphan_prods++;
+                }
+        for (uint32_t i = 0; i < m->g.max_subs; i++) {
+                uint32_t w = load_acq(&seg_sub_state(m, i)->state), st = w & 0xff, table = w >> 8;
+                if ((st != SEG_ENTRY_ACTIVE && st != SEG_ENTRY_EVICTED) || table >= m->g.sub_tables)
+                        continue;
+                t->sub_state[i] = REG_ENTRY_ORPHAN;
+                t->sub_table[i] = (uint8_t)table;
+                t->sub_max_holds[i] = RING_MAX_HOLDS_DEFAULT;
+                t->stalls[i] = (struct reg_stall){.evicted = st == SEG_ENTRY_EVICTED};
+                t->nsub++;
+                t->norphans++;
+        }
+}
+
+/* A topic this broker does not know, from a client's descriptors. */
+static int topic_adopt(struct reg *r, const struct proto_adopt *a, const char *name, int *fds, unsigned n,
+                       const struct reg_owner *ow, struct reg_topic **ret, char *err, size_t errlen) {
+        _cleanup_(topic_destroyp) struct reg_topic *t = NULL;
+        struct seg_map m;
+        uint64_t bytes;
+        int rr;
+
+        _cleanup_close_ int rw = -1;
+        rr = ring_writable_fd(fds[0], &rw);
+        /* The ring and the first table; reg_adopt takes the others. */
+        if (rr == 0)
+                rr = seg_map_fds(rw, fds + 1, 1, 1, &m);
+        if (rr == 0 && memcmp(m.g.segment_id, a->segment_id, 16) != 0) {
+                seg_unmap(&m);
+                rr = -EBADMSG;
+        }
+        if (rr < 0) {
+                (void)snprintf(err, errlen, "the segments of topic '%s' handed back do not map: %s", name,
+                               strerror(-rr));
+                return rr;
+        }
+        struct seg_params p = {.max_subs = m.g.max_subs, .slot_count = m.g.slot_count, .policy = m.g.policy,
+                               .sub_tables = m.g.sub_tables};
+        bytes = seg_topic_bytes(&p, m.g.ring_size);
+        rr = topic_room(r, name, bytes, ow, err, errlen);
+        if (rr == 0)
+                rr = topic_alloc(name, m.g.topic_id, m.g.segment_id, bytes, m.g.max_producers, m.g.max_subs, &t);
+        if (rr < 0) {
+                seg_unmap(&m);
+                return rr;
+        }
+        t->map = m;
+        t->ring_fd = TAKE_FD(rw);
+        for (uint32_t k = 0; k < SEG_TABLES_MAX; k++)
+                if (m.tables[k]) {
+                        t->table_fds[k] = fds[1];
+                        fds[1] = -1;
+                }
+        rr = ring_reopen(t->ring_fd, O_RDONLY, &t->ring_ro_fd);
+        if (rr < 0) {
+                (void)snprintf(err, errlen, "broker could not reopen topic '%s': %s", name, strerror(-rr));
+                return rr;
+        }
+        for (uint32_t k = 0; k < SEG_TABLES_MAX; k++)
+                t->table_uid[k] = REG_TABLE_UID_UNKNOWN;
+        t->ntables = seg_tables_bound(&t->map);
+        adopt_orphans(t);
+        log_info("re-learned topic '%s' (slot_count %u, slot_size %u, policy %s) from pid %u after a restart: "
+                 "%u entries live in it, %u tables of %u handed back",
+                 name, m.g.slot_count, m.g.slot_size, zcbus_policy_name(m.g.policy), (unsigned)ow->pid,
+                 t->norphans, n - 1, m.g.sub_tables);
+        topic_charge(t, ow);
+        topic_link(r, t);
+        if (!ev_is_active(&r->stall))
+                ev_timer_again(r->loop, &r->stall);
+        *ret = TAKE_PTR(t);
+        return 0;
+}
+
+/* Keep the tables handed back that t lacks (the fds set to -1). */
+static void adopt_tables(struct reg_topic *t, int *fds, unsigned n) {
+        for (unsigned i = 1; i < n; i++) {
+                int k = seg_map_table(&t->map, fds[i]);
+                if (k >= 0 && t->table_fds[k] < 0) {
+                        t->table_fds[k] = fds[i];
+                        fds[i] = -1;
+                }
+        }
+}
+
+int reg_adopt(struct reg *r, const struct proto_adopt *a, const char *name, int *fds, unsigned nfds,
+              const struct reg_owner *ow, struct reg_topic **ret_topic, char *err, size_t errlen) {
+        bool pub = a->role == PROTO_ROLE_PUB;
+        struct reg_topic *t;
+        int rr;
+
+        if (a->role != PROTO_ROLE_PUB && a->role != PROTO_ROLE_SUB) {
+                (void)snprintf(err, errlen, "role %u is neither producer nor subscriber", a->role);
+                return -EINVAL;
+        }
+        rr = adopt_check_fds(a, name, fds, nfds, err, errlen);
+        if (rr < 0)
+                return rr;
+        /* Which memfds were handed back, before the registry takes some. */
+        ino_t ino[PROTO_FDS_MAX] = {0};
+        dev_t dev[PROTO_FDS_MAX] = {0};
+        for (unsigned k = 1; k < nfds && k < PROTO_FDS_MAX; k++) {
+                struct stat st;
+                if (fstat(fds[k], &st) == 0) {
+                        ino[k] = st.st_ino;
+                        dev[k] = st.st_dev;
+                }
+        }
+        rr = conf_access(r->conf, ow->uid, ow->gid, name, pub ? CONF_ACT_PUBLISH : CONF_ACT_SUBSCRIBE, err, errlen);
+        if (rr < 0)
+                return rr;
+        t = topic_find(r, name);
+        if (t && memcmp(t->segment_id, a->segment_id, 16) != 0) {
+                (void)snprintf(err, errlen, "topic '%s' was made anew since the restart; its old segments cannot "
+                                            "come back", name);
+                return -EEXIST;
+        }
+        if (!t) {
+                rr = conf_access(r->conf, ow->uid, ow->gid, name, CONF_ACT_CREATE, err, errlen);
+                if (rr == 0)
+                        rr = topic_adopt(r, a, name, fds, nfds, ow, &t, err, errlen);
+                if (rr < 0)
+                        return rr;
+        }
+        adopt_tables(t, fds, nfds);
+
+        uint32_t i = a->index;
+        uint8_t *state = pub ? t->prod_state : t->sub_state;
+        if (i >= (pub ? t->map.g.max_producers : t->map.g.max_subs) ||
+            (state[i] != REG_ENTRY_ORPHAN && state[i] != REG_ENTRY_FREE)) {
+                (void)snprintf(err, errlen, "topic '%s' has no %s entry %u to hand back", name, role_name(a->role),
+                               i);
+                return -ENOENT;
+        }
+        if (pub) {
+                if (load_acq(&seg_prod(&t->map, i)->state) != SEG_ENTRY_ACTIVE) {
+                        (void)snprintf(err, errlen, "producer %u of topic '%s' is not live", i, name);
+                        return -ENOENT;
+                }
+                if (state[i] == REG_ENTRY_FREE)
+                        t->nprod++;
+                else
+                        t->norphan_prods--;
+                store_rlx(&seg_prod(&t->map, i)->pid, ow->pid);
+        } else {
+                uint32_t w = load_acq(&seg_sub_state(&t->map, i)->state), st = w & 0xff;
+                if ((st != SEG_ENTRY_ACTIVE && st != SEG_ENTRY_EVICTED) || (w >> 8) != a->table ||
+                    !seg_has_table(&t->map, a->table)) {
+                        (void)snprintf(err, errlen, "subscriber %u of topic '%s' is not live in table %u", i, name,
+                                       a->table);
+                        return -ENOENT;
+                }
+                /* Its table must be the one this broker has under that index
+                 * (not one a lost table was replaced with since). */
+                struct stat mine;
+                bool same = false;
+                if (t->table_fds[a->table] >= 0 && fstat(t->table_fds[a->table], &mine) == 0)
+                        for (unsigned k = 1; k < nfds && !same; k++)
+                                same = ino[k] == mine.st_ino && dev[k] == mine.st_dev;
+                if (!same) {
+                        (void)snprintf(err, errlen, "table %u of topic '%s' was replaced since the restart", a->table,
+                                       name);
+                        return -ENOENT;
+                }
+                uint32_t *u = &t->table_uid[a->table];
+                if (*u != REG_TABLE_UID_UNKNOWN && *u != ow->uid) {
+                        (void)snprintf(err, errlen, "table %u of topic '%s' is another uid's", a->table, name);
+                        return -EACCES;
+                }
+                *u = ow->uid;
+                if (t->ntables <= a->table)
+                        t->ntables = a->table + 1;
+                if (state[i] == REG_ENTRY_FREE) {
+                        t->nsub++;
+                        t->stalls[i] = (struct reg_stall){.evicted = st == SEG_ENTRY_EVICTED};
+                }
+                t->sub_table[i] = (uint8_t)a->table;
+                t->sub_max_holds[i] = a->max_holds ? a->max_holds : RING_MAX_HOLDS_DEFAULT;
+                store_rlx(&seg_sub_state(&t->map, i)->pid, ow->pid);
+        }
+        if (state[i] == REG_ENTRY_ORPHAN)
+                t->norphans--;
+        state[i] = REG_ENTRY_HELD;
+        idle_update(t);
+        *ret_topic = t;
+        return 0;
+}
+
+/* Orphans whose pid is gone are repaired like any peer that died (the
+ * pid is the old broker's record, in the ring: a producer may have
+ * written it, and a pid may be reused; a live orphan waits). */
+static void orphans_check(struct reg_topic *t) {
+        for (uint32_t i = 0; t->norphans && i < t->map.g.max_producers; i++) {
+                if (t->prod_state[i] != REG_ENTRY_ORPHAN)
+                        continue;
+                pid_t pid = (pid_t)load_rlx(&seg_prod(&t->map, i)->pid);
+                if (pid > 0 && (kill(pid, 0) == 0 || errno != ESRCH))
+                        continue;
+                log_info("topic '%s': producer %u (pid %d) did not come back after the restart and is gone: "
+                         "repairing", t->name, i, (int)pid);
+                t->prod_state[i] = REG_ENTRY_HELD;
+                t->norphans--;
+                t->norphan_prods--;
+                reg_release(t, PROTO_ROLE_PUB, i);
+        }
+        for (uint32_t i = 0; t->norphans && i < t->map.g.max_subs; i++) {
+                if (t->sub_state[i] != REG_ENTRY_ORPHAN)
+                        continue;
+                pid_t pid = (pid_t)load_rlx(&seg_sub_state(&t->map, i)->pid);
+                if (pid > 0 && (kill(pid, 0) == 0 || errno != ESRCH))
+                        continue;
+                log_info("topic '%s': subscriber %u (pid %d) did not come back after the restart and is gone",
+                         t->name, i, (int)pid);
+                t->sub_state[i] = REG_ENTRY_HELD;
+                t->norphans--;
+                reg_release(t, PROTO_ROLE_SUB, i);
+        }
+}
+
+/* Tables an opener needs that a re-learned topic lacks (none came back):
+ * made anew, unless a live orphan could still be using the old one (a
+ * producer that would not see the new one's floors and arms, a subscriber
+ * in it). */
+static int tables_for(struct reg_topic *t, uint32_t role, uint32_t table, char *err, size_t errlen) {
+        for (uint32_t k = 0; k < t->map.g.sub_tables; k++) {
+                if (t->table_fds[k] >= 0 || (role == PROTO_ROLE_SUB && k != table))
+                        continue;
+                bool used = t->norphan_prods > 0;
+                for (uint32_t i = 0; !used && i < t->map.g.max_subs; i++)
+                        used = t->sub_state[i] == REG_ENTRY_ORPHAN && t->sub_table[i] == k;
+                if (used) {
+                        (void)snprintf(err, errlen,
+                                       "topic '%s' is being re-learned after a broker restart: its table %u comes "
+                                       "back with its peers, try again",
+                                       t->name, k);
+                        return -EAGAIN;
+                }
+                int fd, rr = seg_create_table(&t->map.g, k, &fd);
+                if (rr == 0) {
+                        rr = seg_map_table(&t->map, fd);
+                        if (rr < 0)
+                                (void)close(fd);
+                }
+                if (rr < 0) {
+                        (void)snprintf(err, errlen, "broker could not make table %u of topic '%s': %s", k, t->name,
+                                       strerror(-rr));
+                        return rr;
+                }
+                t->table_fds[k] = fd;
+                /* A lost table's uid is unknown: no one is bound to it again. */
+                if (k < t->ntables && t->table_uid[k] == REG_TABLE_UID_UNKNOWN)
+                        t->table_uid[k] = REG_TABLE_UID_UNKNOWN - 1;
+        }
+        return 0;
 }
 
 /* --- registry -------------------------------------------------------------- */

@@ -20,7 +20,13 @@ enum {
         REG_ENTRY_FREE = 0,
         REG_ENTRY_HELD = 1,   /* a session holds it */
         REG_ENTRY_REPAIR = 2, /* producer let go; ring_prod_evict must be retried */
+        REG_ENTRY_ORPHAN = 3, /* live in a ring this broker re-learned after a
+                                 restart, not handed back (yet): repaired
+                                 when its pid is gone, handed back by ADOPT */
 };
+
+/* table_uid of a table no subscriber has handed back since a restart. */
+#define REG_TABLE_UID_UNKNOWN UINT32_MAX
 
 struct reg;
 
@@ -73,13 +79,20 @@ struct reg_topic {
         struct seg_map map; /* read-write mapping */
         int ring_fd;        /* read-write: handed to producers */
         int ring_ro_fd;     /* read-only reopen: handed to subscribers */
-        int subs_fd;
-        uint64_t bytes; /* ring + subs segment sizes */
+        int table_fds[SEG_TABLES_MAX]; /* map.g.sub_tables of them */
+        uint32_t table_uid[SEG_TABLES_MAX]; /* the uid each bound table is for */
+        uint32_t ntables;   /* tables bound so far, in order */
+        uint32_t norphans;  /* REG_ENTRY_ORPHAN entries (re-learned topics) */
+        uint32_t norphan_prods;
+        uint64_t bytes; /* ring + tables */
         uint8_t *prod_state; /* REG_ENTRY_*, map.g.max_producers entries */
         uint8_t *sub_state;  /* REG_ENTRY_*, map.g.max_subs entries */
+        uint8_t *sub_table;  /* each subscriber entry's table (while held) */
+        uint32_t *sub_max_holds; /* each subscriber's declared max_holds */
         struct reg_repair *repairs; /* map.g.max_producers entries */
         struct reg_stall *stalls;   /* map.g.max_subs entries */
         uint64_t nstalled;          /* subscribers evicted by the stall policy */
+        uint64_t nover;             /* LATEST: evicted for holding more than they said */
         uint64_t stall_waits, stall_head; /* the stall policy's last look */
         bool stall_blocked;
         uint32_t nprod, nsub, nrepair;
@@ -97,8 +110,10 @@ void reg_free(struct reg *r);
  * for ow, if the rules let ow do that (-EACCES) and a new topic fits the
  * quotas of ow's accounts (-EDQUOT). On failure returns a negative errno
  * and a message for the client in err. */
+/* A subscriber's entry is registered at once, with o->history: *ret_start
+ * is where it starts. */
 int reg_open(struct reg *r, const struct proto_open *o, const char *name, const struct reg_owner *ow,
-             struct reg_topic **ret_topic, uint32_t *ret_index, char *err, size_t errlen);
+             struct reg_topic **ret_topic, uint32_t *ret_index, uint64_t *ret_start, char *err, size_t errlen);
 
 /* The account of uid (created on first use), with a reference taken;
  * NULL when out of memory. */
@@ -107,12 +122,21 @@ struct reg_account *reg_account_uid(struct reg *r, uint32_t uid);
 struct reg_account *reg_account_new(struct reg *r);
 /* Accepts NULL. */
 void reg_account_unref(struct reg_account *a);
-/* The reply and the two fds (borrowed, not duplicated) for an entry. */
-void reg_open_reply(const struct reg_topic *t, uint32_t role, uint32_t index, struct proto_open_reply *ret,
-                    int ret_fds[2]);
+/* The reply and its fds (borrowed, not duplicated; PROTO_FDS_MAX at most)
+ * for an entry: the ring, then a subscriber's table or every table.
+ * Returns how many fds. */
+unsigned reg_open_reply(const struct reg_topic *t, uint32_t role, uint32_t index, uint64_t start,
+                        struct proto_open_reply *ret, int *ret_fds);
 /* Let go of a held entry: evict it from the shared tables (a producer may
  * need its repair retried later; the registry does that on its own). */
 void reg_release(struct reg_topic *t, uint32_t role, uint32_t index);
+
+/* ADOPT after a broker restart: take the entry a's client held under the
+ * old broker, re-learning its topic from the descriptors it hands back if
+ * this broker does not know it (fds[0..nfds): the ring, then tables; the
+ * registry keeps those it uses and sets them to -1). */
+int reg_adopt(struct reg *r, const struct proto_adopt *a, const char *name, int *fds, unsigned nfds,
+              const struct reg_owner *ow, struct reg_topic **ret_topic, char *err, size_t errlen);
 
 uint32_t reg_count(const struct reg *r);
 /* Fill up to max entries from creation index start; returns the count. */

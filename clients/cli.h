@@ -14,7 +14,9 @@
 #ifndef ZCBUS_CLI_H
 #define ZCBUS_CLI_H
 
+#include <signal.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 
 #include "zcbus.h"
@@ -43,6 +45,8 @@ static inline int is_pow2_u32(uint32_t x) {
 int cmd_pub(int argc, char **argv, const char *sock);
 int cmd_sub(int argc, char **argv, const char *sock);
 int cmd_list(int argc, char **argv, const char *sock);
+int cmd_record(int argc, char **argv, const char *sock);
+int cmd_replay(int argc, char **argv, const char *sock);
 /* `zcbus lat` and `zcbus perf` (argv[0] says which): run zcbus-bench. */
 int cmd_bench(int argc, char **argv, const char *sock);
 
@@ -55,5 +59,48 @@ int cli_connect(const char *cmd, const char *sock, zcbus **ret_bus);
 int cli_fail(const char *cmd, zcbus *bus, int r, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 /* For _cleanup_: disconnect *p (NULL is fine). */
 void cli_disconnectp(zcbus **p);
+
+/* ---- cli_common.c: what pub, sub, record and replay share ---------------- */
+
+/* Longest single wait before re-checking for a stop signal. */
+#define CLI_WAIT_SLICE_MS 250
+
+/* The topic-shape options, with the same names and values everywhere. */
+enum {
+        CLI_OPT_SLOT_SIZE = 0x200,
+        CLI_OPT_SLOTS,
+        CLI_OPT_POLICY,
+};
+#define CLI_TOPIC_LONGOPTS                                                     \
+        { "slot-size", required_argument, NULL, CLI_OPT_SLOT_SIZE },           \
+        { "slots", required_argument, NULL, CLI_OPT_SLOTS },                   \
+        { "policy", required_argument, NULL, CLI_OPT_POLICY }
+
+/* The stop signal (SIGINT, SIGTERM) that came, or 0; set by cli_on_stop,
+ * which cli_catch_stop installs (and SIGPIPE ignored). */
+extern volatile sig_atomic_t cli_stop_signal;
+void cli_on_stop(int sig);
+void cli_catch_stop(void);
+
+/* "zcbus CMD: invalid OPT 'VAL' (expected WANT; try ...)"; returns 2. */
+int cli_bad_value(const char *cmd, const char *opt, const char *val, const char *want);
+/* A timeout in ms: -1 (forever) or 0..INT_MAX. 0 or -EINVAL. */
+int cli_parse_timeout(const char *s, int *ret);
+/* A name the broker would take, or a usage error report and -EINVAL. */
+int cli_check_topic(const char *cmd, const char *topic);
+/* --slot-size, --slots, --policy (o is CLI_OPT_*): 0 or exit status 2. */
+int cli_topic_opt(const char *cmd, int o, const char *arg, uint32_t *slot_count, uint32_t *slot_size,
+                  uint32_t *policy);
+/* --ready-fd: an open descriptor other than 1; 0 or exit status 2. */
+int cli_parse_ready_fd(const char *cmd, const char *arg, int *ret_fd);
+/* Write "READY\n" to fd and close it (fd < 0: nothing). */
+void cli_signal_ready(int fd);
+uint64_t cli_mono_ns(void);
+/* The next wait slice in ms for a timeout (0: none, -1: forever, else
+ * until deadline_ns): at most CLI_WAIT_SLICE_MS, -1 once past it. */
+int cli_slice_ms(int timeout_ms, uint64_t deadline_ns);
+/* One message as a JSON line (`zcbus sub --json`): topic, seq, len, lost,
+ * ts_ns (null if 0), ts_source if not NULL, encoding, payload. */
+void cli_json_msg(FILE *f, const char *topic, const zcbus_msg *m, const char *ts_source);
 
 #endif

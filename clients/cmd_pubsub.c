@@ -9,9 +9,8 @@
  * nothing, even on a reliable topic nobody has read yet.
  *
  * sub prints each message in place from the ring, then releases it. It
- * waits in bounded slices so SIGINT/SIGTERM always end it promptly and
- * cleanly, whatever the wait mode (a spinning wait never sees EINTR, and a
- * signal landing just before a futex sleep would otherwise be missed).
+ * waits in bounded slices (cli_recv, cli_common.c) so SIGINT/SIGTERM always
+ * end it promptly and cleanly, whatever the wait mode.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -25,72 +24,31 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "zcbus.h"
 #include "cli.h"
-
-/* Longest single wait inside zcbus_sub_recv before re-checking signals. */
-#define SUB_WAIT_SLICE_MS 250
+#include "frame.h"
+#include "json.h"
+#include "subset.h"
 
 enum {
         OPT_SIZE = 0x100,
-        OPT_SLOT_SIZE,
-        OPT_SLOTS,
-        OPT_POLICY,
+        OPT_FILE,
         OPT_HISTORY,
         OPT_WAIT,
         OPT_HEX,
+        OPT_TS,
+        OPT_JSON,
+        OPT_RAW,
+        OPT_RESCAN,
         OPT_READY_FD,
 };
 
 static void pub_closep(zcbus_pub **p) {
         zcbus_pub_close(*p);
-}
-static void sub_closep(zcbus_sub **p) {
-        zcbus_sub_close(*p);
-}
-
-static int bad_value(const char *cmd, const char *opt, const char *val, const char *want) {
-        cli_err(cmd, "invalid %s '%s' (expected %s; try 'zcbus %s --help')", opt, val, want, cmd);
-        return 2;
-}
-
-/* A timeout in ms: -1 (forever) or 0..INT_MAX. */
-static int parse_timeout(const char *s, int *ret) {
-        unsigned long long v;
-
-        if (strcmp(s, "-1") == 0) {
-                *ret = -1;
-                return 0;
-        }
-        if (cli_parse_u64(s, 0, INT_MAX, 0, &v) < 0)
-                return -EINVAL;
-        *ret = (int)v;
-        return 0;
-}
-
-static int check_topic(const char *cmd, const char *topic) {
-        size_t n = strlen(topic);
-
-        if (n == 0 || n > ZCBUS_TOPIC_MAX) {
-                cli_err(cmd, "invalid topic name '%s' (1 to %d bytes; try 'zcbus %s --help')", topic,
-                        ZCBUS_TOPIC_MAX, cmd);
-                return -EINVAL;
-        }
-        /* What the broker accepts (docs/protocol.md): bytes above space, no
-         * DEL. Said here with the reason, rather than as the library's
-         * bare -EINVAL. */
-        for (size_t i = 0; i < n; i++) {
-                unsigned char c = (unsigned char)topic[i];
-                if (c <= 0x20 || c == 0x7f) {
-                        cli_err(cmd, "invalid topic name '%s': byte %zu is a space or a control character (try "
-                                "'zcbus %s --help')", topic, i + 1, cmd);
-                        return -EINVAL;
-                }
-        }
-        return 0;
 }
 
 /* ---- pub ---------------------------------------------------------------- */
@@ -100,9 +58,10 @@ static void pub_usage(void) {
                 "Usage: zcbus pub [OPTIONS] TOPIC [MESSAGE...]\n"
                 "\n"
                 "Publish each MESSAGE argument as one message to TOPIC; without any,\n"
-                "publish each line of standard input (newline stripped). The topic is\n"
-                "created with the topic options below if it does not exist yet. Each\n"
-                "message is stamped with the time of its commit.\n"
+                "publish each line of standard input (newline stripped), or what --file,\n"
+                "--raw or --null say. The topic is created with the topic options below\n"
+                "if it does not exist yet. Each message is stamped with the time of its\n"
+                "commit.\n"
                 "\n"
                 "Options:\n"
                 "  -n, --count COUNT      send the whole set of messages COUNT times\n"
@@ -115,6 +74,12 @@ static void pub_usage(void) {
                 "      --policy POLICY    delivery policy of a new topic: reliable|latest\n"
                 "  -t, --timeout MS       how long each message may wait for room\n"
                 "                         (-1: forever, the default; 0: never wait)\n"
+                "      --file FILE        read FILE instead of standard input ('-': stdin);\n"
+                "                         alone, the whole file is one message\n"
+                "      --raw              the input is binary-safe frames: a 4-byte\n"
+                "                         little-endian length, then the payload (what\n"
+                "                         'sub --raw' writes)\n"
+                "  -0, --null             the input is records each ended by a NUL byte\n"
                 "  -q, --quiet            no summary line on stderr (one is printed when\n"
                 "                         stderr is a terminal)\n"
                 "  -h, --help             show this help and exit\n"
@@ -245,36 +210,41 @@ static int lines_add(struct lines *l, char *s, size_t len) {
         return 0;
 }
 
-/* Each line of stdin is one message. With count 1 lines stream straight
- * through (stdin may never end); otherwise they are kept and repeated. */
-static int pub_stdin(struct pub_ctx *c, uint64_t count) {
+/* Each record of in (a line, or with delim '\0' a NUL-terminated record;
+ * the last may lack its delimiter) is one message. With count 1 records
+ * stream straight through (the input may never end); otherwise they are
+ * kept and repeated. */
+static int pub_records(struct pub_ctx *c, FILE *in, const char *in_name, int delim, uint64_t count) {
         _cleanup_(lines_free) struct lines kept = {};
         _cleanup_free_ char *line = NULL;
+        const char *what = delim == '\n' ? "line" : "record";
         size_t cap = 0;
         ssize_t n;
         int r;
 
-        while ((n = getline(&line, &cap, stdin)) >= 0) {
+        while ((n = getdelim(&line, &cap, delim, in)) >= 0) {
                 size_t len = (size_t)n;
 
-                if (len > 0 && line[len - 1] == '\n')
+                if (len > 0 && line[len - 1] == delim)
                         len--;
                 if (count == 1) {
+                        if (len > c->slot_size)
+                                return too_big(c, what, c->sent + 1, len);
                         r = pub_one(c, line, len);
                         if (r)
                                 return r;
                         continue;
                 }
                 if (len > c->slot_size)
-                        return too_big(c, "line", kept.n + 1, len);
+                        return too_big(c, what, kept.n + 1, len);
                 r = lines_add(&kept, line, len);
                 if (r < 0)
-                        return cli_fail("pub", NULL, r, "cannot keep standard input");
+                        return cli_fail("pub", NULL, r, "cannot keep %s", in_name);
                 line = NULL;
                 cap = 0;
         }
-        if (ferror(stdin)) {
-                cli_err("pub", "cannot read standard input: %s", strerror(errno));
+        if (ferror(in)) {
+                cli_err("pub", "cannot read %s: %s", in_name, strerror(errno));
                 return 1;
         }
         if (count == 1)
@@ -288,44 +258,135 @@ static int pub_stdin(struct pub_ctx *c, uint64_t count) {
         return 0;
 }
 
-/* --slot-size, --slots, --policy: the topic's options, for pub and sub
- * alike. Returns 0 or the usage-error exit status. */
-static int topic_opt(const char *cmd, int o, const char *arg, uint32_t *slot_count, uint32_t *slot_size,
-                     uint32_t *policy) {
-        unsigned long long v;
+/* Raw frames (frame.h: u32 LE length, payload) from in, each one message,
+ * streamed with count 1, else kept and repeated. A frame above the slot
+ * size stops before anything of it is read or sent. */
+static int pub_frames(struct pub_ctx *c, FILE *in, const char *in_name, uint64_t count) {
+        _cleanup_(lines_free) struct lines kept = {};
+        _cleanup_free_ char *buf = NULL;
+        uint64_t index = 0;
+        int r;
 
-        switch (o) {
-        case OPT_SLOT_SIZE:
-                if (cli_parse_u64(arg, 1, UINT32_MAX, 1, &v) < 0)
-                        return bad_value(cmd, "slot size", arg, "1 to 4294967295 bytes, K/M/G allowed");
-                *slot_size = (uint32_t)v;
-                return 0;
-        case OPT_SLOTS:
-                /* 16M: the ring's limit (SEG_SLOT_COUNT_MAX); the broker
-                 * refuses more. */
-                if (cli_parse_u64(arg, 2, 1ULL << 24, 1, &v) < 0 || !is_pow2_u32((uint32_t)v))
-                        return bad_value(cmd, "slot count", arg, "a power of two from 2 to 16M");
-                *slot_count = (uint32_t)v;
-                return 0;
-        default:
-                if (strcmp(arg, "reliable") == 0)
-                        *policy = ZCBUS_POLICY_RELIABLE;
-                else if (strcmp(arg, "latest") == 0)
-                        *policy = ZCBUS_POLICY_LATEST;
-                else
-                        return bad_value(cmd, "policy", arg, "reliable or latest");
-                return 0;
+        for (;;) {
+                uint32_t len;
+
+                r = frame_read_len(in, &len);
+                if (r == 0)
+                        break;
+                index++;
+                if (r == -ENODATA) {
+                        cli_err("pub", "%s ends inside the length of frame %" PRIu64, in_name, index);
+                        return 1;
+                }
+                if (r < 0) {
+                        cli_err("pub", "cannot read %s: %s", in_name, strerror(errno ? errno : EIO));
+                        return 1;
+                }
+                if (len > c->slot_size)
+                        return too_big(c, "frame", index, len);
+                buf = malloc(len ? len : 1);
+                if (!buf)
+                        return cli_fail("pub", NULL, -ENOMEM, "cannot read frame %" PRIu64, index);
+                r = frame_read_body(in, buf, len);
+                if (r == -ENODATA) {
+                        cli_err("pub", "%s ends inside frame %" PRIu64 " (%" PRIu32 " bytes announced)", in_name,
+                                index, len);
+                        return 1;
+                }
+                if (r < 0) {
+                        cli_err("pub", "cannot read %s: %s", in_name, strerror(errno ? errno : EIO));
+                        return 1;
+                }
+                if (count == 1) {
+                        r = pub_one(c, buf, len);
+                        if (r)
+                                return r;
+                        free(TAKE_PTR(buf));
+                        continue;
+                }
+                r = lines_add(&kept, buf, len);
+                if (r < 0)
+                        return cli_fail("pub", NULL, r, "cannot keep %s", in_name);
+                buf = NULL;
         }
+        if (count == 1)
+                return 0;
+        for (uint64_t k = 0; k < count; k++)
+                for (size_t i = 0; i < kept.n; i++) {
+                        r = pub_one(c, kept.v[i], kept.len[i]);
+                        if (r)
+                                return r;
+                }
+        return 0;
+}
+
+/* The whole of in as one message, sent count times. */
+static int pub_whole(struct pub_ctx *c, FILE *in, const char *in_name, uint64_t count) {
+        size_t max = c->slot_size, cap = MIN(max, (size_t)1 << 16) + 1, len = 0;
+        _cleanup_free_ char *buf = malloc(cap);
+        struct stat st;
+
+        if (!buf)
+                return cli_fail("pub", NULL, -ENOMEM, "cannot read %s", in_name);
+        /* A regular file says its size before anything is read. */
+        if (fstat(fileno(in), &st) == 0 && S_ISREG(st.st_mode) && (uint64_t)st.st_size > max) {
+                cli_err("pub", "%s is %jd bytes, more than the slot size %" PRIu32 " of topic '%s'", in_name,
+                        (intmax_t)st.st_size, c->slot_size, c->topic);
+                return 1;
+        }
+        for (;;) {
+                size_t n;
+
+                if (len == cap) {
+                        char *nb;
+
+                        if (cap > max) {
+                                cli_err("pub", "%s is more than the slot size %" PRIu32 " of topic '%s'", in_name,
+                                        c->slot_size, c->topic);
+                                return 1;
+                        }
+                        cap = MIN(cap * 2, max + 1);
+                        nb = realloc(buf, cap);
+                        if (!nb)
+                                return cli_fail("pub", NULL, -ENOMEM, "cannot read %s", in_name);
+                        buf = nb;
+                }
+                n = fread(buf + len, 1, cap - len, in);
+                len += n;
+                if (n == 0)
+                        break;
+        }
+        if (ferror(in)) {
+                cli_err("pub", "cannot read %s: %s", in_name, strerror(errno ? errno : EIO));
+                return 1;
+        }
+        if (len > max) {
+                cli_err("pub", "%s is more than the slot size %" PRIu32 " of topic '%s'", in_name, c->slot_size,
+                        c->topic);
+                return 1;
+        }
+        for (uint64_t k = 0; k < count; k++) {
+                int r = pub_one(c, buf, len);
+                if (r)
+                        return r;
+        }
+        return 0;
+}
+
+static void fclosep(FILE **f) {
+        if (*f && *f != stdin)
+                (void)fclose(*f);
 }
 
 int cmd_pub(int argc, char **argv, const char *sock) {
         static const struct option longopts[] = {
                 { "count", required_argument, NULL, 'n' },
                 { "size", required_argument, NULL, OPT_SIZE },
-                { "slot-size", required_argument, NULL, OPT_SLOT_SIZE },
-                { "slots", required_argument, NULL, OPT_SLOTS },
-                { "policy", required_argument, NULL, OPT_POLICY },
+                CLI_TOPIC_LONGOPTS,
                 { "timeout", required_argument, NULL, 't' },
+                { "file", required_argument, NULL, OPT_FILE },
+                { "raw", no_argument, NULL, OPT_RAW },
+                { "null", no_argument, NULL, '0' },
                 { "quiet", no_argument, NULL, 'q' },
                 { "help", no_argument, NULL, 'h' },
                 { NULL, 0, NULL, 0 },
@@ -337,31 +398,42 @@ int cmd_pub(int argc, char **argv, const char *sock) {
         _cleanup_(pub_closep) zcbus_pub *pub = NULL;
         zcbus_topic_info info = { .size = sizeof(info) };
         struct pub_ctx c = { .timeout_ms = -1 };
+        _cleanup_(fclosep) FILE *in = NULL;
         unsigned long long count = 1, size = 0;
-        int o, r, quiet = 0, have_size = 0;
+        const char *file = NULL, *in_name = "standard input";
+        int o, r, quiet = 0, have_size = 0, raw = 0, nul = 0;
 
         opterr = 0;
-        while ((o = getopt_long(argc, argv, ":n:t:qh", longopts, NULL)) != -1) {
+        while ((o = getopt_long(argc, argv, ":n:t:0qh", longopts, NULL)) != -1) {
                 switch (o) {
                 case 'n':
                         if (cli_parse_u64(optarg, 1, UINT64_MAX, 0, &count) < 0)
-                                return bad_value("pub", "count", optarg, "a whole number >= 1");
+                                return cli_bad_value("pub", "count", optarg, "a whole number >= 1");
                         break;
                 case OPT_SIZE:
                         if (cli_parse_u64(optarg, 0, UINT32_MAX, 1, &size) < 0)
-                                return bad_value("pub", "size", optarg, "0 to 4294967295 bytes, K/M/G allowed");
+                                return cli_bad_value("pub", "size", optarg, "0 to 4294967295 bytes, K/M/G allowed");
                         have_size = 1;
                         break;
-                case OPT_SLOT_SIZE:
-                case OPT_SLOTS:
-                case OPT_POLICY:
-                        r = topic_opt("pub", o, optarg, &topts.slot_count, &topts.slot_size, &topts.policy);
+                case CLI_OPT_SLOT_SIZE:
+                case CLI_OPT_SLOTS:
+                case CLI_OPT_POLICY:
+                        r = cli_topic_opt("pub", o, optarg, &topts.slot_count, &topts.slot_size, &topts.policy);
                         if (r)
                                 return r;
                         break;
                 case 't':
-                        if (parse_timeout(optarg, &c.timeout_ms) < 0)
-                                return bad_value("pub", "timeout", optarg, "-1 or 0 to 2147483647 ms");
+                        if (cli_parse_timeout(optarg, &c.timeout_ms) < 0)
+                                return cli_bad_value("pub", "timeout", optarg, "-1 or 0 to 2147483647 ms");
+                        break;
+                case OPT_FILE:
+                        file = optarg;
+                        break;
+                case OPT_RAW:
+                        raw = 1;
+                        break;
+                case '0':
+                        nul = 1;
                         break;
                 case 'q':
                         quiet = 1;
@@ -378,12 +450,31 @@ int cmd_pub(int argc, char **argv, const char *sock) {
                 return 2;
         }
         c.topic = argv[optind++];
-        if (check_topic("pub", c.topic) < 0)
+        if (cli_check_topic("pub", c.topic) < 0)
                 return 2;
         if (have_size && optind < argc) {
                 cli_err("pub", "--size and MESSAGE arguments exclude each other (try 'zcbus pub --help')");
                 return 2;
         }
+        if (raw && nul) {
+                cli_err("pub", "--raw and --null exclude each other (try 'zcbus pub --help')");
+                return 2;
+        }
+        if ((file || raw || nul) && (have_size || optind < argc)) {
+                cli_err("pub", "%s and %s exclude each other (try 'zcbus pub --help')",
+                        file ? "--file" : raw ? "--raw" : "--null", have_size ? "--size" : "MESSAGE arguments");
+                return 2;
+        }
+        if (file && strcmp(file, "-") != 0) {
+                /* Before connecting: a missing file creates no topic. */
+                in = fopen(file, "re");
+                if (!in) {
+                        cli_err("pub", "cannot open '%s': %s", file, strerror(errno));
+                        return 1;
+                }
+                in_name = file;
+        } else
+                in = stdin;
 
         r = cli_connect("pub", sock, &bus);
         if (r < 0)
@@ -402,8 +493,14 @@ int cmd_pub(int argc, char **argv, const char *sock) {
                 r = pub_synthetic(&c, (size_t)size, count);
         else if (optind < argc)
                 r = pub_args(&c, argv + optind, argc - optind, count);
+        else if (raw)
+                r = pub_frames(&c, in, in_name, count);
+        else if (nul)
+                r = pub_records(&c, in, in_name, '\0', count);
+        else if (file)
+                r = pub_whole(&c, in, in_name, count);
         else
-                r = pub_stdin(&c, count);
+                r = pub_records(&c, in, in_name, '\n', count);
         if (r)
                 return r;
 
@@ -417,20 +514,18 @@ int cmd_pub(int argc, char **argv, const char *sock) {
 
 /* ---- sub ---------------------------------------------------------------- */
 
-static volatile sig_atomic_t stop_signal;
-
-static void on_stop(int sig) {
-        stop_signal = sig;
-}
-
 static void sub_usage(void) {
         (void)printf(
-                "Usage: zcbus sub [OPTIONS] TOPIC\n"
+                "Usage: zcbus sub [OPTIONS] TOPIC|PATTERN\n"
                 "\n"
                 "Subscribe to TOPIC and write each message to standard output, followed\n"
                 "by a newline. The topic is created (with the options below, else the\n"
                 "broker's defaults) if it does not exist yet. A subscriber starts with\n"
                 "the next message published (see --history).\n"
+                "\n"
+                "A PATTERN (a name with *, ? or [ ], fnmatch(3) syntax; \\ quotes) subscribes\n"
+                "to every topic that matches, now and as they are created (the topic list\n"
+                "is read again every --rescan MS), and prefixes each line with 'topic=NAME '.\n"
                 "\n"
                 "Options:\n"
                 "  -n, --count COUNT    exit after COUNT messages (default: run until\n"
@@ -442,51 +537,24 @@ static void sub_usage(void) {
                 "                       futex\n"
                 "      --slot-size BYTES, --slots N, --policy reliable|latest\n"
                 "                       the topic's options if this creates it (else\n"
-                "                       they must fit the topic)\n"
+                "                       they must fit the topic; not with a PATTERN)\n"
+                "      --rescan MS      with a PATTERN: look for new topics every MS ms\n"
+                "                       (default %d; 0: only at the start)\n"
                 "  -v, --verbose        prefix each message with 'seq=N len=N lost=N '\n"
+                "      --ts             prefix each message with 'ts=SECONDS ', the producer's\n"
+                "                       commit time (CLOCK_MONOTONIC), or 'ts=- ' if unstamped\n"
                 "      --hex            print payloads as hexadecimal\n"
+                "      --json           one JSON object per message and line: topic, seq,\n"
+                "                       len, lost, ts_ns, encoding (utf-8|base64), payload\n"
+                "      --raw            binary-safe: per message a 4-byte little-endian\n"
+                "                       length, then the payload (what 'pub --raw' reads)\n"
+                "  -0, --null           each payload followed by a NUL byte, not a newline\n"
                 "      --ready-fd FD    once subscribed, write \"READY\\n\" to FD and close it\n"
                 "  -h, --help           show this help and exit\n"
                 "\n"
                 "Exit status: 0 done (or standard output closed), 1 error or timeout,\n"
-                "2 usage error, 130/143 interrupted by SIGINT/SIGTERM.\n");
-}
-
-static uint64_t mono_ns(void) {
-        struct timespec ts;
-
-        (void)clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
-}
-
-/* zcbus_sub_recv with timeout_ms semantics, waiting in slices so a stop
- * signal is seen within SUB_WAIT_SLICE_MS. Returns -EINTR once one came. */
-static int recv_msg(zcbus_sub *sub, zcbus_msg *msg, int timeout_ms) {
-        uint64_t deadline = timeout_ms > 0 ? mono_ns() + (uint64_t)timeout_ms * 1000000ULL : 0;
-
-        for (;;) {
-                int slice = SUB_WAIT_SLICE_MS, r;
-
-                if (stop_signal)
-                        return -EINTR;
-                if (timeout_ms == 0)
-                        slice = 0;
-                else if (timeout_ms > 0) {
-                        uint64_t now = mono_ns();
-                        uint64_t left_ms;
-
-                        if (now >= deadline)
-                                return -ETIMEDOUT;
-                        left_ms = (deadline - now + 999999) / 1000000;
-                        if (left_ms < (uint64_t)slice)
-                                slice = (int)left_ms;
-                }
-                r = zcbus_sub_recv(sub, msg, slice);
-                if (r == -EAGAIN && timeout_ms == 0)
-                        return -ETIMEDOUT;
-                if (r != -ETIMEDOUT && r != -EINTR && r != -EAGAIN)
-                        return r;
-        }
+                "2 usage error, 130/143 interrupted by SIGINT/SIGTERM.\n",
+                SUBSET_RESCAN_MS_DEFAULT);
 }
 
 static int write_hex(const unsigned char *p, size_t len) {
@@ -508,70 +576,88 @@ static int write_hex(const unsigned char *p, size_t len) {
         return 0;
 }
 
-/* Write one message; returns 0, or -errno of the failed write. */
-static int print_msg(const zcbus_msg *m, int verbose, int hex) {
-        int bad = 0;
-
-        errno = 0;
-        if (verbose && printf("seq=%" PRIu64 " len=%zu lost=%" PRIu64 " ", m->seq, m->len, m->lost) < 0)
-                bad = 1;
-        if (!bad && m->len > 0) {
-                if (hex)
-                        bad = write_hex(m->data, m->len) < 0;
-                else
-                        bad = fwrite(m->data, 1, m->len, stdout) != m->len;
-        }
-        if (!bad)
-                bad = fputc('\n', stdout) == EOF;
-        if (!bad)
-                bad = fflush(stdout) == EOF;
-        if (!bad)
-                return 0;
-        return errno > 0 ? -errno : -EIO;
-}
-
-static void signal_ready(int fd) {
-        static const char ready[] = "READY\n";
-        size_t off = 0;
-
-        while (off < sizeof(ready) - 1) {
-                ssize_t n = write(fd, ready + off, sizeof(ready) - 1 - off);
-                if (n < 0 && errno == EINTR)
-                        continue;
-                if (n <= 0)
-                        break; /* nobody listening: not our problem */
-                off += (size_t)n;
-        }
-        (void)close(fd);
-}
+/* How sub writes a message: exactly one of the formats. */
+enum sub_format {
+        FMT_TEXT, /* [prefixes] payload '\n' */
+        FMT_HEX,  /* [prefixes] hex '\n' */
+        FMT_JSON, /* one object '\n' */
+        FMT_RAW,  /* u32 LE length, payload (frame.h) */
+        FMT_NUL,  /* payload '\0' */
+};
 
 struct sub_args {
         const char *topic;
         zcbus_sub_opts opts;
         uint64_t count; /* 0: forever */
         int timeout_ms;
-        int verbose, hex;
+        int rescan_ms;
+        enum sub_format fmt;
+        bool verbose, ts, show_topic;
         int ready_fd;
 };
 
+/* Write one message; returns 0, or -errno of the failed write. */
+static int print_msg(const struct sub_args *a, const zcbus_msg *m, const char *topic) {
+        int bad = 0;
+
+        errno = 0;
+        switch (a->fmt) {
+        case FMT_JSON:
+                cli_json_msg(stdout, topic, m, NULL);
+                break;
+        case FMT_RAW:
+                bad = frame_write(stdout, m->data, m->len) < 0;
+                break;
+        case FMT_NUL:
+                bad = (m->len > 0 && fwrite(m->data, 1, m->len, stdout) != m->len) || fputc('\0', stdout) == EOF;
+                break;
+        default:
+                if (a->show_topic && printf("topic=%s ", topic) < 0)
+                        bad = 1;
+                if (!bad && a->ts && m->timestamp_ns &&
+                    printf("ts=%" PRIu64 ".%09" PRIu64 " ", m->timestamp_ns / 1000000000u,
+                           m->timestamp_ns % 1000000000u) < 0)
+                        bad = 1;
+                if (!bad && a->ts && !m->timestamp_ns && fputs("ts=- ", stdout) == EOF)
+                        bad = 1;
+                if (!bad && a->verbose &&
+                    printf("seq=%" PRIu64 " len=%zu lost=%" PRIu64 " ", m->seq, m->len, m->lost) < 0)
+                        bad = 1;
+                if (!bad && m->len > 0) {
+                        if (a->fmt == FMT_HEX)
+                                bad = write_hex(m->data, m->len) < 0;
+                        else
+                                bad = fwrite(m->data, 1, m->len, stdout) != m->len;
+                }
+                if (!bad)
+                        bad = fputc('\n', stdout) == EOF;
+        }
+        if (!bad)
+                bad = fflush(stdout) == EOF || ferror(stdout);
+        if (!bad)
+                return 0;
+        return errno > 0 ? -errno : -EIO;
+}
+
 static int sub_run(const struct sub_args *a, const char *sock) {
         _cleanup_(cli_disconnectp) zcbus *bus = NULL;
-        _cleanup_(sub_closep) zcbus_sub *sub = NULL;
+        _cleanup_(subset_freep) struct subset *set = NULL;
+        char *names[1] = { (char *)a->topic };
         int r;
 
         r = cli_connect("sub", sock, &bus);
         if (r < 0)
-                return stop_signal ? 0 : 1;
-        r = zcbus_sub_open(bus, a->topic, &a->opts, &sub);
+                return cli_stop_signal ? 0 : 1;
+        r = subset_new("sub", bus, &a->opts, names, 1, a->rescan_ms, &set);
         if (r < 0)
-                return stop_signal ? 0 : cli_fail("sub", bus, r, "cannot subscribe to topic '%s'", a->topic);
-        if (a->ready_fd >= 0)
-                signal_ready(a->ready_fd);
+                return cli_stop_signal ? 0 : 1; /* reported */
+        cli_signal_ready(a->ready_fd);
 
         for (uint64_t got = 0; a->count == 0 || got < a->count; got++) {
+                const char *topic;
                 zcbus_msg msg;
 
-                r = recv_msg(sub, &msg, a->timeout_ms);
+                r = subset_recv(set, &msg, &topic, a->timeout_ms);
                 if (r == -EINTR)
                         return 0; /* stop signal: caller re-raises it */
                 if (r == -ETIMEDOUT && a->timeout_ms == 0)
@@ -581,10 +667,10 @@ static int sub_run(const struct sub_args *a, const char *sock) {
                         return 1;
                 }
                 if (r < 0)
-                        return cli_fail("sub", bus, r, "cannot receive from topic '%s'", a->topic);
+                        return 1; /* reported */
 
-                int w = print_msg(&msg, a->verbose, a->hex);
-                (void)zcbus_sub_release(sub, &msg);
+                int w = print_msg(a, &msg, topic);
+                (void)subset_release(set, &msg);
                 if (w == -EPIPE)
                         return 0; /* reader went away: done, quietly */
                 if (w < 0) {
@@ -601,11 +687,14 @@ int cmd_sub(int argc, char **argv, const char *sock) {
                 { "timeout", required_argument, NULL, 't' },
                 { "history", required_argument, NULL, OPT_HISTORY },
                 { "wait", required_argument, NULL, OPT_WAIT },
-                { "slot-size", required_argument, NULL, OPT_SLOT_SIZE },
-                { "slots", required_argument, NULL, OPT_SLOTS },
-                { "policy", required_argument, NULL, OPT_POLICY },
+                CLI_TOPIC_LONGOPTS,
                 { "verbose", no_argument, NULL, 'v' },
                 { "hex", no_argument, NULL, OPT_HEX },
+                { "ts", no_argument, NULL, OPT_TS },
+                { "json", no_argument, NULL, OPT_JSON },
+                { "raw", no_argument, NULL, OPT_RAW },
+                { "null", no_argument, NULL, '0' },
+                { "rescan", required_argument, NULL, OPT_RESCAN },
                 { "ready-fd", required_argument, NULL, OPT_READY_FD },
                 { "help", no_argument, NULL, 'h' },
                 { NULL, 0, NULL, 0 },
@@ -613,34 +702,37 @@ int cmd_sub(int argc, char **argv, const char *sock) {
         struct sub_args a = {
                 .opts = { .size = sizeof(zcbus_sub_opts) },
                 .timeout_ms = -1,
+                .rescan_ms = SUBSET_RESCAN_MS_DEFAULT,
                 .ready_fd = -1,
         };
-        struct sigaction sa = { .sa_handler = on_stop, .sa_flags = SA_RESETHAND };
+        const char *fmt_opt = NULL; /* the format option given, if any */
+        bool shape = false;
         unsigned long long v;
         int o, r;
 
         opterr = 0;
-        while ((o = getopt_long(argc, argv, ":n:t:vh", longopts, NULL)) != -1) {
+        while ((o = getopt_long(argc, argv, ":n:t:v0h", longopts, NULL)) != -1) {
                 switch (o) {
                 case 'n':
                         if (cli_parse_u64(optarg, 1, UINT64_MAX, 0, &v) < 0)
-                                return bad_value("sub", "count", optarg, "a whole number >= 1");
+                                return cli_bad_value("sub", "count", optarg, "a whole number >= 1");
                         a.count = v;
                         break;
                 case 't':
-                        if (parse_timeout(optarg, &a.timeout_ms) < 0)
-                                return bad_value("sub", "timeout", optarg, "-1 or 0 to 2147483647 ms");
+                        if (cli_parse_timeout(optarg, &a.timeout_ms) < 0)
+                                return cli_bad_value("sub", "timeout", optarg, "-1 or 0 to 2147483647 ms");
                         break;
-                case OPT_SLOT_SIZE:
-                case OPT_SLOTS:
-                case OPT_POLICY:
-                        r = topic_opt("sub", o, optarg, &a.opts.slot_count, &a.opts.slot_size, &a.opts.policy);
+                case CLI_OPT_SLOT_SIZE:
+                case CLI_OPT_SLOTS:
+                case CLI_OPT_POLICY:
+                        r = cli_topic_opt("sub", o, optarg, &a.opts.slot_count, &a.opts.slot_size, &a.opts.policy);
                         if (r)
                                 return r;
+                        shape = true;
                         break;
                 case OPT_HISTORY:
                         if (cli_parse_u64(optarg, 0, UINT32_MAX, 0, &v) < 0)
-                                return bad_value("sub", "history", optarg, "0 to 4294967295 messages");
+                                return cli_bad_value("sub", "history", optarg, "0 to 4294967295 messages");
                         a.opts.history = (uint32_t)v;
                         break;
                 case OPT_WAIT:
@@ -651,24 +743,50 @@ int cmd_sub(int argc, char **argv, const char *sock) {
                         else if (strcmp(optarg, "futex") == 0)
                                 a.opts.wait_mode = ZCBUS_WAIT_FUTEX;
                         else
-                                return bad_value("sub", "wait mode", optarg, "adaptive, spin or futex");
+                                return cli_bad_value("sub", "wait mode", optarg, "adaptive, spin or futex");
                         break;
                 case 'v':
-                        a.verbose = 1;
+                        a.verbose = true;
+                        break;
+                case OPT_TS:
+                        a.ts = true;
                         break;
                 case OPT_HEX:
-                        a.hex = 1;
+                case OPT_JSON:
+                case OPT_RAW:
+                case '0': {
+                        static const struct {
+                                int opt;
+                                enum sub_format fmt;
+                                const char *name;
+                        } fmts[] = {
+                                { OPT_HEX, FMT_HEX, "--hex" },
+                                { OPT_JSON, FMT_JSON, "--json" },
+                                { OPT_RAW, FMT_RAW, "--raw" },
+                                { '0', FMT_NUL, "--null" },
+                        };
+                        for (size_t k = 0; k < ARRAY_SIZE(fmts); k++) {
+                                if (fmts[k].opt != o)
+                                        continue;
+                                if (fmt_opt && a.fmt != fmts[k].fmt) {
+                                        cli_err("sub", "%s and %s exclude each other (try 'zcbus sub --help')",
+                                                fmt_opt, fmts[k].name);
+                                        return 2;
+                                }
+                                a.fmt = fmts[k].fmt;
+                                fmt_opt = fmts[k].name;
+                        }
+                        break;
+                }
+                case OPT_RESCAN:
+                        if (cli_parse_u64(optarg, 0, 3600000, 0, &v) < 0)
+                                return cli_bad_value("sub", "rescan interval", optarg, "0 to 3600000 ms");
+                        a.rescan_ms = (int)v;
                         break;
                 case OPT_READY_FD:
-                        /* Not stdout (it carries the messages), and it must
-                         * be open now, before connecting could reuse it. */
-                        if (cli_parse_u64(optarg, 0, INT_MAX, 0, &v) < 0 || v == STDOUT_FILENO)
-                                return bad_value("sub", "ready fd", optarg, "an open descriptor other than 1");
-                        if (fcntl((int)v, F_GETFD) < 0) {
-                                cli_err("sub", "--ready-fd %llu: %s (try 'zcbus sub --help')", v, strerror(errno));
-                                return 2;
-                        }
-                        a.ready_fd = (int)v;
+                        r = cli_parse_ready_fd("sub", optarg, &a.ready_fd);
+                        if (r)
+                                return r;
                         break;
                 case 'h':
                         sub_usage();
@@ -686,19 +804,25 @@ int cmd_sub(int argc, char **argv, const char *sock) {
                 return 2;
         }
         a.topic = argv[optind];
-        if (check_topic("sub", a.topic) < 0)
+        if (cli_check_topic("sub", a.topic) < 0)
                 return 2;
+        if ((a.verbose || a.ts) && (a.fmt == FMT_JSON || a.fmt == FMT_RAW || a.fmt == FMT_NUL)) {
+                cli_err("sub", "%s and %s exclude each other (try 'zcbus sub --help')", a.verbose ? "-v" : "--ts",
+                        fmt_opt);
+                return 2;
+        }
+        a.show_topic = subset_is_pattern(a.topic);
+        if (a.show_topic && shape) {
+                cli_err("sub", "--slot-size, --slots and --policy create a topic: not with a pattern (try 'zcbus "
+                        "sub --help')");
+                return 2;
+        }
 
-        /* No SA_RESTART: a blocking wait returns -EINTR. SA_RESETHAND: a
-         * second signal acts at once should the first not be seen. */
-        (void)sigemptyset(&sa.sa_mask);
-        (void)sigaction(SIGINT, &sa, NULL);
-        (void)sigaction(SIGTERM, &sa, NULL);
-        (void)signal(SIGPIPE, SIG_IGN);
+        cli_catch_stop();
 
         r = sub_run(&a, sock);
-        if (stop_signal) {
-                int sig = stop_signal;
+        if (cli_stop_signal) {
+                int sig = cli_stop_signal;
 
                 /* Everything is closed: leave the way the signal asked, so
                  * a calling shell sees the interruption. */

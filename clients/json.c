@@ -1,19 +1,22 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * json.c: the JSON string and number writers of json.h. The string
+ * json.c: the JSON string, base64 and number writers of json.h. The string
  * writer validates UTF-8 itself (overlong forms, surrogates and values
- * past U+10FFFF are invalid, per RFC 3629) because names come from the
- * broker or the command line and are bytes, not text.
+ * past U+10FFFF are invalid, per RFC 3629) because names and payloads come
+ * from the broker, the command line or a ring and are bytes, not text.
  */
 #include <math.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <string.h>
 
 #include "json.h"
 
-/* Length of the valid UTF-8 sequence at p (1..4), or 0 if invalid. */
-static size_t utf8_len(const unsigned char *p) {
+/* Length of the valid UTF-8 sequence at p (1..4) within the left bytes
+ * (left >= 1), or 0 if invalid. */
+static size_t utf8_len(const unsigned char *p, size_t left) {
         unsigned c = p[0];
         size_t n;
         uint32_t cp;
@@ -31,8 +34,10 @@ static size_t utf8_len(const unsigned char *p) {
                 cp = c & 0x07;
         } else
                 return 0;
+        if (n > left)
+                return 0;
         for (size_t i = 1; i < n; i++) {
-                if ((p[i] & 0xc0) != 0x80) /* also stops at the NUL */
+                if ((p[i] & 0xc0) != 0x80)
                         return 0;
                 cp = (cp << 6) | (p[i] & 0x3f);
         }
@@ -43,12 +48,30 @@ static size_t utf8_len(const unsigned char *p) {
         return n;
 }
 
+bool json_utf8_valid(const void *data, size_t len) {
+        const unsigned char *p = data;
+
+        while (len > 0) {
+                size_t n = utf8_len(p, len);
+
+                if (n == 0)
+                        return false;
+                p += n;
+                len -= n;
+        }
+        return true;
+}
+
 void json_str(FILE *f, const char *s) {
-        const unsigned char *p = (const unsigned char *)s;
+        json_strn(f, s, strlen(s));
+}
+
+void json_strn(FILE *f, const void *data, size_t len) {
+        const unsigned char *p = data, *end = p + len;
 
         (void)fputc('"', f);
-        while (*p) {
-                size_t n = utf8_len(p);
+        while (p < end) {
+                size_t n = utf8_len(p, (size_t)(end - p));
 
                 if (n > 1) {
                         (void)fwrite(p, 1, n, f);
@@ -85,6 +108,29 @@ void json_str(FILE *f, const char *s) {
                                 (void)fputc(*p, f);
                 }
                 p++;
+        }
+        (void)fputc('"', f);
+}
+
+void json_base64(FILE *f, const void *data, size_t len) {
+        static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+        const unsigned char *p = data;
+        char out[4];
+
+        (void)fputc('"', f);
+        for (; len >= 3; p += 3, len -= 3) {
+                out[0] = b64[p[0] >> 2];
+                out[1] = b64[((p[0] & 3) << 4) | (p[1] >> 4)];
+                out[2] = b64[((p[1] & 15) << 2) | (p[2] >> 6)];
+                out[3] = b64[p[2] & 63];
+                (void)fwrite(out, 1, 4, f);
+        }
+        if (len > 0) {
+                out[0] = b64[p[0] >> 2];
+                out[1] = b64[((p[0] & 3) << 4) | (len > 1 ? p[1] >> 4 : 0)];
+                out[2] = len > 1 ? b64[(p[1] & 15) << 2] : '=';
+                out[3] = '=';
+                (void)fwrite(out, 1, 4, f);
         }
         (void)fputc('"', f);
 }

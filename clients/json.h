@@ -1,12 +1,14 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * json.h: the two JSON writers the CLI (`zcbus list --json`) and the
- * measurement lab (`zcbus lat|perf --json`) share, so that both say a name
- * or a number the same way. Plain libc; nothing else.
+ * json.h: the JSON writers the CLI (`zcbus list --json`, `zcbus sub
+ * --json`) and the measurement lab (`zcbus lat|perf --json`) share, so that
+ * all say a name or a number the same way. Plain libc; nothing else.
  */
 #ifndef ZCBUS_JSON_H
 #define ZCBUS_JSON_H
 
+#include <stdbool.h>
+#include <stddef.h>
 #include <stdio.h>
 
 /* s as a JSON string literal, always valid JSON whatever the bytes:
@@ -16,6 +18,12 @@
  * byte value as a code point, so nothing is lost: a \u0080..\u00ff escape
  * can only stand for such a raw byte, never for a character. */
 void json_str(FILE *f, const char *s);
+/* The same for len bytes that may hold NULs (each becomes \u0000). */
+void json_strn(FILE *f, const void *data, size_t len);
+/* Are the len bytes valid UTF-8 (RFC 3629; NUL bytes included)? */
+bool json_utf8_valid(const void *data, size_t len);
+/* The bytes in standard base64 (RFC 4648, padded), as a JSON string. */
+void json_base64(FILE *f, const void *data, size_t len);
 
 /* v with printf's %.*f (style 'f') or %.*g (style 'g') at prec, or null
  * when v is not finite (JSON has no NaN or infinity). */

@@ -9,9 +9,13 @@ bin_PROGRAMS = zcbus
 zcbus_SOURCES = \
 	clients/main.c clients/cli.h \
 	clients/cli_util.c clients/cli_util.h \
+	clients/cli_common.c \
 	clients/json.c clients/json.h \
 	clients/cmd_pubsub.c \
+	clients/subset.c clients/subset.h \
+	clients/frame.c clients/frame.h \
 	clients/cmd_list.c \
+	clients/cmd_record.c \
 	clients/cmd_bench.c
 zcbus_CPPFLAGS = -I$(top_srcdir)/include -I$(top_srcdir)/clients -include $(top_builddir)/config.h \
 	-DZCBUS_PKGLIBEXECDIR='"$(pkglibexecdir)"'

@@ -31,6 +31,8 @@ static const struct command commands[] = {
         { "pub", cmd_pub, "publish messages to a topic" },
         { "sub", cmd_sub, "subscribe to a topic and print its messages" },
         { "list", cmd_list, "list the broker's topics" },
+        { "record", cmd_record, "record topics to a file" },
+        { "replay", cmd_replay, "publish a recording again" },
         { "lat", cmd_bench, "measure round-trip latency" },
         { "perf", cmd_bench, "measure throughput" },
 };
@@ -43,14 +45,15 @@ int cli_connect(const char *cmd, const char *sock, zcbus **ret_bus) {
         r = zcbus_connect(sock, ret_bus);
         if (r >= 0)
                 return 0;
-        /* connect(2)'s own words when nothing listens there. */
+        /* The library's words, as for every other error, and a hint when
+         * nothing listens there. */
         nobody = r == -ENOENT || r == -ECONNREFUSED;
         if (sock)
                 (void)snprintf(path, sizeof(path), "%s", sock);
         else if (zcbus_default_socket(path, sizeof(path)) < 0)
                 (void)snprintf(path, sizeof(path), "(default)");
         cli_err(cmd, "cannot connect to broker at '%s': %s%s", path,
-                nobody ? strerror(-r) : zcbus_strerror(r), nobody ? " (is zcbusd running?)" : "");
+                zcbus_strerror(r), nobody ? " (is zcbusd running?)" : "");
         return r;
 }
 

@@ -145,6 +145,13 @@ typedef struct zcbus_iov {
 /* Connection. NULL socket_path: $ZCBUS_SOCKET, else the default path. */
 int zcbus_connect(const char *socket_path, zcbus **out);
 void zcbus_disconnect(zcbus *bus);
+/* After the broker died and was started again: connect to the same
+ * socket (a new session) and hand every open handle of bus back to the
+ * broker, which re-learns their topics from them. Returns 0, or the first
+ * refusal (its reason in zcbus_last_error; that handle keeps working but
+ * the broker does not know it). Not concurrently with other calls on bus
+ * that talk to the broker. */
+int zcbus_reconnect(zcbus *bus);
 /* The path zcbus_connect(NULL) uses, written into buf. */
 int zcbus_default_socket(char *buf, size_t len);
 /* The session's uuid as given by the broker. */

@@ -8,7 +8,9 @@
  *
  * Handles keep the connection alive: after zcbus_disconnect() the socket
  * and the struct live until the last handle is closed, so open topics keep
- * flowing, and they keep flowing after the broker died.
+ * flowing, and they keep flowing after the broker died. Each handle keeps
+ * the descriptors of its segments, so that zcbus_reconnect() can hand them
+ * to a restarted broker, which re-learns the topic from them (ADOPT).
  */
 #include "config.h"
 
@@ -31,8 +33,20 @@
 
 #define CLIENT_REPLY_TIMEOUT_MS 10000
 
+struct zcbus_pub;
+struct zcbus_sub;
+
+/* What a handle hands back to a restarted broker. */
+struct held_fds {
+        int fd[PROTO_FDS_MAX]; /* the ring, then tables */
+        unsigned n;
+};
+
 struct zcbus {
         int fd;
+        char path[108];             /* the broker's socket, for reconnecting */
+        struct zcbus_pub *pubs;     /* open handles, for reconnecting */
+        struct zcbus_sub *subs;
         unsigned refs; /* open handles */
         bool closed;   /* zcbus_disconnect() was called */
         uint32_t next_req;
@@ -44,6 +58,9 @@ struct zcbus {
 
 struct zcbus_pub {
         zcbus *bus;
+        struct zcbus_pub *prev, *next; /* the bus's handles */
+        char topic[ZCBUS_TOPIC_MAX + 1];
+        struct held_fds fds;
         struct seg_map map;
         struct ring_pub rp;
         uint32_t index;
@@ -54,6 +71,10 @@ struct zcbus_pub {
 
 struct zcbus_sub {
         zcbus *bus;
+        struct zcbus_sub *prev, *next;
+        char topic[ZCBUS_TOPIC_MAX + 1];
+        struct held_fds fds;
+        uint32_t max_holds;
         struct seg_map map;
         struct ring_sub rs;
         uint32_t index;
@@ -86,9 +107,10 @@ static void bus_unref(zcbus *bus) {
         bus_maybe_free(bus);
 }
 
-/* Send a request and wait for the reply with the same id. fds (if any)
- * received with it go to fds[0..*nfds). */
-static int rpc(zcbus *bus, int len, struct proto_msg *ret, int *fds, unsigned max_fds, unsigned *nfds) {
+/* Send a request (with send_n descriptors) and wait for the reply with the
+ * same id. fds (if any) received with it go to fds[0..*nfds). */
+static int rpc_fds(zcbus *bus, int len, const int *send_fds, unsigned send_n, struct proto_msg *ret, int *fds,
+                   unsigned max_fds, unsigned *nfds) {
         uint32_t id;
         int r;
 
@@ -97,7 +119,7 @@ static int rpc(zcbus *bus, int len, struct proto_msg *ret, int *fds, unsigned ma
         if (bus->fd < 0)
                 return -ENOTCONN;
         id = proto_peek_req_id(bus->buf, (size_t)len);
-        r = sock_send(bus->fd, bus->buf, (size_t)len, NULL, 0);
+        r = sock_send(bus->fd, bus->buf, (size_t)len, send_fds, send_n);
         if (r < 0)
                 return r == -EAGAIN ? -ENOBUFS : r;
         for (;;) {
@@ -145,6 +167,10 @@ static int rpc(zcbus *bus, int len, struct proto_msg *ret, int *fds, unsigned ma
         }
 }
 
+static int rpc(zcbus *bus, int len, struct proto_msg *ret, int *fds, unsigned max_fds, unsigned *nfds) {
+        return rpc_fds(bus, len, NULL, 0, ret, fds, max_fds, nfds);
+}
+
 static uint32_t next_id(zcbus *bus) {
         return ++bus->next_req;
 }
@@ -169,25 +195,12 @@ _public_ int zcbus_default_socket(char *buf, size_t len) {
         return 0;
 }
 
-_public_ int zcbus_connect(const char *socket_path, zcbus **out) {
-        _cleanup_(bus_freep) zcbus *bus = NULL;
-        char path[108];
+/* Connect to bus->path and say HELLO: a new session. */
+static int bus_hello(zcbus *bus) {
         struct proto_msg m;
         int r;
 
-        if (!out)
-                return -EINVAL;
-        if (!socket_path) {
-                r = zcbus_default_socket(path, sizeof(path));
-                if (r < 0)
-                        return r;
-                socket_path = path;
-        }
-        bus = calloc(1, sizeof(*bus));
-        if (!bus)
-                return -ENOMEM;
-        bus->fd = -1;
-        r = sock_connect(socket_path, &bus->fd);
+        r = sock_connect(bus->path, &bus->fd);
         if (r < 0)
                 return r;
         r = rpc(bus, proto_enc_hello(bus->buf, sizeof(bus->buf), next_id(bus)), &m, NULL, 0, NULL);
@@ -196,8 +209,78 @@ _public_ int zcbus_connect(const char *socket_path, zcbus **out) {
         if (r < 0)
                 return r;
         memcpy(bus->session_id, m.u.hello_reply.session_id, 16);
+        return 0;
+}
+
+_public_ int zcbus_connect(const char *socket_path, zcbus **out) {
+        _cleanup_(bus_freep) zcbus *bus = NULL;
+        int r;
+
+        if (!out)
+                return -EINVAL;
+        bus = calloc(1, sizeof(*bus));
+        if (!bus)
+                return -ENOMEM;
+        bus->fd = -1;
+        if (!socket_path) {
+                r = zcbus_default_socket(bus->path, sizeof(bus->path));
+                if (r < 0)
+                        return r;
+        } else if ((size_t)snprintf(bus->path, sizeof(bus->path), "%s", socket_path) >= sizeof(bus->path)) {
+                return -ENAMETOOLONG;
+        }
+        r = bus_hello(bus);
+        if (r < 0)
+                return r;
         *out = TAKE_PTR(bus);
         return 0;
+}
+
+/* Hand one entry back to the broker (ADOPT), with its descriptors. */
+static int adopt(zcbus *bus, const struct seg_map *map, uint32_t role, uint32_t index, uint32_t table,
+                 uint32_t max_holds, const char *topic, const struct held_fds *fds) {
+        struct proto_adopt a = {.role = role, .index = index, .table = table, .ntables = fds->n - 1,
+                                .max_holds = max_holds};
+        struct proto_msg m;
+
+        memcpy(a.topic_id, map->g.topic_id, 16);
+        memcpy(a.segment_id, map->g.segment_id, 16);
+        return rpc_fds(bus, proto_enc_adopt(bus->buf, sizeof(bus->buf), next_id(bus), &a, topic), fds->fd, fds->n,
+                       &m, NULL, 0, NULL);
+}
+
+_public_ int zcbus_reconnect(zcbus *bus) {
+        int r, first = 0;
+
+        if (!bus || bus->closed)
+                return -EINVAL;
+        closep(&bus->fd);
+        r = bus_hello(bus);
+        if (r < 0) {
+                closep(&bus->fd);
+                return r;
+        }
+        /* Every open handle goes back to the broker, which re-learns its
+         * topic from the first (docs/design.md, Failure model). One that
+         * is refused keeps working on the data path; the first refusal is
+         * returned, its reason in zcbus_last_error(). */
+        char why[sizeof(bus->last_error)] = "";
+        for (zcbus_pub *p = bus->pubs; p; p = p->next) {
+                r = adopt(bus, &p->map, PROTO_ROLE_PUB, p->index, 0, 0, p->topic, &p->fds);
+                if (r < 0 && first == 0) {
+                        first = r;
+                        snprintf(why, sizeof(why), "%s", bus->last_error);
+                }
+        }
+        for (zcbus_sub *s = bus->subs; s; s = s->next) {
+                r = adopt(bus, &s->map, PROTO_ROLE_SUB, s->index, s->rs.table, s->max_holds, s->topic, &s->fds);
+                if (r < 0 && first == 0) {
+                        first = r;
+                        snprintf(why, sizeof(why), "%s", bus->last_error);
+                }
+        }
+        snprintf(bus->last_error, sizeof(bus->last_error), "%s", why);
+        return first;
 }
 
 _public_ void zcbus_disconnect(zcbus *bus) {
@@ -254,12 +337,27 @@ static void send_close(zcbus *bus, const uint8_t topic_id[16], uint32_t role, ui
         (void)rpc(bus, proto_enc_close(bus->buf, sizeof(bus->buf), next_id(bus), &c), &m, NULL, 0, NULL);
 }
 
-/* Ask the broker for a topic entry and map what it sends. */
-static int open_topic(zcbus *bus, const char *topic, uint32_t role, const zcbus_topic_opts *o,
-                      struct seg_map *ret_map, uint32_t *ret_index) {
-        struct proto_open req = {.role = role};
+/* What the broker said of an entry, beyond its mapping. */
+struct open_result {
+        uint32_t index;
+        uint32_t table; /* subscriber */
+        uint64_t start; /* subscriber */
+        struct held_fds fds;
+};
+
+static void held_fds_close(struct held_fds *h) {
+        for (unsigned i = 0; i < h->n; i++)
+                closep(&h->fd[i]);
+        h->n = 0;
+}
+
+/* Ask the broker for a topic entry and map what it sends: the ring, then
+ * a subscriber's own table or a producer's every one. */
+static int open_topic(zcbus *bus, const char *topic, uint32_t role, const zcbus_topic_opts *o, uint32_t history,
+                      uint32_t max_holds, struct seg_map *ret_map, struct open_result *ret) {
+        struct proto_open req = {.role = role, .history = history, .max_holds = max_holds};
         struct proto_msg m;
-        int fds[2] = {-1, -1};
+        int fds[PROTO_FDS_MAX];
         unsigned nfds = 0;
         int r;
 
@@ -270,31 +368,38 @@ static int open_topic(zcbus *bus, const char *topic, uint32_t role, const zcbus_
                 req.slot_size = o->slot_size;
                 req.policy = o->policy;
         }
-        r = rpc(bus, proto_enc_open(bus->buf, sizeof(bus->buf), next_id(bus), &req, topic), &m, fds, 2, &nfds);
+        r = rpc(bus, proto_enc_open(bus->buf, sizeof(bus->buf), next_id(bus), &req, topic), &m, fds, PROTO_FDS_MAX,
+                &nfds);
         if (r < 0)
                 return r;
-        _cleanup_close_ int ring_fd = nfds > 0 ? fds[0] : -1;
-        _cleanup_close_ int subs_fd = nfds > 1 ? fds[1] : -1;
         const struct proto_open_reply *rep = &m.u.open_reply;
-        if (m.hdr.type != PROTO_OPEN_REPLY || nfds != 2) {
+        if (m.hdr.type != PROTO_OPEN_REPLY || nfds < 2 || nfds != 1 + rep->ntables ||
+            (role == PROTO_ROLE_SUB && nfds != 2)) {
                 r = -EBADMSG;
         } else {
-                r = seg_map_fds(ring_fd, subs_fd, role == PROTO_ROLE_PUB, ret_map);
+                r = seg_map_fds(fds[0], fds + 1, nfds - 1, role == PROTO_ROLE_PUB, ret_map);
                 if (r == 0 && (ret_map->g.slot_count != rep->slot_count || ret_map->g.slot_size != rep->slot_size ||
                                ret_map->g.policy != rep->policy ||
                                memcmp(ret_map->g.topic_id, rep->topic_id, 16) != 0 ||
                                rep->index >= (role == PROTO_ROLE_PUB ? ret_map->g.max_producers
-                                                                     : ret_map->g.max_subs))) {
+                                                                     : ret_map->g.max_subs) ||
+                               (role == PROTO_ROLE_PUB ? nfds - 1 != ret_map->g.sub_tables
+                                                       : !seg_has_table(ret_map, rep->table)))) {
                         seg_unmap(ret_map);
                         r = -EBADMSG;
                 }
         }
         if (r < 0) {
+                for (unsigned i = 0; i < nfds; i++)
+                        (void)close(fds[i]);
                 if (m.hdr.type == PROTO_OPEN_REPLY)
                         send_close(bus, rep->topic_id, role, rep->index);
                 return r;
         }
-        *ret_index = rep->index;
+        /* Mapped: the descriptors stay, for a restarted broker. */
+        *ret = (struct open_result){.index = rep->index, .table = rep->table, .start = rep->start,
+                                    .fds.n = nfds};
+        memcpy(ret->fds.fd, fds, nfds * sizeof(fds[0]));
         return 0;
 }
 
@@ -317,6 +422,7 @@ static void pub_free(zcbus_pub *p) {
         if (!p)
                 return;
         seg_unmap(&p->map);
+        held_fds_close(&p->fds);
         free(p);
 }
 
@@ -328,6 +434,7 @@ static void sub_free(zcbus_sub *s) {
         if (!s)
                 return;
         seg_unmap(&s->map);
+        held_fds_close(&s->fds);
         free(s->held);
         free(s);
 }
@@ -351,14 +458,19 @@ _public_ int zcbus_pub_open(zcbus *bus, const char *topic, const zcbus_topic_opt
         p = calloc(1, sizeof(*p));
         if (!p)
                 return -ENOMEM;
-        r = open_topic(bus, topic, PROTO_ROLE_PUB, &o, &p->map, &p->index);
+        struct open_result res;
+        r = open_topic(bus, topic, PROTO_ROLE_PUB, &o, 0, 0, &p->map, &res);
         if (r < 0)
                 return r;
+        p->index = res.index;
+        p->fds = res.fds;
+        snprintf(p->topic, sizeof(p->topic), "%s", topic);
         wait_how_init(&w, o.wait_mode, o.spin_us);
         ring_pub_init(&p->rp, &p->map, p->index, w);
         p->rp.stamp = o.flags & ZCBUS_PUB_TIMESTAMP;
         p->bus = bus;
         bus->refs++;
+        LIST_PREPEND(bus->pubs, p);
         *out = TAKE_PTR(p);
         return 0;
 }
@@ -499,6 +611,7 @@ _public_ void zcbus_pub_close(zcbus_pub *pub) {
                 pub->loaned = false; /* the claim is written off by deinit */
         ring_pub_deinit(&pub->rp);
         send_close(pub->bus, pub->map.g.topic_id, PROTO_ROLE_PUB, pub->index);
+        LIST_REMOVE(pub->bus->pubs, pub);
         bus_unref(pub->bus);
         pub_free(pub);
 }
@@ -525,17 +638,23 @@ _public_ int zcbus_sub_open(zcbus *bus, const char *topic, const zcbus_sub_opts 
         s->held = calloc(o.max_holds, sizeof(uint64_t));
         if (!s->held)
                 return -ENOMEM;
-        r = open_topic(bus, topic, PROTO_ROLE_SUB, &topic_opts, &s->map, &s->index);
+        struct open_result res;
+        r = open_topic(bus, topic, PROTO_ROLE_SUB, &topic_opts, o.history, o.max_holds, &s->map, &res);
         if (r < 0)
                 return r;
+        s->index = res.index;
+        s->fds = res.fds;
+        s->max_holds = o.max_holds;
+        snprintf(s->topic, sizeof(s->topic), "%s", topic);
         wait_how_init(&w, o.wait_mode, o.spin_us);
-        r = ring_sub_init(&s->rs, &s->map, s->index, o.history, o.max_holds, s->held, w);
+        r = ring_sub_init(&s->rs, &s->map, s->index, res.table, res.start, o.max_holds, s->held, w);
         if (r < 0) {
                 send_close(bus, s->map.g.topic_id, PROTO_ROLE_SUB, s->index);
                 return r;
         }
         s->bus = bus;
         bus->refs++;
+        LIST_PREPEND(bus->subs, s);
         *out = TAKE_PTR(s);
         return 0;
 }
@@ -594,6 +713,7 @@ _public_ void zcbus_sub_close(zcbus_sub *sub) {
                 return;
         ring_sub_deinit(&sub->rs);
         send_close(sub->bus, sub->map.g.topic_id, PROTO_ROLE_SUB, sub->index);
+        LIST_REMOVE(sub->bus->subs, sub);
         bus_unref(sub->bus);
         sub_free(sub);
 }

@@ -41,7 +41,7 @@ _public_ const char *zcbus_strerror(int err) {
         case -ECONNREFUSED:
                 return "no broker is listening on the socket";
         case -ENOENT:
-                return "no such socket, topic or entry";
+                return "no such file, socket, topic or entry";
         case -EBADMSG:
                 return "malformed message or segment";
         case -EPROTO:

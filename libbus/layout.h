@@ -6,28 +6,43 @@
  * on nothing but the atomics vocabulary, so the ring, the segment code and
  * the measurement lab's shm floor all take their geometry from here.
  *
- * A topic has two memfds, both sealed against shrink and grow:
+ * A topic has one ring memfd and one subscriber table memfd per
+ * subscriber uid (sub_tables of them, made at creation and bound to a uid
+ * when that uid's first subscriber comes), all sealed against shrink and
+ * grow:
  *
  *  ring segment  producers map it read-write, subscribers read-only, so a
  *                subscriber cannot forge data. It holds:
  *                  line 0-1   immutable header (struct seg_ring_hdr)
  *                  line 2     claim counter `head` (producers only)
- *                  line 3     data futex word (bumped to wake readers)
+ *                  line 3     notification words written by producers
+ *                             and the broker (struct seg_ring_notify)
  *                  lines 4..  producer table, one line per producer
+ *                  states     per subscriber entry, its state, table and
+ *                             pid (the broker writes them)
+ *                  masks      per table, a bitmap of the entries live in
+ *                             it (the broker writes them)
  *                  slots      slot_count x slot_stride: a 32-byte
  *                             descriptor, then the payload
- *  subs segment  everyone maps it read-write: the state a subscriber must
- *                write. It holds:
+ *  table segment the state a subscriber must write, one per uid: that
+ *                uid's subscribers and the topic's producers map it
+ *                read-write, nobody else maps it. It holds:
  *                  line 0     immutable header (struct seg_subs_hdr)
- *                  line 1     notification words (waiter counts, room futex)
- *                  lines 2..  subscriber table, one line per subscriber
- *                  holds      per slot, a bitmap of the subscribers that
- *                             hold its message (LATEST)
+ *                  line 1     notification words (arms, room futex)
+ *                  lines 2..  one line per subscriber entry (every entry
+ *                             has a line in every table; only the table
+ *                             an entry is bound to counts)
+ *                  holds      LATEST: per slot, a bitmap of the entries
+ *                             that hold its message
  *
- * Why two: write permission belongs to a mapping's file description, so
- * "subscribers cannot write the data" needs a separate object for what
- * they must write. Clients close both fds once mapped, so a topic costs a
- * process no descriptor at all.
+ * Why so many: write permission belongs to a mapping's file description,
+ * so "subscribers cannot write the data" needs a separate object for what
+ * they must write, and "one uid's subscribers cannot change what another
+ * uid's receive" needs one such object per uid. What the producers and the
+ * broker read from a table is filtered through broker-written memory in
+ * the ring (the states and masks): bits and floors of entries not live in
+ * that table are ignored. Clients close every fd once mapped, so a topic
+ * costs a process no descriptor at all.
  *
  * Everything read from these segments at run time is untrusted: geometry
  * is copied out of the header once, checked against fstat() and the seals,
@@ -52,7 +67,7 @@
 #define SEG_LINE 64u
 #define SEG_RING_MAGIC UINT64_C(0x474e525355424353) /* "SCBUSRNG" little endian */
 #define SEG_SUBS_MAGIC UINT64_C(0x4255535355424353) /* "SCBUSSUB" little endian */
-#define SEG_VERSION 2u
+#define SEG_VERSION 3u
 
 #define SEG_STAMP_WRITING (UINT64_C(1) << 63)
 #define SEG_STAMP_SEQ_MASK (~SEG_STAMP_WRITING)
@@ -89,6 +104,7 @@ enum {
 #define SEG_RING_BYTES_MAX (UINT64_C(1) << 40)
 #define SEG_PRODUCERS_MAX 1024u
 #define SEG_SUBS_MAX 4096u
+#define SEG_TABLES_MAX 16u /* subscriber tables (uids) per topic */
 
 struct seg_ring_hdr {
         uint64_t magic;
@@ -105,7 +121,11 @@ struct seg_ring_hdr {
         uint64_t start_seq; /* first sequence handed out */
         uint32_t max_subs;
         uint32_t data_word_start; /* initial value of the data futex word */
-        uint8_t reserved[32];
+        uint32_t sub_tables;      /* subscriber tables, 1..SEG_TABLES_MAX */
+        uint32_t reserved0;
+        uint64_t states_offset;   /* subscriber entry states */
+        uint64_t masks_offset;    /* per-table live-entry bitmaps */
+        uint8_t reserved[8];
 };
 static_assert(sizeof(struct seg_ring_hdr) == 2 * SEG_LINE, "ring header is two lines");
 
@@ -116,8 +136,14 @@ struct seg_ring_head {
 static_assert(sizeof(struct seg_ring_head) == SEG_LINE, "one line");
 
 struct seg_ring_notify {
-        au32 data_word; /* futex: bumped when a commit wakes sleepers */
-        uint8_t pad[SEG_LINE - 4];
+        au32 data_word;    /* futex: bumped when a commit wakes sleepers */
+        au32 prod_armed;   /* a producer sleeps on data_word (for another
+                              producer's publish): a waker takes it */
+        au32 gen;          /* bumped (by the broker) when a subscriber
+                              registers: producers drop their cached gate */
+        au32 tables_bound; /* tables bound to a uid so far (0..sub_tables,
+                              in order; the broker writes it) */
+        uint8_t pad[SEG_LINE - 16];
 };
 static_assert(sizeof(struct seg_ring_notify) == SEG_LINE, "one line");
 
@@ -156,7 +182,7 @@ static_assert(sizeof(struct seg_slot) == SEG_SLOT_DESC, "half a line");
 #define SEG_RING_NOTIFY_OFFSET (SEG_RING_HEAD_OFFSET + sizeof(struct seg_ring_head))
 #define SEG_RING_PRODS_OFFSET (SEG_RING_NOTIFY_OFFSET + sizeof(struct seg_ring_notify))
 static_assert(SEG_RING_HEAD_OFFSET == 2 * SEG_LINE && SEG_RING_PRODS_OFFSET == 4 * SEG_LINE, "ring lines");
-static_assert(offsetof(struct seg_ring_hdr, reserved) + 32 == 128, "header packed");
+static_assert(offsetof(struct seg_ring_hdr, reserved) + 8 == 128, "header packed");
 
 struct seg_subs_hdr {
         uint64_t magic;
@@ -167,25 +193,34 @@ struct seg_subs_hdr {
         uint64_t subs_offset;
         uint64_t holds_offset;
         uint32_t slot_count; /* same as the ring's */
-        uint8_t reserved[4];
+        uint16_t table;      /* this table's index */
+        uint16_t sub_tables; /* same as the ring's */
 };
 static_assert(sizeof(struct seg_subs_hdr) == SEG_LINE, "one line");
 
 struct seg_subs_notify {
-        au32 data_armed; /* 1: a sleeper on the ring's data_word wants a
-                            wake-up; a waker takes it (exchange to 0) and
-                            wakes once */
-        au32 room_armed; /* the same for sleepers on room_word */
+        au32 data_armed; /* 1: a sleeper of this table on the ring's
+                            data_word wants a wake-up; a waker takes it
+                            (exchange to 0) and wakes once */
+        au32 room_armed; /* a producer sleeps on room_word */
         au32 room_word;  /* futex: bumped when a release wakes producers */
-        au32 gen;        /* bumped when a subscriber sets a floor below
-                            head: producers drop their cached gate */
-        uint8_t pad[SEG_LINE - 16];
+        uint8_t pad[SEG_LINE - 12];
 };
 static_assert(sizeof(struct seg_subs_notify) == SEG_LINE, "one line");
 
+/* A subscriber entry's broker-written word pair, in the ring. */
+struct seg_sub_state {
+        au32 state; /* SEG_ENTRY_* | table << 8 (seg_sub_state_word) */
+        au32 pid;   /* owner */
+};
+static inline uint32_t seg_sub_state_word(uint32_t state, uint32_t table) {
+        return state | table << 8;
+}
+
+/* A subscriber entry's own words, in its table (its owner writes). */
 struct seg_sub {
-        au32 state; /* SEG_ENTRY_* (broker writes ACTIVE/FREE) */
-        au32 pid;   /* owner (broker writes) */
+        au32 reserved0;
+        au32 reserved1;
         au64 floor; /* lowest sequence this subscriber still needs, or
                        SEG_FLOOR_NONE; gates producers */
         au64 next;  /* next sequence it will read (statistics) */
@@ -210,17 +245,28 @@ static_assert(SEG_SUBS_TABLE_OFFSET == 2 * SEG_LINE, "subs lines");
 static inline uint32_t seg_slot_stride(uint32_t slot_size) {
         return ALIGN_UP(SEG_SLOT_DESC + slot_size, SEG_LINE);
 }
-/* Where the slots start: after the producer table, page aligned. */
-static inline uint64_t seg_slots_offset(uint32_t max_producers) {
-        return ALIGN_UP(SEG_RING_PRODS_OFFSET + (uint64_t)max_producers * SEG_LINE, (uint64_t)4096);
-}
-/* 64-bit words of hold bitmap per slot. */
+/* 64-bit words of hold bitmap per slot (and of a table's mask). */
 static inline uint32_t seg_hold_words(uint32_t max_subs) {
         return (max_subs + 63) / 64;
 }
 /* Where the hold bitmaps start: after the subscriber table. */
 static inline uint64_t seg_holds_offset(uint32_t max_subs) {
         return SEG_SUBS_TABLE_OFFSET + (uint64_t)max_subs * SEG_LINE;
+}
+/* Ring: where the subscriber states start (after the producer table), and
+ * the live-entry masks (after the states). */
+static inline uint64_t seg_states_offset(uint32_t max_producers) {
+        return SEG_RING_PRODS_OFFSET + (uint64_t)max_producers * SEG_LINE;
+}
+static inline uint64_t seg_masks_offset(uint32_t max_producers, uint32_t max_subs) {
+        return ALIGN_UP(seg_states_offset(max_producers) + (uint64_t)max_subs * sizeof(struct seg_sub_state),
+                        (uint64_t)SEG_LINE);
+}
+/* Where the slots start: after the masks, page aligned. */
+static inline uint64_t seg_slots_offset(uint32_t max_producers, uint32_t max_subs, uint32_t sub_tables) {
+        return ALIGN_UP(seg_masks_offset(max_producers, max_subs) +
+                                (uint64_t)sub_tables * seg_hold_words(max_subs) * sizeof(uint64_t),
+                        (uint64_t)4096);
 }
 
 /* ------------------------------------------------------ stamp encoding */
@@ -259,6 +305,9 @@ struct seg_params {
         uint8_t topic_id[16];
         uint64_t start_seq;
         uint32_t data_word_start;
+        uint32_t sub_tables; /* 1..SEG_TABLES_MAX */
+        uint64_t name_hash;  /* seg_name_hash of the topic's name: part of
+                                the ring memfd's (kernel-kept) name */
 };
 
 /* Geometry as validated at mapping time: the only copy the data plane
@@ -271,21 +320,25 @@ struct seg_geom {
         uint32_t policy;
         uint32_t max_producers;
         uint32_t max_subs;
+        uint32_t sub_tables;
         uint64_t slots_offset;
+        uint64_t states_offset;
+        uint64_t masks_offset;
         uint64_t holds_offset;
         uint32_t hold_words;
         uint64_t ring_size;
-        uint64_t subs_size;
+        uint64_t subs_size; /* of each table */
         uint64_t start_seq;
         uint8_t segment_id[16];
         uint8_t topic_id[16];
 };
 
-/* A mapped pair of segments. */
+/* A topic's segments as one process maps them: the ring, and the tables
+ * it was given (a subscriber: its own; producers and the broker: all). */
 struct seg_map {
         struct seg_geom g;
-        uint8_t *ring;    /* ring segment base */
-        uint8_t *subs;    /* subs segment base */
+        uint8_t *ring;                    /* ring segment base */
+        uint8_t *tables[SEG_TABLES_MAX];  /* table segment bases, NULL: not mapped */
         int ring_writable;
 };
 
@@ -306,16 +359,35 @@ static inline struct seg_slot *seg_slot(const struct seg_map *m, uint64_t seq) {
 static inline uint8_t *seg_payload(struct seg_slot *s) {
         return (uint8_t *)s + SEG_SLOT_DESC;
 }
-static inline struct seg_subs_notify *seg_subs_notify(const struct seg_map *m) {
-        return (struct seg_subs_notify *)(m->subs + SEG_SUBS_NOTIFY_OFFSET);
+/* The broker-written state of subscriber entry i (in the ring). */
+static inline struct seg_sub_state *seg_sub_state(const struct seg_map *m, uint32_t i) {
+        return (struct seg_sub_state *)(m->ring + m->g.states_offset) + (i % m->g.max_subs);
 }
-static inline struct seg_sub *seg_sub(const struct seg_map *m, uint32_t i) {
-        return (struct seg_sub *)(m->subs + SEG_SUBS_TABLE_OFFSET) + (i % m->g.max_subs);
+/* Table t's live-entry mask (hold_words words, in the ring). */
+static inline au64 *seg_table_mask(const struct seg_map *m, uint32_t t) {
+        return (au64 *)(m->ring + m->g.masks_offset) + (uint64_t)(t % m->g.sub_tables) * m->g.hold_words;
 }
-/* LATEST: the hold bitmap of seq's slot (hold_words words; bit i of the
- * bitmap is subscriber i). */
-static inline au64 *seg_holds(const struct seg_map *m, uint64_t seq) {
-        return (au64 *)(m->subs + m->g.holds_offset) + (seq & m->g.mask) * m->g.hold_words;
+/* Is table t mapped here? */
+static inline bool seg_has_table(const struct seg_map *m, uint32_t t) {
+        return t < m->g.sub_tables && m->tables[t];
+}
+/* Tables bound to a uid so far, as far as this process can use them:
+ * the broker's count (untrusted: clamped), tables it has not mapped
+ * stop the count. */
+static inline uint32_t seg_tables_bound(const struct seg_map *m) {
+        uint32_t n = load_rlx(&seg_ring_notify(m)->tables_bound);
+        return n < m->g.sub_tables ? n : m->g.sub_tables;
+}
+/* Table t's notification line, entry i, and (LATEST) the hold bitmap of
+ * seq's slot (hold_words words; bit i is entry i). Only for a mapped t. */
+static inline struct seg_subs_notify *seg_subs_notify(const struct seg_map *m, uint32_t t) {
+        return (struct seg_subs_notify *)(m->tables[t % SEG_TABLES_MAX] + SEG_SUBS_NOTIFY_OFFSET);
+}
+static inline struct seg_sub *seg_sub(const struct seg_map *m, uint32_t t, uint32_t i) {
+        return (struct seg_sub *)(m->tables[t % SEG_TABLES_MAX] + SEG_SUBS_TABLE_OFFSET) + (i % m->g.max_subs);
+}
+static inline au64 *seg_holds(const struct seg_map *m, uint32_t t, uint64_t seq) {
+        return (au64 *)(m->tables[t % SEG_TABLES_MAX] + m->g.holds_offset) + (seq & m->g.mask) * m->g.hold_words;
 }
 
 #endif

@@ -61,4 +61,24 @@ static inline int is_pow2_u32(uint32_t x) {
         return x && !(x & (x - 1));
 }
 
+/* Intrusive doubly linked lists: items with prev and next members. */
+#define LIST_PREPEND(head, item)                        \
+        do {                                            \
+                (item)->prev = NULL;                    \
+                (item)->next = (head);                  \
+                if (head)                               \
+                        (head)->prev = (item);          \
+                (head) = (item);                        \
+        } while (0)
+#define LIST_REMOVE(head, item)                                 \
+        do {                                                    \
+                if ((item)->prev)                               \
+                        (item)->prev->next = (item)->next;      \
+                else                                            \
+                        (head) = (item)->next;                  \
+                if ((item)->next)                               \
+                        (item)->next->prev = (item)->prev;      \
+                (item)->prev = (item)->next = NULL;             \
+        } while (0)
+
 #endif

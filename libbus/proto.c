@@ -72,6 +72,22 @@ int proto_enc_open(void *buf, size_t cap, uint32_t req_id, const struct proto_op
         return enc(buf, cap, PROTO_OPEN, req_id, &b, sizeof(b), name, n);
 }
 
+int proto_enc_adopt(void *buf, size_t cap, uint32_t req_id, const struct proto_adopt *a, const char *name) {
+        struct proto_adopt b;
+        size_t n;
+
+        if (!a || !name)
+                return -EINVAL;
+        n = strnlen(name, PROTO_NAME_MAX + 1);
+        if (n > PROTO_NAME_MAX)
+                return -ENAMETOOLONG;
+        if (!proto_name_valid(name, n))
+                return -EINVAL;
+        b = *a;
+        b.name_len = (uint32_t)n;
+        return enc(buf, cap, PROTO_ADOPT, req_id, &b, sizeof(b), name, n);
+}
+
 int proto_enc_open_reply(void *buf, size_t cap, uint32_t req_id, const struct proto_open_reply *r) {
         return enc(buf, cap, PROTO_OPEN_REPLY, req_id, r, sizeof(*r), NULL, 0);
 }
@@ -132,6 +148,8 @@ static size_t body_size(uint16_t type) {
                 return sizeof(struct proto_list);
         case PROTO_LIST_REPLY:
                 return sizeof(struct proto_list_reply);
+        case PROTO_ADOPT:
+                return sizeof(struct proto_adopt);
         default:
                 return 0;
         }
@@ -183,12 +201,14 @@ int proto_decode(const void *buf, size_t len, struct proto_msg *ret) {
                 if (tail)
                         return -EBADMSG;
                 if (m.hdr.type == PROTO_OPEN_REPLY &&
-                    (m.u.open_reply.policy < ZCBUS_POLICY_RELIABLE || m.u.open_reply.policy > ZCBUS_POLICY_LATEST))
+                    (m.u.open_reply.policy < ZCBUS_POLICY_RELIABLE || m.u.open_reply.policy > ZCBUS_POLICY_LATEST ||
+                     m.u.open_reply.ntables == 0 || m.u.open_reply.ntables > PROTO_FDS_MAX - 1 ||
+                     m.u.open_reply.table >= PROTO_FDS_MAX - 1))
                         return -EBADMSG;
                 break;
         case PROTO_OPEN: {
                 const struct proto_open *o = &m.u.open;
-                if (!valid_role(o->role) || o->flags || o->policy > ZCBUS_POLICY_LATEST)
+                if (!valid_role(o->role) || o->flags || o->reserved || o->policy > ZCBUS_POLICY_LATEST)
                         return -EBADMSG;
                 if (o->name_len == 0 || o->name_len > PROTO_NAME_MAX || o->name_len != tail)
                         return -EBADMSG;
@@ -202,6 +222,19 @@ int proto_decode(const void *buf, size_t len, struct proto_msg *ret) {
                 if (tail || !valid_role(m.u.close.role))
                         return -EBADMSG;
                 break;
+        case PROTO_ADOPT: {
+                const struct proto_adopt *a = &m.u.adopt;
+                if (!valid_role(a->role) || a->flags || a->reserved || a->ntables == 0 ||
+                    a->ntables > PROTO_FDS_MAX - 1 || a->table >= PROTO_FDS_MAX - 1)
+                        return -EBADMSG;
+                if (a->name_len == 0 || a->name_len > PROTO_NAME_MAX || a->name_len != tail)
+                        return -EBADMSG;
+                if (!proto_name_valid((const char *)body + fixed, tail))
+                        return -EBADMSG;
+                memcpy(m.name, body + fixed, tail);
+                m.name[tail] = 0;
+                break;
+        }
         case PROTO_ERROR:
                 if (m.u.error.err >= 0 || m.u.error.err < -4095)
                         return -EBADMSG;
@@ -243,7 +276,7 @@ const char *proto_type_name(uint16_t type) {
                 [PROTO_OPEN] = "OPEN",         [PROTO_OPEN_REPLY] = "OPEN_REPLY",
                 [PROTO_CLOSE] = "CLOSE",       [PROTO_OK] = "OK",
                 [PROTO_ERROR] = "ERROR",       [PROTO_LIST] = "LIST",
-                [PROTO_LIST_REPLY] = "LIST_REPLY",
+                [PROTO_LIST_REPLY] = "LIST_REPLY", [PROTO_ADOPT] = "ADOPT",
         };
         if (type < ARRAY_SIZE(names) && names[type])
                 return names[type];

@@ -19,9 +19,9 @@
 #include <stdint.h>
 
 #define PROTO_MAGIC UINT32_C(0x5a434231) /* "ZCB1" */
-#define PROTO_VERSION 1u
+#define PROTO_VERSION 2u
 #define PROTO_MSG_MAX 65536u /* largest datagram either side sends */
-#define PROTO_FDS_MAX 2u     /* most fds one message carries */
+#define PROTO_FDS_MAX 17u    /* most fds one message carries: a ring and 16 tables */
 #define PROTO_NAME_MAX 255u  /* topic name bytes */
 #define PROTO_ERRMSG_MAX 200u
 #define PROTO_LIST_MAX 64u /* topics in one LIST reply */
@@ -30,13 +30,15 @@ enum proto_type {
         PROTO_HELLO = 1,       /* c->b: start a session */
         PROTO_HELLO_REPLY = 2, /* b->c */
         PROTO_OPEN = 3,        /* c->b: open a topic as producer or subscriber */
-        PROTO_OPEN_REPLY = 4,  /* b->c, with 2 fds: ring, subs */
+        PROTO_OPEN_REPLY = 4,  /* b->c, with fds: the ring, then tables */
         PROTO_CLOSE = 5,       /* c->b: let go of a producer/subscriber entry */
         PROTO_OK = 6,          /* b->c: empty success */
         PROTO_ERROR = 7,       /* b->c: errno and text */
         PROTO_LIST = 8,        /* c->b: list topics from an index */
         PROTO_LIST_REPLY = 9,  /* b->c */
-        PROTO_TYPE_MAX_ = 10,
+        PROTO_ADOPT = 10,      /* c->b, with fds: hand back an entry held
+                                  since before the broker restarted */
+        PROTO_TYPE_MAX_ = 11,
 };
 
 enum proto_role {
@@ -69,6 +71,11 @@ struct proto_open {
         uint32_t slot_count; /* 0 = default */
         uint32_t slot_size;  /* 0 = default */
         uint32_t flags;      /* must be 0 */
+        uint32_t history;    /* subscriber: start with up to this many
+                                messages still in the ring */
+        uint32_t max_holds;  /* subscriber: messages it holds at most (LATEST
+                                slots; more is hostile: evicted) */
+        uint32_t reserved;   /* must be 0 */
         uint32_t name_len;   /* 1..PROTO_NAME_MAX bytes follow */
         /* char name[name_len], no NUL */
 };
@@ -79,15 +86,36 @@ struct proto_open_reply {
         uint32_t slot_count;
         uint32_t slot_size;
         uint32_t policy;
-        uint32_t index; /* producer or subscriber table index */
+        uint32_t index;  /* producer or subscriber entry index */
+        uint32_t table;  /* subscriber: its table (the one fd after the
+                            ring); producer: 0 */
+        uint32_t ntables; /* the tables that follow the ring: a
+                             subscriber's 1, a producer's every one */
+        uint32_t reserved;
+        uint64_t start;  /* subscriber: the sequence it starts at */
         uint64_t ring_size;
-        uint64_t subs_size;
+        uint64_t subs_size; /* of each table */
 };
 
 struct proto_close {
         uint8_t topic_id[16];
         uint32_t role;
         uint32_t index;
+};
+
+/* The entry and segments a client held under a broker that is gone. */
+struct proto_adopt {
+        uint8_t topic_id[16];
+        uint8_t segment_id[16];
+        uint32_t role;
+        uint32_t index;
+        uint32_t table;     /* subscriber: its table */
+        uint32_t ntables;   /* tables among the fds: 1..PROTO_FDS_MAX - 1 */
+        uint32_t max_holds; /* subscriber, as in OPEN */
+        uint32_t flags;     /* must be 0 */
+        uint32_t name_len;  /* 1..PROTO_NAME_MAX bytes follow */
+        uint32_t reserved;  /* must be 0 */
+        /* char name[name_len], no NUL */
 };
 
 struct proto_error {
@@ -130,8 +158,9 @@ struct proto_msg {
                 struct proto_error error;
                 struct proto_list list;
                 struct proto_list_reply list_reply;
+                struct proto_adopt adopt;
         } u;
-        char name[PROTO_NAME_MAX + 1];      /* OPEN */
+        char name[PROTO_NAME_MAX + 1];      /* OPEN, ADOPT */
         char errmsg[PROTO_ERRMSG_MAX + 1];  /* ERROR */
         const struct proto_list_entry *entries; /* LIST_REPLY: points into the buffer */
 };
@@ -143,6 +172,7 @@ int proto_enc_hello_reply(void *buf, size_t cap, uint32_t req_id, const struct p
 int proto_enc_open(void *buf, size_t cap, uint32_t req_id, const struct proto_open *o, const char *name);
 int proto_enc_open_reply(void *buf, size_t cap, uint32_t req_id, const struct proto_open_reply *r);
 int proto_enc_close(void *buf, size_t cap, uint32_t req_id, const struct proto_close *c);
+int proto_enc_adopt(void *buf, size_t cap, uint32_t req_id, const struct proto_adopt *a, const char *name);
 int proto_enc_ok(void *buf, size_t cap, uint32_t req_id);
 int proto_enc_error(void *buf, size_t cap, uint32_t req_id, int err, const char *msg);
 int proto_enc_list(void *buf, size_t cap, uint32_t req_id, uint32_t start, uint32_t max);

@@ -44,17 +44,59 @@
 
 uint64_t ring_scan_floors(const struct seg_map *m) {
         uint64_t g = SEG_FLOOR_NONE;
-        for (uint32_t i = 0; i < m->g.max_subs; i++) {
-                struct seg_sub *e = seg_sub(m, i);
-                uint64_t f = load_sc(&e->floor);
-                /* Only a live entry gates: a free one may hold a stale floor,
-                 * an evicted one its owner's (who does not know yet). The
-                 * state is read after the floor: a floor stored by a
-                 * subscriber was stored after the broker activated it. */
-                if (f < g && load_acq(&e->state) == SEG_ENTRY_ACTIVE)
-                        g = f;
+
+        for (uint32_t t = 0, n = seg_tables_bound(m); t < n; t++) {
+                if (!m->tables[t])
+                        continue;
+                au64 *mask = seg_table_mask(m, t);
+                /* Only an entry live in this table gates: a free one may
+                 * hold a stale floor, an evicted or rebound one its old
+                 * owner's, and every entry has a line in every table. The
+                 * broker sets the floor before the mask bit. */
+                for (uint32_t w = 0; w < m->g.hold_words; w++) {
+                        uint64_t bits = load_sc(&mask[w]);
+                        while (bits) {
+                                uint32_t i = w * 64 + (uint32_t)__builtin_ctzll(bits);
+                                uint64_t f = load_sc(&seg_sub(m, t, i)->floor);
+                                bits &= bits - 1;
+                                if (f < g)
+                                        g = f;
+                        }
+                }
         }
         return g;
+}
+
+unsigned ring_room_words_all(const struct seg_map *m, struct wait_words *ww) {
+        unsigned k = 0;
+        for (uint32_t t = 0, n = seg_tables_bound(m); t < n; t++)
+                if (m->tables[t])
+                        ww[k++] = ring_room_words(m, t);
+        return k;
+}
+
+bool ring_wake_data(const struct seg_map *m) {
+        struct seg_ring_notify *rn = seg_ring_notify(m);
+        bool took = false;
+
+        /* SC loads after the caller's fence or RMW; each exchange takes one
+         * arming (K). A sleeper re-arms after every wake, so taking them all
+         * and waking once wakes everyone who armed. */
+        if (load_sc(&rn->prod_armed) && atomic_exchange_explicit(&rn->prod_armed, 0, memory_order_seq_cst))
+                took = true;
+        for (uint32_t t = 0, n = seg_tables_bound(m); t < n; t++) {
+                au32 *a;
+                if (!m->tables[t])
+                        continue;
+                a = &seg_subs_notify(m, t)->data_armed;
+                if (load_sc(a) && atomic_exchange_explicit(a, 0, memory_order_seq_cst))
+                        took = true;
+        }
+        if (!took)
+                return false;
+        KILL_POINT(KP_WAKE_TAKEN);
+        wait_wake_all(&rn->data_word);
+        return true;
 }
 
 void ring_mark_slot(const struct seg_map *m, uint64_t seq, uint32_t producer, uint32_t flag) {

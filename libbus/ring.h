@@ -27,25 +27,36 @@ static inline bool ring_is_latest(const struct seg_map *m) {
         return m->g.policy == ZCBUS_POLICY_LATEST;
 }
 
-/* Readers wait for data (and producers for the lap before to be
- * published) on the ring's data word; producers wait for room on the
- * subs segment's room word. */
-static inline struct wait_words ring_data_words(const struct seg_map *m) {
-        struct seg_subs_notify *sn = seg_subs_notify(m);
-        return (struct wait_words){&sn->data_armed, &seg_ring_notify(m)->data_word};
+/* Readers wait for data on the ring's data word, arming in their own
+ * table; producers waiting for another producer's publish arm in the
+ * ring. Producers wait for room on the room words of every bound table
+ * (subscribers of each wake through their own). */
+static inline struct wait_words ring_data_words(const struct seg_map *m, uint32_t table) {
+        return (struct wait_words){&seg_subs_notify(m, table)->data_armed, &seg_ring_notify(m)->data_word};
 }
-static inline struct wait_words ring_room_words(const struct seg_map *m) {
-        struct seg_subs_notify *sn = seg_subs_notify(m);
+static inline struct wait_words ring_prod_data_words(const struct seg_map *m) {
+        struct seg_ring_notify *rn = seg_ring_notify(m);
+        return (struct wait_words){&rn->prod_armed, &rn->data_word};
+}
+static inline struct wait_words ring_room_words(const struct seg_map *m, uint32_t table) {
+        struct seg_subs_notify *sn = seg_subs_notify(m, table);
         return (struct wait_words){&sn->room_armed, &sn->room_word};
 }
+/* The room words of every bound, mapped table into ww (SEG_TABLES_MAX
+ * entries); returns how many (0 when no table is bound). */
+unsigned ring_room_words_all(const struct seg_map *m, struct wait_words *ww);
 
+/* Wake data sleepers if any armed (K: taking every arm raised, then one
+ * bump and wake-all). After the caller's stores and a full fence (D).
+ * Returns whether it woke. */
+bool ring_wake_data(const struct seg_map *m);
 /* floor + n, saturating: SEG_FLOOR_NONE gates nothing. */
 static inline uint64_t ring_floor_plus(uint64_t floor, uint32_t n) {
         return floor > UINT64_MAX - n ? UINT64_MAX : floor + n;
 }
 
-/* Lowest floor over the live (ACTIVE) subscriber entries (SC loads:
- * points F, G). */
+/* Lowest floor over the entries live in each bound table (their masks,
+ * then their floors: SC loads, points F, G). */
 uint64_t ring_scan_floors(const struct seg_map *m);
 
 /* Stamp seq's slot as a marker readers step over (SEG_SLOT_ABANDONED:
@@ -68,25 +79,33 @@ static inline uint64_t ring_head(const struct seg_map *m) {
 
 /* --------------------------------------------- LATEST holds (H and I) */
 
-/* Does anyone hold seq's slot? (SC loads: point I) */
+/* Does anyone hold seq's slot? Only the bits of entries live in each
+ * table count (its mask, broker-written): a table's own subscribers may
+ * write any bit of it. (SC loads of the holds: point I; the mask after
+ * them, relaxed: a hold bit seen was set after its entry went live.) */
 static inline bool ring_held(const struct seg_map *m, uint64_t seq) {
-        au64 *w = seg_holds(m, seq);
-        for (uint32_t i = 0; i < m->g.hold_words; i++)
-                if (load_sc(&w[i]))
-                        return true;
+        for (uint32_t t = 0, n = seg_tables_bound(m); t < n; t++) {
+                if (!m->tables[t])
+                        continue;
+                au64 *w = seg_holds(m, t, seq), *mask = seg_table_mask(m, t);
+                for (uint32_t i = 0; i < m->g.hold_words; i++)
+                        if (load_sc(&w[i]) & load_rlx(&mask[i]))
+                                return true;
+        }
         return false;
 }
 
-/* Subscriber sub takes or drops its hold on seq's slot (SC: point H).
- * take returns whether sub held the slot already: it may hold an older
- * lap's message there while the slot shows markers stepped over it. */
-static inline bool ring_hold_take(const struct seg_map *m, uint64_t seq, uint32_t sub) {
+/* Subscriber sub of table t takes or drops its hold on seq's slot (SC:
+ * point H). take returns whether sub held the slot already: it may hold an
+ * older lap's message there while the slot shows markers stepped over it. */
+static inline bool ring_hold_take(const struct seg_map *m, uint32_t t, uint64_t seq, uint32_t sub) {
         uint64_t bit = UINT64_C(1) << (sub % 64);
-        return atomic_fetch_or_explicit(&seg_holds(m, seq)[(sub % m->g.max_subs) / 64], bit, memory_order_seq_cst) &
+        return atomic_fetch_or_explicit(&seg_holds(m, t, seq)[(sub % m->g.max_subs) / 64], bit,
+                                        memory_order_seq_cst) &
                bit;
 }
-static inline void ring_hold_drop(const struct seg_map *m, uint64_t seq, uint32_t sub) {
-        (void)atomic_fetch_and_explicit(&seg_holds(m, seq)[(sub % m->g.max_subs) / 64],
+static inline void ring_hold_drop(const struct seg_map *m, uint32_t t, uint64_t seq, uint32_t sub) {
+        (void)atomic_fetch_and_explicit(&seg_holds(m, t, seq)[(sub % m->g.max_subs) / 64],
                                         ~(UINT64_C(1) << (sub % 64)), memory_order_seq_cst);
 }
 

@@ -20,10 +20,15 @@ void ring_pub_init(struct ring_pub *p, const struct seg_map *m, uint32_t index, 
                 .index = index % m->g.max_producers,
                 .wait = wait,
                 .room_end = 0,
-                .gen = load_sc(&seg_subs_notify(m)->gen) - 1, /* force a first scan */
+                .gen = load_sc(&seg_ring_notify(m)->gen) - 1, /* force a first scan */
                 .claim = SEG_CLAIM_NONE,
                 .reliable = !ring_is_latest(m),
+                .prod_armed = &seg_ring_notify(m)->prod_armed,
+                .tables_bound = &seg_ring_notify(m)->tables_bound,
         };
+        static au32 never_armed;
+        for (uint32_t t = 0; t < SEG_TABLES_MAX; t++)
+                p->data_armed[t] = seg_has_table(m, t) ? &seg_subs_notify(m, t)->data_armed : &never_armed;
 }
 
 /* Re-compute the cached gate from the floors. */
@@ -42,7 +47,7 @@ static bool room_for(struct ring_pub *p, uint64_t seq) {
 
 /* ... then take the new gen and re-scan under it. */
 static void regate(struct ring_pub *p) {
-        p->gen = load_sc(&seg_subs_notify(p->m)->gen);
+        p->gen = load_sc(&seg_ring_notify(p->m)->gen);
         rescan(p);
 }
 
@@ -65,6 +70,22 @@ static bool room_ready(void *c) {
         return room_for(x->p, x->seq);
 }
 
+/* A room sleep's cap: a subscriber of the table the producer waits on
+ * may take the arm and wake nobody (what its uid's subscribers write is
+ * untrusted); then the producer looks again after this long. */
+#define ROOM_SLICE_NS (100u * 1000u * 1000u)
+
+/* Wait for readers to free room (E): on the room word of every bound
+ * table, armed in each. */
+static int wait_for_readers(struct ring_pub *p, uint64_t deadline, wait_ready_fn ready, void *ctx) {
+        struct wait_words ww[SEG_TABLES_MAX];
+        unsigned n = ring_room_words_all(p->m, ww);
+
+        if (n == 0) /* no subscriber table: nothing to wake us but time */
+                ww[n++] = ring_prod_data_words(p->m);
+        return wait_until_n(&p->wait, ww, n, deadline, ROOM_SLICE_NS, ready, ctx, NULL);
+}
+
 static int wait_room(struct ring_pub *p, uint64_t seq, enum room_kind kind, uint64_t deadline, bool may_wait) {
         struct room_ctx x = {.p = p, .seq = seq, .kind = kind};
 
@@ -75,8 +96,9 @@ static int wait_room(struct ring_pub *p, uint64_t seq, enum room_kind kind, uint
         stat_inc(&p->me->waits, 1);
         /* Waiting for another producer's publish is waiting for data: it
          * wakes data sleepers (D). Room and holds are freed by readers (E). */
-        return wait_until(&p->wait, kind == ROOM_PREV ? ring_data_words(p->m) : ring_room_words(p->m), deadline,
-                          room_ready, &x, NULL);
+        if (kind == ROOM_PREV)
+                return wait_until(&p->wait, ring_prod_data_words(p->m), deadline, room_ready, &x, NULL);
+        return wait_for_readers(p, deadline, room_ready, &x);
 }
 
 /* Wait until the claimed seq's slot may be stamped: the lap before is
@@ -148,7 +170,7 @@ static int claim_latest(struct ring_pub *p, uint64_t deadline, bool may_wait, ui
                                 if (!may_wait)
                                         return -EAGAIN;
                                 stat_inc(&p->me->waits, 1);
-                                int r = wait_until(&p->wait, ring_room_words(m), deadline, some_slot_unheld, p, NULL);
+                                int r = wait_for_readers(p, deadline, some_slot_unheld, p);
                                 if (r < 0)
                                         return r;
                         }
@@ -241,7 +263,7 @@ int ring_pub_claim_slow(struct ring_pub *p, uint32_t n, int timeout_ms, uint64_t
 
 /* The wake-up half of ring_pub_notify: once per arming (K). */
 void ring_pub_wake(struct ring_pub *p) {
-        if (wait_wake_armed(ring_data_words(p->m)))
+        if (ring_wake_data(p->m))
                 stat_inc(&p->me->wakeups, 1);
 }
 

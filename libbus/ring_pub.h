@@ -31,6 +31,11 @@ struct ring_pub {
         uint32_t nwritten;
         bool reliable;     /* topic policy RELIABLE: the fast claim applies */
         bool stamp;        /* timestamp each commit (ZCBUS_PUB_TIMESTAMP) */
+        /* Where data sleepers arm: the producers' word, then each table's
+         * (a table this producer lacks: a word that is always 0). */
+        au32 *prod_armed;
+        au32 *tables_bound;
+        au32 *data_armed[SEG_TABLES_MAX];
 };
 
 void ring_pub_init(struct ring_pub *p, const struct seg_map *m, uint32_t index, struct wait_how wait);
@@ -57,7 +62,7 @@ static _always_inline_ uint64_t ring_pub_now(const struct ring_pub *p) {
 /* Did a subscriber register (and maybe lower the lowest floor) since the
  * cached gate was computed? (SC load: point G) */
 static _always_inline_ bool ring_gen_moved(const struct ring_pub *p) {
-        return load_sc(&seg_subs_notify(p->m)->gen) != p->gen;
+        return load_sc(&seg_ring_notify(p->m)->gen) != p->gen;
 }
 
 /* Take n sequences from head: the claim record goes first (J), so the
@@ -148,12 +153,21 @@ static _always_inline_ void ring_pub_publish(struct ring_pub *p, uint64_t seq, u
 }
 
 /* Wake sleeping readers if one armed. D: one full fence orders every
- * stamp published since the last notify before the look at data_armed
+ * stamp published since the last notify before the look at the arms
  * (C11 fence rules: a reader's SC re-load that follows this fence in S
- * sees the stamps). One fence per batch, not one locked store per slot. */
+ * sees the stamps). One fence per batch, not one locked store per slot;
+ * one arm per bound table (one per subscriber uid), plus the producers'. */
 static _always_inline_ void ring_pub_notify(struct ring_pub *p) {
         full_fence();
-        if (_unlikely_(load_rlx(&seg_subs_notify(p->m)->data_armed) != 0))
+        uint32_t n = load_rlx(p->tables_bound), a = load_rlx(p->prod_armed);
+        if (_likely_(n == 1)) {
+                a |= load_rlx(p->data_armed[0]);
+        } else {
+                n = n < SEG_TABLES_MAX ? n : SEG_TABLES_MAX; /* untrusted */
+                for (uint32_t t = 0; t < n; t++)
+                        a |= load_rlx(p->data_armed[t]);
+        }
+        if (_unlikely_(a != 0))
                 ring_pub_wake(p);
 }
 

@@ -37,54 +37,117 @@ void ring_prod_activate(const struct seg_map *m, uint32_t index, uint32_t pid) {
         store_rel(&e->state, SEG_ENTRY_ACTIVE);
 }
 
-void ring_sub_activate(const struct seg_map *m, uint32_t index, uint32_t pid) {
-        struct seg_sub *e = seg_sub(m, index);
-        store_sc(&e->floor, SEG_FLOOR_NONE);
-        store_rlx(&e->next, 0);
+void ring_bind_table(const struct seg_map *m, uint32_t table) {
+        struct seg_ring_notify *rn = seg_ring_notify(m);
+        /* Before any entry of it goes live: producers look at the tables
+         * below this count. */
+        if (table < m->g.sub_tables && load_rlx(&rn->tables_bound) <= table)
+                store_sc(&rn->tables_bound, table + 1);
+}
+
+/* Entry index's bit in table t's mask. */
+static au64 *mask_word(const struct seg_map *m, uint32_t t, uint32_t index, uint64_t *bit) {
+        *bit = UINT64_C(1) << (index % 64);
+        return &seg_table_mask(m, t)[(index % m->g.max_subs) / 64];
+}
+
+uint64_t ring_sub_register(const struct seg_map *m, uint32_t index, uint32_t table, uint32_t pid,
+                           uint32_t history) {
+        struct seg_sub *e = seg_sub(m, table, index);
+        uint32_t n = m->g.slot_count;
+        uint64_t h, f, bit;
+        au64 *mw = mask_word(m, table, index, &bit);
+
+        ring_bind_table(m, table);
+        /* Untrusted head: clamp into [start_seq, SEG_SEQ_LIMIT]. */
+        h = load_acq(&seg_head(m)->head);
+        if (h < m->g.start_seq || h > SEG_SEQ_LIMIT)
+                h = m->g.start_seq;
+        history = MIN(history, n);
+        f = h - MIN((uint64_t)history, h - m->g.start_seq);
+
         store_rlx(&e->received, 0);
         store_rlx(&e->lost, 0);
         store_rlx(&e->sleeps, 0);
         store_rlx(&e->held, 0);
-        store_rlx(&e->pid, pid);
-        store_rel(&e->state, SEG_ENTRY_ACTIVE);
+        /* G: the floor, then the entry live (its state, its mask bit: a
+         * scan that sees the bit sees the floor), then tell producers to
+         * re-scan, then see how far they may have claimed without seeing
+         * it. */
+        store_sc(&e->floor, ring_is_latest(m) ? SEG_FLOOR_NONE : f);
+        store_rlx(&seg_sub_state(m, index)->pid, pid);
+        store_sc(&seg_sub_state(m, index)->state, seg_sub_state_word(SEG_ENTRY_ACTIVE, table));
+        (void)atomic_fetch_or_explicit(mw, bit, memory_order_seq_cst);
+        if (!ring_is_latest(m)) {
+                (void)faa_sc(&seg_ring_notify(m)->gen, 1);
+                h = load_sc(&seg_head(m)->head);
+                if (h <= SEG_SEQ_LIMIT && h >= n && f < h - n) {
+                        f = h - n;
+                        /* A raise: a producer may already sleep on the first
+                         * value (E). */
+                        store_rel(&e->floor, f);
+                        full_fence();
+                        (void)wait_wake_armed(ring_room_words(m, table));
+                }
+        }
+        store_rlx(&e->next, f);
+        return f;
 }
 
 /* A peer that died may have been anywhere in a wake-up: between taking a
  * sleepers' arm (K) and bumping the word, or between its last store and
- * its notify. Whatever it left undone, wake every sleeper on both words:
+ * its notify. Whatever it left undone, wake every sleeper on every word:
  * each re-checks and, if it still has to wait, arms again. */
 static void wake_both(const struct seg_map *m) {
-        wait_wake_all(ring_data_words(m).word);
-        wait_wake_all(ring_room_words(m).word);
+        wait_wake_all(&seg_ring_notify(m)->data_word);
+        ring_wake_room(m);
 }
 
-static void sub_release_entry(const struct seg_map *m, uint32_t index, uint32_t state) {
-        struct seg_sub *e = seg_sub(m, index);
-        /* The state first: from here on its floor gates nothing, whatever
-         * its owner stores there. */
-        store_sc(&e->state, state);
-        /* Give back any LATEST holds it left: its bit in every slot. */
-        for (uint64_t i = 0; i < m->g.slot_count; i++)
-                ring_hold_drop(m, i, index);
-        store_sc(&e->floor, SEG_FLOOR_NONE); /* E */
-        store_rlx(&e->held, 0);
+/* Entry index stops gating in every table: its mask bit goes. */
+static void sub_unmask(const struct seg_map *m, uint32_t index) {
+        for (uint32_t t = 0; t < m->g.sub_tables; t++) {
+                uint64_t bit;
+                au64 *mw = mask_word(m, t, index, &bit);
+                if (load_rlx(mw) & bit)
+                        (void)atomic_fetch_and_explicit(mw, ~bit, memory_order_seq_cst);
+        }
+}
+
+static void sub_release_entry(const struct seg_map *m, uint32_t index, uint32_t table, uint32_t state) {
+        /* The mask and state first: from here on its floor and its holds
+         * count for nothing, whatever its owner stores there. */
+        sub_unmask(m, index);
+        store_sc(&seg_sub_state(m, index)->state, seg_sub_state_word(state, table));
+        if (seg_has_table(m, table)) {
+                struct seg_sub *e = seg_sub(m, table, index);
+                /* Give back any LATEST holds it left, so that its entry
+                 * starts clean when handed out again in this table. */
+                if (ring_is_latest(m))
+                        for (uint64_t i = 0; i < m->g.slot_count; i++)
+                                ring_hold_drop(m, table, i, index);
+                store_sc(&e->floor, SEG_FLOOR_NONE); /* E */
+                store_rlx(&e->held, 0);
+        }
         wake_both(m);
 }
 
-void ring_sub_evict(const struct seg_map *m, uint32_t index) {
-        sub_release_entry(m, index, SEG_ENTRY_FREE);
+void ring_sub_evict(const struct seg_map *m, uint32_t index, uint32_t table) {
+        sub_release_entry(m, index, table, SEG_ENTRY_FREE);
 }
 
-void ring_sub_stall_evict(const struct seg_map *m, uint32_t index) {
-        sub_release_entry(m, index, SEG_ENTRY_EVICTED);
+void ring_sub_stall_evict(const struct seg_map *m, uint32_t index, uint32_t table) {
+        sub_release_entry(m, index, table, SEG_ENTRY_EVICTED);
 }
 
-bool ring_sub_gating(const struct seg_map *m, uint32_t index, uint64_t *ret_floor) {
-        struct seg_sub *e = seg_sub(m, index);
-        uint64_t f = load_acq(&e->floor), h = load_acq(&seg_head(m)->head);
+bool ring_sub_gating(const struct seg_map *m, uint32_t index, uint32_t table, uint64_t *ret_floor) {
+        uint64_t f, h = load_acq(&seg_head(m)->head), bit;
 
+        *ret_floor = SEG_FLOOR_NONE;
+        if (ring_is_latest(m) || !seg_has_table(m, table))
+                return false;
+        f = load_acq(&seg_sub(m, table, index)->floor);
         *ret_floor = f;
-        if (ring_is_latest(m) || load_acq(&e->state) != SEG_ENTRY_ACTIVE || f > h || h - f < m->g.slot_count)
+        if (!(load_acq(mask_word(m, table, index, &bit)) & bit) || f > h || h - f < m->g.slot_count)
                 return false;
         /* The ring is full from its floor. Its fault only if it could move:
          * the message at its floor is there (published, or a marker). A
@@ -93,18 +156,36 @@ bool ring_sub_gating(const struct seg_map *m, uint32_t index, uint64_t *ret_floo
         return seg_stamp_state(load_acq(&seg_slot(m, f)->stamp), f) == SEG_STAMP_READY;
 }
 
-bool ring_sub_entry_reset(const struct seg_map *m, uint32_t index, uint32_t state) {
-        struct seg_sub *e = seg_sub(m, index);
+bool ring_sub_entry_reset(const struct seg_map *m, uint32_t index, uint32_t table, uint32_t state) {
+        uint32_t want = seg_sub_state_word(state, table);
+        bool masked = false;
 
-        if (load_acq(&e->state) == state && load_acq(&e->floor) == SEG_FLOOR_NONE)
+        for (uint32_t t = 0; t < m->g.sub_tables; t++) {
+                uint64_t bit;
+                masked |= (load_acq(mask_word(m, t, index, &bit)) & bit) != 0;
+        }
+        if (load_acq(&seg_sub_state(m, index)->state) == want && !masked)
                 return false;
-        store_sc(&e->state, state);
-        store_sc(&e->floor, SEG_FLOOR_NONE); /* E */
+        sub_unmask(m, index);
+        store_sc(&seg_sub_state(m, index)->state, want);
         return true;
 }
 
+uint64_t ring_sub_count_holds(const struct seg_map *m, uint32_t index, uint32_t table, uint64_t limit) {
+        uint64_t n = 0, bit;
+
+        if (!ring_is_latest(m) || !seg_has_table(m, table))
+                return 0;
+        bit = UINT64_C(1) << (index % 64);
+        for (uint64_t s = 0; s < m->g.slot_count && n <= limit; s++)
+                n += (load_rlx(&seg_holds(m, table, s)[(index % m->g.max_subs) / 64]) & bit) != 0;
+        return n;
+}
+
 void ring_wake_room(const struct seg_map *m) {
-        wait_wake_all(ring_room_words(m).word);
+        for (uint32_t t = 0; t < m->g.sub_tables; t++)
+                if (m->tables[t])
+                        wait_wake_all(ring_room_words(m, t).word);
 }
 
 /* Write off seq if its slot is free. 0 done; not yet: -EBUSY while the
@@ -300,7 +381,7 @@ int ring_prod_repair_step(const struct seg_map *m, uint32_t index, struct ring_r
                 st->next = t + 1;
         }
         if (marked) /* one wake for every slot written off in this step */
-                wait_wake_all(ring_data_words(m).word);
+                wait_wake_all(&seg_ring_notify(m)->data_word);
         if (r < 0)
                 return r;
         repair_done(m, index);

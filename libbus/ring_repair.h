@@ -27,24 +27,37 @@ struct ring_repair {
 };
 
 void ring_prod_activate(const struct seg_map *m, uint32_t index, uint32_t pid);
-void ring_sub_activate(const struct seg_map *m, uint32_t index, uint32_t pid);
+/* Bind table (the next in order) to a uid: producers look at it from now
+ * on. Idempotent. */
+void ring_bind_table(const struct seg_map *m, uint32_t table);
+/* Register subscriber entry index in table (binding the table), with up
+ * to history messages still in the ring: its floor, then the entry live,
+ * then the gen bump producers watch, then the look at head (point G).
+ * Returns the sequence it starts at. */
+uint64_t ring_sub_register(const struct seg_map *m, uint32_t index, uint32_t table, uint32_t pid,
+                           uint32_t history);
 /* Free a subscriber entry (dead or closed): it stops gating at once and
  * blocked producers are woken. */
-void ring_sub_evict(const struct seg_map *m, uint32_t index);
+void ring_sub_evict(const struct seg_map *m, uint32_t index, uint32_t table);
 /* The stall policy: evict a live subscriber that holds producers back.
  * Like ring_sub_evict, but the entry is EVICTED, not FREE: its owner still
  * holds it (the broker does not hand it out again until the owner closes
  * or dies), and its next receive fails with -ESTALE. */
-void ring_sub_stall_evict(const struct seg_map *m, uint32_t index);
+void ring_sub_stall_evict(const struct seg_map *m, uint32_t index, uint32_t table);
 /* RELIABLE: does live subscriber index hold producers back: the ring is
  * full from its floor (returned, untrusted, in *ret_floor), and the
  * message there is published, so the subscriber could move on and does
  * not? */
-bool ring_sub_gating(const struct seg_map *m, uint32_t index, uint64_t *ret_floor);
-/* Put an entry the broker holds FREE or EVICTED back in that state with
- * no floor, if its (subscriber-writable) words say otherwise. Returns
- * whether it had to; the caller then wakes producers (ring_wake_room). */
-bool ring_sub_entry_reset(const struct seg_map *m, uint32_t index, uint32_t state);
+bool ring_sub_gating(const struct seg_map *m, uint32_t index, uint32_t table, uint64_t *ret_floor);
+/* Put an entry the broker holds FREE or EVICTED (in table) back in that
+ * state, live in no table's mask, if the ring says otherwise (producers
+ * write the ring). Returns whether it had to; the caller then wakes
+ * producers (ring_wake_room). */
+bool ring_sub_entry_reset(const struct seg_map *m, uint32_t index, uint32_t table, uint32_t state);
+/* LATEST: how many slots entry index of table holds (counting stops past
+ * limit). */
+uint64_t ring_sub_count_holds(const struct seg_map *m, uint32_t index, uint32_t table, uint64_t limit);
+/* Wake every producer asleep for room, on every table. */
 void ring_wake_room(const struct seg_map *m);
 /* Free a producer entry whose owner is gone, abandoning any sequence it
  * claimed and never published so readers step over it. Wakes every

@@ -16,45 +16,30 @@
 
 /* The wake-up half of ring_sub_publish_floor (E, K). */
 void ring_sub_wake_room(struct ring_sub *s) {
-        (void)wait_wake_armed(ring_room_words(s->m));
+        (void)wait_wake_armed(ring_room_words(s->m, s->table));
 }
 
-int ring_sub_init(struct ring_sub *s, const struct seg_map *m, uint32_t index, uint32_t history,
+int ring_sub_init(struct ring_sub *s, const struct seg_map *m, uint32_t index, uint32_t table, uint64_t start,
                   uint32_t max_holds, uint64_t *held, struct wait_how wait) {
-        uint32_t n = m->g.slot_count;
-        uint64_t h, f;
-
-        if (max_holds == 0 || max_holds > RING_MAX_HOLDS_LIMIT || !held)
+        if (max_holds == 0 || max_holds > RING_MAX_HOLDS_LIMIT || !held || !seg_has_table(m, table) ||
+            index >= m->g.max_subs || start > SEG_SEQ_LIMIT)
                 return -EINVAL;
         *s = (struct ring_sub){
                 .m = m,
-                .me = seg_sub(m, index),
-                .index = index % m->g.max_subs,
+                .me = seg_sub(m, table, index),
+                .st = seg_sub_state(m, index),
+                .active = seg_sub_state_word(SEG_ENTRY_ACTIVE, table),
+                .index = index,
+                .table = table,
+                .room_armed = &seg_subs_notify(m, table)->room_armed,
                 .wait = wait,
                 .held = held,
                 .max_holds = max_holds,
                 .reliable = !ring_is_latest(m),
+                .next = start,
+                /* The broker published this floor (G). */
+                .pub_floor = ring_is_latest(m) ? SEG_FLOOR_NONE : start,
         };
-        /* Untrusted head: clamp into [start_seq, SEG_SEQ_LIMIT]. */
-        h = load_acq(&seg_head(m)->head);
-        if (h < m->g.start_seq || h > SEG_SEQ_LIMIT)
-                h = m->g.start_seq;
-        history = MIN(history, n);
-        f = h - MIN((uint64_t)history, h - m->g.start_seq);
-
-        if (s->reliable) {
-                /* G: publish the floor, tell producers to re-scan, then see
-                 * how far they may have claimed without seeing it. */
-                store_sc(&s->me->floor, f);
-                (void)faa_sc(&seg_subs_notify(m)->gen, 1);
-                h = load_sc(&seg_head(m)->head);
-                if (h <= SEG_SEQ_LIMIT && h >= n && f < h - n)
-                        f = h - n;
-                /* A raise: a producer may already sleep on the first value. */
-                ring_sub_publish_floor(s, f);
-        }
-        s->next = f;
-        store_rlx(&s->me->next, f);
         return 0;
 }
 
@@ -82,8 +67,8 @@ static bool skip_ahead(struct ring_sub *s, uint64_t *lost) {
  * it, or holds a marker or nonsense). A producer may have seen the bit and
  * gone to sleep thinking every slot held: wake it as a release would (E). */
 static void drop_transient_hold(struct ring_sub *s, uint64_t c) {
-        ring_hold_drop(s->m, c, s->index);
-        (void)wait_wake_armed(ring_room_words(s->m));
+        ring_hold_drop(s->m, s->table, c, s->index);
+        (void)wait_wake_armed(ring_room_words(s->m, s->table));
 }
 
 /* Take whatever is at the cursor without waiting. Returns 1 with *msg
@@ -126,7 +111,7 @@ static int take_one(struct ring_sub *s, zcbus_msg *msg) {
                          * (every writer marks WRITING before touching it).
                          * If this subscriber held the slot already (an older
                          * message under markers), the hold stays. */
-                        had = ring_hold_take(m, c, s->index);
+                        had = ring_hold_take(m, s->table, c, s->index);
                         KILL_POINT(KP_HOLD_TAKEN);
                         /* I: the descriptor loads above before the re-check
                          * (the seqlock's reader side). */
@@ -267,8 +252,8 @@ int ring_sub_release_slow(struct ring_sub *s, const void *seqs, size_t stride, u
                  * which is also E's store: a producer may wait because it
                  * found every slot held. */
                 for (uint32_t k = 0; k < n; k++)
-                        ring_hold_drop(s->m, ring_seq_at(seqs, stride, k), s->index);
-                (void)wait_wake_armed(ring_room_words(s->m));
+                        ring_hold_drop(s->m, s->table, ring_seq_at(seqs, stride, k), s->index);
+                (void)wait_wake_armed(ring_room_words(s->m, s->table));
                 return ring_sub_evicted(s) ? -ESTALE : 0;
         }
         publish_floor_if_moved(s);
@@ -280,9 +265,9 @@ void ring_sub_deinit(struct ring_sub *s) {
                 return;
         if (!s->reliable)
                 for (uint32_t i = 0; i < s->nheld; i++)
-                        ring_hold_drop(s->m, s->held[i], s->index);
+                        ring_hold_drop(s->m, s->table, s->held[i], s->index);
         s->nheld = 0;
+        /* Stop gating now; the broker frees the entry on CLOSE. */
         ring_sub_publish_floor(s, SEG_FLOOR_NONE);
-        store_rel(&s->me->state, SEG_ENTRY_CLOSING);
         s->m = NULL;
 }

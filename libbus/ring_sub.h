@@ -24,8 +24,12 @@
 /* Private state of one subscription. */
 struct ring_sub {
         const struct seg_map *m;
-        struct seg_sub *me;
+        struct seg_sub *me;         /* its words, in its table */
+        struct seg_sub_state *st;   /* its broker-written state, in the ring */
+        uint32_t active;            /* the state word while it is live */
         uint32_t index;
+        uint32_t table;
+        au32 *room_armed;           /* its table's */
         struct wait_how wait;
         uint64_t next;      /* next sequence to read */
         uint64_t *held;     /* sequences received and not released */
@@ -40,16 +44,17 @@ struct ring_sub {
         bool reliable;      /* topic policy RELIABLE: the fast paths apply */
 };
 
-/* held: caller-provided array of max_holds entries. history: start with up
- * to that many messages still in the ring. */
-int ring_sub_init(struct ring_sub *s, const struct seg_map *m, uint32_t index, uint32_t history,
+/* Entry index of table table, registered by the broker (which chose the
+ * start: ring_sub_register); held: caller-provided array of max_holds
+ * entries. */
+int ring_sub_init(struct ring_sub *s, const struct seg_map *m, uint32_t index, uint32_t table, uint64_t start,
                   uint32_t max_holds, uint64_t *held, struct wait_how wait);
 /* Is a message (or a skip) ready at the cursor? Non-blocking; an SC load
  * (the re-check of C). */
 bool ring_sub_ready(struct ring_sub *s);
 /* The words a sleeper on this subscription announces itself on. */
 static inline struct wait_words ring_sub_words(const struct ring_sub *s) {
-        return ring_data_words(s->m);
+        return ring_data_words(s->m, s->table);
 }
 /* Stop gating producers, drop every hold and mark the entry CLOSING. */
 void ring_sub_deinit(struct ring_sub *s);
@@ -70,17 +75,16 @@ static _always_inline_ uint64_t ring_floor_of(const struct ring_sub *s) {
  * holds then protect nothing (producers may overwrite what it holds), its
  * receives and releases fail with -ESTALE. */
 static _always_inline_ bool ring_sub_evicted(const struct ring_sub *s) {
-        return _unlikely_(load_acq(&s->me->state) == SEG_ENTRY_EVICTED);
+        return _unlikely_(load_acq(&s->st->state) == seg_sub_state_word(SEG_ENTRY_EVICTED, s->table));
 }
 
 /* Does the short way of receiving apply: one message, RELIABLE, room for
  * one more hold, no loss to report, and the entry still ours (the stall
- * policy may have evicted it: the general path says so)? The state shares
- * the line of the counters this subscriber writes: a load from its own
- * cache. */
+ * policy may have evicted it: the general path says so)? The state is in
+ * a ring line only the broker writes, and rarely: a load from cache. */
 static _always_inline_ bool ring_recv_fast_ok(const struct ring_sub *s, uint32_t n) {
         return n == 1 && s->reliable && s->nheld < s->max_holds && s->pending_lost == 0 &&
-               load_rlx(&s->me->state) == SEG_ENTRY_ACTIVE;
+               load_rlx(&s->st->state) == s->active;
 }
 
 /* Hand the message at the cursor c (slot sl, descriptor read) to the
@@ -173,7 +177,7 @@ static _always_inline_ void ring_sub_publish_floor(struct ring_sub *s, uint64_t 
         store_rel(&s->me->floor, f); /* E: payload reads done before the floor moves */
         KILL_POINT(KP_FLOOR_STORED);
         full_fence();                /* E: the floor before the look at room_armed */
-        if (_unlikely_(load_rlx(&seg_subs_notify(s->m)->room_armed) != 0))
+        if (_unlikely_(load_rlx(s->room_armed) != 0))
                 ring_sub_wake_room(s);
 }
 

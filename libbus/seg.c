@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * seg.c: creating, validating and mapping a topic's two segments.
+ * seg.c: creating, validating and mapping a topic's segments: its ring and its
+ * subscriber tables.
  *
  * The creator (the broker) sizes each memfd once and seals it against
  * shrinking and growing, so no peer can make another take SIGBUS by
@@ -17,6 +18,7 @@
 #include <fcntl.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <stdio.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -65,6 +67,8 @@ int seg_params_check(const struct seg_params *p) {
                 return -EINVAL;
         if (p->max_subs == 0 || p->max_subs > SEG_SUBS_MAX)
                 return -EINVAL;
+        if (p->sub_tables == 0 || p->sub_tables > SEG_TABLES_MAX)
+                return -EINVAL;
         if (p->start_seq > SEG_SEQ_LIMIT - (UINT64_C(1) << 40))
                 return -EINVAL;
         return 0;
@@ -77,7 +81,8 @@ int seg_ring_size(const struct seg_params *p, uint64_t *ret_size) {
         if (r < 0)
                 return r;
         /* slot_count <= 2^24 and stride <= 2^30 + 128: no 64-bit overflow. */
-        sz = seg_slots_offset(p->max_producers) + (uint64_t)p->slot_count * seg_slot_stride(p->slot_size);
+        sz = seg_slots_offset(p->max_producers, p->max_subs, p->sub_tables) +
+             (uint64_t)p->slot_count * seg_slot_stride(p->slot_size);
         sz = ALIGN_UP(sz, (uint64_t)4096);
         if (sz > SEG_RING_BYTES_MAX)
                 return -E2BIG;
@@ -85,9 +90,14 @@ int seg_ring_size(const struct seg_params *p, uint64_t *ret_size) {
         return 0;
 }
 
-uint64_t seg_subs_size(uint32_t max_subs, uint32_t slot_count) {
-        return ALIGN_UP(seg_holds_offset(max_subs) + (uint64_t)slot_count * seg_hold_words(max_subs) * 8,
-                        (uint64_t)4096);
+uint64_t seg_subs_size(uint32_t max_subs, uint32_t slot_count, uint32_t policy) {
+        /* Only LATEST topics hold slots. */
+        uint64_t holds = policy == ZCBUS_POLICY_LATEST ? (uint64_t)slot_count * seg_hold_words(max_subs) * 8 : 0;
+        return ALIGN_UP(seg_holds_offset(max_subs) + holds, (uint64_t)4096);
+}
+
+uint64_t seg_topic_bytes(const struct seg_params *p, uint64_t ring_size) {
+        return ring_size + (uint64_t)p->sub_tables * seg_subs_size(p->max_subs, p->slot_count, p->policy);
 }
 
 /* The geometry of checked parameters: what the creator lays out and what
@@ -106,11 +116,14 @@ static int geom_of(const struct seg_params *p, struct seg_geom *ret) {
                 .policy = p->policy,
                 .max_producers = p->max_producers,
                 .max_subs = p->max_subs,
-                .slots_offset = seg_slots_offset(p->max_producers),
+                .sub_tables = p->sub_tables,
+                .slots_offset = seg_slots_offset(p->max_producers, p->max_subs, p->sub_tables),
+                .states_offset = seg_states_offset(p->max_producers),
+                .masks_offset = seg_masks_offset(p->max_producers, p->max_subs),
                 .holds_offset = seg_holds_offset(p->max_subs),
                 .hold_words = seg_hold_words(p->max_subs),
                 .ring_size = rsize,
-                .subs_size = seg_subs_size(p->max_subs, p->slot_count),
+                .subs_size = seg_subs_size(p->max_subs, p->slot_count, p->policy),
                 .start_seq = p->start_seq,
         };
         memcpy(ret->segment_id, p->segment_id, 16);
@@ -135,11 +148,10 @@ static int memfd_sized(const char *name, uint64_t size, mode_t mode, int *ret_fd
         return 0;
 }
 
-/* Write the headers and the initial words of a fresh (zero) pair. */
-static void seg_init(const struct seg_map *m, const struct seg_params *p) {
+/* Write the ring's header and initial words (fresh memory reads zero). */
+static void ring_init(const struct seg_map *m, const struct seg_params *p) {
         const struct seg_geom *g = &m->g;
         struct seg_ring_hdr *h = (struct seg_ring_hdr *)m->ring;
-        struct seg_subs_hdr *sh = (struct seg_subs_hdr *)m->subs;
 
         *h = (struct seg_ring_hdr){
                 .magic = SEG_RING_MAGIC,
@@ -154,6 +166,9 @@ static void seg_init(const struct seg_map *m, const struct seg_params *p) {
                 .start_seq = g->start_seq,
                 .max_subs = g->max_subs,
                 .data_word_start = p->data_word_start,
+                .sub_tables = g->sub_tables,
+                .states_offset = g->states_offset,
+                .masks_offset = g->masks_offset,
         };
         memcpy(h->segment_id, g->segment_id, 16);
         memcpy(h->topic_id, g->topic_id, 16);
@@ -175,6 +190,12 @@ static void seg_init(const struct seg_map *m, const struct seg_params *p) {
                 store_rlx(&s->flags, SEG_SLOT_ABANDONED);
                 store_rlx(&s->stamp, seg_prev_stamp(t, g->slot_count));
         }
+}
+
+/* Write table t's header and initial words. */
+static void table_init(const struct seg_map *m, uint32_t t) {
+        const struct seg_geom *g = &m->g;
+        struct seg_subs_hdr *sh = (struct seg_subs_hdr *)m->tables[t];
 
         *sh = (struct seg_subs_hdr){
                 .magic = SEG_SUBS_MAGIC,
@@ -184,16 +205,122 @@ static void seg_init(const struct seg_map *m, const struct seg_params *p) {
                 .subs_offset = SEG_SUBS_TABLE_OFFSET,
                 .holds_offset = g->holds_offset,
                 .slot_count = g->slot_count,
+                .table = (uint16_t)t,
+                .sub_tables = (uint16_t)g->sub_tables,
         };
         memcpy(sh->segment_id, g->segment_id, 16);
         for (uint32_t i = 0; i < g->max_subs; i++)
-                store_rlx(&seg_sub(m, i)->floor, SEG_FLOOR_NONE);
+                store_rlx(&seg_sub(m, t, i)->floor, SEG_FLOOR_NONE);
 }
 
-int seg_create(const struct seg_params *p, int *ret_ring_fd, int *ret_subs_fd) {
-        _cleanup_close_ int rfd = -1, sfd = -1;
-        _cleanup_mapping_ struct mapping ring = {0}, subs = {0};
-        struct seg_map m;
+static int check_fd(int fd, uint64_t *ret_size);
+static int validate_table(const struct seg_geom *g, const void *subs, uint64_t subs_size, uint32_t *ret_table);
+
+uint64_t seg_name_hash(const char *name) {
+        uint64_t h = UINT64_C(0xcbf29ce484222325); /* FNV-1a */
+        for (const unsigned char *c = (const unsigned char *)name; *c; c++)
+                h = (h ^ *c) * UINT64_C(0x100000001b3);
+        return h;
+}
+
+void seg_memfd_name(char *buf, size_t len, const uint8_t segment_id[16], int table, uint64_t name_hash) {
+        char id[33];
+        for (int i = 0; i < 16; i++)
+                snprintf(id + 2 * i, 3, "%02x", segment_id[i]);
+        if (table < 0)
+                snprintf(buf, len, "zcbus-ring-%s-%016llx", id, (unsigned long long)name_hash);
+        else
+                snprintf(buf, len, "zcbus-subs-%s-%d", id, table);
+}
+
+int seg_fd_is(int fd, const char *memfd_name, mode_t mode) {
+        char path[64], link[128], want[128];
+        struct stat st;
+        ssize_t n;
+        int seals;
+
+        if (fstat(fd, &st) < 0)
+                return negerrno();
+        /* Made by this uid (the broker's: no one else can make a memfd of
+         * its uid), with the mode the broker gives it, sealed... */
+        if (!S_ISREG(st.st_mode) || st.st_uid != geteuid() || (st.st_mode & 07777) != mode)
+                return -EPERM;
+        seals = fcntl(fd, F_GET_SEALS);
+        if (seals < 0 || (seals & SEG_SEALS) != SEG_SEALS)
+                return -EPERM;
+        /* ... and with the name it gave it, which the kernel keeps. */
+        snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+        n = readlink(path, link, sizeof(link) - 1);
+        if (n < 0)
+                return negerrno();
+        link[n] = 0;
+        snprintf(want, sizeof(want), "/memfd:%s (deleted)", memfd_name);
+        return strcmp(link, want) == 0 ? 0 : -EPERM;
+}
+
+static void close_fds(int *fds, uint32_t n) {
+        for (uint32_t i = 0; i < n; i++)
+                closep(&fds[i]);
+}
+
+/* Create, initialise and seal table t of a topic of geometry g. */
+static int table_create(const struct seg_geom *g, uint32_t t, int *ret_fd) {
+        _cleanup_close_ int fd = -1;
+        _cleanup_mapping_ struct mapping x = {0};
+        struct seg_map m = {.g = *g};
+        char name[96];
+        int r;
+
+        seg_memfd_name(name, sizeof(name), g->segment_id, (int)t, 0);
+        r = memfd_sized(name, g->subs_size, 0600, &fd);
+        if (r == 0)
+                r = mapping_new(fd, g->subs_size, PROT_READ | PROT_WRITE, &x);
+        if (r < 0)
+                return r;
+        m.tables[t] = x.p;
+        table_init(&m, t);
+        if (fcntl(fd, F_ADD_SEALS, SEG_SEALS) < 0)
+                return negerrno();
+        *ret_fd = TAKE_FD(fd);
+        return 0;
+}
+
+int seg_create_table(const struct seg_geom *g, uint32_t t, int *ret_fd) {
+        if (t >= g->sub_tables)
+                return -EINVAL;
+        return table_create(g, t, ret_fd);
+}
+
+int seg_map_table(struct seg_map *m, int fd) {
+        struct mapping x = {0};
+        uint64_t size;
+        uint32_t t;
+        int r = check_fd(fd, &size);
+
+        if (r == 0 && size != m->g.subs_size)
+                r = -EBADMSG;
+        if (r == 0)
+                r = mapping_new(fd, size, PROT_READ | PROT_WRITE, &x);
+        if (r < 0)
+                return r;
+        r = validate_table(&m->g, x.p, size, &t);
+        if (r == 0 && m->tables[t])
+                r = -EEXIST;
+        if (r < 0) {
+                mapping_release(&x);
+                return r;
+        }
+        m->tables[t] = TAKE_PTR(x.p);
+        return (int)t;
+}
+
+int seg_create(const struct seg_params *p, int *ret_ring_fd, int *ret_table_fds) {
+        _cleanup_close_ int rfd = -1;
+        _cleanup_mapping_ struct mapping ring = {0};
+        int tfds[SEG_TABLES_MAX];
+        struct seg_map m = {0};
+        char name[96];
+        uint32_t n = 0;
         int r;
 
         r = geom_of(p, &m.g);
@@ -201,47 +328,49 @@ int seg_create(const struct seg_params *p, int *ret_ring_fd, int *ret_subs_fd) {
                 return r;
         /* The ring: the creator's uid may reopen it read-only (the
          * subscribers' fd), nobody else may open it at all; producers get
-         * the creator's writable fd itself. The subs segment is handed out
-         * writable to everyone who needs it; reopening grants no one more. */
-        r = memfd_sized("zcbus-ring", m.g.ring_size, 0400, &rfd);
-        if (r < 0)
-                return r;
-        r = memfd_sized("zcbus-subs", m.g.subs_size, 0600, &sfd);
+         * the creator's writable fd itself. Each table is handed out
+         * writable to those who need it; reopening grants no one more.
+         * The names bind them to the topic for a restarted broker. */
+        seg_memfd_name(name, sizeof(name), m.g.segment_id, -1, p->name_hash);
+        r = memfd_sized(name, m.g.ring_size, 0400, &rfd);
         if (r < 0)
                 return r;
         r = mapping_new(rfd, m.g.ring_size, PROT_READ | PROT_WRITE, &ring);
         if (r < 0)
                 return r;
-        r = mapping_new(sfd, m.g.subs_size, PROT_READ | PROT_WRITE, &subs);
-        if (r < 0)
-                return r;
         m.ring = ring.p;
-        m.subs = subs.p;
         m.ring_writable = 1;
-        seg_init(&m, p);
-
-        if (fcntl(rfd, F_ADD_SEALS, SEG_SEALS) < 0 || fcntl(sfd, F_ADD_SEALS, SEG_SEALS) < 0)
-                return negerrno();
+        ring_init(&m, p);
+        for (; n < m.g.sub_tables; n++) {
+                r = table_create(&m.g, n, &tfds[n]);
+                if (r < 0)
+                        goto fail;
+        }
+        if (fcntl(rfd, F_ADD_SEALS, SEG_SEALS) < 0) {
+                r = negerrno();
+                goto fail;
+        }
+        memcpy(ret_table_fds, tfds, n * sizeof(tfds[0]));
         *ret_ring_fd = TAKE_FD(rfd);
-        *ret_subs_fd = TAKE_FD(sfd);
         return 0;
+fail:
+        close_fds(tfds, n);
+        return r;
 }
 
-int seg_validate(const void *ring, uint64_t ring_size, const void *subs, uint64_t subs_size,
-                 struct seg_geom *ret_geom) {
+/* Check a ring header against the mapped size; the geometry it implies. */
+static int validate_ring(const void *ring, uint64_t ring_size, struct seg_geom *ret_geom) {
         struct seg_ring_hdr h;
-        struct seg_subs_hdr sh;
         struct seg_params p;
         struct seg_geom g;
 
-        if (!ring || !subs || ring_size < sizeof(h) || subs_size < sizeof(sh))
+        if (!ring || ring_size < sizeof(h))
                 return -EBADMSG;
-        /* One copy of each header; everything below checks the copy. */
+        /* One copy of the header; everything below checks the copy. */
         memcpy(&h, ring, sizeof(h));
-        memcpy(&sh, subs, sizeof(sh));
-        if (h.magic != SEG_RING_MAGIC || sh.magic != SEG_SUBS_MAGIC)
+        if (h.magic != SEG_RING_MAGIC)
                 return -EBADMSG;
-        if (h.version != SEG_VERSION || sh.version != SEG_VERSION)
+        if (h.version != SEG_VERSION)
                 return -EPROTO;
         p = (struct seg_params){
                 .slot_count = h.slot_count,
@@ -250,21 +379,54 @@ int seg_validate(const void *ring, uint64_t ring_size, const void *subs, uint64_
                 .max_producers = h.max_producers,
                 .max_subs = h.max_subs,
                 .start_seq = h.start_seq,
+                .sub_tables = h.sub_tables,
         };
         memcpy(p.segment_id, h.segment_id, 16);
         memcpy(p.topic_id, h.topic_id, 16);
         if (geom_of(&p, &g) < 0)
                 return -EBADMSG;
         /* Every derived field the header repeats must be the derived one. */
-        if (h.slot_stride != g.slot_stride || h.slots_offset != g.slots_offset)
+        if (h.slot_stride != g.slot_stride || h.slots_offset != g.slots_offset ||
+            h.states_offset != g.states_offset || h.masks_offset != g.masks_offset)
                 return -EBADMSG;
         if (h.seg_size != g.ring_size || ring_size != g.ring_size)
                 return -EBADMSG;
-        if (sh.max_subs != g.max_subs || sh.slot_count != g.slot_count || sh.subs_offset != SEG_SUBS_TABLE_OFFSET ||
-            sh.holds_offset != g.holds_offset || sh.seg_size != g.subs_size || subs_size != g.subs_size)
+        *ret_geom = g;
+        return 0;
+}
+
+/* Check a table header against the ring's geometry; its index. */
+static int validate_table(const struct seg_geom *g, const void *subs, uint64_t subs_size, uint32_t *ret_table) {
+        struct seg_subs_hdr sh;
+
+        if (!subs || subs_size < sizeof(sh))
                 return -EBADMSG;
-        if (memcmp(sh.segment_id, h.segment_id, 16) != 0)
+        memcpy(&sh, subs, sizeof(sh));
+        if (sh.magic != SEG_SUBS_MAGIC)
                 return -EBADMSG;
+        if (sh.version != SEG_VERSION)
+                return -EPROTO;
+        if (sh.max_subs != g->max_subs || sh.slot_count != g->slot_count || sh.subs_offset != SEG_SUBS_TABLE_OFFSET ||
+            sh.holds_offset != g->holds_offset || sh.seg_size != g->subs_size || subs_size != g->subs_size ||
+            sh.sub_tables != g->sub_tables || sh.table >= g->sub_tables)
+                return -EBADMSG;
+        if (memcmp(sh.segment_id, g->segment_id, 16) != 0)
+                return -EBADMSG;
+        *ret_table = sh.table;
+        return 0;
+}
+
+int seg_validate(const void *ring, uint64_t ring_size, const void *subs, uint64_t subs_size,
+                 struct seg_geom *ret_geom) {
+        struct seg_geom g;
+        uint32_t t;
+        int r = validate_ring(ring, ring_size, &g);
+
+        if (r < 0)
+                return r;
+        r = validate_table(&g, subs, subs_size, &t);
+        if (r < 0)
+                return r;
         *ret_geom = g;
         return 0;
 }
@@ -286,43 +448,68 @@ static int check_fd(int fd, uint64_t *ret_size) {
         return 0;
 }
 
-int seg_map_fds(int ring_fd, int subs_fd, int ring_writable, struct seg_map *ret_map) {
-        _cleanup_mapping_ struct mapping ring = {0}, subs = {0};
+int seg_map_fds(int ring_fd, const int *table_fds, uint32_t ntables, int ring_writable, struct seg_map *ret_map) {
+        _cleanup_mapping_ struct mapping ring = {0};
+        struct mapping tables[SEG_TABLES_MAX] = {0};
+        struct seg_map m = {0};
         uint64_t rsize, ssize;
-        struct seg_geom g;
         int r;
 
+        if (!table_fds || ntables == 0 || ntables > SEG_TABLES_MAX)
+                return -EINVAL;
         r = check_fd(ring_fd, &rsize);
         if (r < 0)
                 return r;
-        r = check_fd(subs_fd, &ssize);
-        if (r < 0)
-                return r;
-        if (rsize > SEG_RING_BYTES_MAX || ssize > seg_subs_size(SEG_SUBS_MAX, SEG_SLOT_COUNT_MAX))
+        if (rsize > SEG_RING_BYTES_MAX)
                 return -EBADMSG;
         r = mapping_new(ring_fd, rsize, PROT_READ | (ring_writable ? PROT_WRITE : 0), &ring);
         if (r < 0)
                 return r;
-        r = mapping_new(subs_fd, ssize, PROT_READ | PROT_WRITE, &subs);
+        r = validate_ring(ring.p, rsize, &m.g);
         if (r < 0)
                 return r;
-        r = seg_validate(ring.p, rsize, subs.p, ssize, &g);
-        if (r < 0)
+        for (uint32_t i = 0; r == 0 && i < ntables; i++) {
+                struct mapping x = {0};
+                uint32_t t;
+
+                r = check_fd(table_fds[i], &ssize);
+                if (r == 0 && ssize != m.g.subs_size)
+                        r = -EBADMSG;
+                if (r == 0)
+                        r = mapping_new(table_fds[i], ssize, PROT_READ | PROT_WRITE, &x);
+                if (r < 0)
+                        break;
+                r = validate_table(&m.g, x.p, ssize, &t);
+                if (r == 0 && tables[t].p)
+                        r = -EBADMSG; /* the same table twice */
+                if (r < 0) {
+                        mapping_release(&x);
+                        break;
+                }
+                tables[t] = x;
+        }
+        if (r < 0) {
+                for (uint32_t t = 0; t < SEG_TABLES_MAX; t++)
+                        mapping_release(&tables[t]);
                 return r;
-        *ret_map = (struct seg_map){
-                .g = g,
-                .ring = TAKE_PTR(ring.p),
-                .subs = TAKE_PTR(subs.p),
-                .ring_writable = ring_writable,
-        };
+        }
+        for (uint32_t t = 0; t < SEG_TABLES_MAX; t++)
+                m.tables[t] = TAKE_PTR(tables[t].p);
+        m.ring = TAKE_PTR(ring.p);
+        m.ring_writable = ring_writable;
+        *ret_map = m;
         return 0;
 }
 
 void seg_unmap(struct seg_map *m) {
         if (!m)
                 return;
-        struct mapping ring = {m->ring, m->g.ring_size}, subs = {m->subs, m->g.subs_size};
+        struct mapping ring = {m->ring, m->g.ring_size};
         mapping_release(&ring);
-        mapping_release(&subs);
-        m->ring = m->subs = NULL;
+        for (uint32_t t = 0; t < SEG_TABLES_MAX; t++) {
+                struct mapping x = {m->tables[t], m->g.subs_size};
+                mapping_release(&x);
+                m->tables[t] = NULL;
+        }
+        m->ring = NULL;
 }

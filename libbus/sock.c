@@ -52,9 +52,10 @@ int sock_send(int fd, const void *buf, size_t len, const int *fds, unsigned nfds
 }
 
 /* Take the fds a message carried: the first max_fds into fds (may be
- * NULL with max_fds 0), closing the rest. Returns how many were taken. */
-static unsigned take_cmsg_fds(struct msghdr *mh, int *fds, unsigned max_fds) {
-        unsigned got = 0;
+ * NULL with max_fds 0), closing the rest. Returns how many were taken;
+ * *ret_seen (may be NULL) how many came. */
+static unsigned take_cmsg_fds(struct msghdr *mh, int *fds, unsigned max_fds, unsigned *ret_seen) {
+        unsigned got = 0, seen = 0;
 
         for (struct cmsghdr *c = CMSG_FIRSTHDR(mh); c; c = CMSG_NXTHDR(mh, c)) {
                 if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
@@ -63,12 +64,15 @@ static unsigned take_cmsg_fds(struct msghdr *mh, int *fds, unsigned max_fds) {
                 for (size_t i = 0; i < n; i++) {
                         int f;
                         memcpy(&f, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
+                        seen++;
                         if (got < max_fds && fds)
                                 fds[got++] = f;
                         else if (f >= 0)
                                 (void)close(f);
                 }
         }
+        if (ret_seen)
+                *ret_seen = seen;
         return got;
 }
 
@@ -77,7 +81,7 @@ ssize_t sock_recv(int fd, void *buf, size_t cap, int *fds, unsigned max_fds, uns
          * seen (and its fds closed) rather than silently truncated. */
         union {
                 struct cmsghdr align;
-                char buf[CMSG_SPACE(sizeof(int) * 16)];
+                char buf[CMSG_SPACE(sizeof(int) * (PROTO_FDS_MAX + 8))];
         } control;
         struct iovec iov = {.iov_base = buf, .iov_len = cap};
         struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1,
@@ -94,10 +98,17 @@ ssize_t sock_recv(int fd, void *buf, size_t cap, int *fds, unsigned max_fds, uns
                 return negerrno();
         }
         if (mh.msg_flags & (MSG_CTRUNC | MSG_TRUNC)) {
-                (void)take_cmsg_fds(&mh, NULL, 0);
+                (void)take_cmsg_fds(&mh, NULL, 0, NULL);
                 return -EBADMSG;
         }
-        got = take_cmsg_fds(&mh, fds, max_fds);
+        unsigned seen;
+        got = take_cmsg_fds(&mh, fds, max_fds, &seen);
+        if (seen > got && ret_nfds) {
+                /* More than the caller takes: refused, none kept. */
+                for (unsigned i = 0; i < got; i++)
+                        (void)close(fds[i]);
+                return -EBADMSG;
+        }
         if (ret_nfds)
                 *ret_nfds = got;
         else

@@ -64,8 +64,34 @@ static uint32_t arm(struct wait_words ww) {
         return v;
 }
 
-int wait_until(const struct wait_how *w, struct wait_words ww, uint64_t deadline, wait_ready_fn ready, void *ctx,
-               uint64_t *sleeps) {
+/* Sleep on the words until one changes, at most until deadline (0: none):
+ * one word, futex_wait; several, futex_waitv, or where the kernel lacks it
+ * the first word in slices of a millisecond (every waker of the others
+ * changes their words, and the next look sees it). */
+static int sleep_on(const struct wait_words *ww, const uint32_t *vals, unsigned n, uint64_t deadline) {
+        au32 *words[WAIT_ANY_MAX];
+        int r;
+
+        if (n == 1)
+                return futex_wait(ww[0].word, vals[0], deadline);
+        for (unsigned k = 0; k < n; k++)
+                words[k] = ww[k].word;
+        r = futex_waitv_words(words, vals, n, deadline);
+        if (r == -ENOSYS) {
+                uint64_t slice = now_ns() + 1000000u;
+                r = futex_wait(ww[0].word, vals[0], deadline && deadline < slice ? deadline : slice);
+                if (r == -ETIMEDOUT && (!deadline || now_ns() < deadline))
+                        r = 0;
+        }
+        return r < 0 ? r : 0;
+}
+
+int wait_until_n(const struct wait_how *w, const struct wait_words *ww, unsigned n, uint64_t deadline,
+                 uint64_t slice_ns, wait_ready_fn ready, void *ctx, uint64_t *sleeps) {
+        uint32_t vals[WAIT_ANY_MAX];
+
+        if (n == 0 || n > WAIT_ANY_MAX)
+                return -EINVAL;
         if (w->mode != ZCBUS_WAIT_FUTEX) {
                 int r = spin(w, deadline, ready, ctx);
                 if (r <= 0)
@@ -73,12 +99,24 @@ int wait_until(const struct wait_how *w, struct wait_words ww, uint64_t deadline
         }
         for (;;) {
                 int r = 0;
-                uint32_t v = arm(ww);
 
+                for (unsigned k = 0; k < n; k++)
+                        vals[k] = arm(ww[k]);
                 if (!ready(ctx)) {
+                        uint64_t until = deadline;
+                        if (slice_ns) {
+                                /* A capped sleep: a waker that could not
+                                 * wake us (its arm taken by a peer that
+                                 * wakes nobody) costs a slice, not a stall. */
+                                uint64_t cap = now_ns() + slice_ns;
+                                if (!until || cap < until)
+                                        until = cap;
+                        }
                         if (sleeps)
                                 (*sleeps)++;
-                        r = futex_wait(ww.word, v, deadline);
+                        r = sleep_on(ww, vals, n, until);
+                        if (r == -ETIMEDOUT && until != deadline)
+                                r = 0;
                 }
                 if (ready(ctx))
                         return 0;
@@ -87,6 +125,11 @@ int wait_until(const struct wait_how *w, struct wait_words ww, uint64_t deadline
                 if (deadline && now_ns() >= deadline)
                         return -ETIMEDOUT;
         }
+}
+
+int wait_until(const struct wait_how *w, struct wait_words ww, uint64_t deadline, wait_ready_fn ready, void *ctx,
+               uint64_t *sleeps) {
+        return wait_until_n(w, &ww, 1, deadline, 0, ready, ctx, sleeps);
 }
 
 static int ready_index(unsigned n, wait_ready_at_fn ready, void *ctx) {

@@ -45,6 +45,12 @@ typedef bool (*wait_ready_fn)(void *ctx);
 int wait_until(const struct wait_how *w, struct wait_words ww, uint64_t deadline_ns, wait_ready_fn ready,
                void *ctx, uint64_t *sleeps);
 
+/* The same on n words at once (n <= WAIT_ANY_MAX): arm all, re-check,
+ * sleep until any changes. slice_ns (0: none) caps each sleep, for
+ * wakers that may be hostile. */
+int wait_until_n(const struct wait_how *w, const struct wait_words *ww, unsigned n, uint64_t deadline_ns,
+                 uint64_t slice_ns, wait_ready_fn ready, void *ctx, uint64_t *sleeps);
+
 /* Several waits at once (futex_waitv): ready(ctx, i) for i < n, each on
  * its own words. Returns the index of one that is ready, -EAGAIN when
  * none is and timeout_ms is 0, -ETIMEDOUT, -EINTR, -EINVAL, or -ENOSYS

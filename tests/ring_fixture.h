@@ -42,6 +42,7 @@ static inline struct seg_params params(uint32_t count, uint32_t size, uint32_t p
                 .policy = policy,
                 .max_producers = maxp,
                 .max_subs = maxs,
+                .sub_tables = 1,
         };
         for (int i = 0; i < 16; i++) {
                 p.segment_id[i] = (uint8_t)(i * 3 + 1);
@@ -56,12 +57,12 @@ static inline void topic_open(struct topic *t, const struct seg_params *p) {
 
         r = seg_create(p, &rfd, &sfd);
         ck_assert_msg(r == 0, "seg_create: %s", strerror(-r));
-        ck_assert_int_eq(seg_map_fds(rfd, sfd, 1, &t->bm), 0);
-        ck_assert_int_eq(seg_map_fds(rfd, sfd, 1, &t->pm), 0);
+        ck_assert_int_eq(seg_map_fds(rfd, &sfd, 1, 1, &t->bm), 0);
+        ck_assert_int_eq(seg_map_fds(rfd, &sfd, 1, 1, &t->pm), 0);
         snprintf(path, sizeof(path), "/proc/self/fd/%d", rfd);
         rofd = open(path, O_RDONLY | O_CLOEXEC);
         ck_assert_int_ge(rofd, 0);
-        ck_assert_int_eq(seg_map_fds(rofd, sfd, 0, &t->sm), 0);
+        ck_assert_int_eq(seg_map_fds(rofd, &sfd, 1, 0, &t->sm), 0);
         (void)close(rofd);
         (void)close(rfd);
         (void)close(sfd);
@@ -86,8 +87,8 @@ static inline void pub_start(struct topic *t, struct ring_pub *p, uint32_t index
 
 static inline void sub_start(struct topic *t, struct ring_sub *s, uint32_t index, uint32_t history, uint32_t max_holds,
                       uint64_t *held, uint32_t mode) {
-        ring_sub_activate(&t->bm, index, (uint32_t)getpid());
-        ck_assert_int_eq(ring_sub_init(s, &t->sm, index, history, max_holds, held, wait_mode(mode)), 0);
+        uint64_t start = ring_sub_register(&t->bm, index, 0, (uint32_t)getpid(), history);
+        ck_assert_int_eq(ring_sub_init(s, &t->sm, index, 0, start, max_holds, held, wait_mode(mode)), 0);
 }
 
 /* The common start: open the topic, one adaptive subscriber (no history)

@@ -42,6 +42,7 @@
 #include <unistd.h>
 
 #include "harness.h"
+#include "raw_peer.h"
 #include "proto.h"
 #include "seg.h"
 #include "sock.h"
@@ -210,53 +211,12 @@ static void expect_open(const char *sock, uid_t uid, gid_t gid, enum op op, cons
 /* A raw producer: HELLO, then OPEN, then map the ring read-write. */
 static int raw_producer(const char *sock, const char *topic, uint32_t slots, int *ret_fd, struct seg_map *ret_map,
                         uint32_t *ret_index) {
-        static uint8_t buf[PROTO_MSG_MAX];
         struct proto_open o = {.role = PROTO_ROLE_PUB, .slot_count = slots, .slot_size = 64};
-        struct proto_msg m;
-        int fd, fds[2];
-        unsigned nfds = 0;
-        ssize_t n;
-        int r;
+        struct proto_open_reply rep;
+        int r = raw_open(sock, &o, topic, ret_fd, ret_map, &rep);
 
-        if (*ret_fd < 0) {
-                r = sock_connect(sock, &fd);
-                PEER_CHECK(r == 0, "connect: %s", strerror(-r));
-                n = proto_enc_hello(buf, sizeof(buf), 1);
-                PEER_CHECK(sock_send(fd, buf, (size_t)n, NULL, 0) == 0, "send HELLO");
-                for (;;) {
-                        struct pollfd p = {.fd = fd, .events = POLLIN};
-                        (void)poll(&p, 1, -1);
-                        n = sock_recv(fd, buf, sizeof(buf), NULL, 0, NULL);
-                        if (n != -EAGAIN)
-                                break;
-                }
-                PEER_CHECK(n > 0 && proto_decode(buf, (size_t)n, &m) == 0 && m.hdr.type == PROTO_HELLO_REPLY,
-                           "HELLO reply");
-                *ret_fd = fd;
-        }
-        fd = *ret_fd;
-        n = proto_enc_open(buf, sizeof(buf), 2, &o, topic);
-        PEER_CHECK(sock_send(fd, buf, (size_t)n, NULL, 0) == 0, "send OPEN");
-        for (;;) {
-                struct pollfd p = {.fd = fd, .events = POLLIN};
-                (void)poll(&p, 1, -1);
-                n = sock_recv(fd, buf, sizeof(buf), fds, 2, &nfds);
-                if (n != -EAGAIN)
-                        break;
-        }
-        PEER_CHECK(n > 0 && proto_decode(buf, (size_t)n, &m) == 0, "OPEN reply");
-        PEER_CHECK(m.hdr.type == PROTO_OPEN_REPLY && nfds == 2, "OPEN refused: %s", m.errmsg);
-        *ret_index = m.u.open_reply.index;
-        if (ret_map->ring) {
-                (void)close(fds[0]);
-                (void)close(fds[1]);
-                return 0;
-        }
-        r = seg_map_fds(fds[0], fds[1], 1, ret_map);
-        (void)close(fds[0]);
-        (void)close(fds[1]);
-        PEER_CHECK(r == 0, "map: %s", strerror(-r));
-        return 0;
+        *ret_index = rep.index;
+        return r;
 }
 
 struct hostile_args {
@@ -1093,16 +1053,22 @@ START_TEST(test_a_forged_free_entry_holds_producers_back_one_look_at_most) {
         write_conf(conf, sizeof(conf), "stall = stall.* 100\n");
         ck_assert_int_eq(broker_start(&b, "-c", conf, NULL), 0);
         ck_assert_int_eq(raw_producer(b.sock, "stall.forged", 8, &fd, &map, &index), 0);
-        struct seg_sub *e = seg_sub(&map, 5);
+        /* A producer writes the ring: the entry's state and its table's
+         * mask, as if the broker had handed it out. */
+        struct seg_sub *e = seg_sub(&map, 0, 5);
+        struct seg_sub_state *st = seg_sub_state(&map, 5);
         store_sc(&e->floor, 0);
-        store_sc(&e->state, SEG_ENTRY_ACTIVE);
+        store_sc(&st->state, SEG_ENTRY_ACTIVE);
+        (void)atomic_fetch_or_explicit(&seg_table_mask(&map, 0)[0], UINT64_C(1) << 5, memory_order_seq_cst);
+        store_sc(&seg_ring_notify(&map)->tables_bound, 1);
         ck_assert_int_eq(zcbus_connect(b.sock, &bus), 0);
         ck_assert_int_eq(zcbus_pub_open(bus, "stall.forged", &o, &pub), 0);
         for (uint64_t i = 0; i < 100; i++) {
                 int r = zcbus_pub_send(pub, &i, 8, 5000);
                 ck_assert_msg(r == 0, "send %llu behind a forged entry: %s", (unsigned long long)i, zcbus_strerror(r));
         }
-        ck_assert_uint_eq(load_sc(&e->state), SEG_ENTRY_FREE);
+        ck_assert_uint_eq(load_sc(&st->state), SEG_ENTRY_FREE);
+        ck_assert_uint_eq(load_sc(&seg_table_mask(&map, 0)[0]), 0);
         zcbus_pub_close(pub);
         zcbus_disconnect(bus);
         seg_unmap(&map);

@@ -147,6 +147,16 @@ finish_sub() {
 
 # ---- checks that need no broker ---------------------------------------------
 
+# ---- man pages -----------------------------------------------------------------
+
+if command -v mandoc >/dev/null 2>&1 && [ -n "${ZCBUS_SRCDIR:-}" ]; then
+        run sh -c 'for f in "$1"/docs/man/*.[138]; do mandoc -T lint "$f" || exit 1; done' sh "$ZCBUS_SRCDIR"
+        check "mandoc -T lint finds nothing in the man pages" eval '[ "$rc" -eq 0 ] && [ ! -s "$dir/last.out" ] && [ ! -s "$dir/last.err" ]'
+else
+        echo "# skip: mandoc -T lint (no mandoc; scripts/deps.sh installs it)"
+fi
+
+
 run "$ZCBUS_CLI" --help
 check "zcbus --help exits 0 and lists the commands" \
         eval '[ "$rc" -eq 0 ] && grep -q "^Usage: zcbus" "$dir/last.out" && grep -q "pub" "$dir/last.out" && [ ! -s "$dir/last.err" ]'
@@ -155,7 +165,7 @@ run "$ZCBUS_CLI" --version
 check "zcbus --version exits 0 and names the API, not a protocol" \
         eval '[ "$rc" -eq 0 ] && grep -q "^zcbus .*(API [0-9]*\.[0-9]*)" "$dir/last.out"'
 
-for c in pub sub list lat perf; do
+for c in pub sub list record replay lat perf; do
         run "$ZCBUS_CLI" "$c" --help
         cp "$dir/last.out" "$dir/help1"
         check "zcbus $c --help prints usage to stdout, exit 0" \
@@ -196,8 +206,8 @@ run cli list extra
 check "list: an argument is a usage error" usage_error
 
 run "$ZCBUS_CLI" -s "$dir/nobroker.sock" pub t1 a
-check "no broker: pub fails with a clear error" \
-        eval 'runtime_error "cannot connect to broker at .$dir/nobroker.sock." && grep -q "zcbusd running" "$dir/last.err"'
+check "no broker: pub fails with a clear error in the library's words (zcbus_strerror)" \
+        eval 'runtime_error "cannot connect to broker at .$dir/nobroker.sock.: no such file, socket, topic or entry (is zcbusd running?)\$"'
 run env ZCBUS_SOCKET="$dir/nobroker-env.sock" "$ZCBUS_CLI" list
 check "no broker: the error names \$ZCBUS_SOCKET's path" runtime_error "nobroker-env.sock"
 
@@ -337,6 +347,213 @@ else
         not_ok "pub -t behind a stopped subscriber: sub subscribes" "$dir/gate.err"
 fi
 
+# ---- sub --json, --ts, --raw, -0; pub --file, --raw, -0; patterns -----------
+
+if start_sub json jsn --json -n 3 -t "$T"; then
+        run cli pub jsn hello "$(printf 'caf\303\251')"
+        pub1_rc=$rc
+        printf 'a\000b\377' | cli pub jsn >"$dir/last.out" 2>"$dir/last.err"
+        pub2_rc=$?
+        finish_sub
+        cat >"$dir/json_check.py" <<'PY'
+import base64, json, sys
+v = [json.loads(l) for l in open(sys.argv[1], "rb")]
+assert len(v) == 3, v
+assert [m["topic"] for m in v] == ["jsn"] * 3, v
+assert [m["seq"] for m in v] == [v[0]["seq"] + i for i in range(3)], v
+assert all(m["lost"] == 0 and isinstance(m["ts_ns"], int) and m["ts_ns"] > 0 for m in v), v
+assert (v[0]["encoding"], v[0]["payload"], v[0]["len"]) == ("utf-8", "hello", 5), v[0]
+assert (v[1]["encoding"], v[1]["payload"], v[1]["len"]) == ("utf-8", "caf\u00e9", 5), v[1]
+assert v[2]["encoding"] == "base64" and base64.b64decode(v[2]["payload"]) == b"a\0b\xff", v[2]
+assert v[2]["len"] == 4, v[2]
+PY
+        check "sub --json: one object per line with topic, seq, len, lost, ts_ns and the payload" \
+                eval '[ "$pub1_rc" -eq 0 ] && [ "$pub2_rc" -eq 0 ] && [ "$sub_rc" -eq 0 ] &&
+                      python3 "$dir/json_check.py" "$dir/json.out"'
+else
+        not_ok "sub --json: sub subscribes" "$dir/json.err"
+fi
+
+if start_sub ts tsq --ts -v -n 1 -t "$T"; then
+        run cli pub tsq x
+        pub_rc=$rc
+        finish_sub
+        check "sub --ts prefixes the producer's commit time in seconds" \
+                eval '[ "$pub_rc" -eq 0 ] && [ "$sub_rc" -eq 0 ] &&
+                      grep -Eq "^ts=[0-9]+\.[0-9]{9} seq=[0-9]+ len=1 lost=0 x\$" "$dir/ts.out"'
+else
+        not_ok "sub --ts: sub subscribes" "$dir/ts.err"
+fi
+
+# Binary frames (NULs, an empty one, every byte value) through
+# pub --raw -> rawA -> sub --raw | pub --raw -> rawB -> sub --raw.
+python3 -c 'import struct, sys
+msgs = [b"\0\1\2", b"", b"hello\0world\n", bytes(range(256)), b"\0" * 100]
+sys.stdout.buffer.write(b"".join(struct.pack("<I", len(m)) + m for m in msgs))' >"$dir/frames.bin"
+if start_sub rawB rawB --raw -n 5 -t "$T"; then
+        mkfifo "$dir/fwd.ready" || exit 99
+        ("$ZCBUS_CLI" -s "$sock" sub rawA --raw -n 5 -t "$T" --ready-fd 3 3>"$dir/fwd.ready" 2>"$dir/fwd.err" </dev/null |
+                "$ZCBUS_CLI" -s "$sock" pub --raw rawB 2>>"$dir/fwd.err"; echo $? >"$dir/fwd.status") &
+        fwd_pid=$!
+        bg_pids="$bg_pids $fwd_pid"
+        read -r ready <"$dir/fwd.ready"
+        cli pub --raw rawA <"$dir/frames.bin" >"$dir/last.out" 2>"$dir/last.err"
+        pub_rc=$?
+        wait "$fwd_pid"
+        finish_sub
+        check "sub --raw | pub --raw forwards binary messages byte-exact" \
+                eval '[ "$pub_rc" -eq 0 ] && [ "$sub_rc" -eq 0 ] && [ "$(cat "$dir/fwd.status")" = 0 ] &&
+                      cmp -s "$dir/frames.bin" "$dir/rawB.out"'
+else
+        not_ok "sub --raw: sub subscribes" "$dir/rawB.err"
+fi
+head -c 10 "$dir/frames.bin" >"$dir/cut.bin"
+cli pub --raw rawA <"$dir/cut.bin" >"$dir/last.out" 2>"$dir/last.err"
+rc=$?
+check "pub --raw: input cut inside a frame is an error naming the frame" runtime_error "inside the length of frame 2"
+python3 -c 'import struct, sys; sys.stdout.buffer.write(struct.pack("<I", 100) + b"x" * 100)' >"$dir/bigframe.bin"
+cli pub --raw --slot-size 64 rawsmall <"$dir/bigframe.bin" >"$dir/last.out" 2>"$dir/last.err"
+rc=$?
+check "pub --raw: a frame above the slot size fails naming size and limit" \
+        eval 'runtime_error "frame 1 is 100 bytes" && grep -q 64 "$dir/last.err"'
+
+printf 'abc\000de\000f' | cli pub -0 nul0 >"$dir/last.out" 2>"$dir/last.err"
+pub_rc=$?
+run cli sub nul0 --history 3 -t 0 -0
+check "pub -0 and sub -0: NUL-terminated records" eval '[ "$pub_rc" -eq 0 ] && [ "$rc" -eq 0 ] && expect "$dir/last.out" "abc\000de\000f\000"'
+
+python3 -c 'import sys; sys.stdout.buffer.write(bytes(range(256)) * 4 + b"\0end")' >"$dir/blob"
+run cli pub --file "$dir/blob" blob
+pub_rc=$rc
+run cli sub blob --history 1 -t 0 --raw
+check "pub --file publishes the whole file as one message" \
+        eval '[ "$pub_rc" -eq 0 ] && [ "$rc" -eq 0 ] && tail -c +5 "$dir/last.out" | cmp -s - "$dir/blob" &&
+              [ "$(head -c 4 "$dir/last.out" | od -An -tu4 | tr -d " ")" = 1028 ]'
+run cli pub --slot-size 64 --file "$dir/blob" blobsmall
+check "pub --file: a file above the slot size fails naming size and limit" \
+        eval 'runtime_error "is 1028 bytes, more than the slot size 64"'
+run cli pub --file "$dir/nonexistent" blob
+check "pub --file: a missing file is a runtime error naming it" runtime_error "nonexistent"
+run cli pub --file "$dir/blob" blob extra
+check "pub --file and MESSAGE arguments: usage error" usage_error
+run cli pub --raw -0 blob
+check "pub --raw and -0: usage error" usage_error
+run cli sub --json --raw blob
+check "sub --json and --raw: usage error" usage_error
+run cli sub -v --raw blob
+check "sub -v and --raw: usage error" usage_error
+run cli sub --slots 16 'blob.*'
+check "sub: a pattern with topic options is a usage error" usage_error
+
+# A pattern: an existing topic, one created after the subscription, and one
+# that does not match.
+run cli pub wc.one 1
+if start_sub wc 'wc.*' -n 2 -t "$T"; then
+        run cli pub wc.one 2
+        run cli pub wcx.no 0
+        run cli pub wc.two 3
+        finish_sub
+        sort "$dir/wc.out" >"$dir/wc.sorted"
+        check "sub PATTERN reads the matching topics, one created after it started too, named per line" \
+                eval '[ "$sub_rc" -eq 0 ] && expect "$dir/wc.sorted" "topic=wc.one 2\ntopic=wc.two 3\n"'
+else
+        not_ok "sub PATTERN: sub subscribes" "$dir/wc.err"
+fi
+
+# ---- record and replay -----------------------------------------------------
+
+mkfifo "$dir/rec.ready" || exit 99
+"$ZCBUS_CLI" -s "$sock" record "$dir/one.rec" rec.one 'rec.p.*' -n 4 -t "$T" --ready-fd 3 3>"$dir/rec.ready" \
+        >"$dir/rec.out" 2>"$dir/rec.err" </dev/null &
+rec_pid=$!
+bg_pids="$bg_pids $rec_pid"
+read -r ready <"$dir/rec.ready"
+run cli pub rec.one 1 2
+run cli pub rec.p.x 3
+printf 'a\000b' | cli pub rec.one >"$dir/last.out" 2>"$dir/last.err"
+wait "$rec_pid"
+rec_rc=$?
+check "record of a topic and a pattern (a topic created after it started) exits 0" \
+        eval '[ "$rec_rc" -eq 0 ] && [ ! -s "$dir/rec.err" ] && [ "$(head -c 8 "$dir/one.rec")" = ZCBUSREC ]'
+run cli replay --print "$dir/one.rec"
+cat >"$dir/rec_check.py" <<'PY'
+import json, sys
+v = [json.loads(l) for l in open(sys.argv[1], "rb")]
+assert len(v) == 4, v
+by = {}
+for m in v:
+    by.setdefault(m["topic"], []).append(m)
+    assert m["ts_source"] == "producer" and m["ts_ns"] > 0 and m["lost"] == 0, m
+assert [m["payload"] for m in by["rec.one"]] == ["1", "2", "a\0b"], by
+assert [m["seq"] for m in by["rec.one"]] == [0, 1, 2], by
+assert [m["payload"] for m in by["rec.p.x"]] == ["3"], by
+ts = [m["ts_ns"] for m in by["rec.one"]]
+assert ts == sorted(ts), ts
+PY
+check "replay --print shows every record with topic, sequence, producer timestamp and payload" \
+        eval '[ "$rc" -eq 0 ] && python3 "$dir/rec_check.py" "$dir/last.out"'
+
+if start_sub copy1 copy.one -n 3 -t "$T" --raw; then
+        copy1_pid=$sub_pid
+        if start_sub copy2 copy.rec.p.x -n 1 -t "$T"; then
+                run cli replay --speed max --rename rec.one=copy.one --prefix copy. "$dir/one.rec"
+                replay_rc=$rc
+                finish_sub
+                copy2_rc=$sub_rc
+        else
+                not_ok "replay: the second sub subscribes" "$dir/copy2.err"
+        fi
+        sub_pid=$copy1_pid
+        finish_sub
+        printf '\001\000\000\0001\001\000\000\0002\003\000\000\000a\000b' >"$dir/copy1.expected"
+        check "replay --speed max into renamed topics reproduces payloads and order" \
+                eval '[ "$replay_rc" -eq 0 ] && [ "$copy2_rc" -eq 0 ] && [ "$sub_rc" -eq 0 ] &&
+                      cmp -s "$dir/copy1.expected" "$dir/copy1.out" && expect "$dir/copy2.out" "3\n"'
+else
+        not_ok "replay: sub subscribes" "$dir/copy1.err"
+fi
+
+# Recorded pace, checked loosely: two messages from two pub processes are
+# some milliseconds apart; replayed at the recorded pace they are at least
+# half as far apart (the replay waits for each record's offset). The
+# recorder takes the last 2 messages, so it needs no readiness.
+run cli pub gap.t a
+run cli pub gap.t b
+run cli record "$dir/gap.rec" gap.t -n 2 -t "$T" --history 2
+rec_rc=$rc
+run cli replay --print "$dir/gap.rec"
+cp "$dir/last.out" "$dir/gap.print"
+if start_sub gapcopy gap.copy -n 2 -t "$T" --json; then
+        run cli replay --rename gap.t=gap.copy "$dir/gap.rec"
+        replay_rc=$rc
+        finish_sub
+        cat >"$dir/gap_check.py" <<'PY'
+import json, sys
+rec = [json.loads(l) for l in open(sys.argv[1], "rb")]
+rep = [json.loads(l) for l in open(sys.argv[2], "rb")]
+assert [m["payload"] for m in rec] == ["a", "b"], rec
+assert [m["payload"] for m in rep] == ["a", "b"], rep
+recorded = rec[1]["ts_ns"] - rec[0]["ts_ns"]
+replayed = rep[1]["ts_ns"] - rep[0]["ts_ns"]
+assert recorded > 0 and replayed >= recorded / 2, (recorded, replayed)
+PY
+        check "replay at the recorded pace keeps the gap between messages (loosely)" \
+                eval '[ "$rec_rc" -eq 0 ] && [ "$replay_rc" -eq 0 ] && [ "$sub_rc" -eq 0 ] &&
+                      python3 "$dir/gap_check.py" "$dir/gap.print" "$dir/gapcopy.out"'
+else
+        not_ok "replay pace: sub subscribes" "$dir/gapcopy.err"
+fi
+
+run cli replay --speed sometimes "$dir/one.rec"
+check "replay: a bad --speed is a usage error" usage_error
+run cli replay "$dir/blob"
+check "replay of a file that is no recording fails saying so" runtime_error "not a zcbus recording"
+head -c 50 "$dir/one.rec" >"$dir/cut.rec"
+run cli replay --print "$dir/cut.rec"
+check "replay of a cut recording fails naming the record" runtime_error "record 1: the file ends inside"
+run cli record "$dir/x.rec"
+check "record: a missing TOPIC is a usage error" usage_error
+
 run cli pub --policy latest lossy a
 check "pub --policy latest creates a topic" eval '[ "$rc" -eq 0 ] && [ ! -s "$dir/last.err" ]'
 
@@ -388,6 +605,36 @@ if command -v python3 >/dev/null 2>&1; then
 v = json.load(open(sys.argv[1]))
 names = {t["name"] for t in v}
 assert {"rt", "stdin", "hist", "small", "lossy"} <= names, names' "$dir/last.out"
+fi
+
+# ---- bash completion ---------------------------------------------------------
+
+if command -v bash >/dev/null 2>&1 && [ -n "${ZCBUS_SRCDIR:-}" ]; then
+        # complete WORDS...: what the completion offers for the last word.
+        cat >"$dir/complete.sh" <<'SH'
+set -u
+src=$1 kind=$2
+shift 2
+source "$src/completions/$kind" || exit 3
+COMP_WORDS=("$@")
+COMP_CWORD=$(($# - 1))
+"_$kind" || exit 4
+printf '%s\n' "${COMPREPLY[@]}"
+SH
+        run bash "$dir/complete.sh" "$ZCBUS_SRCDIR" zcbus "$ZCBUS_CLI" re
+        check "bash completion of zcbus sources cleanly and completes commands" \
+                eval '[ "$rc" -eq 0 ] && [ ! -s "$dir/last.err" ] && expect "$dir/last.out" "record\nreplay\n"'
+        run bash "$dir/complete.sh" "$ZCBUS_SRCDIR" zcbus "$ZCBUS_CLI" sub --js
+        check "bash completion of zcbus completes a command's options" \
+                eval '[ "$rc" -eq 0 ] && expect "$dir/last.out" "%s\n" --json'
+        run bash "$dir/complete.sh" "$ZCBUS_SRCDIR" zcbus "$ZCBUS_CLI" -s "$sock" sub -n 2 rec.
+        check "bash completion of zcbus completes topic names from the broker given with -s" \
+                eval '[ "$rc" -eq 0 ] && expect "$dir/last.out" "rec.one\nrec.p.x\n"'
+        run bash "$dir/complete.sh" "$ZCBUS_SRCDIR" zcbus "$ZCBUS_CLI" pub --policy l
+        check "bash completion of zcbus completes option values" eval '[ "$rc" -eq 0 ] && expect "$dir/last.out" "latest\n"'
+        run bash "$dir/complete.sh" "$ZCBUS_SRCDIR" zcbusd "$ZCBUSD" --fore
+        check "bash completion of zcbusd sources cleanly and completes options" \
+                eval '[ "$rc" -eq 0 ] && [ ! -s "$dir/last.err" ] && expect "$dir/last.out" "%s\n" --foreground'
 fi
 
 # ---- lat and perf: the measuring tools, with baselines, briefly ---------------

@@ -183,6 +183,9 @@ START_TEST(test_open_reply_round_trips) {
                 .slot_size = 1u << 30,
                 .policy = ZCBUS_POLICY_LATEST,
                 .index = 4095,
+                .table = PROTO_FDS_MAX - 2,
+                .ntables = PROTO_FDS_MAX - 1,
+                .start = UINT64_C(1) << 62,
                 .ring_size = UINT64_C(1) << 40,
                 .subs_size = 4096,
         };
@@ -296,7 +299,7 @@ START_TEST(test_encoders_refuse_bad_input_and_small_buffers) {
         uint8_t buf[PROTO_MSG_MAX];
         struct proto_open o = {.role = PROTO_ROLE_PUB};
         struct proto_hello_reply hr = {0};
-        struct proto_open_reply orp = {.policy = ZCBUS_POLICY_RELIABLE};
+        struct proto_open_reply orp = {.policy = ZCBUS_POLICY_RELIABLE, .ntables = 1};
         struct proto_close cl = {.role = PROTO_ROLE_PUB};
         static struct proto_list_entry es[PROTO_LIST_MAX + 1];
         char toolong[PROTO_NAME_MAX + 2];
@@ -477,7 +480,7 @@ END_TEST
 START_TEST(test_fixed_size_body_with_trailing_bytes_is_rejected) {
         uint8_t buf[PROTO_MSG_MAX];
         struct proto_hello_reply hr = {0};
-        struct proto_open_reply orp = {.policy = ZCBUS_POLICY_RELIABLE};
+        struct proto_open_reply orp = {.policy = ZCBUS_POLICY_RELIABLE, .ntables = 1};
         struct proto_close cl = {.role = PROTO_ROLE_SUB};
         int lens[6];
 
@@ -608,14 +611,32 @@ START_TEST(test_policy_out_of_range_is_rejected) {
         for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
                 ck_assert_msg(decode_open(PROTO_ROLE_PUB, bad[i], 0, 3, "abc", 3) == -EBADMSG,
                               "OPEN policy %u accepted", bad[i]);
-                struct proto_open_reply r = {.policy = bad[i]};
+                struct proto_open_reply r = {.policy = bad[i], .ntables = 1};
                 size_t n = raw_msg(buf, PROTO_OPEN_REPLY, &r, sizeof(r));
                 ck_assert_msg(decode_exact(buf, n, NULL) == -EBADMSG, "OPEN_REPLY policy %u accepted", bad[i]);
         }
         /* A topic always has a concrete policy. */
-        struct proto_open_reply r = {.policy = ZCBUS_POLICY_DEFAULT};
+        struct proto_open_reply r = {.policy = ZCBUS_POLICY_DEFAULT, .ntables = 1};
         size_t n = raw_msg(buf, PROTO_OPEN_REPLY, &r, sizeof(r));
         ck_assert_int_eq(decode_exact(buf, n, NULL), -EBADMSG);
+        /* Tables: one at least, no more than the fds a message carries
+         * besides the ring, each index below that. */
+        static const struct {
+                uint32_t ntables, table;
+                int want;
+        } tabs[] = {{0, 0, -EBADMSG},
+                    {1, 0, 0},
+                    {PROTO_FDS_MAX - 1, PROTO_FDS_MAX - 2, 0},
+                    {PROTO_FDS_MAX, 0, -EBADMSG},
+                    {1, PROTO_FDS_MAX - 1, -EBADMSG},
+                    {UINT32_MAX, 0, -EBADMSG}};
+        for (size_t i = 0; i < sizeof(tabs) / sizeof(tabs[0]); i++) {
+                r = (struct proto_open_reply){
+                        .policy = ZCBUS_POLICY_RELIABLE, .ntables = tabs[i].ntables, .table = tabs[i].table};
+                n = raw_msg(buf, PROTO_OPEN_REPLY, &r, sizeof(r));
+                ck_assert_msg(decode_exact(buf, n, NULL) == tabs[i].want, "OPEN_REPLY ntables %u table %u",
+                              tabs[i].ntables, tabs[i].table);
+        }
 }
 END_TEST
 
@@ -762,7 +783,7 @@ static uint32_t rnd_below(uint32_t n) {
 static size_t make_seed(uint8_t *buf, size_t cap, unsigned kind) {
         struct proto_hello_reply hr = {.broker_version = 1, .max_topics = 9};
         struct proto_open o = {.role = PROTO_ROLE_SUB, .policy = 2, .slot_count = 8, .slot_size = 64};
-        struct proto_open_reply orp = {.slot_count = 8, .slot_size = 64, .policy = 1, .index = 3, .ring_size = 8192,
+        struct proto_open_reply orp = {.slot_count = 8, .slot_size = 64, .policy = 1, .index = 3, .ntables = 1, .ring_size = 8192,
                                        .subs_size = 4096};
         struct proto_close c = {.role = PROTO_ROLE_PUB, .index = 1};
         static struct proto_list_entry es[4];

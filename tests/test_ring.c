@@ -130,8 +130,8 @@ START_TEST(test_traffic_crosses_32bit_sequence_and_futex_word_wraparound) {
         /* Publish each message only once the reader has taken the one
          * before and announced that it sleeps again, so that every commit
          * bumps the futex word, until the word has wrapped past 2^32. */
-        struct seg_subs_notify *sn = seg_subs_notify(&t.bm);
-        struct seg_sub *me = seg_sub(&t.bm, 0);
+        struct seg_subs_notify *sn = seg_subs_notify(&t.bm, 0);
+        struct seg_sub *me = seg_sub(&t.bm, 0, 0);
         uint64_t rounds = 0;
         while (load_rlx(&seg_ring_notify(&t.bm)->data_word) >= word0) {
                 FAST_CHECK(rounds < 100000, "data word stuck at %#x after %llu wake-ups",
@@ -269,7 +269,7 @@ START_TEST(test_one_producer_one_subscriber_pass_a_million_messages_in_order) {
         }
         FAST_EQ(pthread_join(th, NULL), 0);
         FAST_EQ(ring_sub_recv(&s, msgs, 1, 0), -EAGAIN);
-        FAST_EQ(ld64(&seg_sub(&t.bm, 0)->received), x.n);
+        FAST_EQ(ld64(&seg_sub(&t.bm, 0, 0)->received), x.n);
         FAST_EQ(ld64(&seg_prod(&t.bm, 0)->published), x.n);
         ring_sub_deinit(&s);
         topic_close(&t);
@@ -442,7 +442,7 @@ START_TEST(test_subscribers_joining_mid_stream_never_see_gaps_or_overwrites) {
                         FAST_EQ(ring_sub_release(&s, &m.seq, 1), 0);
                 }
                 ring_sub_deinit(&s);
-                ring_sub_evict(&t.bm, j % 2);
+                ring_sub_evict(&t.bm, j % 2, 0);
         }
         atomic_store_explicit(&x.stop, 1, memory_order_release);
         FAST_EQ(pthread_join(th, NULL), 0);
@@ -473,7 +473,7 @@ START_TEST(test_history_gives_a_late_subscriber_exactly_the_last_k) {
                         ck_assert_uint_eq(recv_check_release(&s), q);
                 ck_assert_int_eq(ring_sub_recv(&s, &m, 1, 0), -EAGAIN);
                 ring_sub_deinit(&s);
-                ring_sub_evict(&t.bm, 0);
+                ring_sub_evict(&t.bm, 0, 0);
 
                 /* 100 published (more than the ring holds). */
                 pub_n(&pub, 95);
@@ -485,7 +485,7 @@ START_TEST(test_history_gives_a_late_subscriber_exactly_the_last_k) {
                 pub_n(&pub, 1);
                 ck_assert_uint_eq(recv_check_release(&s), 1100);
                 ring_sub_deinit(&s);
-                ring_sub_evict(&t.bm, 0);
+                ring_sub_evict(&t.bm, 0, 0);
 
                 /* history 0: only what is published from now on. */
                 sub_start(&t, &s, 1, 0, 64, held, ZCBUS_WAIT_ADAPTIVE);
@@ -493,7 +493,7 @@ START_TEST(test_history_gives_a_late_subscriber_exactly_the_last_k) {
                 pub_n(&pub, 1);
                 ck_assert_uint_eq(recv_check_release(&s), 1101);
                 ring_sub_deinit(&s);
-                ring_sub_evict(&t.bm, 1);
+                ring_sub_evict(&t.bm, 1, 0);
 
                 /* More than the ring holds: at most a ring's worth, ending
                  * with the newest, no gaps, nothing lost reported. */
@@ -548,7 +548,7 @@ START_TEST(test_holds_beyond_max_fail_with_enobufs_and_release_in_any_order) {
                 ck_assert_uint_eq(m[i].seq, (uint64_t)i);
                 check_msg(&m[i], 32);
         }
-        ck_assert_uint_eq(ld32(&seg_sub(&t.bm, 0)->held), 4);
+        ck_assert_uint_eq(ld32(&seg_sub(&t.bm, 0, 0)->held), 4);
 
         /* Release out of order; held messages stay intact meanwhile. */
         ck_assert_int_eq(ring_sub_release(&s, &m[2].seq, 1), 0);
@@ -559,9 +559,9 @@ START_TEST(test_holds_beyond_max_fail_with_enobufs_and_release_in_any_order) {
         ck_assert_int_eq(ring_sub_release(&s, pair, 2), 0);
         check_msg(&m[4], 32);
         ck_assert_int_eq(ring_sub_release(&s, &m[4].seq, 1), 0);
-        ck_assert_uint_eq(ld32(&seg_sub(&t.bm, 0)->held), 0);
+        ck_assert_uint_eq(ld32(&seg_sub(&t.bm, 0, 0)->held), 0);
         /* Everything released: the subscriber gates at its cursor only. */
-        ck_assert_uint_eq(ld64(&seg_sub(&t.bm, 0)->floor), 5);
+        ck_assert_uint_eq(ld64(&seg_sub(&t.bm, 0, 0)->floor), 5);
         for (uint64_t q = 5; q < 10; q++)
                 ck_assert_uint_eq(recv_check_release(&s), q);
         ring_sub_deinit(&s);
@@ -665,7 +665,7 @@ START_TEST(test_recv_on_an_empty_ring_returns_eagain_or_etimedout) {
                 ck_assert_int_eq(ring_sub_recv(&s, &m, 1, 10), -ETIMEDOUT);
                 ck_assert_int_eq(ring_sub_recv(&s, &m, 0, 0), -EINVAL);
                 ring_sub_deinit(&s);
-                ring_sub_evict(&t.bm, 0);
+                ring_sub_evict(&t.bm, 0, 0);
         }
         topic_close(&t);
 }

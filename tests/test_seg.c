@@ -28,7 +28,7 @@
 #include <unistd.h>
 
 #include "harness.h" /* header-only helpers */
-#include "ring.h"
+#include "ring_repair.h"
 #include "seg.h"
 #include "zcbus.h"
 
@@ -45,6 +45,7 @@ static struct seg_params valid_params(void) {
                 .max_subs = 8,
                 .start_seq = 1000,
                 .data_word_start = 77,
+                .sub_tables = 1,
         };
         for (int i = 0; i < 16; i++) {
                 p.segment_id[i] = (uint8_t)(0x10 + i);
@@ -185,8 +186,8 @@ START_TEST(test_ring_size_covers_every_part_and_refuses_oversized_totals) {
         ck_assert_uint_ge(sz, SEG_RING_PRODS_OFFSET + (uint64_t)p.max_producers * SEG_LINE +
                                       (uint64_t)p.slot_count * stride);
         ck_assert_uint_le(sz, SEG_RING_BYTES_MAX);
-        ck_assert_uint_ge(seg_subs_size(8, 16), SEG_SUBS_TABLE_OFFSET + 8 * SEG_LINE);
-        ck_assert_uint_ge(seg_subs_size(SEG_SUBS_MAX, 16), SEG_SUBS_TABLE_OFFSET + (uint64_t)SEG_SUBS_MAX * SEG_LINE);
+        ck_assert_uint_ge(seg_subs_size(8, 16, ZCBUS_POLICY_LATEST), SEG_SUBS_TABLE_OFFSET + 8 * SEG_LINE);
+        ck_assert_uint_ge(seg_subs_size(SEG_SUBS_MAX, 16, ZCBUS_POLICY_LATEST), SEG_SUBS_TABLE_OFFSET + (uint64_t)SEG_SUBS_MAX * SEG_LINE);
 
         /* Each limit alone is fine; the product is not (2^54 > 2^40). */
         p.slot_count = SEG_SLOT_COUNT_MAX;
@@ -215,7 +216,7 @@ START_TEST(test_created_memfds_are_sealed_sized_and_cloexec) {
         create_segments(&p, &rfd, &sfd);
         ck_assert_int_eq(seg_ring_size(&p, &want), 0);
         ck_assert_uint_eq(fd_size(rfd), want);
-        ck_assert_uint_eq(fd_size(sfd), seg_subs_size(p.max_subs, p.slot_count));
+        ck_assert_uint_eq(fd_size(sfd), seg_subs_size(p.max_subs, p.slot_count, p.policy));
 
         int fds[2] = {rfd, sfd};
         for (int i = 0; i < 2; i++) {
@@ -272,7 +273,7 @@ START_TEST(test_mapped_geometry_and_initial_state_match_the_params) {
         int fds0 = count_fds(), maps0 = count_memfd_maps();
 
         create_segments(&p, &rfd, &sfd);
-        ck_assert_int_eq(seg_map_fds(rfd, sfd, 1, &m), 0);
+        ck_assert_int_eq(seg_map_fds(rfd, &sfd, 1, 1, &m), 0);
         ck_assert_int_eq(count_memfd_maps(), maps0 + 2);
 
         ck_assert_uint_eq(m.g.slot_count, 16);
@@ -297,7 +298,7 @@ START_TEST(test_mapped_geometry_and_initial_state_match_the_params) {
         ck_assert_uint_eq(h->magic, SEG_RING_MAGIC);
         ck_assert_uint_eq(h->version, SEG_VERSION);
         ck_assert_uint_eq(h->seg_size, m.g.ring_size);
-        const struct seg_subs_hdr *sh = (const struct seg_subs_hdr *)m.subs;
+        const struct seg_subs_hdr *sh = (const struct seg_subs_hdr *)m.tables[0];
         ck_assert_uint_eq(sh->magic, SEG_SUBS_MAGIC);
         ck_assert_mem_eq(sh->segment_id, p.segment_id, 16);
 
@@ -308,8 +309,8 @@ START_TEST(test_mapped_geometry_and_initial_state_match_the_params) {
                 ck_assert_uint_eq(ld64(&seg_prod(&m, i)->claim), SEG_CLAIM_NONE);
         }
         for (uint32_t i = 0; i < 8; i++) {
-                ck_assert_uint_eq(ld32(&seg_sub(&m, i)->state), SEG_ENTRY_FREE);
-                ck_assert_uint_eq(ld64(&seg_sub(&m, i)->floor), SEG_FLOOR_NONE);
+                ck_assert_uint_eq(ld32(&seg_sub_state(&m, i)->state), SEG_ENTRY_FREE);
+                ck_assert_uint_eq(ld64(&seg_sub(&m, 0, i)->floor), SEG_FLOOR_NONE);
         }
         /* The LATEST hold bitmaps: one per slot, after the subscriber
          * table, inside the subs segment, all clear. */
@@ -318,9 +319,9 @@ START_TEST(test_mapped_geometry_and_initial_state_match_the_params) {
         ck_assert_uint_le(m.g.holds_offset + 16 * (uint64_t)m.g.hold_words * 8, m.g.subs_size);
         for (uint64_t s = 0; s < 16; s++)
                 ck_assert_msg(!ring_held(&m, s), "slot %llu held in a new segment", (unsigned long long)s);
-        ck_assert_ptr_eq(seg_holds(&m, 16), seg_holds(&m, 0));
-        ck_assert_ptr_eq(seg_holds(&m, 1), seg_holds(&m, 0) + m.g.hold_words);
-        const struct seg_subs_notify *sn = seg_subs_notify(&m);
+        ck_assert_ptr_eq(seg_holds(&m, 0, 16), seg_holds(&m, 0, 0));
+        ck_assert_ptr_eq(seg_holds(&m, 0, 1), seg_holds(&m, 0, 0) + m.g.hold_words);
+        const struct seg_subs_notify *sn = seg_subs_notify(&m, 0);
         ck_assert_uint_eq(ld32(&sn->data_armed), 0);
         ck_assert_uint_eq(ld32(&sn->room_armed), 0);
         /* No slot holds a message a reader could take for sequence >= start. */
@@ -350,19 +351,23 @@ START_TEST(test_hold_bitmaps_grow_with_the_subscriber_table) {
                 int rfd, sfd;
 
                 p.max_subs = subs[i];
+                p.policy = ZCBUS_POLICY_LATEST; /* only LATEST tables have holds */
                 create_segments(&p, &rfd, &sfd);
-                ck_assert_int_eq(seg_map_fds(rfd, sfd, 0, &m), 0);
+                ck_assert_int_eq(seg_map_fds(rfd, &sfd, 1, 1, &m), 0);
                 (void)close(rfd);
                 (void)close(sfd);
                 ck_assert_uint_eq(m.g.hold_words, (subs[i] + 63) / 64);
                 ck_assert_uint_ge(m.g.holds_offset, SEG_SUBS_TABLE_OFFSET + (uint64_t)subs[i] * SEG_LINE);
                 ck_assert_uint_le(m.g.holds_offset + (uint64_t)p.slot_count * m.g.hold_words * 8, m.g.subs_size);
                 /* The last subscriber's bit in the last slot is inside, and
-                 * visible to ring_held. */
-                ring_hold_take(&m, 15, subs[i] - 1);
+                 * visible to ring_held once the entry is live in the table
+                 * (before, nothing a table's writers set counts). */
+                ring_hold_take(&m, 0, 15, subs[i] - 1);
+                ck_assert(!ring_held(&m, 15));
+                (void)ring_sub_register(&m, subs[i] - 1, 0, 1, 0);
                 ck_assert(ring_held(&m, 15));
                 ck_assert(!ring_held(&m, 14));
-                ring_hold_drop(&m, 15, subs[i] - 1);
+                ring_hold_drop(&m, 0, 15, subs[i] - 1);
                 ck_assert(!ring_held(&m, 15));
                 seg_unmap(&m);
         }
@@ -394,29 +399,29 @@ START_TEST(test_map_refuses_unsealed_foreign_or_swapped_fds) {
 
         create_segments(&p, &rfd, &sfd);
         int urfd = unsealed_copy(rfd), usfd = unsealed_copy(sfd);
-        ck_assert_int_lt(seg_map_fds(urfd, sfd, 1, &m), 0);
-        ck_assert_int_lt(seg_map_fds(rfd, usfd, 1, &m), 0);
+        ck_assert_int_lt(seg_map_fds(urfd, &sfd, 1, 1, &m), 0);
+        ck_assert_int_lt(seg_map_fds(rfd, &usfd, 1, 1, &m), 0);
         /* Sealed against shrink and grow only: still a fine segment. */
         ck_assert_int_eq(fcntl(urfd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW), 0);
-        ck_assert_int_eq(seg_map_fds(urfd, sfd, 0, &m), 0);
+        ck_assert_int_eq(seg_map_fds(urfd, &sfd, 1, 0, &m), 0);
         seg_unmap(&m);
 
         ck_assert_int_eq(pipe2(p2, O_CLOEXEC), 0);
-        ck_assert_int_lt(seg_map_fds(p2[0], sfd, 0, &m), 0);
-        ck_assert_int_lt(seg_map_fds(rfd, p2[1], 0, &m), 0);
-        ck_assert_int_lt(seg_map_fds(-1, sfd, 0, &m), 0);
-        ck_assert_int_lt(seg_map_fds(sfd, rfd, 0, &m), 0);
-        ck_assert_int_lt(seg_map_fds(rfd, rfd, 0, &m), 0);
-        ck_assert_int_lt(seg_map_fds(sfd, sfd, 0, &m), 0);
+        ck_assert_int_lt(seg_map_fds(p2[0], &sfd, 1, 0, &m), 0);
+        ck_assert_int_lt(seg_map_fds(rfd, &p2[1], 1, 0, &m), 0);
+        ck_assert_int_lt(seg_map_fds(-1, &sfd, 1, 0, &m), 0);
+        ck_assert_int_lt(seg_map_fds(sfd, &rfd, 1, 0, &m), 0);
+        ck_assert_int_lt(seg_map_fds(rfd, &rfd, 1, 0, &m), 0);
+        ck_assert_int_lt(seg_map_fds(sfd, &sfd, 1, 0, &m), 0);
 
         /* A ring of another topic with this topic's subs segment. */
         struct seg_params q = valid_params();
         q.segment_id[0] ^= 1;
         int rfd2, sfd2;
         create_segments(&q, &rfd2, &sfd2);
-        ck_assert_int_lt(seg_map_fds(rfd2, sfd, 0, &m), 0);
-        ck_assert_int_lt(seg_map_fds(rfd, sfd2, 0, &m), 0);
-        ck_assert_int_eq(seg_map_fds(rfd2, sfd2, 0, &m), 0);
+        ck_assert_int_lt(seg_map_fds(rfd2, &sfd, 1, 0, &m), 0);
+        ck_assert_int_lt(seg_map_fds(rfd, &sfd2, 1, 0, &m), 0);
+        ck_assert_int_eq(seg_map_fds(rfd2, &sfd2, 1, 0, &m), 0);
         seg_unmap(&m);
 
         /* A sealed memfd of the right size with nothing in it. */
@@ -424,7 +429,7 @@ START_TEST(test_map_refuses_unsealed_foreign_or_swapped_fds) {
         ck_assert_int_ge(z, 0);
         ck_assert_int_eq(ftruncate(z, (off_t)fd_size(rfd)), 0);
         ck_assert_int_eq(fcntl(z, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL), 0);
-        ck_assert_int_lt(seg_map_fds(z, sfd, 0, &m), 0);
+        ck_assert_int_lt(seg_map_fds(z, &sfd, 1, 0, &m), 0);
 
         int all[] = {rfd, sfd, urfd, usfd, p2[0], p2[1], rfd2, sfd2, z};
         for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++)
@@ -446,7 +451,7 @@ static void valid_copy(struct copy *c) {
         int rfd, sfd;
 
         create_segments(&p, &rfd, &sfd);
-        ck_assert_int_eq(seg_map_fds(rfd, sfd, 0, &m), 0);
+        ck_assert_int_eq(seg_map_fds(rfd, &sfd, 1, 0, &m), 0);
         (void)close(rfd);
         (void)close(sfd);
         c->ring_size = m.g.ring_size;
@@ -455,7 +460,7 @@ static void valid_copy(struct copy *c) {
         c->subs = malloc(c->subs_size);
         ck_assert(c->ring && c->subs);
         memcpy(c->ring, m.ring, c->ring_size);
-        memcpy(c->subs, m.subs, c->subs_size);
+        memcpy(c->subs, m.tables[0], c->subs_size);
         seg_unmap(&m);
 }
 
@@ -585,10 +590,10 @@ START_TEST(test_subscriber_readonly_ring_map_reads_but_cannot_write) {
 
         create_segments(&p, &rfd, &sfd);
         int rofd = reopen_rdonly(rfd);
-        ck_assert_int_eq(seg_map_fds(rfd, sfd, 1, &rw), 0);
+        ck_assert_int_eq(seg_map_fds(rfd, &sfd, 1, 1, &rw), 0);
         /* Asking for a writable ring through a read-only fd fails. */
-        ck_assert_int_eq(seg_map_fds(rofd, sfd, 1, &ro), -EACCES);
-        ck_assert_int_eq(seg_map_fds(rofd, sfd, 0, &ro), 0);
+        ck_assert_int_eq(seg_map_fds(rofd, &sfd, 1, 1, &ro), -EACCES);
+        ck_assert_int_eq(seg_map_fds(rofd, &sfd, 1, 0, &ro), 0);
         (void)close(rofd);
         (void)close(rfd);
         (void)close(sfd);
@@ -608,8 +613,8 @@ START_TEST(test_subscriber_readonly_ring_map_reads_but_cannot_write) {
         ck_assert_uint_eq(r->len, 42);
         ck_assert_uint_eq(seg_payload(r)[0], 0xab);
         /* The subscriber table stays writable for the subscriber. */
-        store_rlx(&seg_sub(&ro, 0)->next, 5);
-        ck_assert_uint_eq(ld64(&seg_sub(&rw, 0)->next), 5);
+        store_rlx(&seg_sub(&ro, 0, 0)->next, 5);
+        ck_assert_uint_eq(ld64(&seg_sub(&rw, 0, 0)->next), 5);
 
         /* The mapping cannot be made writable after the fact. */
         errno = 0;

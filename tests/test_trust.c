@@ -137,7 +137,7 @@ START_TEST(test_a_transient_latest_hold_wakes_an_armed_room_sleeper) {
         zcbus_msg m;
 
         topic_open(&t, &p);
-        sn = seg_subs_notify(&t.bm);
+        sn = seg_subs_notify(&t.bm, 0);
         sub_start(&t, &s, 0, 0, 4, held, ZCBUS_WAIT_ADAPTIVE);
         /* A producer stepped over seq 0 (the real marker code), and one
          * waits for room: armed, word read. */
@@ -208,7 +208,7 @@ START_TEST(test_a_producer_dead_inside_its_wake_strands_no_sleeper) {
                 ck_assert_int_eq(ring_pub_claim(&pub, 1, 0, &seq), 0);
                 fill_publish(&pub, seq);
                 full_fence();
-                ck_assert_uint_eq(atomic_exchange(&seg_subs_notify(&t.pm)->data_armed, 0), 1);
+                ck_assert_uint_eq(atomic_exchange(&seg_subs_notify(&t.pm, 0)->data_armed, 0), 1);
                 /* The broker finds it dead. */
                 ck_assert_int_eq(ring_prod_evict(&t.bm, 1), 0);
 
@@ -236,7 +236,7 @@ START_TEST(test_a_killed_sleeper_costs_one_wake_and_nothing_after) {
         uint64_t held[4], lheld[4];
 
         topic_open(&t, &p);
-        sn = seg_subs_notify(&t.bm);
+        sn = seg_subs_notify(&t.bm, 0);
         sub_start(&t, &live, 1, 0, 4, lheld, ZCBUS_WAIT_ADAPTIVE);
         fflush(NULL);
         pid_t pid = fork();
@@ -254,7 +254,7 @@ START_TEST(test_a_killed_sleeper_costs_one_wake_and_nothing_after) {
         int st;
         ck_assert_int_eq(waitpid(pid, &st, 0), pid);
         ck_assert(WIFSIGNALED(st));
-        ring_sub_evict(&t.bm, 0); /* the broker */
+        ring_sub_evict(&t.bm, 0, 0); /* the broker */
 
         pub_start(&t, &pub, 0, ZCBUS_WAIT_ADAPTIVE);
         for (unsigned i = 0; i < 1000; i++) {
@@ -361,7 +361,7 @@ static void *kp_broker_main(void *arg) {
         if (waitpid(b->pid, &b->status, 0) != b->pid)
                 b->status = -1;
         if (b->role == KP_SUBSCRIBER) {
-                ring_sub_evict(&b->t->bm, 1);
+                ring_sub_evict(&b->t->bm, 1, 0);
         } else {
                 b->repair = ring_prod_evict(&b->t->bm, 1);
                 for (unsigned i = 0; b->repair == -EAGAIN && i < 1000000; i++) {
@@ -383,7 +383,7 @@ static void kp_victim(struct topic *t, const struct kp_case *c, unsigned n, bool
                 for (unsigned i = 0; i < 2000; i++) {
                         /* To die in a wake-up, a reader must be asleep. */
                         if (c->point == KP_WAKE_TAKEN)
-                                while (load_sc(&seg_subs_notify(&t->pm)->data_armed) == 0)
+                                while (load_sc(&seg_subs_notify(&t->pm, 0)->data_armed) == 0)
                                         (void)sched_yield();
                         if (pub_one(&pub, 5000, NULL) < 0)
                                 _exit(2);
@@ -393,7 +393,10 @@ static void kp_victim(struct topic *t, const struct kp_case *c, unsigned n, bool
         struct ring_sub s;
         uint64_t held[4];
         zcbus_msg m;
-        if (ring_sub_init(&s, &t->sm, 1, 0, 4, held, wait_mode(ZCBUS_WAIT_FUTEX)) < 0)
+        /* Registered by the parent (the broker's part): it starts where
+         * the registration put it. */
+        if (ring_sub_init(&s, &t->sm, 1, 0, load_rlx(&seg_sub(&t->sm, 0, 1)->next), 4, held,
+                          wait_mode(ZCBUS_WAIT_FUTEX)) < 0)
                 _exit(3);
         (void)reliable;
         for (unsigned i = 0; i < 20000; i++) {
@@ -406,7 +409,7 @@ static void kp_victim(struct topic *t, const struct kp_case *c, unsigned n, bool
                  * behind this subscriber's hold (the other reader is asleep
                  * for data then, so the arm is this one's to take). */
                 if (c->point == KP_WAKE_TAKEN)
-                        while (load_sc(&seg_subs_notify(&t->sm)->room_armed) == 0)
+                        while (load_sc(&seg_subs_notify(&t->sm, 0)->room_armed) == 0)
                                 (void)sched_yield();
                 (void)ring_sub_release(&s, &m.seq, 1);
         }
@@ -431,13 +434,14 @@ START_TEST(test_a_peer_killed_at_any_point_stalls_nothing) {
                         topic_open(&t, &p);
                         /* Entries as the broker hands them out: the reader is
                          * registered before the victim starts. */
-                        ring_sub_activate(&t.bm, 0, (uint32_t)getpid());
-                        ck_assert_int_eq(ring_sub_init(&x.s, &t.sm, 0, 0, 4, x.held, wait_mode(ZCBUS_WAIT_FUTEX)), 0);
+                        uint64_t start = ring_sub_register(&t.bm, 0, 0, (uint32_t)getpid(), 0);
+                        ck_assert_int_eq(
+                                ring_sub_init(&x.s, &t.sm, 0, 0, start, 4, x.held, wait_mode(ZCBUS_WAIT_FUTEX)), 0);
                         x.start = x.s.next;
                         if (c->role == KP_PRODUCER)
                                 ring_prod_activate(&t.bm, 1, 0);
                         else
-                                ring_sub_activate(&t.bm, 1, 0);
+                                (void)ring_sub_register(&t.bm, 1, 0, 0, 0);
                         pub_start(&t, &pub, 0, ZCBUS_WAIT_FUTEX);
                         fflush(NULL);
                         pid_t pid = fork();
@@ -455,7 +459,7 @@ START_TEST(test_a_peer_killed_at_any_point_stalls_nothing) {
                                 ck_assert_msg(i < 200000, "%s: the victim never died", what);
                                 if (c->point == KP_SLEEP_ARMED) {
                                         uint64_t h = ring_head(&t.bm);
-                                        struct seg_sub *v = seg_sub(&t.bm, 1);
+                                        struct seg_sub *v = seg_sub(&t.bm, 0, 1);
                                         while (load_sc(&v->next) < h && !atomic_load(&b.done))
                                                 (void)sched_yield();
                                 }

@@ -2,9 +2,12 @@
 /*
  * plot.c: the latency percentile plot of `zcbus lat --plot` (plot.h): a
  * gnuplot script written down a pipe to a gnuplot child, whose own
- * chatter goes to stderr because stdout may be carrying JSON.
+ * chatter goes to stderr because stdout may be carrying JSON. Latency is
+ * in nanoseconds, as in lat's table; each curve's key says its sample
+ * count, and a corner the host and the date.
  */
 #include <errno.h>
+#include <inttypes.h>
 #include <limits.h>
 #include <math.h>
 #include <signal.h>
@@ -13,6 +16,7 @@
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "cli_util.h"
@@ -54,7 +58,24 @@ static void gp_str(FILE *f, const char *s) {
         (void)fputc('\'', f);
 }
 
+/* "host NAME, YYYY-MM-DD HH:MM TZ" for the plot's corner. */
+static void plot_stamp(char *buf, size_t len) {
+        char host[256] = "?", when[64] = "?";
+        time_t now = time(NULL);
+        struct tm tm;
+
+        if (gethostname(host, sizeof(host)) < 0)
+                (void)snprintf(host, sizeof(host), "?");
+        host[sizeof(host) - 1] = '\0';
+        if (localtime_r(&now, &tm))
+                (void)strftime(when, sizeof(when), "%Y-%m-%d %H:%M %Z", &tm);
+        (void)snprintf(buf, len, "host %s, %s", host, when);
+}
+
 static void gp_script(FILE *f, const char *png, const char *title, const struct bench_series *s, unsigned n) {
+        char stamp[384];
+
+        plot_stamp(stamp, sizeof(stamp));
         (void)fputs("if (strstrt(GPVAL_TERMINALS, 'pngcairo') > 0) "
                     "{ set terminal pngcairo size 1000,600 noenhanced font ',10' } "
                     "else { set terminal png size 1000,600 noenhanced }\n",
@@ -64,14 +85,21 @@ static void gp_script(FILE *f, const char *png, const char *title, const struct 
         (void)fputs("\nset title ", f);
         gp_str(f, title);
         (void)fputs("\nset logscale x\nset logscale y\nset grid xtics ytics mytics\n"
-                    "set xlabel 'percentile'\nset ylabel 'latency (us)'\nset format y '%g'\n"
+                    "set xlabel 'percentile'\nset ylabel 'round trip (ns)'\nset format y '%g'\n"
                     "set xtics ('0%%' 1, '50%%' 2, '90%%' 10, '99%%' 100, '99.9%%' 1000, '99.99%%' 10000, "
                     "'99.999%%' 100000, '99.9999%%' 1000000)\n"
-                    "set key top left\nplot ",
+                    "set key top left\n",
                     f);
+        /* Where and when, as the table beside it says (docs/benchmarks.md). */
+        (void)fputs("set label 1 ", f);
+        gp_str(f, stamp);
+        (void)fputs(" at screen 0.99, 0.015 right\nplot ", f);
         for (unsigned i = 0; i < n; i++) {
+                char key[160];
+
+                (void)snprintf(key, sizeof(key), "%s (%" PRIu64 " samples)", s[i].title, s[i].h->count);
                 (void)fprintf(f, "%s'-' using 1:2 with lines lw 2 title ", i ? ", " : "");
-                gp_str(f, s[i].title);
+                gp_str(f, key);
         }
         (void)fputc('\n', f);
         for (unsigned i = 0; i < n; i++) {
@@ -83,9 +111,9 @@ static void gp_script(FILE *f, const char *png, const char *title, const struct 
                         double x = pow(10.0, k / 20.0);
                         if (x >= top)
                                 break;
-                        (void)fprintf(f, "%.6g %.3f\n", x, (double)hist_percentile(h, 100.0 * (1.0 - 1.0 / x)) / 1e3);
+                        (void)fprintf(f, "%.6g %.0f\n", x, (double)hist_percentile(h, 100.0 * (1.0 - 1.0 / x)));
                 }
-                (void)fprintf(f, "%.6g %.3f\ne\n", top, (double)h->max / 1e3);
+                (void)fprintf(f, "%.6g %.0f\ne\n", top, (double)h->max);
         }
 }
 

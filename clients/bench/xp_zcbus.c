@@ -51,10 +51,9 @@ int bench_broker_check(const char *cmd, const char *sock) {
                 return 0;
         }
         bench_broker_path(sock, path, sizeof(path));
-        if (r == -ENOENT || r == -ECONNREFUSED)
-                cli_err(cmd, "cannot connect to broker at '%s' (start zcbusd)", path);
-        else
-                cli_err(cmd, "cannot connect to broker at '%s' (start zcbusd): %s", path, zcbus_strerror(r));
+        /* The same words as the other commands (clients/main.c). */
+        cli_err(cmd, "cannot connect to broker at '%s': %s%s", path, zcbus_strerror(r),
+                r == -ENOENT || r == -ECONNREFUSED ? " (is zcbusd running?)" : "");
         return r;
 }
 
