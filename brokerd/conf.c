@@ -92,7 +92,7 @@ void conf_init(struct conf *c) {
                 .slot_size = 4096,
                 .policy = ZCBUS_POLICY_RELIABLE,
                 .max_producers = 16,
-                .max_subscribers = 64,
+                .max_subscribers = 256,
                 .sub_uids = 8,
                 .max_topics = 1024,
                 .max_sessions = 1024,
