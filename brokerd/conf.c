@@ -104,7 +104,7 @@ void conf_init(struct conf *c) {
                 .max_unauthenticated = 64,
                 .repair_timeout_ms = 30000,
                 .stall_timeout_ms = 10000,
-                .uid_max_sessions = 256,
+                .uid_max_sessions = 512,
                 .uid_max_topics = 256,
                 .uid_max_entries = 4096,
                 .uid_max_bytes = UINT64_C(2) << 30,
