@@ -174,6 +174,15 @@ int zcbus_pub_send(zcbus_pub *pub, const void *data, size_t len, int timeout_ms)
 /* Copy up to n messages into the ring with one claim and one notification.
  * Returns the number sent (>= 1), or a negative errno if none was. */
 int zcbus_pub_send_batch(zcbus_pub *pub, const zcbus_iov *msgs, unsigned n, int timeout_ms);
+/* Zero-copy batches: borrow up to n slots at once (reliable topics: n
+ * consecutive sequences with one claim; latest topics: one), bufs[i] the
+ * i-th slot's payload (slot_size bytes, 32-byte aligned), waiting per
+ * timeout_ms for room. Returns how many were loaned (>= 1). Then publish
+ * the first k of them with lens[i] bytes each and one notification; slots
+ * loaned and not committed are written off (subscribers step over them). */
+#define ZCBUS_HAVE_LOAN_BATCH 1
+int zcbus_pub_loan_batch(zcbus_pub *pub, unsigned n, void **bufs, int timeout_ms);
+int zcbus_pub_commit_batch(zcbus_pub *pub, const size_t *lens, unsigned k);
 int zcbus_pub_info(zcbus_pub *pub, zcbus_topic_info *info);
 int zcbus_pub_stats_get(zcbus_pub *pub, zcbus_pub_stats *stats);
 void zcbus_pub_close(zcbus_pub *pub);

@@ -67,6 +67,7 @@ struct zcbus_pub {
         bool loaned;
         uint64_t loan_seq;
         size_t loan_len;
+        uint32_t loan_n; /* sequences loaned from loan_seq */
 };
 
 struct zcbus_sub {
@@ -491,6 +492,7 @@ static _always_inline_ int pub_loan(zcbus_pub *pub, size_t len, void **buf, int 
         pub->loaned = true;
         pub->loan_seq = seq;
         pub->loan_len = len;
+        pub->loan_n = 1;
         *buf = ring_pub_payload(&pub->rp, seq);
         return 0;
 }
@@ -511,6 +513,9 @@ static _always_inline_ int pub_commit(zcbus_pub *pub, size_t len) {
         if (len > pub->loan_len)
                 return -EMSGSIZE;
         ring_pub_publish(&pub->rp, pub->loan_seq, (uint32_t)len, ring_pub_now(&pub->rp));
+        /* The rest of a batch loan committed as one message: written off. */
+        for (uint32_t i = 1; _unlikely_(i < pub->loan_n); i++)
+                ring_pub_write_off(&pub->rp, pub->loan_seq + i);
         pub->loaned = false;
         ring_pub_notify(&pub->rp);
         return 0;
@@ -518,6 +523,47 @@ static _always_inline_ int pub_commit(zcbus_pub *pub, size_t len) {
 
 _public_ int zcbus_pub_commit(zcbus_pub *pub, size_t len) {
         return pub_commit(pub, len);
+}
+
+_public_ int zcbus_pub_loan_batch(zcbus_pub *pub, unsigned n, void **bufs, int timeout_ms) {
+        uint64_t seq;
+        int r;
+
+        if (!pub || !bufs || n == 0)
+                return -EINVAL;
+        if (pub->loaned)
+                return -EBUSY;
+        /* One claim covers consecutive sequences under RELIABLE only: a
+         * LATEST producer steps over held slots one claim at a time. */
+        n = pub->rp.reliable ? MIN(n, pub->map.g.slot_count) : 1;
+        r = ring_pub_claim(&pub->rp, n, timeout_ms, &seq);
+        if (r < 0)
+                return r;
+        for (unsigned i = 0; i < n; i++)
+                bufs[i] = ring_pub_payload(&pub->rp, seq + i);
+        pub->loaned = true;
+        pub->loan_seq = seq;
+        pub->loan_len = pub->map.g.slot_size;
+        pub->loan_n = n;
+        return (int)n;
+}
+
+_public_ int zcbus_pub_commit_batch(zcbus_pub *pub, const size_t *lens, unsigned k) {
+        uint64_t ts;
+
+        if (!pub || !pub->loaned || (k && !lens) || k > pub->loan_n)
+                return -EINVAL;
+        for (unsigned i = 0; i < k; i++)
+                if (lens[i] > pub->loan_len)
+                        return -EMSGSIZE;
+        ts = ring_pub_now(&pub->rp);
+        for (unsigned i = 0; i < k; i++)
+                ring_pub_publish(&pub->rp, pub->loan_seq + i, (uint32_t)lens[i], ts);
+        for (unsigned i = k; i < pub->loan_n; i++)
+                ring_pub_write_off(&pub->rp, pub->loan_seq + i);
+        pub->loaned = false;
+        ring_pub_notify(&pub->rp);
+        return 0;
 }
 
 _public_ int zcbus_pub_send(zcbus_pub *pub, const void *data, size_t len, int timeout_ms) {

@@ -51,6 +51,10 @@ static int wait_result(long r) {
 }
 
 int futex_wait(au32 *word, uint32_t expected, uint64_t deadline_ns) {
+        return futex_wait_bits(word, expected, deadline_ns, FUTEX_BITSET_MATCH_ANY);
+}
+
+int futex_wait_bits(au32 *word, uint32_t expected, uint64_t deadline_ns, uint32_t bits) {
         struct timespec ts;
         long r;
 
@@ -61,8 +65,13 @@ int futex_wait(au32 *word, uint32_t expected, uint64_t deadline_ns) {
         }
         /* FUTEX_WAIT_BITSET takes an absolute CLOCK_MONOTONIC deadline. */
         r = syscall(SYS_futex, (uint32_t *)word, FUTEX_WAIT_BITSET, expected, deadline_ns ? &ts : NULL,
-                    NULL, FUTEX_BITSET_MATCH_ANY);
+                    NULL, bits);
         return wait_result(r);
+}
+
+int futex_wake_bits(au32 *word, int n, uint32_t bits) {
+        long r = syscall(SYS_futex, (uint32_t *)word, FUTEX_WAKE_BITSET, n, NULL, NULL, bits);
+        return r < 0 ? negerrno() : (int)r;
 }
 
 int futex_wake(au32 *word, int n) {

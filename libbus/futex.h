@@ -15,6 +15,11 @@
 int futex_wait(au32 *word, uint32_t expected, uint64_t deadline_ns);
 /* Wake up to n sleepers on word. Returns how many were woken (>= 0). */
 int futex_wake(au32 *word, int n);
+/* The same with a bitset: futex_wait_bits sleeps tagged with bits, and
+ * futex_wake_bits wakes only sleepers whose tag shares a bit with bits
+ * (futex_wait's and futex_waitv's sleepers match any). */
+int futex_wait_bits(au32 *word, uint32_t expected, uint64_t deadline_ns, uint32_t bits);
+int futex_wake_bits(au32 *word, int n, uint32_t bits);
 /* Sleep on several words at once (futex_waitv); -ENOSYS if the kernel
  * lacks it. Returns >= 0 (the index woken), -ETIMEDOUT, -EINTR, or 0 with
  * EAGAIN folded in when a value already differed. */

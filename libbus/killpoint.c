@@ -34,6 +34,7 @@ const char *kill_point_name(enum kill_point p) {
                 [KP_AFTER_STAMP] = "after-stamp",       [KP_WAKE_TAKEN] = "wake-taken",
                 [KP_SLEEP_ARMED] = "sleep-armed",       [KP_LATEST_WRITING] = "latest-writing",
                 [KP_HOLD_TAKEN] = "hold-taken",         [KP_FLOOR_STORED] = "floor-stored",
+                [KP_RELAY_TAKEN] = "relay-taken",
         };
         return (unsigned)p < KP_COUNT_ ? names[p] : "?";
 }

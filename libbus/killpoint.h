@@ -24,6 +24,7 @@ enum kill_point {
         KP_LATEST_WRITING, /* LATEST producer: WRITING stamped, holds not looked at (I) */
         KP_HOLD_TAKEN,     /* LATEST reader: hold bit set, stamp not re-checked (H) */
         KP_FLOOR_STORED,   /* reader: floor raised, producers not woken (E) */
+        KP_RELAY_TAKEN,    /* reader woken: took the relay, the rest not woken (R) */
         KP_COUNT_
 };
 

@@ -204,7 +204,11 @@ struct seg_subs_notify {
                             (exchange to 0) and wakes once */
         au32 room_armed; /* a producer sleeps on room_word */
         au32 room_word;  /* futex: bumped when a release wakes producers */
-        uint8_t pad[SEG_LINE - 12];
+        au32 data_word;  /* futex this table's readers sleep on: a producer
+                            bumps it and wakes two; the first woken wakes
+                            the rest (the relay) */
+        au32 relayed;    /* the last data_word value a reader relayed */
+        uint8_t pad[SEG_LINE - 20];
 };
 static_assert(sizeof(struct seg_subs_notify) == SEG_LINE, "one line");
 

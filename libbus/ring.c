@@ -34,6 +34,10 @@
  *   K  sleepers arm (armed = 1, SC) after reading the futex word and
  *      before re-checking; wakers wake only if they take the arm
  *      (exchange to 0, SC) after their store and fence [pairs C-F]
+ *   R  readers' wakes are relayed: the waker bumps the table's word and
+ *      wakes two sleepers tagged with its old value; a sleeper that wakes
+ *      to a changed word claims the new value (CAS of `relayed`) and
+ *      wakes every sleeper; the broker wakes all after any death
  *   J  producer claim record: claim = PENDING|head (release) before the
  *      fetch-add, the sequence after; the broker reads head, then the
  *      claims, then the stamps, so a dead producer's hole is found
@@ -77,26 +81,26 @@ unsigned ring_room_words_all(const struct seg_map *m, struct wait_words *ww) {
 
 bool ring_wake_data(const struct seg_map *m) {
         struct seg_ring_notify *rn = seg_ring_notify(m);
-        bool took = false;
+        bool woke = false;
 
         /* SC loads after the caller's fence or RMW; each exchange takes one
-         * arming (K). A sleeper re-arms after every wake, so taking them all
-         * and waking once wakes everyone who armed. */
-        if (load_sc(&rn->prod_armed) && atomic_exchange_explicit(&rn->prod_armed, 0, memory_order_seq_cst))
-                took = true;
-        for (uint32_t t = 0, n = seg_tables_bound(m); t < n; t++) {
-                au32 *a;
-                if (!m->tables[t])
-                        continue;
-                a = &seg_subs_notify(m, t)->data_armed;
-                if (load_sc(a) && atomic_exchange_explicit(a, 0, memory_order_seq_cst))
-                        took = true;
+         * arming (K). */
+        if (load_sc(&rn->prod_armed) && atomic_exchange_explicit(&rn->prod_armed, 0, memory_order_seq_cst)) {
+                KILL_POINT(KP_WAKE_TAKEN);
+                wait_wake_all(&rn->data_word);
+                woke = true;
         }
-        if (!took)
-                return false;
-        KILL_POINT(KP_WAKE_TAKEN);
-        wait_wake_all(&rn->data_word);
-        return true;
+        for (uint32_t t = 0, n = seg_tables_bound(m); t < n; t++)
+                if (m->tables[t])
+                        woke |= wait_wake_relay(ring_data_words(m, t));
+        return woke;
+}
+
+void ring_wake_data_all(const struct seg_map *m) {
+        wait_wake_all(&seg_ring_notify(m)->data_word);
+        for (uint32_t t = 0; t < m->g.sub_tables; t++)
+                if (m->tables[t])
+                        wait_wake_all(&seg_subs_notify(m, t)->data_word);
 }
 
 void ring_mark_slot(const struct seg_map *m, uint64_t seq, uint32_t producer, uint32_t flag) {

@@ -32,24 +32,30 @@ static inline bool ring_is_latest(const struct seg_map *m) {
  * ring. Producers wait for room on the room words of every bound table
  * (subscribers of each wake through their own). */
 static inline struct wait_words ring_data_words(const struct seg_map *m, uint32_t table) {
-        return (struct wait_words){&seg_subs_notify(m, table)->data_armed, &seg_ring_notify(m)->data_word};
+        struct seg_subs_notify *sn = seg_subs_notify(m, table);
+        return (struct wait_words){&sn->data_armed, &sn->data_word, &sn->relayed};
 }
 static inline struct wait_words ring_prod_data_words(const struct seg_map *m) {
         struct seg_ring_notify *rn = seg_ring_notify(m);
-        return (struct wait_words){&rn->prod_armed, &rn->data_word};
+        return (struct wait_words){&rn->prod_armed, &rn->data_word, NULL};
 }
 static inline struct wait_words ring_room_words(const struct seg_map *m, uint32_t table) {
         struct seg_subs_notify *sn = seg_subs_notify(m, table);
-        return (struct wait_words){&sn->room_armed, &sn->room_word};
+        return (struct wait_words){&sn->room_armed, &sn->room_word, NULL};
 }
 /* The room words of every bound, mapped table into ww (SEG_TABLES_MAX
  * entries); returns how many (0 when no table is bound). */
 unsigned ring_room_words_all(const struct seg_map *m, struct wait_words *ww);
 
-/* Wake data sleepers if any armed (K: taking every arm raised, then one
- * bump and wake-all). After the caller's stores and a full fence (D).
- * Returns whether it woke. */
+/* Wake data sleepers if any armed: producers waiting on the ring's word
+ * (taking the arm, then a bump and wake-all), readers of each bound table
+ * (a relayed wake: two woken, who wake the rest, R). After the caller's
+ * stores and a full fence (D). Returns whether it woke. */
 bool ring_wake_data(const struct seg_map *m);
+/* Bump every data word and wake every sleeper on it: after a peer died
+ * (it may have died inside a wake-up or a relay), or slots were written
+ * off. */
+void ring_wake_data_all(const struct seg_map *m);
 /* floor + n, saturating: SEG_FLOOR_NONE gates nothing. */
 static inline uint64_t ring_floor_plus(uint64_t floor, uint32_t n) {
         return floor > UINT64_MAX - n ? UINT64_MAX : floor + n;

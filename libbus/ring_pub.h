@@ -152,6 +152,15 @@ static _always_inline_ void ring_pub_publish(struct ring_pub *p, uint64_t seq, u
                 ring_claim_clear(p);
 }
 
+/* Write off claimed sequence seq without a message: readers step over
+ * it. */
+static _always_inline_ void ring_pub_write_off(struct ring_pub *p, uint64_t seq) {
+        ring_mark_slot(p->m, seq, p->index, SEG_SLOT_ABANDONED);
+        stat_inc(&p->me->abandoned, 1);
+        if (++p->nwritten == p->nclaim)
+                ring_claim_clear(p);
+}
+
 /* Wake sleeping readers if one armed. D: one full fence orders every
  * stamp published since the last notify before the look at the arms
  * (C11 fence rules: a reader's SC re-load that follows this fence in S

@@ -99,7 +99,7 @@ uint64_t ring_sub_register(const struct seg_map *m, uint32_t index, uint32_t tab
  * its notify. Whatever it left undone, wake every sleeper on every word:
  * each re-checks and, if it still has to wait, arms again. */
 static void wake_both(const struct seg_map *m) {
-        wait_wake_all(&seg_ring_notify(m)->data_word);
+        ring_wake_data_all(m);
         ring_wake_room(m);
 }
 
@@ -381,7 +381,7 @@ int ring_prod_repair_step(const struct seg_map *m, uint32_t index, struct ring_r
                 st->next = t + 1;
         }
         if (marked) /* one wake for every slot written off in this step */
-                wait_wake_all(&seg_ring_notify(m)->data_word);
+                ring_wake_data_all(m);
         if (r < 0)
                 return r;
         repair_done(m, index);

@@ -193,7 +193,7 @@ static void ring_init(const struct seg_map *m, const struct seg_params *p) {
 }
 
 /* Write table t's header and initial words. */
-static void table_init(const struct seg_map *m, uint32_t t) {
+static void table_init(const struct seg_map *m, uint32_t t, uint32_t data_word_start) {
         const struct seg_geom *g = &m->g;
         struct seg_subs_hdr *sh = (struct seg_subs_hdr *)m->tables[t];
 
@@ -211,6 +211,8 @@ static void table_init(const struct seg_map *m, uint32_t t) {
         memcpy(sh->segment_id, g->segment_id, 16);
         for (uint32_t i = 0; i < g->max_subs; i++)
                 store_rlx(&seg_sub(m, t, i)->floor, SEG_FLOOR_NONE);
+        store_rlx(&seg_subs_notify(m, t)->data_word, data_word_start);
+        store_rlx(&seg_subs_notify(m, t)->relayed, data_word_start);
 }
 
 static int check_fd(int fd, uint64_t *ret_size);
@@ -264,7 +266,7 @@ static void close_fds(int *fds, uint32_t n) {
 }
 
 /* Create, initialise and seal table t of a topic of geometry g. */
-static int table_create(const struct seg_geom *g, uint32_t t, int *ret_fd) {
+static int table_create(const struct seg_geom *g, uint32_t t, uint32_t data_word_start, int *ret_fd) {
         _cleanup_close_ int fd = -1;
         _cleanup_mapping_ struct mapping x = {0};
         struct seg_map m = {.g = *g};
@@ -278,7 +280,7 @@ static int table_create(const struct seg_geom *g, uint32_t t, int *ret_fd) {
         if (r < 0)
                 return r;
         m.tables[t] = x.p;
-        table_init(&m, t);
+        table_init(&m, t, data_word_start);
         if (fcntl(fd, F_ADD_SEALS, SEG_SEALS) < 0)
                 return negerrno();
         *ret_fd = TAKE_FD(fd);
@@ -288,7 +290,7 @@ static int table_create(const struct seg_geom *g, uint32_t t, int *ret_fd) {
 int seg_create_table(const struct seg_geom *g, uint32_t t, int *ret_fd) {
         if (t >= g->sub_tables)
                 return -EINVAL;
-        return table_create(g, t, ret_fd);
+        return table_create(g, t, 0, ret_fd);
 }
 
 int seg_map_table(struct seg_map *m, int fd) {
@@ -342,7 +344,7 @@ int seg_create(const struct seg_params *p, int *ret_ring_fd, int *ret_table_fds)
         m.ring_writable = 1;
         ring_init(&m, p);
         for (; n < m.g.sub_tables; n++) {
-                r = table_create(&m.g, n, &tfds[n]);
+                r = table_create(&m.g, n, p->data_word_start, &tfds[n]);
                 if (r < 0)
                         goto fail;
         }

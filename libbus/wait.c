@@ -86,6 +86,28 @@ static int sleep_on(const struct wait_words *ww, const uint32_t *vals, unsigned 
         return r < 0 ? r : 0;
 }
 
+/* The tag of a sleeper on value v of a relayed word: wakers of the next
+ * value wake only sleepers of this one, never one that came after the
+ * bump (it would not see a change, so would not relay). */
+static uint32_t relay_bits(uint32_t v) {
+        return UINT32_C(1) << (v & 31);
+}
+
+/* A sleeper woken on a relayed word: if the word moved past v and nobody
+ * relayed its new value yet, claim it and wake every sleeper (R). */
+static void relay(struct wait_words ww, uint32_t v) {
+        uint32_t now = load_sc(ww.word), seen;
+
+        if (now == v)
+                return;
+        seen = load_rlx(ww.relayed);
+        if (seen == now || !atomic_compare_exchange_strong_explicit(ww.relayed, &seen, now, memory_order_seq_cst,
+                                                                    memory_order_relaxed))
+                return;
+        KILL_POINT(KP_RELAY_TAKEN);
+        (void)futex_wake(ww.word, INT_MAX);
+}
+
 int wait_until_n(const struct wait_how *w, const struct wait_words *ww, unsigned n, uint64_t deadline,
                  uint64_t slice_ns, wait_ready_fn ready, void *ctx, uint64_t *sleeps) {
         uint32_t vals[WAIT_ANY_MAX];
@@ -97,6 +119,8 @@ int wait_until_n(const struct wait_how *w, const struct wait_words *ww, unsigned
                 if (r <= 0)
                         return r;
         }
+        if (n == 1 && ww[0].relayed && !slice_ns)
+                slice_ns = WAIT_RELAY_SLICE_NS;
         for (;;) {
                 int r = 0;
 
@@ -114,7 +138,13 @@ int wait_until_n(const struct wait_how *w, const struct wait_words *ww, unsigned
                         }
                         if (sleeps)
                                 (*sleeps)++;
-                        r = sleep_on(ww, vals, n, until);
+                        if (n == 1 && ww[0].relayed) {
+                                r = futex_wait_bits(ww[0].word, vals[0], until, relay_bits(vals[0]));
+                                r = r > 0 ? 0 : r;
+                                relay(ww[0], vals[0]);
+                        } else {
+                                r = sleep_on(ww, vals, n, until);
+                        }
                         if (r == -ETIMEDOUT && until != deadline)
                                 r = 0;
                 }
@@ -158,8 +188,17 @@ int wait_any(const struct wait_words *ww, unsigned n, int timeout_ms, wait_ready
                         vals[k] = arm(ww[k]);
                         words[k] = ww[k].word;
                 }
-                if (ready_index(n, ready, ctx) < 0)
-                        r = futex_waitv_words(words, vals, n, deadline);
+                if (ready_index(n, ready, ctx) < 0) {
+                        /* Relayed words are slept on with the slice cap (R). */
+                        uint64_t until = now_ns() + WAIT_RELAY_SLICE_NS;
+                        bool capped = !deadline || until < deadline;
+                        r = futex_waitv_words(words, vals, n, capped ? until : deadline);
+                        if (r == -ETIMEDOUT && capped)
+                                r = 0;
+                        for (unsigned k = 0; k < n; k++)
+                                if (ww[k].relayed)
+                                        relay(ww[k], vals[k]);
+                }
                 if (r < 0 && r != -EAGAIN)
                         return r; /* -ETIMEDOUT, -EINTR, -ENOSYS, -EINVAL, ... */
         }
@@ -168,6 +207,18 @@ int wait_any(const struct wait_words *ww, unsigned n, int timeout_ms, wait_ready
 void wait_wake_all(au32 *word) {
         (void)faa_sc(word, 1);
         (void)futex_wake(word, INT_MAX);
+}
+
+bool wait_wake_relay(struct wait_words ww) {
+        if (load_sc(ww.armed) == 0 || atomic_exchange_explicit(ww.armed, 0, memory_order_seq_cst) == 0)
+                return false;
+        KILL_POINT(KP_WAKE_TAKEN);
+        uint32_t old = faa_sc(ww.word, 1);
+        /* Two, so that one sleeper that dies or stops before it relays
+         * does not leave the rest asleep; the broker wakes everyone when
+         * it evicts a peer that died. */
+        (void)futex_wake_bits(ww.word, 2, relay_bits(old));
+        return true;
 }
 
 bool wait_wake_armed(struct wait_words ww) {

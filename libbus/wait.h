@@ -31,9 +31,18 @@ void wait_how_init(struct wait_how *w, uint32_t mode, uint32_t spin_us);
 
 /* The words of one direction of notification. */
 struct wait_words {
-        au32 *armed; /* 1: a sleeper wants a wake-up; a waker takes it (C / F, K) */
-        au32 *word;  /* the futex word, bumped by each wake */
+        au32 *armed;   /* 1: a sleeper wants a wake-up; a waker takes it (C / F, K) */
+        au32 *word;    /* the futex word, bumped by each wake */
+        au32 *relayed; /* NULL, or a relayed wake (R): wakers wake two
+                          (wait_wake_relay), and the first sleeper woken
+                          by a change wakes the rest; this word records
+                          the value relayed last */
 };
+
+/* How long a sleeper with a relayed wake sleeps at most before it looks
+ * again: the bound on a wake lost with a relaying sleeper that stopped
+ * (SIGSTOP) between its wake and its relay. */
+#define WAIT_RELAY_SLICE_NS (1000u * 1000u * 1000u)
 
 /* Is the awaited state there? Must load with seq_cst what the waker
  * stores (its re-check is the Dekker half of C / F). */
@@ -64,5 +73,10 @@ int wait_any(const struct wait_words *ww, unsigned n, int timeout_ms, wait_ready
 bool wait_wake_armed(struct wait_words ww);
 /* Bump the word and wake every sleeper on it, unconditionally. */
 void wait_wake_all(au32 *word);
+/* A relayed wake (R), after the waker's store and full fence: if a
+ * sleeper armed, take the arm, bump the word and wake two of the sleepers
+ * that slept on its old value; whoever of them sees the change first
+ * wakes everyone else. O(1) for the waker, however many sleep. */
+bool wait_wake_relay(struct wait_words ww);
 
 #endif

@@ -120,6 +120,7 @@ START_TEST(test_traffic_crosses_32bit_sequence_and_futex_word_wraparound) {
         topic_open(&t, &p);
         FAST_EQ(ring_head(&t.bm), p.start_seq);
         FAST_EQ(ld32(&seg_ring_notify(&t.bm)->data_word), word0);
+        FAST_EQ(ld32(&seg_subs_notify(&t.bm, 0)->data_word), word0);
 
         /* FUTEX mode: the reader sleeps at once whenever the ring is empty.
          * Its entry exists before the first claim, so it sees everything. */
@@ -133,9 +134,10 @@ START_TEST(test_traffic_crosses_32bit_sequence_and_futex_word_wraparound) {
         struct seg_subs_notify *sn = seg_subs_notify(&t.bm, 0);
         struct seg_sub *me = seg_sub(&t.bm, 0, 0);
         uint64_t rounds = 0;
-        while (load_rlx(&seg_ring_notify(&t.bm)->data_word) >= word0) {
+        /* The reader's word: its table's. */
+        while (load_rlx(&seg_subs_notify(&t.bm, 0)->data_word) >= word0) {
                 FAST_CHECK(rounds < 100000, "data word stuck at %#x after %llu wake-ups",
-                           load_rlx(&seg_ring_notify(&t.bm)->data_word), (unsigned long long)rounds);
+                           load_rlx(&seg_subs_notify(&t.bm, 0)->data_word), (unsigned long long)rounds);
                 while (load_rlx(&me->next) != x.start + rounds || load_sc(&sn->data_armed) == 0)
                         (void)sched_yield();
                 FAST_EQ(pub_one(&pub, TIMEOUT_FOREVER, NULL), 0);
