@@ -59,10 +59,8 @@ static void usage(FILE *f) {
                 "  -d, --duration SECS  measuring time per size and transport (default 2)\n"
                 "      --rounds N       split it into N rounds, report the median (default 3)\n"
                 "      --batch N        send and receive N messages per call (default 1, at most %u)\n"
-#ifdef ZCBUS_HAVE_LOAN_BATCH
                 "      --zero-copy      with --batch: loan N slots, write them in place, commit them\n"
                 "                       together (zcbus_pub_loan_batch) instead of copying\n"
-#endif
                 "      --fanout LIST    the fan-out curve instead: 1 producer and N subscribers for\n"
                 "                       each N of LIST (e.g. 1,4,16,64,256; at most %u), each --wait\n"
                 "                       and --policy of their lists (e.g. --wait futex,adaptive,spin);\n"
@@ -150,9 +148,7 @@ static int parse_opts(int argc, char **argv, struct perf_opts *o) {
                 {"batch", required_argument, NULL, OPT_BATCH},
                 {"fanout", required_argument, NULL, OPT_FANOUT},
                 {"rate", required_argument, NULL, OPT_RATE},
-#ifdef ZCBUS_HAVE_LOAN_BATCH
                 {"zero-copy", no_argument, NULL, OPT_ZERO_COPY},
-#endif
                 {"help", no_argument, NULL, 'h'},
                 {NULL, 0, NULL, 0},
         };
@@ -302,11 +298,11 @@ static void print_text(const struct perf_report *R) {
         char sizes[256], one[32];
 
         bench_fmt_sizes(&c->com, sizes, sizeof(sizes));
-        (void)printf("zcbus perf: %s B, %u producer%s -> %u subscriber%s, %u round%s of %.3g s, batch %u, "
+        (void)printf("zcbus perf: %s B, %u producer%s -> %u subscriber%s, %u round%s of %.3g s, batch %u%s, "
                      "policy=%s, wait=%s, ",
                      sizes, c->producers, c->producers == 1 ? "" : "s", c->subscribers, c->subscribers == 1 ? "" : "s",
                      c->rounds, c->rounds == 1 ? "" : "s", (double)c->duration_ns / c->rounds / 1e9, c->batch,
-                     zcbus_policy_name(c->com.policy), bench_wait_name(c->com.wait));
+                     c->zero_copy ? " (zero-copy)" : "", zcbus_policy_name(c->com.policy), bench_wait_name(c->com.wait));
         if (c->com.cpus[0] >= 0)
                 (void)printf("cpus %d,%d (median round)\n", c->com.cpus[0], c->com.cpus[1]);
         else
@@ -352,9 +348,11 @@ static void print_json(const struct perf_report *R) {
         const struct perf_cfg *c = &R->o->cfg;
         bool first = true;
 
-        (void)printf("{\"command\":\"perf\",\"producers\":%u,\"subscribers\":%u,\"batch\":%u,\"policy\":\"%s\","
+        (void)printf("{\"command\":\"perf\",\"producers\":%u,\"subscribers\":%u,\"batch\":%u,\"zero_copy\":%s,"
+                     "\"policy\":\"%s\","
                      "\"wait\":\"%s\",\"spin_us\":%u,\"duration_s\":%.3f,\"rounds\":%u,",
-                     c->producers, c->subscribers, c->batch, zcbus_policy_name(c->com.policy),
+                     c->producers, c->subscribers, c->batch, c->zero_copy ? "true" : "false",
+                     zcbus_policy_name(c->com.policy),
                      bench_wait_name(c->com.wait), c->com.spin_us, (double)c->duration_ns / 1e9, c->rounds);
         bench_json_cpus(stdout, &c->com);
         (void)printf("\"prefix\":");
