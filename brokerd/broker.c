@@ -22,7 +22,9 @@
  *
  * The socket file is the one name zcbusd leaves on disk. We replace it
  * only when it is a stale socket nobody answers on, and remove it at exit
- * only if it is still the one we bound (same device and inode).
+ * only if it is still the one we bound (same device and inode). A socket
+ * a service manager passed us (activate.c) is its own: we never touch its
+ * file.
  */
 #include "config.h"
 
@@ -60,6 +62,9 @@ struct broker {
         bool full_logged;  /* "max_sessions reached" said once per episode */
         bool pause_logged; /* "out of descriptors" said once per episode */
         bool pending_logged; /* "pre-HELLO pool full" said once per episode */
+        broker_changed_fn changed;
+        void *changed_data;
+        uint32_t told_topics, told_sessions; /* as last told to changed */
         uint8_t rbuf[PROTO_MSG_MAX];
         uint8_t sbuf[PROTO_MSG_MAX];
         struct proto_list_entry lbuf[PROTO_LIST_MAX];
@@ -146,6 +151,27 @@ static int on_hello(struct broker *b, struct peer *p, const struct proto_msg *m)
         return send_msg(b, p, proto_enc_hello_reply(b->sbuf, sizeof(b->sbuf), m->hdr.req_id, &rep), NULL, 0);
 }
 
+/* The entry quotas of a session and its uid, before it takes one more
+ * (OPEN or ADOPT): 0, or the error already sent. */
+static int entry_quota(struct broker *b, struct peer *p, const struct proto_msg *m, bool *refused) {
+        *refused = true;
+        if (p->nentries >= b->conf->session_max_entries) {
+                log_notice("session %s (uid %u): %s '%s' refused: %u entries (session_max_entries)", p->id_str,
+                           (unsigned)p->uid, proto_type_name(m->hdr.type), m->name, p->nentries);
+                return send_error(b, p, m->hdr.req_id, -EDQUOT, "session holds %u entries (session_max_entries %u)",
+                                  p->nentries, b->conf->session_max_entries);
+        }
+        if (p->uid_acct->entries >= b->conf->uid_max_entries) {
+                log_notice("session %s (uid %u): %s '%s' refused: uid holds %u entries (uid_max_entries)",
+                           p->id_str, (unsigned)p->uid, proto_type_name(m->hdr.type), m->name,
+                           p->uid_acct->entries);
+                return send_error(b, p, m->hdr.req_id, -EDQUOT, "uid %u holds %u entries (uid_max_entries %u)",
+                                  (unsigned)p->uid, p->uid_acct->entries, b->conf->uid_max_entries);
+        }
+        *refused = false;
+        return 0;
+}
+
 static int on_open(struct broker *b, struct peer *p, const struct proto_msg *m) {
         const struct proto_open *o = &m->u.open;
         struct proto_open_reply rep;
@@ -157,18 +183,10 @@ static int on_open(struct broker *b, struct peer *p, const struct proto_msg *m) 
         unsigned nfds;
         int r;
 
-        if (p->nentries >= b->conf->session_max_entries) {
-                log_notice("session %s (uid %u): OPEN '%s' refused: %u entries (session_max_entries)", p->id_str,
-                           (unsigned)p->uid, m->name, p->nentries);
-                return send_error(b, p, m->hdr.req_id, -EDQUOT, "session holds %u entries (session_max_entries %u)",
-                                  p->nentries, b->conf->session_max_entries);
-        }
-        if (p->uid_acct->entries >= b->conf->uid_max_entries) {
-                log_notice("session %s (uid %u): OPEN '%s' refused: uid holds %u entries (uid_max_entries)",
-                           p->id_str, (unsigned)p->uid, m->name, p->uid_acct->entries);
-                return send_error(b, p, m->hdr.req_id, -EDQUOT, "uid %u holds %u entries (uid_max_entries %u)",
-                                  (unsigned)p->uid, p->uid_acct->entries, b->conf->uid_max_entries);
-        }
+        bool refused;
+        r = entry_quota(b, p, m, &refused);
+        if (refused)
+                return r;
         r = peer_reserve(p);
         if (r < 0) {
                 log_debug("session %s: OPEN '%s' refused: %s", p->id_str, m->name, strerror(-r));
@@ -208,8 +226,11 @@ static int on_adopt(struct broker *b, struct peer *p, const struct proto_msg *m,
         const struct proto_adopt *a = &m->u.adopt;
         char err[PROTO_ERRMSG_MAX + 1] = "";
         struct reg_topic *t;
-        int r;
+        bool refused;
+        int r = entry_quota(b, p, m, &refused);
 
+        if (refused)
+                return r;
         r = peer_reserve(p);
         if (r < 0)
                 return send_error(b, p, m->hdr.req_id, r, "session holds too many entries");
@@ -262,6 +283,18 @@ static int violation(struct broker *b, struct peer *p, uint32_t req_id, int err,
         return err;
 }
 
+/* Tell main (the notify STATUS=) when the topic or session count moved. */
+static void broker_check_changed(struct broker *b) {
+        uint32_t topics = reg_count(b->reg);
+
+        if (topics == b->told_topics && b->npeers == b->told_sessions)
+                return;
+        b->told_topics = topics;
+        b->told_sessions = b->npeers;
+        if (b->changed)
+                b->changed(b, b->changed_data);
+}
+
 static void close_fds(int *fds, unsigned n) {
         for (unsigned i = 0; i < n; i++)
                 if (fds[i] >= 0)
@@ -273,8 +306,11 @@ static int dispatch(struct broker *b, struct peer *p, const void *buf, ssize_t n
 /* Descriptors come with ADOPT alone; whatever the handler did not keep
  * is closed here. */
 static int on_datagram(struct peer *p, const void *buf, ssize_t n, int *fds, unsigned nfds, void *userdata) {
-        int r = dispatch(userdata, p, buf, n, fds, nfds);
+        struct broker *b = userdata;
+        int r = dispatch(b, p, buf, n, fds, nfds);
+
         close_fds(fds, nfds);
+        broker_check_changed(b);
         return r;
 }
 
@@ -439,6 +475,7 @@ static void on_gone(struct peer *p, const char *why, void *userdata) {
         peer_free(p, true);
         if (b->npeers < b->conf->max_sessions)
                 b->full_logged = false;
+        broker_check_changed(b);
 }
 
 static const struct peer_ops broker_peer_ops = {
@@ -635,8 +672,10 @@ static void broker_freep(struct broker **b) {
         broker_free(*b);
 }
 
-int broker_new(struct ev_loop *loop, const struct conf *conf, const char *path, struct broker **ret) {
+int broker_new(struct ev_loop *loop, const struct conf *conf, const char *path, int listen_fd,
+               struct broker **ret) {
         _cleanup_(broker_freep) struct broker *b = NULL;
+        _cleanup_close_ int lfd = listen_fd;
         int r;
 
         b = calloc(1, sizeof(*b));
@@ -657,14 +696,32 @@ int broker_new(struct ev_loop *loop, const struct conf *conf, const char *path, 
                 log_err("creating the topic registry failed: %s", strerror(-r));
                 return r;
         }
-        r = broker_listen(b, path);
-        if (r < 0)
-                return r;
+        if (lfd >= 0) {
+                (void)snprintf(b->path, sizeof(b->path), "%s", path);
+                b->fd = TAKE_FD(lfd); /* bound stays false: not our file */
+        } else {
+                r = broker_listen(b, path);
+                if (r < 0)
+                        return r;
+        }
         ev_io_init(&b->accept_io, accept_cb, b->fd, EV_READ);
         b->accept_io.data = b;
         ev_io_start(loop, &b->accept_io);
         *ret = TAKE_PTR(b);
         return 0;
+}
+
+void broker_set_changed(struct broker *b, broker_changed_fn fn, void *userdata) {
+        b->changed = fn;
+        b->changed_data = userdata;
+}
+
+uint32_t broker_topics(const struct broker *b) {
+        return reg_count(b->reg);
+}
+
+uint32_t broker_sessions(const struct broker *b) {
+        return b->npeers;
 }
 
 void broker_free(struct broker *b) {

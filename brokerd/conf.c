@@ -43,6 +43,7 @@ enum conf_type {
         CONF_GROUP, /* a gid number */
         CONF_RULE,
         CONF_STALL, /* PATTERN MS */
+        CONF_PIDFILE, /* an absolute path */
 };
 
 struct conf_key {
@@ -82,6 +83,7 @@ static const struct conf_key conf_keys[] = {
         KEY("rule", CONF_RULE, rules, 0, 0),
         KEY("stall_timeout_ms", CONF_U32, stall_timeout_ms, 0, 3600000),
         KEY("stall", CONF_STALL, stalls, 0, 3600000),
+        KEY("pidfile", CONF_PIDFILE, pidfile, 0, 0),
 };
 
 void conf_init(struct conf *c) {
@@ -90,7 +92,7 @@ void conf_init(struct conf *c) {
                 .slot_size = 4096,
                 .policy = ZCBUS_POLICY_RELIABLE,
                 .max_producers = 16,
-                .max_subscribers = 64,
+                .max_subscribers = 256,
                 .sub_uids = 8,
                 .max_topics = 1024,
                 .max_sessions = 1024,
@@ -498,6 +500,18 @@ int conf_parse_line(struct conf *c, const char *line, char *err, size_t errlen) 
                         return parse_rule(c, value, err, errlen);
                 case CONF_STALL:
                         return parse_stall(c, k, value, err, errlen);
+                case CONF_PIDFILE:
+                        if (value[0] != '/') {
+                                (void)snprintf(err, errlen, "pidfile: '%.64s' is not an absolute path", value);
+                                return -EINVAL;
+                        }
+                        if (strlen(value) >= sizeof(c->pidfile)) {
+                                (void)snprintf(err, errlen, "pidfile: path is longer than %zu bytes",
+                                               sizeof(c->pidfile) - 1);
+                                return -EINVAL;
+                        }
+                        strcpy(c->pidfile, value);
+                        return 0;
                 case CONF_GROUP:
                         if (strpbrk(value, "KkMmGg")) {
                                 (void)snprintf(err, errlen, "%s: '%.64s' is not a gid number", k->name, value);
@@ -635,14 +649,131 @@ int conf_check(const struct conf *c, char *err, size_t errlen) {
         return 0;
 }
 
+/* --- differences, for SIGHUP ------------------------------------------- */
+
+static bool who_equal(const struct conf_who *a, const struct conf_who *b) {
+        if (a->n != b->n)
+                return false;
+        for (uint32_t i = 0; i < a->n; i++)
+                if (a->v[i].kind != b->v[i].kind || a->v[i].id != b->v[i].id)
+                        return false;
+        return true;
+}
+
+static bool rules_equal(const struct conf *a, const struct conf *b) {
+        if (a->nrules != b->nrules)
+                return false;
+        for (uint32_t i = 0; i < a->nrules; i++) {
+                const struct conf_rule *x = &a->rules[i], *y = &b->rules[i];
+                if (strcmp(x->name, y->name) != 0 || strcmp(x->pattern, y->pattern) != 0)
+                        return false;
+                for (unsigned act = 0; act < CONF_ACT_COUNT; act++)
+                        if (!who_equal(&x->who[act], &y->who[act]))
+                                return false;
+        }
+        return true;
+}
+
+static bool stalls_equal(const struct conf *a, const struct conf *b) {
+        if (a->nstalls != b->nstalls)
+                return false;
+        for (uint32_t i = 0; i < a->nstalls; i++)
+                if (strcmp(a->stalls[i].pattern, b->stalls[i].pattern) != 0 || a->stalls[i].ms != b->stalls[i].ms)
+                        return false;
+        return true;
+}
+
+static void format_value(const struct conf *c, const struct conf_key *k, char *buf, size_t len) {
+        const void *f = (const uint8_t *)c + k->offset;
+
+        switch (k->type) {
+        case CONF_U32:
+        case CONF_U32_POW2:
+                (void)snprintf(buf, len, "%u", *(const uint32_t *)f);
+                break;
+        case CONF_U64:
+                (void)snprintf(buf, len, "%llu", (unsigned long long)*(const uint64_t *)f);
+                break;
+        case CONF_POLICY:
+                (void)snprintf(buf, len, "%s", c->policy == ZCBUS_POLICY_LATEST ? "latest" : "reliable");
+                break;
+        case CONF_BOOL:
+                (void)snprintf(buf, len, "%d", c->verbose ? 1 : 0);
+                break;
+        case CONF_SOCKET:
+        case CONF_PIDFILE:
+                if (*(const char *)f)
+                        (void)snprintf(buf, len, "'%s'", (const char *)f);
+                else
+                        (void)snprintf(buf, len, "unset");
+                break;
+        case CONF_MODE:
+                (void)snprintf(buf, len, "%04o", (unsigned)c->socket_mode);
+                break;
+        case CONF_GROUP:
+                if (c->socket_group == CONF_GROUP_UNSET)
+                        (void)snprintf(buf, len, "unset");
+                else
+                        (void)snprintf(buf, len, "%u", (unsigned)c->socket_group);
+                break;
+        case CONF_RULE:
+                (void)snprintf(buf, len, "%u rule%s", c->nrules, c->nrules == 1 ? "" : "s");
+                break;
+        case CONF_STALL:
+                (void)snprintf(buf, len, "%u line%s", c->nstalls, c->nstalls == 1 ? "" : "s");
+                break;
+        }
+}
+
+void conf_diff(const struct conf *a, const struct conf *b,
+               void (*fn)(const char *key, const char *was, const char *now, void *userdata), void *userdata) {
+        for (size_t i = 0; i < ARRAY_SIZE(conf_keys); i++) {
+                const struct conf_key *k = &conf_keys[i];
+                char was[CONF_PIDFILE_MAX + 3], now[CONF_PIDFILE_MAX + 3];
+                bool same;
+
+                format_value(a, k, was, sizeof(was));
+                format_value(b, k, now, sizeof(now));
+                if (k->type == CONF_RULE)
+                        same = rules_equal(a, b);
+                else if (k->type == CONF_STALL)
+                        same = stalls_equal(a, b);
+                else
+                        same = strcmp(was, now) == 0;
+                if (same)
+                        continue;
+                if (strcmp(was, now) == 0) /* as many lines, other contents */
+                        (void)snprintf(now + strlen(now), sizeof(now) - strlen(now), ", changed");
+                fn(k->name, was, now, userdata);
+        }
+}
+
 /* --- log sink ------------------------------------------------------------ */
 
 static bool log_syslog;
+static bool log_journal; /* stderr is the journal: "<N>" prefixes */
 static bool log_verbose;
 static char log_last_error[1024]; /* as large as a message: never truncated */
 
+/* systemd sets $JOURNAL_STREAM to "DEVICE:INODE" of the stream it connects
+ * stdout/stderr to; a child whose stderr was redirected since sees other
+ * numbers. */
+static bool stderr_is_journal(void) {
+        const char *e = getenv("JOURNAL_STREAM");
+        unsigned long long dev, ino;
+        struct stat st;
+        int end = 0;
+
+        if (!e || sscanf(e, "%llu:%llu%n", &dev, &ino, &end) != 2 || e[end] != '\0')
+                return false;
+        if (fstat(STDERR_FILENO, &st) < 0)
+                return false;
+        return (unsigned long long)st.st_dev == dev && (unsigned long long)st.st_ino == ino;
+}
+
 void conf_log_setup(bool use_syslog, bool verbose) {
         log_syslog = use_syslog;
+        log_journal = !use_syslog && stderr_is_journal();
         log_verbose = verbose;
         if (use_syslog)
                 openlog("zcbusd", LOG_PID | LOG_NDELAY, LOG_DAEMON);
@@ -670,6 +801,8 @@ void conf_log(int prio, const char *fmt, ...) {
                 (void)snprintf(log_last_error, sizeof(log_last_error), "%s", msg);
         if (log_syslog)
                 syslog(prio, "%s", msg);
+        else if (log_journal)
+                (void)fprintf(stderr, "<%d>%s\n", prio, msg); /* the journal names us */
         else
                 (void)fprintf(stderr, "zcbusd: %s\n", msg);
         errno = saved;

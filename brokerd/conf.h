@@ -8,6 +8,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <limits.h>
 #include <stdint.h>
 #include <sys/un.h>
 #include <syslog.h>
@@ -15,6 +16,7 @@
 #define CONF_LINE_MAX 1024u          /* longest config line, without the newline */
 #define CONF_FILE_MAX (1024u * 1024) /* largest config file we read */
 #define CONF_SOCKET_MAX (sizeof(((struct sockaddr_un *)0)->sun_path))
+#define CONF_PIDFILE_MAX PATH_MAX
 #define CONF_RULES_MAX 1024u    /* rule lines in one file */
 #define CONF_RULE_NAME_MAX 63u  /* bytes of a rule's name */
 #define CONF_RULE_PATTERN_MAX 255u /* bytes of a rule's topic pattern (= PROTO_NAME_MAX) */
@@ -64,6 +66,7 @@ struct conf_stall {
  * conf_rules_take). */
 struct conf {
         char socket[CONF_SOCKET_MAX]; /* "" = not set */
+        char pidfile[CONF_PIDFILE_MAX]; /* absolute; "" = none */
         uint32_t socket_mode;         /* permission bits of the socket file */
         uint32_t socket_group;        /* CONF_GROUP_UNSET: the broker's gid */
         uint32_t slot_count;          /* topic defaults */
@@ -120,13 +123,21 @@ int conf_access(const struct conf *c, uint32_t uid, uint32_t gid, const char *to
 const char *conf_action_name(enum conf_action a);
 /* The stall timeout of topic (ms; 0: never evict). */
 uint32_t conf_stall_ms(const struct conf *c, const char *topic);
+/* Call fn for every setting whose value differs between a and b, with
+ * its key and both values as text; all `rule` lines count as one
+ * setting, all `stall` lines as another. */
+void conf_diff(const struct conf *a, const struct conf *b,
+               void (*fn)(const char *key, const char *was, const char *now, void *userdata), void *userdata);
 /* Strict number: decimal digits only, optional K/M/G (x1024) suffix, within
  * [min, max]. Returns 0, -EINVAL or -ERANGE. */
 int conf_parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *ret);
 
 /* Logging: stderr (foreground) or syslog (daemon). Debug messages only
- * when verbose. The last error message is kept so a daemonizing child can
- * hand it to its parent. */
+ * when verbose. On stderr each line starts with "zcbusd: ", or, when
+ * stderr is the journal ($JOURNAL_STREAM names its device and inode), with
+ * the priority as "<N>" (sd-daemon(3)), so that journald keeps the level.
+ * The last error message is kept so a daemonizing child can hand it to
+ * its parent. */
 void conf_log_setup(bool use_syslog, bool verbose);
 void conf_log_set_verbose(bool verbose);
 bool conf_log_verbose(void);

@@ -150,6 +150,23 @@ static void topic_charge(struct reg_topic *t, const struct reg_owner *ow) {
         }
 }
 
+/* The digest of a topic's name that its ring's memfd name carries (a
+ * SHA-1 uuid in the segment's namespace): binds segments to the name for
+ * a restarted broker. */
+static void name_tag(const uint8_t segment_id[16], const char *name, uint8_t tag[16]) {
+        uuid_generate_sha1(tag, segment_id, name, strlen(name));
+}
+
+/* The holds a subscriber may have at once, as the broker enforces them
+ * (LATEST): what it declared (0: the library's default), at most the
+ * library's limit and one slot short of the ring, so that one subscriber
+ * holding every slot is always over it. */
+static uint32_t max_holds_of(const struct reg_topic *t, uint32_t declared) {
+        uint32_t n = declared ? declared : RING_MAX_HOLDS_DEFAULT;
+        n = MIN(n, RING_MAX_HOLDS_LIMIT);
+        return MIN(n, t->map.g.slot_count - 1);
+}
+
 static void orphans_check(struct reg_topic *t);
 static int tables_for(struct reg_topic *t, uint32_t role, uint32_t table, char *err, size_t errlen);
 
@@ -439,7 +456,6 @@ static int topic_create(struct reg *r, const struct proto_open *o, const char *n
                 .sub_tables = c->sub_uids,
                 .start_seq = REG_START_SEQ,
                 .data_word_start = REG_DATA_WORD_START,
-                .name_hash = seg_name_hash(name),
         };
         char path[64];
         uint64_t ring_size, bytes;
@@ -447,6 +463,7 @@ static int topic_create(struct reg *r, const struct proto_open *o, const char *n
 
         uuid_generate_random(p.topic_id);
         uuid_generate_random(p.segment_id);
+        name_tag(p.segment_id, name, p.name_tag);
 
         rr = seg_params_check(&p);
         if (rr < 0) {
@@ -482,7 +499,7 @@ static int topic_create(struct reg *r, const struct proto_open *o, const char *n
                 (void)snprintf(err, errlen, "broker could not create topic '%s': %s", name, strerror(-rr));
                 return rr;
         }
-        rr = seg_map_fds(t->ring_fd, t->table_fds, p.sub_tables, 1, &t->map);
+        rr = seg_map_fds(t->ring_fd, t->table_fds, 0, p.sub_tables, 1, &t->map);
         if (rr < 0) {
                 log_err("mapping new topic '%s' failed: %s", name, strerror(-rr));
                 (void)snprintf(err, errlen, "broker could not map topic '%s': %s", name, strerror(-rr));
@@ -582,7 +599,7 @@ static int entry_alloc(struct reg_topic *t, uint32_t role, const struct reg_owne
                         t->stalls[i] = (struct reg_stall){0};
                         t->sub_table[i] = (uint8_t)table;
                         /* 0: the library's default (RING_MAX_HOLDS_DEFAULT). */
-                        t->sub_max_holds[i] = o->max_holds ? o->max_holds : RING_MAX_HOLDS_DEFAULT;
+                        t->sub_max_holds[i] = max_holds_of(t, o->max_holds);
                         *ret_start = ring_sub_register(&t->map, i, table, ow->pid, o->history);
                 }
                 idle_update(t);
@@ -771,14 +788,16 @@ static void repair_cb(struct ev_loop *loop, ev_timer *w, int revents) {
 
 /* --- the stall policy ---------------------------------------------------- */
 
+/* Slots of hold bitmaps the LATEST check reads per topic and look. */
+#define REG_HOLDS_BUDGET (UINT64_C(1) << 20)
+
 /* How often the stall policy looks: well inside any timeout it enforces. */
 #define REG_STALL_PERIOD 0.1
 
-/* Are the topic's producers held back right now? One sleeps for room (its
- * arm is up), or one started waiting since the last look, or they were
- * held back then and head has not moved since (a spinning producer arms
- * nothing). Without a producer trying, a subscriber a ring behind holds
- * back nobody. */
+/* Are the topic's producers held back right now? One started waiting
+ * since the last look, or they were held back then and head has not moved
+ * since. Without a producer trying, a subscriber a ring behind holds back
+ * nobody. */
 static bool producers_blocked(struct reg_topic *t) {
         uint64_t waits = 0, h = ring_head(&t->map);
         bool blocked;
@@ -786,11 +805,10 @@ static bool producers_blocked(struct reg_topic *t) {
         for (uint32_t i = 0; i < t->map.g.max_producers; i++)
                 if (t->prod_state[i] == REG_ENTRY_HELD || t->prod_state[i] == REG_ENTRY_ORPHAN)
                         waits += load_rlx(&seg_prod(&t->map, i)->waits);
-        bool armed = false;
-        for (uint32_t i = 0; i < t->ntables; i++)
-                armed |= load_sc(&seg_subs_notify(&t->map, i)->room_armed) != 0;
+        /* Producer-side evidence only: a table's arms are written by its
+         * subscribers. */
         blocked = t->nprod > 0 &&
-                  (armed || waits != t->stall_waits ||
+                  (waits != t->stall_waits ||
                    (t->stall_blocked && h == t->stall_head));
         t->stall_waits = waits;
         t->stall_head = h;
@@ -826,23 +844,43 @@ static void stall_reassert(struct reg_topic *t) {
  * live subscriber that holds more slots than the max_holds it declared:
  * an honest one never does, so the topic's producers are never held back
  * by holds beyond what its subscribers said they would take. The count
- * costs O(slot_count) per subscriber, and only while producers wait. */
+ * reads REG_HOLDS_BUDGET bitmap slots per look at most, only while
+ * producers wait, and resumes where it stopped. */
 static void holds_check(struct reg_topic *t) {
+        uint64_t budget = REG_HOLDS_BUDGET;
+        uint32_t n = t->map.g.max_subs, looked = 0;
+
         if (!producers_blocked(t))
                 return;
-        for (uint32_t i = 0; i < t->map.g.max_subs; i++) {
+        /* A bounded count per look, resumed at the next: the entry, the
+         * slot and the count so far. */
+        while (budget > 0 && looked <= n) {
+                uint32_t i = t->holds_entry % n;
                 if ((t->sub_state[i] != REG_ENTRY_HELD && t->sub_state[i] != REG_ENTRY_ORPHAN) ||
-                    t->stalls[i].evicted)
+                    t->stalls[i].evicted) {
+                        t->holds_entry = (i + 1) % n;
+                        t->holds_slot = t->holds_count = 0;
+                        looked++;
                         continue;
-                uint64_t n = ring_sub_count_holds(&t->map, i, t->sub_table[i], t->sub_max_holds[i]);
-                if (n <= t->sub_max_holds[i])
-                        continue;
-                ring_sub_stall_evict(&t->map, i, t->sub_table[i]);
-                t->stalls[i].evicted = true;
-                t->nover++;
-                log_warn("topic '%s': subscriber %u (pid %u) held more than the %u slots it said it would (max_holds) "
-                         "while producers waited: evicted; its next receive fails",
-                         t->name, i, (unsigned)load_rlx(&seg_sub_state(&t->map, i)->pid), t->sub_max_holds[i]);
+                }
+                uint64_t to = MIN(t->map.g.slot_count, t->holds_slot + budget);
+                t->holds_count += ring_sub_count_holds(&t->map, i, t->sub_table[i], t->holds_slot, to);
+                budget -= to - t->holds_slot;
+                t->holds_slot = to;
+                if (t->holds_count > t->sub_max_holds[i]) {
+                        ring_sub_stall_evict(&t->map, i, t->sub_table[i]);
+                        t->stalls[i].evicted = true;
+                        t->nover++;
+                        log_warn("topic '%s': subscriber %u (pid %u) held more than the %u slots it may "
+                                 "(max_holds) while producers waited: evicted; its next receive fails",
+                                 t->name, i, (unsigned)load_rlx(&seg_sub_state(&t->map, i)->pid),
+                                 t->sub_max_holds[i]);
+                } else if (to < t->map.g.slot_count) {
+                        continue; /* budget spent in this entry */
+                }
+                t->holds_entry = (i + 1) % n;
+                t->holds_slot = t->holds_count = 0;
+                looked++;
         }
 }
 
@@ -930,19 +968,23 @@ void reg_release(struct reg_topic *t, uint32_t role, uint32_t index) {
 
 /* --- re-learning topics after a restart (ADOPT) ------------------------------ */
 
-/* Is fds[0..n) a ring (RW or RO) and tables of the topic a names, made
- * by a broker of this uid for a topic of that name? (The memfds' names
- * and modes, kept by the kernel, no client can forge.) */
-static int adopt_check_fds(const struct proto_adopt *a, const char *name, const int *fds, unsigned n, char *err,
-                           size_t errlen) {
-        char want[96];
+/* Which table each handed-back fd is, by its kernel-kept memfd name, or
+ * -EPERM: is fds[0..n) a ring (RW or RO) and tables of the topic a names,
+ * made by a broker of this uid for a topic of that name? (Names, owners
+ * and modes no client can forge; what a table's header says, its
+ * subscribers can.) */
+static int adopt_check_fds(const struct proto_adopt *a, const char *name, const int *fds, unsigned n,
+                           uint32_t *ret_index, char *err, size_t errlen) {
+        uint8_t tag[16];
+        char want[128];
 
-        if (n != 1 + a->ntables) {
+        if (n != 1 + a->ntables || n > PROTO_FDS_MAX) {
                 (void)snprintf(err, errlen, "ADOPT of '%s' came with %u descriptors, not 1 + %u", name, n,
                                a->ntables);
                 return -EBADMSG;
         }
-        seg_memfd_name(want, sizeof(want), a->segment_id, -1, seg_name_hash(name));
+        name_tag(a->segment_id, name, tag);
+        seg_memfd_name(want, sizeof(want), a->segment_id, -1, tag);
         if (seg_fd_is(fds[0], want, 0400) < 0) {
                 (void)snprintf(err, errlen, "the ring handed back is not topic '%s''s", name);
                 return -EPERM;
@@ -950,8 +992,9 @@ static int adopt_check_fds(const struct proto_adopt *a, const char *name, const 
         for (unsigned i = 1; i < n; i++) {
                 bool ok = false;
                 for (uint32_t k = 0; k < SEG_TABLES_MAX && !ok; k++) {
-                        seg_memfd_name(want, sizeof(want), a->segment_id, (int)k, 0);
+                        seg_memfd_name(want, sizeof(want), a->segment_id, (int)k, NULL);
                         ok = seg_fd_is(fds[i], want, 0600) == 0;
+                        ret_index[i] = k;
                 }
                 if (!ok) {
                         (void)snprintf(err, errlen, "a table handed back is not topic '%s''s", name);
@@ -1003,22 +1046,27 @@ static void adopt_orphans(struct reg_topic *t) {
                 t->stalls[i] = (struct reg_stall){.evicted = st == SEG_ENTRY_EVICTED};
                 t->nsub++;
                 t->norphans++;
+                /* A table an entry lives in was bound, whatever the ring's
+                 * count (producers write it) says. */
+                if (t->ntables <= table)
+                        t->ntables = table + 1;
         }
 }
 
-/* A topic this broker does not know, from a client's descriptors. */
-static int topic_adopt(struct reg *r, const struct proto_adopt *a, const char *name, int *fds, unsigned n,
-                       const struct reg_owner *ow, struct reg_topic **ret, char *err, size_t errlen) {
+/* A topic this broker does not know, from a client's descriptors (the
+ * ring, and the first table, fds[1], which is table index[1]). */
+static int topic_adopt(struct reg *r, const struct proto_adopt *a, const char *name, int *fds,
+                       const uint32_t *index, const struct reg_owner *ow, struct reg_topic **ret, char *err,
+                       size_t errlen) {
         _cleanup_(topic_destroyp) struct reg_topic *t = NULL;
+        _cleanup_close_ int rw = -1;
         struct seg_map m;
         uint64_t bytes;
         int rr;
 
-        _cleanup_close_ int rw = -1;
         rr = ring_writable_fd(fds[0], &rw);
-        /* The ring and the first table; reg_adopt takes the others. */
         if (rr == 0)
-                rr = seg_map_fds(rw, fds + 1, 1, 1, &m);
+                rr = seg_map_fds(rw, fds + 1, index[1], 1, 1, &m);
         if (rr == 0 && memcmp(m.g.segment_id, a->segment_id, 16) != 0) {
                 seg_unmap(&m);
                 rr = -EBADMSG;
@@ -1031,7 +1079,13 @@ static int topic_adopt(struct reg *r, const struct proto_adopt *a, const char *n
         struct seg_params p = {.max_subs = m.g.max_subs, .slot_count = m.g.slot_count, .policy = m.g.policy,
                                .sub_tables = m.g.sub_tables};
         bytes = seg_topic_bytes(&p, m.g.ring_size);
-        rr = topic_room(r, name, bytes, ow, err, errlen);
+        if (bytes > r->conf->max_segment_bytes) {
+                (void)snprintf(err, errlen, "topic '%s' (%llu bytes) exceeds max_segment_bytes %llu", name,
+                               (unsigned long long)bytes, (unsigned long long)r->conf->max_segment_bytes);
+                rr = -EFBIG;
+        }
+        if (rr == 0)
+                rr = topic_room(r, name, bytes, ow, err, errlen);
         if (rr == 0)
                 rr = topic_alloc(name, m.g.topic_id, m.g.segment_id, bytes, m.g.max_producers, m.g.max_subs, &t);
         if (rr < 0) {
@@ -1040,11 +1094,8 @@ static int topic_adopt(struct reg *r, const struct proto_adopt *a, const char *n
         }
         t->map = m;
         t->ring_fd = TAKE_FD(rw);
-        for (uint32_t k = 0; k < SEG_TABLES_MAX; k++)
-                if (m.tables[k]) {
-                        t->table_fds[k] = fds[1];
-                        fds[1] = -1;
-                }
+        t->table_fds[index[1]] = fds[1];
+        fds[1] = -1;
         rr = ring_reopen(t->ring_fd, O_RDONLY, &t->ring_ro_fd);
         if (rr < 0) {
                 (void)snprintf(err, errlen, "broker could not reopen topic '%s': %s", name, strerror(-rr));
@@ -1055,9 +1106,9 @@ static int topic_adopt(struct reg *r, const struct proto_adopt *a, const char *n
         t->ntables = seg_tables_bound(&t->map);
         adopt_orphans(t);
         log_info("re-learned topic '%s' (slot_count %u, slot_size %u, policy %s) from pid %u after a restart: "
-                 "%u entries live in it, %u tables of %u handed back",
+                 "%u entries live in it",
                  name, m.g.slot_count, m.g.slot_size, zcbus_policy_name(m.g.policy), (unsigned)ow->pid,
-                 t->norphans, n - 1, m.g.sub_tables);
+                 t->norphans);
         topic_charge(t, ow);
         topic_link(r, t);
         if (!ev_is_active(&r->stall))
@@ -1066,20 +1117,30 @@ static int topic_adopt(struct reg *r, const struct proto_adopt *a, const char *n
         return 0;
 }
 
-/* Keep the tables handed back that t lacks (the fds set to -1). */
-static void adopt_tables(struct reg_topic *t, int *fds, unsigned n) {
+/* Keep the tables handed back that t lacks, each at the index its name
+ * gives (the fds kept set to -1). */
+static void adopt_tables(struct reg_topic *t, int *fds, unsigned n, const uint32_t *index) {
         for (unsigned i = 1; i < n; i++) {
-                int k = seg_map_table(&t->map, fds[i]);
-                if (k >= 0 && t->table_fds[k] < 0) {
-                        t->table_fds[k] = fds[i];
-                        fds[i] = -1;
-                }
+                uint32_t k = index[i];
+                if (fds[i] < 0 || t->table_fds[k] >= 0 || seg_map_table(&t->map, fds[i], k) < 0)
+                        continue;
+                t->table_fds[k] = fds[i];
+                fds[i] = -1;
         }
+}
+
+/* Is fd the memfd this broker has as table k of t? */
+static bool same_table(const struct reg_topic *t, uint32_t k, const struct stat *st) {
+        struct stat mine;
+        return t->table_fds[k] >= 0 && fstat(t->table_fds[k], &mine) == 0 && mine.st_ino == st->st_ino &&
+               mine.st_dev == st->st_dev;
 }
 
 int reg_adopt(struct reg *r, const struct proto_adopt *a, const char *name, int *fds, unsigned nfds,
               const struct reg_owner *ow, struct reg_topic **ret_topic, char *err, size_t errlen) {
         bool pub = a->role == PROTO_ROLE_PUB;
+        uint32_t index[PROTO_FDS_MAX] = {0};
+        struct stat own = {0};
         struct reg_topic *t;
         int rr;
 
@@ -1087,19 +1148,15 @@ int reg_adopt(struct reg *r, const struct proto_adopt *a, const char *name, int 
                 (void)snprintf(err, errlen, "role %u is neither producer nor subscriber", a->role);
                 return -EINVAL;
         }
-        rr = adopt_check_fds(a, name, fds, nfds, err, errlen);
+        rr = adopt_check_fds(a, name, fds, nfds, index, err, errlen);
         if (rr < 0)
                 return rr;
-        /* Which memfds were handed back, before the registry takes some. */
-        ino_t ino[PROTO_FDS_MAX] = {0};
-        dev_t dev[PROTO_FDS_MAX] = {0};
-        for (unsigned k = 1; k < nfds && k < PROTO_FDS_MAX; k++) {
-                struct stat st;
-                if (fstat(fds[k], &st) == 0) {
-                        ino[k] = st.st_ino;
-                        dev[k] = st.st_dev;
-                }
-        }
+        /* A subscriber's own table, as handed back (before the registry
+         * may take the fd). */
+        bool has_own = false;
+        for (unsigned k = 1; k < nfds && !pub; k++)
+                if (index[k] == a->table && fstat(fds[k], &own) == 0)
+                        has_own = true;
         rr = conf_access(r->conf, ow->uid, ow->gid, name, pub ? CONF_ACT_PUBLISH : CONF_ACT_SUBSCRIBE, err, errlen);
         if (rr < 0)
                 return rr;
@@ -1112,48 +1169,35 @@ int reg_adopt(struct reg *r, const struct proto_adopt *a, const char *name, int 
         if (!t) {
                 rr = conf_access(r->conf, ow->uid, ow->gid, name, CONF_ACT_CREATE, err, errlen);
                 if (rr == 0)
-                        rr = topic_adopt(r, a, name, fds, nfds, ow, &t, err, errlen);
+                        rr = topic_adopt(r, a, name, fds, index, ow, &t, err, errlen);
                 if (rr < 0)
                         return rr;
         }
-        adopt_tables(t, fds, nfds);
+        adopt_tables(t, fds, nfds, index);
 
+        /* Only an orphan, and only by the process the old broker gave it
+         * to (reconnecting is that process's business). */
         uint32_t i = a->index;
         uint8_t *state = pub ? t->prod_state : t->sub_state;
-        if (i >= (pub ? t->map.g.max_producers : t->map.g.max_subs) ||
-            (state[i] != REG_ENTRY_ORPHAN && state[i] != REG_ENTRY_FREE)) {
-                (void)snprintf(err, errlen, "topic '%s' has no %s entry %u to hand back", name, role_name(a->role),
-                               i);
+        if (i >= (pub ? t->map.g.max_producers : t->map.g.max_subs) || state[i] != REG_ENTRY_ORPHAN) {
+                (void)snprintf(err, errlen, "topic '%s' has no %s entry %u left to hand back", name,
+                               role_name(a->role), i);
                 return -ENOENT;
         }
+        uint32_t pid = load_rlx(pub ? &seg_prod(&t->map, i)->pid : &seg_sub_state(&t->map, i)->pid);
+        if (pid != ow->pid) {
+                (void)snprintf(err, errlen, "%s %u of topic '%s' was pid %u's, not %u's", role_name(a->role), i,
+                               name, (unsigned)pid, (unsigned)ow->pid);
+                return -EPERM;
+        }
         if (pub) {
-                if (load_acq(&seg_prod(&t->map, i)->state) != SEG_ENTRY_ACTIVE) {
-                        (void)snprintf(err, errlen, "producer %u of topic '%s' is not live", i, name);
-                        return -ENOENT;
-                }
-                if (state[i] == REG_ENTRY_FREE)
-                        t->nprod++;
-                else
-                        t->norphan_prods--;
-                store_rlx(&seg_prod(&t->map, i)->pid, ow->pid);
+                t->norphan_prods--;
         } else {
-                uint32_t w = load_acq(&seg_sub_state(&t->map, i)->state), st = w & 0xff;
-                if ((st != SEG_ENTRY_ACTIVE && st != SEG_ENTRY_EVICTED) || (w >> 8) != a->table ||
-                    !seg_has_table(&t->map, a->table)) {
-                        (void)snprintf(err, errlen, "subscriber %u of topic '%s' is not live in table %u", i, name,
-                                       a->table);
-                        return -ENOENT;
-                }
-                /* Its table must be the one this broker has under that index
-                 * (not one a lost table was replaced with since). */
-                struct stat mine;
-                bool same = false;
-                if (t->table_fds[a->table] >= 0 && fstat(t->table_fds[a->table], &mine) == 0)
-                        for (unsigned k = 1; k < nfds && !same; k++)
-                                same = ino[k] == mine.st_ino && dev[k] == mine.st_dev;
-                if (!same) {
-                        (void)snprintf(err, errlen, "table %u of topic '%s' was replaced since the restart", a->table,
-                                       name);
+                uint32_t w = load_acq(&seg_sub_state(&t->map, i)->state);
+                if ((w >> 8) != a->table || t->sub_table[i] != a->table || !has_own ||
+                    !same_table(t, a->table, &own)) {
+                        (void)snprintf(err, errlen, "subscriber %u of topic '%s' is not live in the table handed "
+                                                    "back", i, name);
                         return -ENOENT;
                 }
                 uint32_t *u = &t->table_uid[a->table];
@@ -1162,18 +1206,9 @@ int reg_adopt(struct reg *r, const struct proto_adopt *a, const char *name, int 
                         return -EACCES;
                 }
                 *u = ow->uid;
-                if (t->ntables <= a->table)
-                        t->ntables = a->table + 1;
-                if (state[i] == REG_ENTRY_FREE) {
-                        t->nsub++;
-                        t->stalls[i] = (struct reg_stall){.evicted = st == SEG_ENTRY_EVICTED};
-                }
-                t->sub_table[i] = (uint8_t)a->table;
-                t->sub_max_holds[i] = a->max_holds ? a->max_holds : RING_MAX_HOLDS_DEFAULT;
-                store_rlx(&seg_sub_state(&t->map, i)->pid, ow->pid);
+                t->sub_max_holds[i] = max_holds_of(t, a->max_holds);
         }
-        if (state[i] == REG_ENTRY_ORPHAN)
-                t->norphans--;
+        t->norphans--;
         state[i] = REG_ENTRY_HELD;
         idle_update(t);
         *ret_topic = t;
@@ -1231,7 +1266,7 @@ static int tables_for(struct reg_topic *t, uint32_t role, uint32_t table, char *
                 }
                 int fd, rr = seg_create_table(&t->map.g, k, &fd);
                 if (rr == 0) {
-                        rr = seg_map_table(&t->map, fd);
+                        rr = seg_map_table(&t->map, fd, k);
                         if (rr < 0)
                                 (void)close(fd);
                 }

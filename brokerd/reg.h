@@ -93,6 +93,8 @@ struct reg_topic {
         struct reg_stall *stalls;   /* map.g.max_subs entries */
         uint64_t nstalled;          /* subscribers evicted by the stall policy */
         uint64_t nover;             /* LATEST: evicted for holding more than they said */
+        uint32_t holds_entry;       /* LATEST: the count in progress (holds_check) */
+        uint64_t holds_slot, holds_count;
         uint64_t stall_waits, stall_head; /* the stall policy's last look */
         bool stall_blocked;
         uint32_t nprod, nsub, nrepair;

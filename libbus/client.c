@@ -250,11 +250,26 @@ static int adopt(zcbus *bus, const struct seg_map *map, uint32_t role, uint32_t 
                        &m, NULL, 0, NULL);
 }
 
+/* Is the connection to the broker still up? (A broker that died hung up.) */
+static bool bus_connected(const zcbus *bus) {
+        struct pollfd p = {.fd = bus->fd, .events = POLLIN | POLLRDHUP};
+
+        if (bus->fd < 0)
+                return false;
+        if (poll(&p, 1, 0) <= 0)
+                return true;
+        return !(p.revents & (POLLHUP | POLLERR | POLLRDHUP | POLLNVAL));
+}
+
 _public_ int zcbus_reconnect(zcbus *bus) {
         int r, first = 0;
 
         if (!bus || bus->closed)
                 return -EINVAL;
+        /* Hanging up on a live broker would end the session, and it would
+         * free every entry the handles are using. */
+        if (bus_connected(bus))
+                return -EISCONN;
         closep(&bus->fd);
         r = bus_hello(bus);
         if (r < 0) {
@@ -378,7 +393,10 @@ static int open_topic(zcbus *bus, const char *topic, uint32_t role, const zcbus_
             (role == PROTO_ROLE_SUB && nfds != 2)) {
                 r = -EBADMSG;
         } else {
-                r = seg_map_fds(fds[0], fds + 1, nfds - 1, role == PROTO_ROLE_PUB, ret_map);
+                /* A producer's tables come in index order; a subscriber's
+                 * one is the reply's. */
+                r = seg_map_fds(fds[0], fds + 1, role == PROTO_ROLE_PUB ? 0 : rep->table, nfds - 1,
+                                role == PROTO_ROLE_PUB, ret_map);
                 if (r == 0 && (ret_map->g.slot_count != rep->slot_count || ret_map->g.slot_size != rep->slot_size ||
                                ret_map->g.policy != rep->policy ||
                                memcmp(ret_map->g.topic_id, rep->topic_id, 16) != 0 ||

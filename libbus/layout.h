@@ -310,8 +310,9 @@ struct seg_params {
         uint64_t start_seq;
         uint32_t data_word_start;
         uint32_t sub_tables; /* 1..SEG_TABLES_MAX */
-        uint64_t name_hash;  /* seg_name_hash of the topic's name: part of
-                                the ring memfd's (kernel-kept) name */
+        uint8_t name_tag[16]; /* the broker's digest of the topic's name
+                                 (a SHA-1 uuid): part of the ring memfd's
+                                 name, which the kernel keeps */
 };
 
 /* Geometry as validated at mapping time: the only copy the data plane
@@ -375,9 +376,8 @@ static inline au64 *seg_table_mask(const struct seg_map *m, uint32_t t) {
 static inline bool seg_has_table(const struct seg_map *m, uint32_t t) {
         return t < m->g.sub_tables && m->tables[t];
 }
-/* Tables bound to a uid so far, as far as this process can use them:
- * the broker's count (untrusted: clamped), tables it has not mapped
- * stop the count. */
+/* Tables bound to a uid so far: the broker's count (untrusted: clamped).
+ * A process may lack some of them: callers skip those it has not mapped. */
 static inline uint32_t seg_tables_bound(const struct seg_map *m) {
         uint32_t n = load_rlx(&seg_ring_notify(m)->tables_bound);
         return n < m->g.sub_tables ? n : m->g.sub_tables;

@@ -171,13 +171,13 @@ bool ring_sub_entry_reset(const struct seg_map *m, uint32_t index, uint32_t tabl
         return true;
 }
 
-uint64_t ring_sub_count_holds(const struct seg_map *m, uint32_t index, uint32_t table, uint64_t limit) {
+uint64_t ring_sub_count_holds(const struct seg_map *m, uint32_t index, uint32_t table, uint64_t from, uint64_t to) {
         uint64_t n = 0, bit;
 
         if (!ring_is_latest(m) || !seg_has_table(m, table))
                 return 0;
         bit = UINT64_C(1) << (index % 64);
-        for (uint64_t s = 0; s < m->g.slot_count && n <= limit; s++)
+        for (uint64_t s = from; s < to && s < m->g.slot_count; s++)
                 n += (load_rlx(&seg_holds(m, table, s)[(index % m->g.max_subs) / 64]) & bit) != 0;
         return n;
 }

@@ -54,9 +54,8 @@ bool ring_sub_gating(const struct seg_map *m, uint32_t index, uint32_t table, ui
  * write the ring). Returns whether it had to; the caller then wakes
  * producers (ring_wake_room). */
 bool ring_sub_entry_reset(const struct seg_map *m, uint32_t index, uint32_t table, uint32_t state);
-/* LATEST: how many slots entry index of table holds (counting stops past
- * limit). */
-uint64_t ring_sub_count_holds(const struct seg_map *m, uint32_t index, uint32_t table, uint64_t limit);
+/* LATEST: how many of the slots [from, to) entry index of table holds. */
+uint64_t ring_sub_count_holds(const struct seg_map *m, uint32_t index, uint32_t table, uint64_t from, uint64_t to);
 /* Wake every producer asleep for room, on every table. */
 void ring_wake_room(const struct seg_map *m);
 /* Free a producer entry whose owner is gone, abandoning any sequence it

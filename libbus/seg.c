@@ -216,23 +216,22 @@ static void table_init(const struct seg_map *m, uint32_t t, uint32_t data_word_s
 }
 
 static int check_fd(int fd, uint64_t *ret_size);
-static int validate_table(const struct seg_geom *g, const void *subs, uint64_t subs_size, uint32_t *ret_table);
 
-uint64_t seg_name_hash(const char *name) {
-        uint64_t h = UINT64_C(0xcbf29ce484222325); /* FNV-1a */
-        for (const unsigned char *c = (const unsigned char *)name; *c; c++)
-                h = (h ^ *c) * UINT64_C(0x100000001b3);
-        return h;
+static void hex16(char out[33], const uint8_t b[16]) {
+        for (int i = 0; i < 16; i++)
+                snprintf(out + 2 * i, 3, "%02x", b[i]);
 }
 
-void seg_memfd_name(char *buf, size_t len, const uint8_t segment_id[16], int table, uint64_t name_hash) {
-        char id[33];
-        for (int i = 0; i < 16; i++)
-                snprintf(id + 2 * i, 3, "%02x", segment_id[i]);
-        if (table < 0)
-                snprintf(buf, len, "zcbus-ring-%s-%016llx", id, (unsigned long long)name_hash);
-        else
+void seg_memfd_name(char *buf, size_t len, const uint8_t segment_id[16], int table, const uint8_t name_tag[16]) {
+        char id[33], tag[33];
+
+        hex16(id, segment_id);
+        if (table < 0) {
+                hex16(tag, name_tag);
+                snprintf(buf, len, "zcbus-ring-%s-%s", id, tag);
+        } else {
                 snprintf(buf, len, "zcbus-subs-%s-%d", id, table);
+        }
 }
 
 int seg_fd_is(int fd, const char *memfd_name, mode_t mode) {
@@ -273,7 +272,7 @@ static int table_create(const struct seg_geom *g, uint32_t t, uint32_t data_word
         char name[96];
         int r;
 
-        seg_memfd_name(name, sizeof(name), g->segment_id, (int)t, 0);
+        seg_memfd_name(name, sizeof(name), g->segment_id, (int)t, NULL);
         r = memfd_sized(name, g->subs_size, 0600, &fd);
         if (r == 0)
                 r = mapping_new(fd, g->subs_size, PROT_READ | PROT_WRITE, &x);
@@ -293,27 +292,24 @@ int seg_create_table(const struct seg_geom *g, uint32_t t, int *ret_fd) {
         return table_create(g, t, 0, ret_fd);
 }
 
-int seg_map_table(struct seg_map *m, int fd) {
+int seg_map_table(struct seg_map *m, int fd, uint32_t t) {
         struct mapping x = {0};
         uint64_t size;
-        uint32_t t;
-        int r = check_fd(fd, &size);
+        int r;
 
+        if (t >= m->g.sub_tables)
+                return -EINVAL;
+        if (m->tables[t])
+                return -EEXIST;
+        r = check_fd(fd, &size);
         if (r == 0 && size != m->g.subs_size)
                 r = -EBADMSG;
         if (r == 0)
                 r = mapping_new(fd, size, PROT_READ | PROT_WRITE, &x);
         if (r < 0)
                 return r;
-        r = validate_table(&m->g, x.p, size, &t);
-        if (r == 0 && m->tables[t])
-                r = -EEXIST;
-        if (r < 0) {
-                mapping_release(&x);
-                return r;
-        }
         m->tables[t] = TAKE_PTR(x.p);
-        return (int)t;
+        return 0;
 }
 
 int seg_create(const struct seg_params *p, int *ret_ring_fd, int *ret_table_fds) {
@@ -333,7 +329,7 @@ int seg_create(const struct seg_params *p, int *ret_ring_fd, int *ret_table_fds)
          * the creator's writable fd itself. Each table is handed out
          * writable to those who need it; reopening grants no one more.
          * The names bind them to the topic for a restarted broker. */
-        seg_memfd_name(name, sizeof(name), m.g.segment_id, -1, p->name_hash);
+        seg_memfd_name(name, sizeof(name), m.g.segment_id, -1, p->name_tag);
         r = memfd_sized(name, m.g.ring_size, 0400, &rfd);
         if (r < 0)
                 return r;
@@ -450,14 +446,14 @@ static int check_fd(int fd, uint64_t *ret_size) {
         return 0;
 }
 
-int seg_map_fds(int ring_fd, const int *table_fds, uint32_t ntables, int ring_writable, struct seg_map *ret_map) {
+int seg_map_fds(int ring_fd, const int *table_fds, uint32_t first, uint32_t ntables, int ring_writable,
+                struct seg_map *ret_map) {
         _cleanup_mapping_ struct mapping ring = {0};
-        struct mapping tables[SEG_TABLES_MAX] = {0};
         struct seg_map m = {0};
-        uint64_t rsize, ssize;
+        uint64_t rsize;
         int r;
 
-        if (!table_fds || ntables == 0 || ntables > SEG_TABLES_MAX)
+        if (!table_fds || ntables == 0 || ntables > SEG_TABLES_MAX || first >= SEG_TABLES_MAX)
                 return -EINVAL;
         r = check_fd(ring_fd, &rsize);
         if (r < 0)
@@ -470,33 +466,20 @@ int seg_map_fds(int ring_fd, const int *table_fds, uint32_t ntables, int ring_wr
         r = validate_ring(ring.p, rsize, &m.g);
         if (r < 0)
                 return r;
-        for (uint32_t i = 0; r == 0 && i < ntables; i++) {
-                struct mapping x = {0};
-                uint32_t t;
-
-                r = check_fd(table_fds[i], &ssize);
-                if (r == 0 && ssize != m.g.subs_size)
-                        r = -EBADMSG;
-                if (r == 0)
-                        r = mapping_new(table_fds[i], ssize, PROT_READ | PROT_WRITE, &x);
-                if (r < 0)
-                        break;
-                r = validate_table(&m.g, x.p, ssize, &t);
-                if (r == 0 && tables[t].p)
-                        r = -EBADMSG; /* the same table twice */
-                if (r < 0) {
-                        mapping_release(&x);
-                        break;
-                }
-                tables[t] = x;
-        }
+        if (first + ntables > m.g.sub_tables)
+                return -EBADMSG;
+        /* A table's header is written by the broker once, but the table's
+         * subscribers can write it too: nothing in it is trusted, the
+         * geometry is the ring's and the index is the position. */
+        for (uint32_t i = 0; r == 0 && i < ntables; i++)
+                r = seg_map_table(&m, table_fds[i], first + i);
         if (r < 0) {
-                for (uint32_t t = 0; t < SEG_TABLES_MAX; t++)
-                        mapping_release(&tables[t]);
+                for (uint32_t t = 0; t < SEG_TABLES_MAX; t++) {
+                        struct mapping x = {m.tables[t], m.g.subs_size};
+                        mapping_release(&x);
+                }
                 return r;
         }
-        for (uint32_t t = 0; t < SEG_TABLES_MAX; t++)
-                m.tables[t] = TAKE_PTR(tables[t].p);
         m.ring = TAKE_PTR(ring.p);
         m.ring_writable = ring_writable;
         *ret_map = m;

@@ -28,24 +28,25 @@ uint64_t seg_topic_bytes(const struct seg_params *p, uint64_t ring_size);
  * Returns 0, the ring's fd and the tables' in ret_table_fds[0..sub_tables). */
 int seg_create(const struct seg_params *p, int *ret_ring_fd, int *ret_table_fds);
 
-/* The creator's side of a restart: FNV-1a of a topic name; the memfd name
- * of a topic's ring (table < 0) or table; whether fd is a segment this uid
- * made (owner, mode, seals) with that name (-EPERM if not). */
-uint64_t seg_name_hash(const char *name);
-void seg_memfd_name(char *buf, size_t len, const uint8_t segment_id[16], int table, uint64_t name_hash);
+/* The creator's side of a restart: the memfd name of a topic's ring
+ * (table < 0; name_tag: the creator's digest of the topic name) or table;
+ * whether fd is a segment this uid made (owner, mode, seals) with that
+ * name (-EPERM if not). */
+void seg_memfd_name(char *buf, size_t len, const uint8_t segment_id[16], int table, const uint8_t name_tag[16]);
 int seg_fd_is(int fd, const char *memfd_name, mode_t mode);
 /* Create table t of a topic of geometry g, sealed: a fresh one in place of
  * one lost with a broker. */
 int seg_create_table(const struct seg_geom *g, uint32_t t, int *ret_fd);
-/* Validate and map one more table into m; returns its index, -EEXIST if m
- * has it already. */
-int seg_map_table(struct seg_map *m, int fd);
+/* Map table t (its size and seals checked) into m; -EEXIST if m has it. */
+int seg_map_table(struct seg_map *m, int fd, uint32_t t);
 
-/* Validate and map the ring and ntables tables (each lands at the index
- * its header gives; the same one twice is -EBADMSG). ring_writable: map
- * the ring read-write (producers and the broker); otherwise read-only.
- * Tables are always mapped read-write. The fds are not consumed. */
-int seg_map_fds(int ring_fd, const int *table_fds, uint32_t ntables, int ring_writable, struct seg_map *ret_map);
+/* Validate and map the ring and ntables tables, table_fds[i] being table
+ * first + i (a table's header is not trusted: its subscribers can write
+ * it). ring_writable: map the ring read-write (producers and the broker);
+ * otherwise read-only. Tables are always mapped read-write. The fds are
+ * not consumed. */
+int seg_map_fds(int ring_fd, const int *table_fds, uint32_t first, uint32_t ntables, int ring_writable,
+                struct seg_map *ret_map);
 /* Validate a ring and one table against their mapped sizes; exposed for
  * unit tests. */
 int seg_validate(const void *ring, uint64_t ring_size, const void *subs, uint64_t subs_size,

@@ -58,7 +58,9 @@ static inline int raw_open(const char *sock, const struct proto_open *o, const c
         PEER_CHECK(n > 0 && proto_decode(buf, (size_t)n, &m) == 0, "OPEN reply");
         PEER_CHECK(m.hdr.type == PROTO_OPEN_REPLY && nfds >= 2, "OPEN refused: %s", m.errmsg);
         *ret = m.u.open_reply;
-        r = ret_map->ring ? 0 : seg_map_fds(fds[0], &fds[1], nfds - 1, o->role == PROTO_ROLE_PUB, ret_map);
+        r = ret_map->ring ? 0
+                          : seg_map_fds(fds[0], &fds[1], o->role == PROTO_ROLE_PUB ? 0 : m.u.open_reply.table,
+                                        nfds - 1, o->role == PROTO_ROLE_PUB, ret_map);
         for (unsigned i = 0; i < nfds; i++)
                 (void)close(fds[i]);
         PEER_CHECK(r == 0, "map: %s", strerror(-r));

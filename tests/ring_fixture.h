@@ -57,12 +57,12 @@ static inline void topic_open(struct topic *t, const struct seg_params *p) {
 
         r = seg_create(p, &rfd, &sfd);
         ck_assert_msg(r == 0, "seg_create: %s", strerror(-r));
-        ck_assert_int_eq(seg_map_fds(rfd, &sfd, 1, 1, &t->bm), 0);
-        ck_assert_int_eq(seg_map_fds(rfd, &sfd, 1, 1, &t->pm), 0);
+        ck_assert_int_eq(seg_map_fds(rfd, &sfd, 0, 1, 1, &t->bm), 0);
+        ck_assert_int_eq(seg_map_fds(rfd, &sfd, 0, 1, 1, &t->pm), 0);
         snprintf(path, sizeof(path), "/proc/self/fd/%d", rfd);
         rofd = open(path, O_RDONLY | O_CLOEXEC);
         ck_assert_int_ge(rofd, 0);
-        ck_assert_int_eq(seg_map_fds(rofd, &sfd, 1, 0, &t->sm), 0);
+        ck_assert_int_eq(seg_map_fds(rofd, &sfd, 0, 1, 0, &t->sm), 0);
         (void)close(rofd);
         (void)close(rfd);
         (void)close(sfd);

@@ -273,7 +273,7 @@ START_TEST(test_mapped_geometry_and_initial_state_match_the_params) {
         int fds0 = count_fds(), maps0 = count_memfd_maps();
 
         create_segments(&p, &rfd, &sfd);
-        ck_assert_int_eq(seg_map_fds(rfd, &sfd, 1, 1, &m), 0);
+        ck_assert_int_eq(seg_map_fds(rfd, &sfd, 0, 1, 1, &m), 0);
         ck_assert_int_eq(count_memfd_maps(), maps0 + 2);
 
         ck_assert_uint_eq(m.g.slot_count, 16);
@@ -353,7 +353,7 @@ START_TEST(test_hold_bitmaps_grow_with_the_subscriber_table) {
                 p.max_subs = subs[i];
                 p.policy = ZCBUS_POLICY_LATEST; /* only LATEST tables have holds */
                 create_segments(&p, &rfd, &sfd);
-                ck_assert_int_eq(seg_map_fds(rfd, &sfd, 1, 1, &m), 0);
+                ck_assert_int_eq(seg_map_fds(rfd, &sfd, 0, 1, 1, &m), 0);
                 (void)close(rfd);
                 (void)close(sfd);
                 ck_assert_uint_eq(m.g.hold_words, (subs[i] + 63) / 64);
@@ -399,37 +399,47 @@ START_TEST(test_map_refuses_unsealed_foreign_or_swapped_fds) {
 
         create_segments(&p, &rfd, &sfd);
         int urfd = unsealed_copy(rfd), usfd = unsealed_copy(sfd);
-        ck_assert_int_lt(seg_map_fds(urfd, &sfd, 1, 1, &m), 0);
-        ck_assert_int_lt(seg_map_fds(rfd, &usfd, 1, 1, &m), 0);
+        ck_assert_int_lt(seg_map_fds(urfd, &sfd, 0, 1, 1, &m), 0);
+        ck_assert_int_lt(seg_map_fds(rfd, &usfd, 0, 1, 1, &m), 0);
         /* Sealed against shrink and grow only: still a fine segment. */
         ck_assert_int_eq(fcntl(urfd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW), 0);
-        ck_assert_int_eq(seg_map_fds(urfd, &sfd, 1, 0, &m), 0);
+        ck_assert_int_eq(seg_map_fds(urfd, &sfd, 0, 1, 0, &m), 0);
         seg_unmap(&m);
 
         ck_assert_int_eq(pipe2(p2, O_CLOEXEC), 0);
-        ck_assert_int_lt(seg_map_fds(p2[0], &sfd, 1, 0, &m), 0);
-        ck_assert_int_lt(seg_map_fds(rfd, &p2[1], 1, 0, &m), 0);
-        ck_assert_int_lt(seg_map_fds(-1, &sfd, 1, 0, &m), 0);
-        ck_assert_int_lt(seg_map_fds(sfd, &rfd, 1, 0, &m), 0);
-        ck_assert_int_lt(seg_map_fds(rfd, &rfd, 1, 0, &m), 0);
-        ck_assert_int_lt(seg_map_fds(sfd, &sfd, 1, 0, &m), 0);
+        ck_assert_int_lt(seg_map_fds(p2[0], &sfd, 0, 1, 0, &m), 0);
+        ck_assert_int_lt(seg_map_fds(rfd, &p2[1], 0, 1, 0, &m), 0);
+        ck_assert_int_lt(seg_map_fds(-1, &sfd, 0, 1, 0, &m), 0);
+        ck_assert_int_lt(seg_map_fds(sfd, &rfd, 0, 1, 0, &m), 0);
+        ck_assert_int_lt(seg_map_fds(rfd, &rfd, 0, 1, 0, &m), 0);
+        ck_assert_int_lt(seg_map_fds(sfd, &sfd, 0, 1, 0, &m), 0);
 
-        /* A ring of another topic with this topic's subs segment. */
+        /* A ring of another topic with this topic's table: a table's
+         * header cannot bind it to its ring (its subscribers can write
+         * it), so the pair is the broker's word; what is checked is its
+         * size, its seals and the index it is given. */
         struct seg_params q = valid_params();
         q.segment_id[0] ^= 1;
         int rfd2, sfd2;
         create_segments(&q, &rfd2, &sfd2);
-        ck_assert_int_lt(seg_map_fds(rfd2, &sfd, 1, 0, &m), 0);
-        ck_assert_int_lt(seg_map_fds(rfd, &sfd2, 1, 0, &m), 0);
-        ck_assert_int_eq(seg_map_fds(rfd2, &sfd2, 1, 0, &m), 0);
+        ck_assert_int_eq(seg_map_fds(rfd2, &sfd, 0, 1, 0, &m), 0);
         seg_unmap(&m);
+        ck_assert_int_eq(seg_map_fds(rfd2, &sfd2, 0, 1, 0, &m), 0);
+        seg_unmap(&m);
+        ck_assert_int_lt(seg_map_fds(rfd2, &sfd2, 1, 1, 0, &m), 0); /* the topic has one table */
+        q.max_subs = 64;
+        int rfd3, sfd3;
+        create_segments(&q, &rfd3, &sfd3);
+        ck_assert_int_lt(seg_map_fds(rfd2, &sfd3, 0, 1, 0, &m), 0); /* another size */
+        (void)close(rfd3);
+        (void)close(sfd3);
 
         /* A sealed memfd of the right size with nothing in it. */
         int z = memfd_create("zcbus-zero", MFD_CLOEXEC | MFD_ALLOW_SEALING);
         ck_assert_int_ge(z, 0);
         ck_assert_int_eq(ftruncate(z, (off_t)fd_size(rfd)), 0);
         ck_assert_int_eq(fcntl(z, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL), 0);
-        ck_assert_int_lt(seg_map_fds(z, &sfd, 1, 0, &m), 0);
+        ck_assert_int_lt(seg_map_fds(z, &sfd, 0, 1, 0, &m), 0);
 
         int all[] = {rfd, sfd, urfd, usfd, p2[0], p2[1], rfd2, sfd2, z};
         for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++)
@@ -451,7 +461,7 @@ static void valid_copy(struct copy *c) {
         int rfd, sfd;
 
         create_segments(&p, &rfd, &sfd);
-        ck_assert_int_eq(seg_map_fds(rfd, &sfd, 1, 0, &m), 0);
+        ck_assert_int_eq(seg_map_fds(rfd, &sfd, 0, 1, 0, &m), 0);
         (void)close(rfd);
         (void)close(sfd);
         c->ring_size = m.g.ring_size;
@@ -590,10 +600,10 @@ START_TEST(test_subscriber_readonly_ring_map_reads_but_cannot_write) {
 
         create_segments(&p, &rfd, &sfd);
         int rofd = reopen_rdonly(rfd);
-        ck_assert_int_eq(seg_map_fds(rfd, &sfd, 1, 1, &rw), 0);
+        ck_assert_int_eq(seg_map_fds(rfd, &sfd, 0, 1, 1, &rw), 0);
         /* Asking for a writable ring through a read-only fd fails. */
-        ck_assert_int_eq(seg_map_fds(rofd, &sfd, 1, 1, &ro), -EACCES);
-        ck_assert_int_eq(seg_map_fds(rofd, &sfd, 1, 0, &ro), 0);
+        ck_assert_int_eq(seg_map_fds(rofd, &sfd, 0, 1, 1, &ro), -EACCES);
+        ck_assert_int_eq(seg_map_fds(rofd, &sfd, 0, 1, 0, &ro), 0);
         (void)close(rofd);
         (void)close(rfd);
         (void)close(sfd);

@@ -301,6 +301,7 @@ static const struct kp_case kp_cases[] = {
         {KP_HOLD_TAKEN, KP_SUBSCRIBER, false, true},
         {KP_FLOOR_STORED, KP_SUBSCRIBER, true, false},
         {KP_WAKE_TAKEN, KP_SUBSCRIBER, true, false},
+        {KP_RELAY_TAKEN, KP_SUBSCRIBER, true, true},
 };
 #define KP_CASES (int)(sizeof(kp_cases) / sizeof(kp_cases[0]))
 #define KP_SENTINEL_LEN 0 /* pattern_len never gives 0 */
@@ -457,7 +458,7 @@ START_TEST(test_a_peer_killed_at_any_point_stalls_nothing) {
                          * asleep needs it slow enough to catch up and sleep. */
                         for (unsigned i = 0; c->role == KP_SUBSCRIBER && !atomic_load(&b.done); i++) {
                                 ck_assert_msg(i < 200000, "%s: the victim never died", what);
-                                if (c->point == KP_SLEEP_ARMED) {
+                                if (c->point == KP_SLEEP_ARMED || c->point == KP_RELAY_TAKEN) {
                                         uint64_t h = ring_head(&t.bm);
                                         struct seg_sub *v = seg_sub(&t.bm, 0, 1);
                                         while (load_sc(&v->next) < h && !atomic_load(&b.done))
