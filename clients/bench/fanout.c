@@ -232,8 +232,13 @@ static int fan_peer_main(void *arg) {
         bench_fd_close(&P->sem->rd);
         r = P->xp->ops->attach ? P->xp->ops->attach(P->xp->st, P->role, P->idx) : 0;
         if (r < 0 && first_to_fail(P)) {
-                cli_err(P->cmd, "%s %s %u: cannot start: %s", bench_xp_name(P->xp->kind), role_name(P->role), P->idx,
-                        bench_xp_why(P->xp->ops->why, P->xp->st, r));
+                /* Each subscriber is a session and an entry of its own. */
+                bool limit = P->role == PERF_SUB && (r == -EDQUOT || r == -EUSERS || r == -ENOSPC);
+                cli_err(P->cmd, "%s %s %u: cannot start: %s%s", bench_xp_name(P->xp->kind), role_name(P->role), P->idx,
+                        bench_xp_why(P->xp->ops->why, P->xp->st, r),
+                        limit ? " (--fanout N needs a broker whose max_subscribers is at least N and whose "
+                                "uid_max_sessions and max_sessions exceed it)"
+                              : "");
         }
         if (r < 0) {
                 (void)bench_put_byte(P->tok->wr, 'E');
