@@ -30,8 +30,10 @@ zcbus_bench_SOURCES = \
 	clients/bench/main.c clients/bench/bench.h \
 	clients/bench/cmd_lat.c \
 	clients/bench/cmd_perf.c \
+	clients/bench/cmd_fanout.c \
 	clients/bench/lat.c clients/bench/lat.h \
 	clients/bench/perf.c clients/bench/perf.h \
+	clients/bench/fanout.c clients/bench/fanout.h \
 	clients/bench/opts.c clients/bench/opts.h \
 	clients/bench/procs.c clients/bench/procs.h \
 	clients/bench/xp.c clients/bench/xp.h \

@@ -2,7 +2,9 @@
 # SPDX-License-Identifier: MIT
 # bench.sh: run zcbus's standard benchmark set and write docs/benchmarks.md
 # (tables of figures and ratios against the baselines, the machine and the
-# date) and docs/lat.png (latency by percentile).
+# date), docs/lat.png (latency by percentile) and docs/fanout.png (producer
+# CPU per publish against subscribers, zcbus beside the raw ring with a
+# plain futex wake-all).
 #
 # It builds if needed, starts a private zcbusd on a temporary socket (ready
 # when it writes READY on a fifo: nothing sleeps), runs every case RUNS
@@ -11,8 +13,9 @@
 # references were interleaved (the machine's own noise hits both alike).
 #
 # Environment: RUNS (3), LAT_N (100000 round trips), LAT_WARMUP (10000),
-# PERF_D (3 s per transport, in 3 rounds), OUT (docs/benchmarks.md),
-# PLOT (docs/lat.png).
+# PERF_D (3 s per transport, in 3 rounds), FAN_N (1,4,16,64,256
+# subscribers), FAN_D (0.5 s per fan-out point), OUT (docs/benchmarks.md),
+# PLOT (docs/lat.png), FAN_PLOT (docs/fanout.png).
 set -eu
 
 cd "$(dirname "$0")/.."
@@ -22,6 +25,9 @@ LAT_WARMUP=${LAT_WARMUP:-10000}
 PERF_D=${PERF_D:-3}
 OUT=${OUT:-docs/benchmarks.md}
 PLOT=${PLOT:-docs/lat.png}
+FAN_N=${FAN_N:-1,4,16,64,256}
+FAN_D=${FAN_D:-0.5}
+FAN_PLOT=${FAN_PLOT:-docs/fanout.png}
 
 say() { printf 'bench.sh: %s\n' "$*" >&2; }
 die() { say "$*"; exit 1; }
@@ -50,8 +56,16 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
+# The fan-out curve's subscribers are a session each: room for the largest
+# count on one topic and in one uid.
+fan_max=$(printf '%s\n' "$FAN_N" | tr ',' '\n' | sort -n | tail -n 1)
+cat >"$tmp/zcbusd.conf" <<EOF
+max_subscribers = $((fan_max > 64 ? fan_max : 64))
+uid_max_sessions = $((fan_max + 64 > 256 ? fan_max + 64 : 256))
+max_sessions = $((fan_max + 64 > 1024 ? fan_max + 64 : 1024))
+EOF
 mkfifo "$tmp/ready"
-$B/zcbusd -f -s "$tmp/bus.sock" --ready-fd 3 3>"$tmp/ready" 2>"$tmp/zcbusd.log" &
+$B/zcbusd -f -s "$tmp/bus.sock" -c "$tmp/zcbusd.conf" --ready-fd 3 3>"$tmp/ready" 2>"$tmp/zcbusd.log" &
 broker=$!
 ready=
 read -r ready <"$tmp/ready" || true
@@ -72,9 +86,10 @@ else
         say "fewer than 2 CPUs: running unpinned"
 fi
 
-mkdir -p "$(dirname "$OUT")" "$(dirname "$PLOT")"
+mkdir -p "$(dirname "$OUT")" "$(dirname "$PLOT")" "$(dirname "$FAN_PLOT")"
 zlat() { $B/zcbus lat -n "$LAT_N" --warmup "$LAT_WARMUP" --json "$@"; }
 zperf() { $B/zcbus perf -d "$PERF_D" --rounds 3 --json "$@"; }
+zfan() { $B/zcbus perf --fanout "$FAN_N" -d "$FAN_D" --json "$@"; }
 
 run_case() { # NAME COMMAND...
         name=$1
@@ -97,8 +112,10 @@ while [ "$i" -le "$RUNS" ]; do
         run_case lat-1m zlat --size 64,1M --wait adaptive --cpu "$two" --baseline shm
         run_case perf-1to1 zperf --size 64 --cpu "$two" --baseline all
         run_case perf-1to1-batch zperf --size 64 --batch 64 --cpu "$two" --baseline all
+        run_case perf-1to1-zc zperf --size 64 --batch 64 --zero-copy --cpu "$two" --baseline shm
         run_case perf-1to8 zperf --size 64 -c 8 --cpu "$two" --baseline all
         run_case perf-1m zperf --size 1M --cpu "$two" --baseline all
+        run_case fanout zfan --size 64 --cpu "$two" --wait futex,adaptive,spin --policy reliable,latest --baseline shm
         i=$((i + 1))
 done
 
@@ -110,11 +127,12 @@ commit=$(git rev-parse --short HEAD 2>/dev/null || echo "not committed")
 
 python3 - "$tmp" "$RUNS" "$OUT" "$PLOT" "${model:-unknown}" "$(nproc)" "$(uname -r)" "${hyper:-none}" \
         "$(date -u '+%Y-%m-%d %H:%M UTC')" "$version" "$commit" "$LAT_N" "$PERF_D" \
-        "$load_before" "$(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo unknown)" <<'EOF'
-import json, os, statistics, sys
+        "$load_before" "$(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo unknown)" \
+        "$FAN_PLOT" "$FAN_D" "$(hostname)" <<'EOF'
+import json, os, statistics, subprocess, sys
 
 (tmp, runs, out, plot, model, ncpu, kernel, hyper, date, version, commit,
- lat_n, perf_d, load_before, load_after) = sys.argv[1:]
+ lat_n, perf_d, load_before, load_after, fan_plot, fan_d, host) = sys.argv[1:]
 runs = int(runs)
 med = statistics.median
 
@@ -172,11 +190,13 @@ LAT = [
 PERF = [
     ("perf-1to1", "64 B, 1 → 1"),
     ("perf-1to1-batch", "64 B, 1 → 1, --batch 64"),
+    ("perf-1to1-zc", "64 B, 1 → 1, --batch 64 --zero-copy"),
     ("perf-1to8", "64 B, 1 → 8"),
     ("perf-1m", "1 MiB, 1 → 1"),
 ]
 lat = {c: load(c) for c, _ in LAT}
 perf = {c: load(c) for c, _ in PERF}
+fan_docs = load("fanout")
 
 L = []
 w = L.append
@@ -234,7 +254,8 @@ w("")
 w(f"One-way, producer and subscribers in separate processes (producer on CPU 0, "
   f"subscribers on CPU 1), {perf_d} s per transport in 3 rounds, reliable policy, "
   "`--wait adaptive`. The zcbus producer writes every payload byte once in place "
-  "(loan, memset, commit; `--batch`: `zcbus_pub_send_batch`), subscribers read in "
+  "(loan, memset, commit; `--batch`: `zcbus_pub_send_batch`, which copies; `--batch --zero-copy`: "
+  "`zcbus_pub_loan_batch`, memset of each slot, `zcbus_pub_commit_batch`), subscribers read in "
   "place (first and last 8 bytes, sequence checked). GB/s is payload made visible "
   "per second. `memset` is one core filling a buffer of the message size.")
 w("")
@@ -254,6 +275,155 @@ for case, title in PERF:
           f"{frate(mrow(docs, t, size, 'msgs_per_s_sum'))} | {fnum(mrow(docs, t, size, 'gb_per_s'), '{:.2f}')} | "
           f"{fnum(mrow(docs, t, size, 'lost'))} | {fnum(mrow(docs, t, size, 'waits'))} | {ra} |")
 w("")
+
+
+# --- fan-out ------------------------------------------------------------------
+FAN_T = [t for t in ("zcbus", "shm") if any(p["transport"] == t for p in fan_docs[0]["points"])]
+FAN_P = [x for x in ("reliable", "latest") if any(p["policy"] == x for p in fan_docs[0]["points"])]
+FAN_W = [x for x in ("futex", "adaptive", "spin") if any(p["wait"] == x for p in fan_docs[0]["points"])]
+FAN_N = fan_docs[0]["subscribers"]
+
+
+def fpts(t, pol, wait, n):
+    return [p for d in fan_docs for p in d["points"]
+            if (p["transport"], p["policy"], p["wait"], p["subscribers"]) == (t, pol, wait, n)]
+
+
+def fmed(t, pol, wait, n, key, sub=None):
+    vals = [p[key] if sub is None else p[key][sub] for p in fpts(t, pol, wait, n)]
+    vals = [v for v in vals if v is not None]
+    return med(vals) if vals else None
+
+
+def fns(v):
+    if v is None:
+        return "–"
+    if v >= 1e6:
+        return f"{v / 1e6:.2f} ms"
+    if v >= 1e4:
+        return f"{v / 1e3:.1f} µs"
+    return f"{v:.0f} ns"
+
+
+def fan_label(t):
+    return "zcbus" if t == "zcbus" else "shm, wake-all"
+
+
+w("## Fan-out (`zcbus perf --fanout`)")
+w("")
+a = fan_docs[0].get("rate_auto", {})
+w(f"One producer (CPU 0) and N subscriber processes (all on CPU 1) on one topic, 64 B messages, "
+  f"{fan_d} s per point with fresh processes, median of {runs} run{'s' if runs != 1 else ''}. "
+  "The producer writes each message in place and is **paced**: two publishes are at least a gap apart, "
+  f"{a.get('max', 20000)} messages/s at most and one per N × {a.get('sub_ns_per_delivery', 4000)} ns "
+  "for N subscribers (`--rate auto`), because the subscribers share one CPU and must have the time to "
+  "drain, re-arm and fall asleep between two messages: unpaced, sleeping subscribers stop sleeping "
+  "(they always find something to read) and the wake-up cost this measures disappears from the "
+  "figures. *CPU ns per publish* is the producer thread's CPU time (`CLOCK_THREAD_CPUTIME_ID`) read "
+  "just before and after each publish, so the paced sleeps are not counted, less what the two reads "
+  "cost by themselves (measured in the same process first). `shm, wake-all` is the raw ring of the "
+  "shm floor with the plain scheme: a sleeper raises one arm word, and a producer that finds it "
+  "raised wakes every sleeper (`FUTEX_WAKE`, `INT_MAX`); zcbus and shm ran point by point "
+  "interleaved. *Sleeps per delivery* near 1 means the subscribers did sleep before each message.")
+w("")
+w("Producer CPU per publish:")
+w("")
+w("| policy | wait | transport | " + " | ".join(f"N = {n}" for n in FAN_N) + f" | N = {FAN_N[-1]} / N = {FAN_N[0]} |")
+w("| --- | --- | --- | " + " | ".join("---:" for _ in FAN_N) + " | ---: |")
+for pol in FAN_P:
+    for wait in FAN_W:
+        for t in FAN_T:
+            vals = [fmed(t, pol, wait, n, "cpu_ns_per_pub") for n in FAN_N]
+            r = vals[-1] / vals[0] if vals[0] and vals[-1] is not None else None
+            w(f"| {pol} | {wait} | {fan_label(t)} | " + " | ".join(fns(v) for v in vals) + f" | {fratio(r)} |")
+w("")
+w("Publish-to-receive latency of the first and the last subscriber to receive each message, "
+  "p50 / p99 (from the producer's clock in the message to the subscriber's right after it sees it):")
+w("")
+w("| policy | wait | transport | who | " + " | ".join(f"N = {n}" for n in FAN_N) + " |")
+w("| --- | --- | --- | --- | " + " | ".join("---:" for _ in FAN_N) + " |")
+for pol in FAN_P:
+    for wait in FAN_W:
+        for t in FAN_T:
+            for who in ("first", "last"):
+                cells = [f"{fns(fmed(t, pol, wait, n, who, 'p50_ns'))} / {fns(fmed(t, pol, wait, n, who, 'p99_ns'))}"
+                         for n in FAN_N]
+                w(f"| {pol} | {wait} | {fan_label(t)} | {who} | " + " | ".join(cells) + " |")
+w("")
+w("Published messages/s, delivered messages/s per subscriber, sleeps per delivery, and timed messages "
+  "(one run):")
+w("")
+w("| policy | wait | transport | " + " | ".join(f"N = {n}" for n in FAN_N) + " |")
+w("| --- | --- | --- | " + " | ".join("---:" for _ in FAN_N) + " |")
+for pol in FAN_P:
+    for wait in FAN_W:
+        for t in FAN_T:
+            cells = []
+            for n in FAN_N:
+                dl = fmed(t, pol, wait, n, "delivered")
+                sl = fmed(t, pol, wait, n, "sleeps")
+                spd = sl / dl if dl else None
+                cells.append(f"{frate(fmed(t, pol, wait, n, 'msgs_per_s_pub'))} / "
+                             f"{frate(fmed(t, pol, wait, n, 'msgs_per_s_sub'))} / {fratio(spd)} / "
+                             f"{fnum(fmed(t, pol, wait, n, 'samples'))}")
+            w(f"| {pol} | {wait} | {fan_label(t)} | " + " | ".join(cells) + " |")
+w("")
+w(f"![producer CPU per publish against subscribers]({os.path.relpath(fan_plot, os.path.dirname(out) or '.')})")
+w("")
+w("`fanout.png`: the first table, log-log; solid lines zcbus, dashed the shm wake-all reference.")
+w("")
+
+
+def gp_str(x):
+    return "'" + x.replace("'", "''") + "'"
+
+
+G = []
+g = G.append
+g("if (strstrt(GPVAL_TERMINALS, 'pngcairo') > 0) { set terminal pngcairo size 1200,700 noenhanced font ',10' } "
+  "else { set terminal png size 1200,700 noenhanced }")
+g(f"set output {gp_str(fan_plot)}")
+g("set multiplot layout 1,2 title " + gp_str(
+    f"zcbus perf --fanout: producer CPU per publish, 64 B, paced (--rate auto), {fan_d} s per point, "
+    f"median of {runs} run{'s' if runs != 1 else ''}"))
+g("set logscale xy")
+g("set grid xtics ytics mytics")
+g("set xlabel 'subscribers (processes, one CPU)'")
+g("set ylabel 'producer CPU per publish (ns)'")
+g("set format y '%g'")
+g("set xtics (" + ", ".join(f"'{n}' {n}" for n in FAN_N) + ")")
+g(f"set xrange [{FAN_N[0] / 1.3}:{FAN_N[-1] * 1.3}]")
+g("set key below")
+ys = [v for pol in FAN_P for wait in FAN_W for t in FAN_T for n in FAN_N
+      for v in [fmed(t, pol, wait, n, "cpu_ns_per_pub")] if v]
+if ys:
+    g(f"set yrange [{min(ys) / 1.5}:{max(ys) * 1.5}]")  # one scale for both panels
+g(f"set label 1 {gp_str(f'host {host}, {date}')} at screen 0.99, 0.97 right")
+colors = {"futex": "#1f77b4", "adaptive": "#2ca02c", "spin": "#d62728"}
+for i, pol in enumerate(FAN_P):
+    g(f"set title {gp_str(pol)}")
+    if i > 0:
+        g("unset label 1")
+    plots, data = [], []
+    for wait in FAN_W:
+        for t in FAN_T:
+            rows = [(n, fmed(t, pol, wait, n, "cpu_ns_per_pub")) for n in FAN_N]
+            rows = [(n, v) for n, v in rows if v is not None and v > 0]
+            if not rows:
+                continue
+            pubs = sum(p["published"] for n in FAN_N for p in fpts(t, pol, wait, n))
+            key = f"{fan_label(t)}, {wait} ({pubs} publishes)"
+            dt = 1 if t == "zcbus" else 2
+            plots.append(f"'-' using 1:2 with linespoints lw 2 dt {dt} lc rgb '{colors[wait]}' title {gp_str(key)}")
+            data.append("\n".join(f"{n} {v:.1f}" for n, v in rows) + "\ne")
+    if plots:
+        g("plot " + ", ".join(plots))
+        G.extend(data)
+g("unset multiplot")
+try:
+    subprocess.run(["gnuplot"], input="\n".join(G) + "\n", text=True, check=True, stdout=sys.stderr)
+except (OSError, subprocess.CalledProcessError) as e:
+    sys.exit(f"bench.sh: gnuplot failed to draw {fan_plot}: {e}")
 
 
 # --- targets ------------------------------------------------------------------
@@ -316,9 +486,17 @@ targets = [
      "≥", 8e6, frate),
     ("64 B 1 → 8 summed ≥ 0.5 × 1 → 1", med([v for v in (fan(i) for i in range(runs)) if v is not None] or [0]),
      "≥", 0.5, fratio),
+    ("64 B 1 → 1, --batch 64 --zero-copy ≥ 0.5 × shm (same invocation)",
+     per_run(perf["perf-1to1-zc"], lambda d: ratio_in(d, 64, "shm", "msgs")), "≥", 0.5, fratio),
     ("1 MiB GB/s ≥ 0.8 × memset of 1 MiB",
      per_run(perf["perf-1m"], lambda d: ratio_in(d, 1 << 20, "memset", "gb_per_s")), "≥", 0.8, fratio),
 ]
+for pol in FAN_P:
+    for wait in FAN_W:
+        one = fmed("zcbus", pol, wait, FAN_N[0], "cpu_ns_per_pub")
+        top = fmed("zcbus", pol, wait, FAN_N[-1], "cpu_ns_per_pub")
+        targets.append((f"zcbus producer CPU per publish, {pol}, {wait}: N = {FAN_N[-1]} ≤ 2 × N = {FAN_N[0]}",
+                        top / one if one and top is not None else None, "≤", 2, fratio))
 w("## Targets")
 w("")
 w("| target | measured | met |")
@@ -337,4 +515,4 @@ if os.path.exists(log):
 with open(out, "w") as f:
     f.write("\n".join(L))
 EOF
-say "wrote $OUT and $PLOT"
+say "wrote $OUT, $PLOT and $FAN_PLOT"

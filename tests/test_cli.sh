@@ -660,5 +660,54 @@ check "perf --baseline --json runs and reports zcbus and the baselines" \
 if command -v python3 >/dev/null 2>&1; then
         check "perf --json is valid JSON" python3 -m json.tool "$dir/last.out"
 fi
+run cli perf --batch 16 --zero-copy -d 0.1 --rounds 1 --baseline shm --json
+check "perf --batch --zero-copy runs beside shm and says so in the JSON" \
+        eval '[ "$rc" -eq 0 ] && grep -q "\"zero_copy\":true" "$dir/last.out" &&
+              grep -q "\"transport\":\"zcbus\"" "$dir/last.out" && grep -q "\"transport\":\"shm\"" "$dir/last.out"'
+run cli perf --zero-copy
+check "perf: --zero-copy needs --batch" usage_error
+run cli perf --fanout 1,1
+check "perf: --fanout wants distinct counts" usage_error
+run cli perf --fanout 4 -c 2
+check "perf: --fanout does not go with -c" usage_error
+run cli perf --rate 100
+check "perf: --rate needs --fanout" usage_error
+run cli lat --wait spin,futex
+check "lat: --wait takes one mode" usage_error
+
+# The fan-out curve, tiny: 2 policies x 2 wait modes x 2 counts x 2
+# transports. Only what it reports is checked, never how fast.
+run cli perf --fanout 1,4 -d 0.05 --rate 2000 --wait futex,spin --policy reliable,latest --baseline shm --json
+check "perf --fanout --json runs every point" \
+        eval '[ "$rc" -eq 0 ] && [ ! -s "$dir/last.err" ] && grep -q "\"mode\":\"fanout\"" "$dir/last.out" &&
+              grep -q "\"cpu_ns_per_pub\":" "$dir/last.out" && grep -q "\"last\":{\"p50_ns\":" "$dir/last.out"'
+if command -v python3 >/dev/null 2>&1; then
+        cat >"$dir/fanout.py" <<'EOF'
+import json, sys
+
+d = json.load(open(sys.argv[1]))
+pts = d["points"]
+assert d["subscribers"] == [1, 4] and d["rate"] == 2000 and len(pts) == 16, "one point per combination"
+seen = {(p["transport"], p["policy"], p["wait"], p["subscribers"]) for p in pts}
+assert len(seen) == 16, "every combination once"
+num = ("gap_ns", "published", "cpu_ns_per_pub", "cpu_bracket_ns", "msgs_per_s_pub", "msgs_per_s_sub",
+       "msgs_per_s_min_sub", "msgs_per_s_sum", "delivered", "lost", "waits", "wakeups", "sleeps", "samples")
+for p in pts:
+    for k in num:
+        assert isinstance(p[k], (int, float)) and p[k] >= 0, (k, p)
+    for side in ("first", "last"):
+        for k in ("p50_ns", "p90_ns", "p99_ns", "p999_ns", "max_ns", "mean_ns"):
+            assert isinstance(p[side][k], (int, float)), (side, k, p)
+    assert p["gap_ns"] == 500000 and p["published"] >= 1 and p["samples"] >= 1, p
+    assert p["first"]["p50_ns"] <= p["last"]["p50_ns"], p
+    n = p["subscribers"]
+    if p["policy"] == "reliable":
+        assert p["delivered"] == n * p["published"] and p["lost"] == 0, p
+    else:
+        assert p["delivered"] + p["lost"] <= n * p["published"], p
+EOF
+        check "perf --fanout --json has every field, and reliable delivers every message to every subscriber" \
+                python3 "$dir/fanout.py" "$dir/last.out"
+fi
 
 finish

@@ -21,6 +21,7 @@
 
 #include "bench.h"
 #include "cli_util.h"
+#include "fanout.h"
 #include "json.h"
 #include "macro.h"
 #include "perf.h"
@@ -35,6 +36,8 @@
 #define ROUNDS_MAX 99u
 #define MEMSET_FROM (64u << 10) /* sizes that get a memset reference */
 #define MEMSET_NS_MAX (UINT64_C(500) * 1000000u)
+#define FAN_DURATION_DEFAULT (UINT64_C(500) * 1000000u)
+#define RATE_MAX 100000000u
 
 /* ------------------------------------------------------------ options */
 
@@ -56,22 +59,86 @@ static void usage(FILE *f) {
                 "  -d, --duration SECS  measuring time per size and transport (default 2)\n"
                 "      --rounds N       split it into N rounds, report the median (default 3)\n"
                 "      --batch N        send and receive N messages per call (default 1, at most %u)\n"
-                "      --policy P       reliable or latest (default reliable)\n"
-                "      --wait MODE      spin, futex or adaptive (default adaptive)\n"
+                "      --zero-copy      with --batch: loan N slots, write in place, commit them\n"
+                "                       together (zcbus_pub_loan_batch), no copy\n"
+                "      --fanout LIST    the fan-out curve: 1 producer, N subscribers for each N\n"
+                "                       of LIST (e.g. 1,4,16,64,256; at most %u), each --wait\n"
+                "                       and --policy of their lists (--wait futex,spin ...):\n"
+                "                       producer CPU ns/publish, delivered rates, latency of\n"
+                "                       the first and last subscriber; -d per point (0.5)\n"
+                "      --rate R|auto    --fanout: at most R msgs/s (0: unpaced; default auto:\n"
+                "                       %u/s, lowered to one per N x %u ns for N\n"
+                "                       subscribers, so they can sleep between messages)\n"
+                "      --policy P       reliable or latest (default reliable; --fanout: a list)\n"
+                "      --wait MODE      spin, futex or adaptive (default adaptive; --fanout:\n"
+                "                       a list)\n"
                 "      --spin-us N      adaptive spin budget in microseconds (default %u)\n"
                 "      --cpu A,B|none   pin producers to CPU A, subscribers to CPU B (default 0,1)\n"
                 "      --slots N        ring slots (power of two; default by size, ring <= 4 MiB)\n"
-                "      --baseline LIST  also measure uds,pipe,shm (or all; needs -p 1)\n"
+                "      --baseline LIST  also measure uds,pipe,shm (or all; needs -p 1; --fanout:\n"
+                "                       shm, the raw ring with a plain futex wake-all)\n"
                 "      --no-bus         baselines only, no broker needed (needs --baseline)\n"
                 "      --prefix NAME    topic prefix (default zcbus.perf.PID)\n"
                 "      --json           print the results as JSON\n"
                 "  -h, --help           show this help\n",
-                PRODUCERS_MAX, SUBSCRIBERS_MAX, BATCH_MAX, BENCH_SPIN_US_DEFAULT);
+                PRODUCERS_MAX, SUBSCRIBERS_MAX, BATCH_MAX, FAN_SUBS_MAX, FAN_AUTO_RATE_MAX, FAN_AUTO_SUB_NS,
+                BENCH_SPIN_US_DEFAULT);
+}
+
+/* "1,4,16": distinct subscriber counts in 1..FAN_SUBS_MAX. */
+static int parse_fanout(const char *s, struct perf_cfg *c) {
+        unsigned n = 0;
+        const char *p = s;
+
+        for (;;) {
+                unsigned long long v;
+                char tok[16];
+                size_t len = strcspn(p, ",");
+                if (len == 0 || len >= sizeof(tok) || n == ARRAY_SIZE(c->fanout))
+                        return -EINVAL;
+                memcpy(tok, p, len);
+                tok[len] = '\0';
+                if (cli_parse_u64(tok, 1, FAN_SUBS_MAX, 0, &v) < 0)
+                        return -EINVAL;
+                for (unsigned k = 0; k < n; k++)
+                        if (c->fanout[k] == v)
+                                return -EINVAL;
+                c->fanout[n++] = (unsigned)v;
+                if (!p[len])
+                        break;
+                p += len + 1;
+        }
+        c->nfanout = n;
+        return 0;
+}
+
+/* What --fanout does not go with: 2 (reported), or -1 if all is well. */
+static int check_fanout(const struct perf_cfg *c, bool set_c, bool set_rounds) {
+        const char *bad = c->producers != 1 ? "-p"
+                          : set_c           ? "-c (the counts are --fanout's)"
+                          : set_rounds      ? "--rounds (one run per point)"
+                          : c->batch != 1   ? "--batch"
+                          : c->com.nsizes != 1 ? "more than one --size"
+                                               : NULL;
+
+        if (bad) {
+                cli_err(CMD, "--fanout does not go with %s", bad);
+                return 2;
+        }
+        if (c->com.baselines & ~(1u << BENCH_XP_SHM)) {
+                cli_err(CMD, "--fanout has one baseline: shm (the raw ring with a plain futex wake-all)");
+                return 2;
+        }
+        if (c->com.sizes[0] < 16) {
+                cli_err(CMD, "--fanout needs --size 16 or more (a counter and a clock)");
+                return 2;
+        }
+        return -1;
 }
 
 static int parse_opts(int argc, char **argv, struct perf_opts *o) {
         enum {
-                OPT_ROUNDS = BENCH_OPT_END_, OPT_BATCH,
+                OPT_ROUNDS = BENCH_OPT_END_, OPT_BATCH, OPT_FANOUT, OPT_RATE, OPT_ZERO_COPY,
         };
         static const struct option longopts[] = {
                 BENCH_COMMON_LONGOPTS,
@@ -80,10 +147,14 @@ static int parse_opts(int argc, char **argv, struct perf_opts *o) {
                 {"duration", required_argument, NULL, 'd'},
                 {"rounds", required_argument, NULL, OPT_ROUNDS},
                 {"batch", required_argument, NULL, OPT_BATCH},
+                {"fanout", required_argument, NULL, OPT_FANOUT},
+                {"rate", required_argument, NULL, OPT_RATE},
+                {"zero-copy", no_argument, NULL, OPT_ZERO_COPY},
                 {"help", no_argument, NULL, 'h'},
                 {NULL, 0, NULL, 0},
         };
         struct perf_cfg *c = &o->cfg;
+        bool set_c = false, set_d = false, set_rounds = false, set_rate = false;
         unsigned long long v;
         int opt;
 
@@ -92,6 +163,7 @@ static int parse_opts(int argc, char **argv, struct perf_opts *o) {
         c->batch = 1;
         c->rounds = 3;
         c->duration_ns = UINT64_C(2) * 1000000000u;
+        c->rate_auto = true;
 
         while ((opt = bench_getopt(CMD, argc, argv, ":p:c:d:h", longopts, usage, &c->com)) >= 0) {
                 switch (opt) {
@@ -104,15 +176,37 @@ static int parse_opts(int argc, char **argv, struct perf_opts *o) {
                         if (cli_parse_u64(optarg, 1, SUBSCRIBERS_MAX, 0, &v) < 0)
                                 return bench_bad_value(CMD, "-c", optarg, "want 1..128 subscribers");
                         c->subscribers = (unsigned)v;
+                        set_c = true;
                         break;
                 case 'd':
                         if (bench_parse_seconds(optarg, 0.01, 86400, &c->duration_ns) < 0)
                                 return bench_bad_value(CMD, "-d", optarg, "want seconds in 0.01..86400, e.g. 2 or 0.5");
+                        set_d = true;
                         break;
                 case OPT_ROUNDS:
                         if (cli_parse_u64(optarg, 1, ROUNDS_MAX, 0, &v) < 0)
                                 return bench_bad_value(CMD, "--rounds", optarg, "want 1..99");
                         c->rounds = (unsigned)v;
+                        set_rounds = true;
+                        break;
+                case OPT_FANOUT:
+                        if (parse_fanout(optarg, c) < 0)
+                                return bench_bad_value(CMD, "--fanout", optarg,
+                                                       "want a list of distinct subscriber counts in 1..1000, e.g. 1,4,16");
+                        break;
+                case OPT_RATE:
+                        set_rate = true;
+                        if (strcmp(optarg, "auto") == 0) {
+                                c->rate_auto = true;
+                                break;
+                        }
+                        if (cli_parse_u64(optarg, 0, RATE_MAX, 0, &v) < 0)
+                                return bench_bad_value(CMD, "--rate", optarg, "want messages/s in 0..100000000 or auto");
+                        c->rate_auto = false;
+                        c->rate = (uint32_t)v;
+                        break;
+                case OPT_ZERO_COPY:
+                        c->zero_copy = true;
                         break;
                 case OPT_BATCH:
                         if (cli_parse_u64(optarg, 1, BATCH_MAX, 0, &v) < 0)
@@ -123,6 +217,22 @@ static int parse_opts(int argc, char **argv, struct perf_opts *o) {
         }
         if (opt < -1)
                 return bench_getopt_status(opt);
+        if (c->nfanout) {
+                int st = check_fanout(c, set_c, set_rounds);
+                if (st >= 0)
+                        return st;
+                if (!set_d)
+                        c->duration_ns = FAN_DURATION_DEFAULT;
+                c->rounds = 1;
+                c->com.lists_ok = true;
+        } else if (set_rate) {
+                cli_err(CMD, "--rate needs --fanout");
+                return 2;
+        }
+        if (c->zero_copy && c->batch < 2) {
+                cli_err(CMD, "--zero-copy needs --batch N (N >= 2)");
+                return 2;
+        }
         if (o->cfg.com.baselines && c->producers != 1) {
                 cli_err(CMD, "--baseline needs -p 1 (the references have a single producer)");
                 return 2;
@@ -189,11 +299,11 @@ static void print_text(const struct perf_report *R) {
         char sizes[256], one[32];
 
         bench_fmt_sizes(&c->com, sizes, sizeof(sizes));
-        (void)printf("zcbus perf: %s B, %u producer%s -> %u subscriber%s, %u round%s of %.3g s, batch %u, "
+        (void)printf("zcbus perf: %s B, %u producer%s -> %u subscriber%s, %u round%s of %.3g s, batch %u%s, "
                      "policy=%s, wait=%s, ",
                      sizes, c->producers, c->producers == 1 ? "" : "s", c->subscribers, c->subscribers == 1 ? "" : "s",
                      c->rounds, c->rounds == 1 ? "" : "s", (double)c->duration_ns / c->rounds / 1e9, c->batch,
-                     zcbus_policy_name(c->com.policy), bench_wait_name(c->com.wait));
+                     c->zero_copy ? " (zero-copy)" : "", zcbus_policy_name(c->com.policy), bench_wait_name(c->com.wait));
         if (c->com.cpus[0] >= 0)
                 (void)printf("cpus %d,%d (median round)\n", c->com.cpus[0], c->com.cpus[1]);
         else
@@ -239,9 +349,11 @@ static void print_json(const struct perf_report *R) {
         const struct perf_cfg *c = &R->o->cfg;
         bool first = true;
 
-        (void)printf("{\"command\":\"perf\",\"producers\":%u,\"subscribers\":%u,\"batch\":%u,\"policy\":\"%s\","
+        (void)printf("{\"command\":\"perf\",\"producers\":%u,\"subscribers\":%u,\"batch\":%u,\"zero_copy\":%s,"
+                     "\"policy\":\"%s\","
                      "\"wait\":\"%s\",\"spin_us\":%u,\"duration_s\":%.3f,\"rounds\":%u,",
-                     c->producers, c->subscribers, c->batch, zcbus_policy_name(c->com.policy),
+                     c->producers, c->subscribers, c->batch, c->zero_copy ? "true" : "false",
+                     zcbus_policy_name(c->com.policy),
                      bench_wait_name(c->com.wait), c->com.spin_us, (double)c->duration_ns / 1e9, c->rounds);
         bench_json_cpus(stdout, &c->com);
         (void)printf("\"prefix\":");
@@ -353,6 +465,8 @@ int bench_cmd_perf(int argc, char **argv, const char *sock) {
         (void)signal(SIGPIPE, SIG_IGN); /* a dead peer is an EPIPE, not our death */
         if (!o.cfg.com.no_bus && bench_broker_check(CMD, sock) < 0)
                 return 1;
+        if (o.cfg.nfanout)
+                return bench_perf_fanout(CMD, &o.cfg);
 
         if (bench_xps_new(CMD, &o.cfg.com, xp_perf_make, &o.cfg, xps, sizeof(*xps), &nxp) < 0) {
                 free_xps(xps, nxp);

@@ -117,6 +117,25 @@ int bench_parse_wait(const char *s, uint32_t *ret_mode) {
         return -EINVAL;
 }
 
+int bench_parse_waits(const char *s, uint32_t ret[3], unsigned *ret_n) {
+        char buf[64], *tok[3];
+        uint32_t m[3];
+        unsigned n;
+
+        if (split_list(s, buf, sizeof(buf), tok, ARRAY_SIZE(tok), &n) < 0)
+                return -EINVAL;
+        for (unsigned i = 0; i < n; i++) {
+                if (bench_parse_wait(tok[i], &m[i]) < 0)
+                        return -EINVAL;
+                for (unsigned k = 0; k < i; k++)
+                        if (m[k] == m[i])
+                                return -EINVAL;
+        }
+        memcpy(ret, m, n * sizeof(*m));
+        *ret_n = n;
+        return 0;
+}
+
 const char *bench_wait_name(uint32_t mode) {
         return mode >= ZCBUS_WAIT_ADAPTIVE && mode <= ZCBUS_WAIT_FUTEX ? wait_names[mode] : "?";
 }
@@ -128,6 +147,21 @@ int bench_parse_policy(const char *s, uint32_t *ret_policy) {
                 *ret_policy = ZCBUS_POLICY_LATEST;
         else
                 return -EINVAL;
+        return 0;
+}
+
+int bench_parse_policies(const char *s, uint32_t ret[2], unsigned *ret_n) {
+        char buf[32], *tok[2];
+        uint32_t p[2];
+        unsigned n;
+
+        if (split_list(s, buf, sizeof(buf), tok, ARRAY_SIZE(tok), &n) < 0)
+                return -EINVAL;
+        for (unsigned i = 0; i < n; i++)
+                if (bench_parse_policy(tok[i], &p[i]) < 0 || (i && p[0] == p[i]))
+                        return -EINVAL;
+        memcpy(ret, p, n * sizeof(*p));
+        *ret_n = n;
         return 0;
 }
 
@@ -241,9 +275,11 @@ uint32_t bench_ring_slots(size_t size, uint32_t req, uint64_t ring_bytes, uint32
 void bench_common_init(struct bench_common *c) {
         c->sizes[0] = 64;
         c->nsizes = 1;
-        c->wait = ZCBUS_WAIT_ADAPTIVE;
+        c->wait = c->waits[0] = ZCBUS_WAIT_ADAPTIVE;
+        c->nwaits = 1;
         c->spin_us = BENCH_SPIN_US_DEFAULT;
-        c->policy = ZCBUS_POLICY_RELIABLE;
+        c->policy = c->policies[0] = ZCBUS_POLICY_RELIABLE;
+        c->npolicies = 1;
         bench_default_cpus(c->cpus);
 }
 
@@ -269,8 +305,9 @@ int bench_common_opt(const char *cmd, char **argv, int opt, const char *arg, str
                                           "want a list of distinct sizes in 8..64M, e.g. 64,4K,1M (at most 16)");
                 return 1;
         case BENCH_OPT_WAIT:
-                if (bench_parse_wait(arg, &c->wait) < 0)
+                if (bench_parse_waits(arg, c->waits, &c->nwaits) < 0)
                         return bad_common(cmd, "--wait", arg, "want spin, futex or adaptive");
+                c->wait = c->waits[0];
                 return 1;
         case BENCH_OPT_SPIN:
                 if (cli_parse_u64(arg, 1, 1000000, 0, &v) < 0)
@@ -285,8 +322,9 @@ int bench_common_opt(const char *cmd, char **argv, int opt, const char *arg, str
                         return bad_common(cmd, "--cpu", arg, "want A,B (CPU numbers) or none");
                 return 1;
         case BENCH_OPT_POLICY:
-                if (bench_parse_policy(arg, &c->policy) < 0)
+                if (bench_parse_policies(arg, c->policies, &c->npolicies) < 0)
                         return bad_common(cmd, "--policy", arg, "want reliable or latest");
+                c->policy = c->policies[0];
                 return 1;
         case BENCH_OPT_SLOTS:
                 if (cli_parse_u64(arg, 2, UINT32_C(1) << 24, 1, &v) < 0 || (v & (v - 1)))
@@ -346,6 +384,11 @@ int bench_no_operands(const char *cmd, int argc, char **argv) {
 int bench_common_finish(const char *cmd, struct bench_common *c, bool shared) {
         if (c->no_bus && !c->baselines) {
                 cli_err(cmd, "--no-bus needs --baseline (there would be nothing to measure)");
+                return -EINVAL;
+        }
+        if (!c->lists_ok && (c->nwaits > 1 || c->npolicies > 1)) {
+                cli_err(cmd, "--%s takes one value here (a list only with 'zcbus perf --fanout')",
+                        c->nwaits > 1 ? "wait" : "policy");
                 return -EINVAL;
         }
         for (unsigned i = 0; i < c->nsizes; i++)

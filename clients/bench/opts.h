@@ -41,9 +41,14 @@ struct bench_common {
         unsigned nsizes;
         size_t max_size; /* the largest of sizes, set by bench_common_finish() */
         int cpus[2];     /* lat: ping, pong; perf: producers, subscribers; -1: not pinned */
-        uint32_t wait;   /* enum zcbus_wait_mode */
+        uint32_t wait;   /* enum zcbus_wait_mode: the first of --wait's list */
         uint32_t spin_us;
-        uint32_t policy;    /* enum zcbus_policy */
+        uint32_t policy;    /* enum zcbus_policy: the first of --policy's list */
+        /* --wait and --policy as given: a list only where the command
+         * says so (lists_ok, before bench_common_finish()). */
+        uint32_t waits[3], policies[2];
+        unsigned nwaits, npolicies;
+        bool lists_ok;
         uint32_t slots;     /* 0: chosen per size */
         char prefix[128];   /* "" until --prefix or bench_common_finish() */
         unsigned baselines; /* mask of 1 << BENCH_XP_* */
@@ -98,7 +103,8 @@ static inline int bench_getopt_status(int opt) {
 /* After getopt: 2 after reporting "unexpected argument" if any operand
  * is left, else 0. */
 int bench_no_operands(const char *cmd, int argc, char **argv);
-/* After parsing: --no-bus needs --baseline (-EINVAL, reported); set
+/* After parsing: --no-bus needs --baseline and --wait or --policy take a
+ * list only when lists_ok (-EINVAL, reported); set
  * max_size and, without --prefix, the prefix "zcbus.CMD.PID" (or
  * "zcbus.CMD" when shared, for peers started by hand). */
 int bench_common_finish(const char *cmd, struct bench_common *c, bool shared);
@@ -111,8 +117,12 @@ int bench_parse_baselines(const char *s, unsigned *ret_mask);
 /* "64,4K,1M": sizes within [BENCH_SIZE_MIN, BENCH_SIZE_MAX], no repeats. */
 int bench_parse_sizes(const char *s, size_t *sizes, unsigned max, unsigned *ret_n);
 int bench_parse_wait(const char *s, uint32_t *ret_mode);
+/* "futex,adaptive,spin": distinct modes, in the order given. */
+int bench_parse_waits(const char *s, uint32_t ret[3], unsigned *ret_n);
 const char *bench_wait_name(uint32_t mode);
 int bench_parse_policy(const char *s, uint32_t *ret_policy);
+/* "reliable,latest": distinct policies, in the order given. */
+int bench_parse_policies(const char *s, uint32_t ret[2], unsigned *ret_n);
 /* "A,B" (each a CPU this process may run on) or "none" (-1,-1). */
 int bench_parse_cpus(const char *s, int ret[2]);
 /* The first two CPUs we may run on, or none with fewer than two. */

@@ -8,6 +8,7 @@
 #ifndef ZCBUS_BENCH_PERF_H
 #define ZCBUS_BENCH_PERF_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -21,9 +22,18 @@ struct perf_cfg {
         unsigned producers, subscribers;
         unsigned batch; /* >= 1 */
         unsigned rounds;
-        uint64_t duration_ns; /* per transport and size, split over the rounds */
+        uint64_t duration_ns; /* per transport and size, split over the rounds;
+                                 --fanout: per point */
         const char *sock;
+        /* --fanout (nfanout > 0): the subscriber counts of the curve. */
+        unsigned fanout[16], nfanout;
+        uint32_t rate; /* --rate: messages/s, 0 unpaced, unless rate_auto */
+        bool rate_auto;
+        bool zero_copy; /* --zero-copy: --batch through loan_batch/commit_batch */
 };
+
+/* `zcbus perf --fanout` (cmd_fanout.c): the curve, printed; the exit status. */
+int bench_perf_fanout(const char *cmd, const struct perf_cfg *cfg);
 
 /* One process's outcome, in memory shared with the parent. */
 struct perf_result {

@@ -11,7 +11,7 @@
 #include <stddef.h>
 #include <sys/types.h>
 
-#define BENCH_PROCS_MAX 256u
+#define BENCH_PROCS_MAX 1024u
 #define BENCH_PEER_TIMEOUT_MS 10000 /* a peer that says nothing this long is broken */
 
 struct bench_procs {

@@ -3,6 +3,7 @@
  * xp.c: the transports by kind (xp.h): the one place that knows every
  * transport's constructor, and the order they are made and run in.
  */
+#include <errno.h>
 #include <string.h>
 
 #include "cli_util.h"
@@ -21,6 +22,10 @@ int xp_perf_make(unsigned kind, const void *cfg, void *xp) {
         return kind == BENCH_XP_ZCBUS ? xp_zc_perf_new(cfg, xp)
                : kind == BENCH_XP_SHM ? xp_shm_perf_new(cfg, xp)
                                       : xp_sock_perf_new(kind, cfg, xp);
+}
+
+int xp_fan_make(unsigned kind, struct fan_xp *ret) {
+        return kind == BENCH_XP_ZCBUS ? xp_zc_fan_new(ret) : kind == BENCH_XP_SHM ? xp_shm_fan_new(ret) : -EOPNOTSUPP;
 }
 
 int bench_xps_new(const char *cmd, const struct bench_common *com, bench_xp_make_fn make, const void *cfg, void *xps,

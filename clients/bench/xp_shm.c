@@ -26,6 +26,9 @@
  * floor.
  */
 #include <assert.h>
+#include <limits.h>
+#include <sched.h>
+#include <time.h>
 #include <errno.h>
 #include <stdbool.h>
 #include <stdlib.h>
@@ -390,5 +393,244 @@ int xp_shm_perf_new(const struct perf_cfg *cfg, struct perf_xp *ret) {
         x->cfg = cfg;
         x->w = shm_wait_for(cfg->com.wait, cfg->com.spin_us, false);
         *ret = (struct perf_xp){.ops = &perf_shm_ops, .st = x, .kind = BENCH_XP_SHM};
+        return 0;
+}
+
+/* ============================================================ fan-out */
+
+/* --- fan-out: the raw ring of perf with the plain scheme zcbus is
+ * measured against: one arm word that any sleeper raises, and a producer
+ * that, after its store and a full fence, takes the arm and wakes every
+ * sleeper (FUTEX_WAKE INT_MAX) whenever it finds it raised. Its waiting
+ * is written out here, on futex.h alone, rather than taken from wait.h:
+ * the reference must stay the plain scheme whatever zcbus's wait engine
+ * becomes. A subscriber spins as --wait says (spin: only; adaptive: for
+ * the budget, yielding between checks past the first microseconds, as
+ * zcbus does; futex: not at all), then reads the futex word, arms,
+ * re-checks the head and sleeps.
+ *
+ * Under reliable the producer gates on the slowest subscriber's tail
+ * (rescanned only when its cached minimum says the ring is full; a full
+ * ring is polled in 20 us naps and counted as a wait); under latest it
+ * never waits, and a subscriber lapped (or overwritten while it read,
+ * which it sees from the head after an acquire fence) skips ahead and
+ * counts the loss. Each slot holds the tag, then the producer's clock. */
+
+#define FAN_SHM_NAP_NS 20000u
+
+struct fan_shm_line {
+        au32 head;  /* messages published */
+        au32 armed; /* a sleeper wants a wake-up */
+        au32 word;  /* the futex word, bumped by each wake */
+        uint8_t pad[SEG_LINE - 12];
+};
+static_assert(sizeof(struct fan_shm_line) == SEG_LINE, "one cache line");
+
+struct fan_shm_tail {
+        au32 tail; /* subscriber: messages it is done with */
+        uint8_t pad[SEG_LINE - 4];
+};
+
+struct fan_shm {
+        struct fan_point p;
+        uint8_t *map;
+        size_t len;
+        struct fan_shm_line *line;
+        struct fan_shm_tail *tails;
+        uint8_t *slots;
+        uint32_t n, mask;
+        uint64_t stride;
+        /* producer */
+        uint32_t head, min_tail;
+        uint64_t waits, wakeups;
+        /* subscriber */
+        uint32_t tail;
+        uint64_t sleeps, lost;
+};
+
+static int fan_shm_prepare(void *st, const struct fan_point *p) {
+        struct fan_shm *x = st;
+        size_t lines = sizeof(struct fan_shm_line) + (size_t)p->subs * sizeof(struct fan_shm_tail);
+
+        shm_unmap(&x->map, &x->len);
+        x->p = *p;
+        x->n = p->slots;
+        x->mask = x->n - 1;
+        x->stride = seg_slot_stride((uint32_t)p->size);
+        x->len = ALIGN_UP(lines, (size_t)4096) + (size_t)x->n * x->stride;
+        x->head = x->min_tail = x->tail = 0;
+        x->waits = x->wakeups = x->sleeps = x->lost = 0;
+        if (p->size < 16)
+                return -EMSGSIZE; /* the tag and the clock */
+        int r = shm_map("zcbus-fanout-shm", &x->len, &x->map);
+        if (r < 0)
+                return r;
+        x->line = (struct fan_shm_line *)x->map;
+        x->tails = (struct fan_shm_tail *)(x->map + sizeof(struct fan_shm_line));
+        x->slots = x->map + ALIGN_UP(lines, (size_t)4096);
+        return 0;
+}
+
+static void fan_shm_detach(void *st) {
+        struct fan_shm *x = st;
+
+        shm_unmap(&x->map, &x->len);
+}
+
+/* Reliable: room for one more after head, or wait for the slowest. */
+static void fan_shm_room(struct fan_shm *x) {
+        while ((uint32_t)(x->head + 1 - x->min_tail) > x->n) {
+                uint32_t m = x->head;
+                for (unsigned c = 0; c < x->p.subs; c++) {
+                        uint32_t t = load_acq(&x->tails[c].tail); /* pairs with the subscriber's store */
+                        if ((uint32_t)(x->head - t) > (uint32_t)(x->head - m))
+                                m = t;
+                }
+                x->min_tail = m;
+                if ((uint32_t)(x->head + 1 - m) <= x->n)
+                        break;
+                x->waits++;
+                struct timespec ts = {.tv_nsec = FAN_SHM_NAP_NS};
+                (void)nanosleep(&ts, NULL);
+        }
+}
+
+static int fan_shm_publish(void *st, uint64_t ctr) {
+        struct fan_shm *x = st;
+        uint64_t tag = perf_tag(0, ctr), ts;
+        uint8_t *p;
+
+        if (x->p.policy != ZCBUS_POLICY_LATEST)
+                fan_shm_room(x);
+        p = shm_payload(x->slots, x->stride, x->head & x->mask);
+        memset(p + 16, 0xa5, x->p.size - 16); /* every byte written once */
+        memcpy(p, &tag, 8);
+        ts = now_ns();
+        memcpy(p + 8, &ts, 8);
+        x->head++;
+        store_rel(&x->line->head, x->head); /* pairs with the subscriber's load_acq */
+        if (x->p.wait == ZCBUS_WAIT_SPIN)
+                return 0; /* nobody sleeps */
+        full_fence(); /* store the head, then look at the arm: pairs with the sleeper's arm, re-check */
+        if (load_rlx(&x->line->armed) &&
+            atomic_exchange_explicit(&x->line->armed, 0, memory_order_seq_cst)) {
+                (void)faa_sc(&x->line->word, 1);
+                (void)futex_wake(&x->line->word, INT_MAX);
+                x->wakeups++;
+        }
+        return 0;
+}
+
+/* Wait until the head moves past tail, at most until deadline. */
+static bool fan_shm_wait(struct fan_shm *x, uint64_t deadline) {
+        struct fan_shm_line *l = x->line;
+        uint32_t mode = x->p.wait;
+
+        if (mode != ZCBUS_WAIT_FUTEX) {
+                uint64_t spin_end = mode == ZCBUS_WAIT_SPIN ? deadline : now_ns() + (uint64_t)x->p.spin_us * 1000u;
+                for (unsigned i = 1;; i++) {
+                        if (load_acq(&l->head) != x->tail)
+                                return true;
+                        cpu_relax();
+                        if ((i & 127) == 0) {
+                                uint64_t t = now_ns();
+                                if (t >= deadline)
+                                        return false;
+                                if (t >= spin_end)
+                                        break;
+                                if (mode != ZCBUS_WAIT_SPIN)
+                                        (void)sched_yield();
+                        }
+                }
+        }
+        for (;;) {
+                uint32_t v = load_sc(&l->word);
+                store_sc(&l->armed, 1); /* arm, then re-check: pairs with the producer's fence */
+                if (load_sc(&l->head) != x->tail)
+                        return true;
+                x->sleeps++;
+                (void)futex_wait(&l->word, v, deadline);
+                if (load_acq(&l->head) != x->tail)
+                        return true;
+                if (now_ns() >= deadline)
+                        return false;
+        }
+}
+
+static int fan_shm_receive(void *st, unsigned idx, int timeout_ms, struct fan_rx *ret) {
+        struct fan_shm *x = st;
+        bool latest = x->p.policy == ZCBUS_POLICY_LATEST;
+        uint64_t tag, ts;
+        uint32_t h;
+
+        for (;;) {
+                const uint8_t *p;
+                h = load_acq(&x->line->head); /* pairs with the producer's store_rel */
+                if (h == x->tail) {
+                        if (!fan_shm_wait(x, now_ns() + (uint64_t)timeout_ms * 1000000u))
+                                return 0;
+                        continue;
+                }
+                ret->now = now_ns();
+                if (latest && (uint32_t)(h - x->tail) > x->n) {
+                        x->lost += (uint32_t)(h - x->n - x->tail);
+                        x->tail = h - x->n;
+                }
+                p = shm_payload(x->slots, x->stride, x->tail & x->mask);
+                memcpy(&tag, p, 8);
+                memcpy(&ts, p + 8, 8);
+                if (latest) {
+                        /* Overwritten while we read? The producer stores the
+                         * head after writing the slot that laps ours. */
+                        atomic_thread_fence(memory_order_acquire);
+                        if ((uint32_t)(load_acq(&x->line->head) - x->tail) >= x->n) {
+                                x->lost++;
+                                x->tail++;
+                                continue;
+                        }
+                }
+                break;
+        }
+        x->tail++;
+        if (!latest)
+                store_rel(&x->tails[idx].tail, x->tail); /* pairs with the producer's load_acq */
+        ret->ctr = tag & PERF_CTR_MASK;
+        ret->ts_ns = ts;
+        ret->lost = x->lost;
+        x->lost = 0;
+        return 1;
+}
+
+static void fan_shm_pub_counts(void *st, uint64_t *ret_waits, uint64_t *ret_wakeups) {
+        struct fan_shm *x = st;
+
+        *ret_waits = x->waits;
+        *ret_wakeups = x->wakeups;
+}
+
+static void fan_shm_sub_counts(void *st, uint64_t *ret_sleeps) {
+        *ret_sleeps = ((struct fan_shm *)st)->sleeps;
+}
+
+static void fan_shm_free(void *st) {
+        struct fan_shm *x = st;
+
+        if (!x)
+                return;
+        shm_unmap(&x->map, &x->len);
+        free(x);
+}
+
+static const struct fan_ops fan_shm_ops = {.prepare = fan_shm_prepare, .publish = fan_shm_publish,
+                                          .receive = fan_shm_receive, .pub_counts = fan_shm_pub_counts,
+                                          .sub_counts = fan_shm_sub_counts, .detach = fan_shm_detach,
+                                          .free = fan_shm_free};
+
+int xp_shm_fan_new(struct fan_xp *ret) {
+        struct fan_shm *x = calloc(1, sizeof(*x));
+
+        if (!x)
+                return -ENOMEM;
+        *ret = (struct fan_xp){.ops = &fan_shm_ops, .st = x, .kind = BENCH_XP_SHM};
         return 0;
 }

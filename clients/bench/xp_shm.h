@@ -9,6 +9,7 @@
 #ifndef ZCBUS_BENCH_XP_SHM_H
 #define ZCBUS_BENCH_XP_SHM_H
 
+#include "fanout.h"
 #include "lat.h"
 #include "perf.h"
 
@@ -17,5 +18,7 @@
 int xp_shm_lat_new(const struct lat_cfg *cfg, struct lat_xp *ret);
 /* Only one producer: -EOPNOTSUPP for cfg->producers > 1. */
 int xp_shm_perf_new(const struct perf_cfg *cfg, struct perf_xp *ret);
+/* The fan-out reference: the ring with a plain futex wake-all. */
+int xp_shm_fan_new(struct fan_xp *ret);
 
 #endif

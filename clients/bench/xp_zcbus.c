@@ -265,6 +265,8 @@ struct xp_zc_perf {
         /* Peer-side buffers, made at attach, never in the loops. */
         uint8_t *pbuf;
         zcbus_iov *iov;
+        void **bufs;  /* --zero-copy: the loaned slots */
+        size_t *lens; /* --zero-copy: every message is size bytes */
         zcbus_msg *msgs;
         char why[320];
 };
@@ -299,7 +301,14 @@ static int pzc_attach(void *st, enum perf_role role, unsigned idx) {
                                 &x->pub);
                 if (r < 0)
                         return pzc_fail(x, r, "cannot publish on");
-                if (batch > 1) {
+                if (batch > 1 && c->zero_copy) {
+                        x->bufs = calloc(batch, sizeof(*x->bufs));
+                        x->lens = calloc(batch, sizeof(*x->lens));
+                        if (!x->bufs || !x->lens)
+                                return -ENOMEM;
+                        for (unsigned i = 0; i < batch; i++)
+                                x->lens[i] = x->size;
+                } else if (batch > 1) {
                         /* Message i starts at pbuf + 8 i: distinct tags, one
                          * buffer of size + 8 batch bytes even for 1 MiB. */
                         x->pbuf = malloc(x->size + 8u * batch);
@@ -340,6 +349,21 @@ static int pzc_produce(void *st, unsigned idx, struct perf_ctl *ctl, struct perf
                         if (_unlikely_(r < 0))
                                 return pzc_fail(x, r, "commit on");
                         count++;
+                }
+        } else if (x->cfg->zero_copy) {
+                while (!load_rlx(&ctl->stop)) {
+                        int k = zcbus_pub_loan_batch(x->pub, batch, x->bufs, -1);
+                        if (_unlikely_(k < 0))
+                                return pzc_fail(x, k, "batch loan on");
+                        for (int i = 0; i < k; i++) {
+                                uint64_t tag = perf_tag(idx, count + (unsigned)i);
+                                memset((uint8_t *)x->bufs[i] + 8, 0xa5, size - 8); /* every byte written once */
+                                memcpy(x->bufs[i], &tag, 8);
+                        }
+                        r = zcbus_pub_commit_batch(x->pub, x->lens, (unsigned)k);
+                        if (_unlikely_(r < 0))
+                                return pzc_fail(x, r, "batch commit on");
+                        count += (unsigned)k;
                 }
         } else {
                 while (!load_rlx(&ctl->stop)) {
@@ -449,6 +473,8 @@ static void pzc_free(void *st) {
         zcbus_disconnect(x->bus);
         free(x->pbuf);
         free(x->iov);
+        free(x->bufs);
+        free(x->lens);
         free(x->msgs);
         free(x);
 }
@@ -463,5 +489,128 @@ int xp_zc_perf_new(const struct perf_cfg *cfg, struct perf_xp *ret) {
                 return -ENOMEM;
         x->cfg = cfg;
         *ret = (struct perf_xp){.ops = &pzc_ops, .st = x, .kind = BENCH_XP_ZCBUS};
+        return 0;
+}
+
+/* ----------------------------------------------------------- fan-out */
+
+/* One producer on "<prefix>.fan<point>.<size>" (a topic per point: a
+ * late joiner of an old one would start at its end marker), created with
+ * ZCBUS_PUB_TIMESTAMP, so each message carries the commit's clock; it
+ * writes in place as perf does. Subscribers receive in place, read the
+ * clock at once, and release. */
+struct xp_zc_fan {
+        struct fan_point p;
+        char topic[ZCBUS_TOPIC_MAX + 1];
+        zcbus *bus;
+        zcbus_pub *pub;
+        zcbus_sub *sub;
+        char why[320];
+};
+
+static const char *fzc_why(void *st) {
+        return ((struct xp_zc_fan *)st)->why;
+}
+
+static int fzc_prepare(void *st, const struct fan_point *p) {
+        struct xp_zc_fan *x = st;
+
+        x->p = *p;
+        (void)snprintf(x->topic, sizeof(x->topic), "%s.fan%u.%zu", p->prefix, p->idx, p->size);
+        return 0;
+}
+
+static int fzc_attach(void *st, enum perf_role role, unsigned idx) {
+        struct xp_zc_fan *x = st;
+        struct bench_common c = {.policy = x->p.policy, .wait = x->p.wait, .spin_us = x->p.spin_us};
+        int r = zc_connect(x->p.sock, &x->bus, x->why, sizeof(x->why));
+
+        if (r < 0)
+                return r;
+        if (role == PERF_PROD) {
+                r = zc_pub_open(x->bus, x->topic, &c, x->p.slots, x->p.size, ZCBUS_PUB_TIMESTAMP, &x->pub);
+                return r < 0 ? zc_fail(x->why, sizeof(x->why), x->bus, r, "cannot publish on", x->topic) : 0;
+        }
+        r = zc_sub_open(x->bus, x->topic, &c, 0, &x->sub);
+        return r < 0 ? zc_fail(x->why, sizeof(x->why), x->bus, r, "cannot subscribe to", x->topic) : 0;
+}
+
+static int fzc_publish(void *st, uint64_t ctr) {
+        struct xp_zc_fan *x = st;
+        uint64_t tag = perf_tag(0, ctr);
+        size_t size = x->p.size;
+        void *buf;
+        int r = zcbus_pub_loan(x->pub, size, &buf);
+
+        if (_unlikely_(r < 0))
+                return zc_fail(x->why, sizeof(x->why), x->bus, r, "loan on", x->topic);
+        memset((uint8_t *)buf + 8, 0xa5, size - 8); /* every byte written once */
+        memcpy(buf, &tag, 8);
+        r = zcbus_pub_commit(x->pub, size);
+        return _unlikely_(r < 0) ? zc_fail(x->why, sizeof(x->why), x->bus, r, "commit on", x->topic) : 0;
+}
+
+static int fzc_receive(void *st, unsigned idx, int timeout_ms, struct fan_rx *ret) {
+        struct xp_zc_fan *x = st;
+        zcbus_msg m;
+        uint64_t tag;
+        int r = zcbus_sub_recv(x->sub, &m, timeout_ms);
+
+        if (r == -ETIMEDOUT || r == -EAGAIN)
+                return 0;
+        if (_unlikely_(r < 0))
+                return zc_fail(x->why, sizeof(x->why), x->bus, r, "receive on", x->topic);
+        ret->now = now_ns();
+        if (_unlikely_(m.len != x->p.size)) {
+                (void)zcbus_sub_release(x->sub, &m);
+                return -EBADMSG;
+        }
+        memcpy(&tag, m.data, 8);
+        ret->ctr = tag & PERF_CTR_MASK;
+        ret->ts_ns = m.timestamp_ns;
+        ret->lost = m.lost;
+        r = zcbus_sub_release(x->sub, &m);
+        return _unlikely_(r < 0) ? zc_fail(x->why, sizeof(x->why), x->bus, r, "release on", x->topic) : 1;
+}
+
+static void fzc_pub_counts(void *st, uint64_t *ret_waits, uint64_t *ret_wakeups) {
+        struct xp_zc_fan *x = st;
+        zcbus_pub_stats s = {.size = sizeof(s)};
+
+        if (zcbus_pub_stats_get(x->pub, &s) == 0) {
+                *ret_waits = s.waits;
+                *ret_wakeups = s.wakeups;
+        }
+}
+
+static void fzc_sub_counts(void *st, uint64_t *ret_sleeps) {
+        struct xp_zc_fan *x = st;
+        zcbus_sub_stats s = {.size = sizeof(s)};
+
+        if (zcbus_sub_stats_get(x->sub, &s) == 0)
+                *ret_sleeps = s.sleeps;
+}
+
+static void fzc_free(void *st) {
+        struct xp_zc_fan *x = st;
+
+        if (!x)
+                return;
+        zcbus_sub_close(x->sub);
+        zcbus_pub_close(x->pub);
+        zcbus_disconnect(x->bus);
+        free(x);
+}
+
+static const struct fan_ops fzc_ops = {.prepare = fzc_prepare, .attach = fzc_attach, .publish = fzc_publish,
+                                      .receive = fzc_receive, .pub_counts = fzc_pub_counts,
+                                      .sub_counts = fzc_sub_counts, .free = fzc_free, .why = fzc_why};
+
+int xp_zc_fan_new(struct fan_xp *ret) {
+        struct xp_zc_fan *x = calloc(1, sizeof(*x));
+
+        if (!x)
+                return -ENOMEM;
+        *ret = (struct fan_xp){.ops = &fzc_ops, .st = x, .kind = BENCH_XP_ZCBUS};
         return 0;
 }

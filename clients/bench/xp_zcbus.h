@@ -12,6 +12,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "fanout.h"
 #include "lat.h"
 #include "perf.h"
 #include "zcbus.h"
@@ -44,5 +45,8 @@ int xp_zc_lat_recv(struct xp_zc_lat *x, uint64_t *ret_ctr, size_t *ret_len);
 
 /* The throughput transport. */
 int xp_zc_perf_new(const struct perf_cfg *cfg, struct perf_xp *ret);
+
+/* The fan-out transport (fanout.h). */
+int xp_zc_fan_new(struct fan_xp *ret);
 
 #endif
