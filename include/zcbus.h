@@ -206,6 +206,27 @@ void zcbus_sub_close(zcbus_sub *sub);
  * -ENOBUFS if it holds max_holds messages. */
 int zcbus_wait_any(zcbus_sub *const *subs, unsigned n, int timeout_ms);
 
+/* Event loops (epoll, libev, GLib, ...): a descriptor owned by the
+ * subscription (closed by zcbus_sub_close) that polls readable (POLLIN,
+ * level) when a message is waiting or the subscription failed. When it
+ * is, call zcbus_sub_recv(sub, &m, 0) (and release as usual) until it
+ * returns -EAGAIN, then poll again: no message that arrives after that
+ * -EAGAIN is missed. A receive that gets a message costs no system call. */
+#define ZCBUS_HAVE_FD 1
+int zcbus_sub_fd(zcbus_sub *sub);
+/* One descriptor for many subscriptions: readable when one of them has a
+ * message. When it is, call zcbus_waitset_next() until it returns -EAGAIN,
+ * and for each subscription it gives, zcbus_sub_recv(…, 0) until -EAGAIN.
+ * A subscription is in one wait set at most, and then has no own fd. */
+typedef struct zcbus_waitset zcbus_waitset;
+int zcbus_waitset_new(zcbus_waitset **out);
+int zcbus_waitset_add(zcbus_waitset *ws, zcbus_sub *sub);
+int zcbus_waitset_remove(zcbus_waitset *ws, zcbus_sub *sub);
+int zcbus_waitset_fd(zcbus_waitset *ws);
+int zcbus_waitset_next(zcbus_waitset *ws, zcbus_sub **out);
+/* Removes every subscription still in it. Accepts NULL. */
+void zcbus_waitset_free(zcbus_waitset *ws);
+
 /* Topics known to the broker. */
 typedef struct zcbus_topic_entry {
         char name[ZCBUS_TOPIC_MAX + 1];

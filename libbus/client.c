@@ -21,6 +21,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "fdwait.h"
 #include "futex.h"
 #include "macro.h"
 #include "proto.h"
@@ -73,6 +74,9 @@ struct zcbus_pub {
 struct zcbus_sub {
         zcbus *bus;
         struct zcbus_sub *prev, *next;
+        struct fdwait_watch fdw;   /* watched for a descriptor (fdw.rs set) */
+        struct fdwait_sink sink;   /* its own descriptor (zcbus_sub_fd) */
+        zcbus_waitset *ws;         /* or the wait set it is in */
         char topic[ZCBUS_TOPIC_MAX + 1];
         struct held_fds fds;
         uint32_t max_holds;
@@ -699,6 +703,7 @@ _public_ int zcbus_sub_open(zcbus *bus, const char *topic, const zcbus_sub_opts 
         s = calloc(1, sizeof(*s));
         if (!s)
                 return -ENOMEM;
+        s->sink.efd = -1;
         s->held = calloc(o.max_holds, sizeof(uint64_t));
         if (!s->held)
                 return -ENOMEM;
@@ -723,19 +728,35 @@ _public_ int zcbus_sub_open(zcbus *bus, const char *topic, const zcbus_sub_opts 
         return 0;
 }
 
+/* Nothing to receive: a watched subscription goes back to waiting (its
+ * own descriptor drained first; a wait set drains when all its members
+ * are empty). */
+static void sub_empty(zcbus_sub *sub) {
+        if (!sub->fdw.rs)
+                return;
+        if (!sub->ws)
+                fdwait_drain(&sub->sink);
+        fdwait_rearm(&sub->fdw, sub->rs.next);
+}
+
 _public_ int zcbus_sub_recv(zcbus_sub *sub, zcbus_msg *msg, int timeout_ms) {
         int r;
 
         if (!sub || !msg)
                 return -EINVAL;
         r = ring_sub_recv(&sub->rs, msg, 1, timeout_ms);
+        if (_unlikely_(r == -EAGAIN))
+                sub_empty(sub);
         return r < 0 ? r : 0;
 }
 
 _public_ int zcbus_sub_recv_batch(zcbus_sub *sub, zcbus_msg *msgs, unsigned n, int timeout_ms) {
         if (!sub || !msgs || n == 0)
                 return -EINVAL;
-        return ring_sub_recv(&sub->rs, msgs, n, timeout_ms);
+        int r = ring_sub_recv(&sub->rs, msgs, n, timeout_ms);
+        if (_unlikely_(r == -EAGAIN))
+                sub_empty(sub);
+        return r;
 }
 
 _public_ int zcbus_sub_release(zcbus_sub *sub, const zcbus_msg *msg) {
@@ -775,6 +796,10 @@ _public_ int zcbus_sub_stats_get(zcbus_sub *sub, zcbus_sub_stats *stats) {
 _public_ void zcbus_sub_close(zcbus_sub *sub) {
         if (!sub)
                 return;
+        if (sub->ws)
+                (void)zcbus_waitset_remove(sub->ws, sub);
+        fdwait_remove(&sub->fdw);
+        fdwait_sink_close(&sub->sink);
         ring_sub_deinit(&sub->rs);
         send_close(sub->bus, sub->map.g.topic_id, PROTO_ROLE_SUB, sub->index);
         LIST_REMOVE(sub->bus->subs, sub);
@@ -839,4 +864,120 @@ _public_ int zcbus_list_topics(zcbus *bus, unsigned start, zcbus_topic_entry *en
                 if (c == 0 || filled >= max || start + filled >= m.u.list_reply.total)
                         return (int)filled;
         }
+}
+
+/* --- descriptors for event loops (fdwait.h) ------------------------------ */
+
+_public_ int zcbus_sub_fd(zcbus_sub *sub) {
+        int r;
+
+        if (!sub)
+                return -EINVAL;
+        if (sub->ws)
+                return -EBUSY;
+        if (sub->fdw.rs)
+                return sub->sink.efd;
+        r = fdwait_sink_init(&sub->sink);
+        if (r == 0)
+                r = fdwait_add(&sub->fdw, &sub->rs, &sub->sink);
+        if (r < 0) {
+                fdwait_sink_close(&sub->sink);
+                return r;
+        }
+        return sub->sink.efd;
+}
+
+struct zcbus_waitset {
+        struct fdwait_sink sink;
+        zcbus_sub **subs;
+        unsigned n, cap, cursor;
+};
+
+_public_ int zcbus_waitset_new(zcbus_waitset **out) {
+        zcbus_waitset *ws;
+        int r;
+
+        if (!out)
+                return -EINVAL;
+        ws = calloc(1, sizeof(*ws));
+        if (!ws)
+                return -ENOMEM;
+        r = fdwait_sink_init(&ws->sink);
+        if (r < 0) {
+                free(ws);
+                return r;
+        }
+        *out = ws;
+        return 0;
+}
+
+_public_ int zcbus_waitset_add(zcbus_waitset *ws, zcbus_sub *sub) {
+        int r;
+
+        if (!ws || !sub)
+                return -EINVAL;
+        if (sub->ws || sub->fdw.rs)
+                return -EBUSY;
+        if (ws->n == ws->cap) {
+                unsigned cap = ws->cap ? 2 * ws->cap : 8;
+                zcbus_sub **s = realloc(ws->subs, cap * sizeof(*s));
+                if (!s)
+                        return -ENOMEM;
+                ws->subs = s;
+                ws->cap = cap;
+        }
+        r = fdwait_add(&sub->fdw, &sub->rs, &ws->sink);
+        if (r < 0)
+                return r;
+        sub->ws = ws;
+        ws->subs[ws->n++] = sub;
+        return 0;
+}
+
+_public_ int zcbus_waitset_remove(zcbus_waitset *ws, zcbus_sub *sub) {
+        if (!ws || !sub || sub->ws != ws)
+                return -EINVAL;
+        for (unsigned i = 0; i < ws->n; i++)
+                if (ws->subs[i] == sub) {
+                        ws->subs[i] = ws->subs[--ws->n];
+                        break;
+                }
+        fdwait_remove(&sub->fdw);
+        sub->ws = NULL;
+        return 0;
+}
+
+_public_ int zcbus_waitset_fd(zcbus_waitset *ws) {
+        return ws ? ws->sink.efd : -EINVAL;
+}
+
+_public_ int zcbus_waitset_next(zcbus_waitset *ws, zcbus_sub **out) {
+        if (!ws || !out)
+                return -EINVAL;
+        /* Round robin from where the last call stopped, so that a busy
+         * topic does not starve the others. */
+        for (unsigned k = 0; k < ws->n; k++) {
+                unsigned i = (ws->cursor + k) % ws->n;
+                if (ring_sub_ready(&ws->subs[i]->rs)) {
+                        ws->cursor = i + 1;
+                        *out = ws->subs[i];
+                        return 0;
+                }
+        }
+        /* All empty: drain, then every member waits again (and signals
+         * the descriptor at once if a message came in meanwhile). */
+        fdwait_drain(&ws->sink);
+        for (unsigned i = 0; i < ws->n; i++)
+                fdwait_rearm(&ws->subs[i]->fdw, ws->subs[i]->rs.next);
+        return -EAGAIN;
+}
+
+_public_ void zcbus_waitset_free(zcbus_waitset *ws) {
+        if (!ws)
+                return;
+        while (ws->n)
+                (void)zcbus_waitset_remove(ws, ws->subs[0]);
+        fdwait_sink_close(&ws->sink);
+        free(ws->subs);
+        free(ws);
 }

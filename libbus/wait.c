@@ -95,7 +95,7 @@ static uint32_t relay_bits(uint32_t v) {
 
 /* A sleeper woken on a relayed word: if the word moved past v and nobody
  * relayed its new value yet, claim it and wake every sleeper (R). */
-static void relay(struct wait_words ww, uint32_t v) {
+void wait_relay(struct wait_words ww, uint32_t v) {
         uint32_t now = load_sc(ww.word), seen;
 
         if (now == v)
@@ -141,7 +141,7 @@ int wait_until_n(const struct wait_how *w, const struct wait_words *ww, unsigned
                         if (n == 1 && ww[0].relayed) {
                                 r = futex_wait_bits(ww[0].word, vals[0], until, relay_bits(vals[0]));
                                 r = r > 0 ? 0 : r;
-                                relay(ww[0], vals[0]);
+                                wait_relay(ww[0], vals[0]);
                         } else {
                                 r = sleep_on(ww, vals, n, until);
                         }
@@ -197,7 +197,7 @@ int wait_any(const struct wait_words *ww, unsigned n, int timeout_ms, wait_ready
                                 r = 0;
                         for (unsigned k = 0; k < n; k++)
                                 if (ww[k].relayed)
-                                        relay(ww[k], vals[k]);
+                                        wait_relay(ww[k], vals[k]);
                 }
                 if (r < 0 && r != -EAGAIN)
                         return r; /* -ETIMEDOUT, -EINTR, -ENOSYS, -EINVAL, ... */

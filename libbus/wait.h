@@ -73,6 +73,9 @@ int wait_any(const struct wait_words *ww, unsigned n, int timeout_ms, wait_ready
 bool wait_wake_armed(struct wait_words ww);
 /* Bump the word and wake every sleeper on it, unconditionally. */
 void wait_wake_all(au32 *word);
+/* A sleeper woken on a relayed word it slept on with value v: if the
+ * word moved and nobody relayed its new value yet, wake every sleeper. */
+void wait_relay(struct wait_words ww, uint32_t v);
 /* A relayed wake (R), after the waker's store and full fence: if a
  * sleeper armed, take the arm, bump the word and wake two of the sleepers
  * that slept on its old value; whoever of them sees the change first
