@@ -214,6 +214,11 @@ int zcbus_wait_any(zcbus_sub *const *subs, unsigned n, int timeout_ms);
  * -EAGAIN is missed. A receive that gets a message costs no system call. */
 #define ZCBUS_HAVE_FD 1
 int zcbus_sub_fd(zcbus_sub *sub);
+/* The same for a producer waiting for room: readable when a loan or send
+ * with timeout 0 would find room; when it is, send (timeout 0) until one
+ * returns -EAGAIN, then poll again. Owned by pub (closed by
+ * zcbus_pub_close). */
+int zcbus_pub_fd(zcbus_pub *pub);
 /* One descriptor for many subscriptions: readable when one of them has a
  * message. When it is, call zcbus_waitset_next() until it returns -EAGAIN,
  * and for each subscription it gives, zcbus_sub_recv(…, 0) until -EAGAIN.

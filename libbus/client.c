@@ -60,6 +60,8 @@ struct zcbus {
 struct zcbus_pub {
         zcbus *bus;
         struct zcbus_pub *prev, *next; /* the bus's handles */
+        struct fdwait_watch fdw;       /* watched for room (zcbus_pub_fd) */
+        struct fdwait_sink sink;
         char topic[ZCBUS_TOPIC_MAX + 1];
         struct held_fds fds;
         struct seg_map map;
@@ -481,6 +483,7 @@ _public_ int zcbus_pub_open(zcbus *bus, const char *topic, const zcbus_topic_opt
         p = calloc(1, sizeof(*p));
         if (!p)
                 return -ENOMEM;
+        p->sink.efd = -1;
         struct open_result res;
         r = open_topic(bus, topic, PROTO_ROLE_PUB, &o, 0, 0, &p->map, &res);
         if (r < 0)
@@ -498,6 +501,16 @@ _public_ int zcbus_pub_open(zcbus *bus, const char *topic, const zcbus_topic_opt
         return 0;
 }
 
+/* No room: a producer watched for room waits again (its descriptor
+ * drained). Returns r. */
+static int pub_no_room(zcbus_pub *pub, int r) {
+        if (_unlikely_(r == -EAGAIN) && pub->fdw.pm) {
+                fdwait_drain(&pub->sink);
+                fdwait_rearm(&pub->fdw, 0);
+        }
+        return r;
+}
+
 static _always_inline_ int pub_loan(zcbus_pub *pub, size_t len, void **buf, int timeout_ms) {
         uint64_t seq;
         int r;
@@ -510,7 +523,7 @@ static _always_inline_ int pub_loan(zcbus_pub *pub, size_t len, void **buf, int 
                 return -EBUSY;
         r = ring_pub_claim(&pub->rp, 1, timeout_ms, &seq);
         if (r < 0)
-                return r;
+                return pub_no_room(pub, r);
         pub->loaned = true;
         pub->loan_seq = seq;
         pub->loan_len = len;
@@ -560,7 +573,7 @@ _public_ int zcbus_pub_loan_batch(zcbus_pub *pub, unsigned n, void **bufs, int t
         n = pub->rp.reliable ? MIN(n, pub->map.g.slot_count) : 1;
         r = ring_pub_claim(&pub->rp, n, timeout_ms, &seq);
         if (r < 0)
-                return r;
+                return pub_no_room(pub, r);
         for (unsigned i = 0; i < n; i++)
                 bufs[i] = ring_pub_payload(&pub->rp, seq + i);
         pub->loaned = true;
@@ -614,7 +627,7 @@ _public_ int zcbus_pub_send_batch(zcbus_pub *pub, const zcbus_iov *msgs, unsigne
                 if (msgs[i].len && !msgs[i].data)
                         return -EINVAL;
         }
-        return ring_pub_send_iov(&pub->rp, msgs, n, timeout_ms);
+        return pub_no_room(pub, ring_pub_send_iov(&pub->rp, msgs, n, timeout_ms));
 }
 
 /* Copy a full-size result into the caller's size-prefixed struct: as
@@ -677,6 +690,8 @@ _public_ void zcbus_pub_close(zcbus_pub *pub) {
                 return;
         if (pub->loaned)
                 pub->loaned = false; /* the claim is written off by deinit */
+        fdwait_remove(&pub->fdw);
+        fdwait_sink_close(&pub->sink);
         ring_pub_deinit(&pub->rp);
         send_close(pub->bus, pub->map.g.topic_id, PROTO_ROLE_PUB, pub->index);
         LIST_REMOVE(pub->bus->pubs, pub);
@@ -885,6 +900,23 @@ _public_ int zcbus_sub_fd(zcbus_sub *sub) {
                 return r;
         }
         return sub->sink.efd;
+}
+
+_public_ int zcbus_pub_fd(zcbus_pub *pub) {
+        int r;
+
+        if (!pub)
+                return -EINVAL;
+        if (pub->fdw.pm)
+                return pub->sink.efd;
+        r = fdwait_sink_init(&pub->sink);
+        if (r == 0)
+                r = fdwait_add_room(&pub->fdw, &pub->map, &pub->sink);
+        if (r < 0) {
+                fdwait_sink_close(&pub->sink);
+                return r;
+        }
+        return pub->sink.efd;
 }
 
 struct zcbus_waitset {

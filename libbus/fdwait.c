@@ -66,14 +66,39 @@ void fdwait_drain(struct fdwait_sink *k) {
 
 /* Would a receive from the watch's cursor return at once? (SC stamp load:
  * the re-check of C.) A marker or a bad slot counts: the receive then
- * steps over it or says so. */
+ * steps over it or says so. A producer's watch: is there room? */
 static bool watch_ready(const struct fdwait_watch *w) {
         const struct ring_sub *rs = w->rs;
-        uint64_t seq = load_acq(&w->seq);
+        uint64_t seq;
 
+        if (w->pm)
+                return ring_pub_room_now(w->pm);
+        seq = load_acq(&w->seq);
         if (seg_stamp_state(load_sc(&seg_slot(rs->m, seq)->stamp), seq) != SEG_STAMP_NOT_YET)
                 return true;
         return load_acq(&rs->st->state) == seg_sub_state_word(SEG_ENTRY_EVICTED, rs->table);
+}
+
+/* The words a watch waits on: a subscription's data word; a producer's
+ * room words (every bound table) and the producers' data word. */
+static unsigned watch_words(const struct fdwait_watch *w, struct wait_words *ww) {
+        if (!w->pm) {
+                ww[0] = ring_sub_words(w->rs);
+                return 1;
+        }
+        unsigned n = ring_room_words_all(w->pm, ww);
+        ww[n++] = ring_prod_data_words(w->pm);
+        return n;
+}
+
+/* Raise the arms of a waiting watch (K), so that its wakers wake. Only a
+ * waiting one: an arm left up would cost a waker a system call for
+ * nobody. */
+static void watch_arm(const struct fdwait_watch *w) {
+        struct wait_words ww[SEG_TABLES_MAX + 1];
+        unsigned n = watch_words(w, ww);
+        for (unsigned k = 0; k < n; k++)
+                store_sc(ww[k].armed, 1);
 }
 
 /* Take a waiting watch that is ready, and signal it. */
@@ -99,21 +124,27 @@ static void *notifier_main(void *arg) {
                 (void)pthread_mutex_lock(&nt.lock);
                 vals[n] = load_sc(&nt.control);
                 words[n++] = &nt.control;
-                /* 1: the words, each table once (and its arm, 3). */
+                /* 1: every watch's words, each once (asleep on a word
+                 * costs nobody anything)... */
                 for (struct fdwait_watch *w = nt.head; w; w = w->next) {
-                        struct wait_words x = ring_sub_words(w->rs);
-                        bool seen = false;
-                        for (unsigned k = 1; k < n && !seen; k++)
-                                seen = words[k] == x.word;
-                        if (seen)
-                                continue;
-                        ww[n] = x;
-                        words[n] = x.word;
-                        vals[n++] = load_sc(x.word);
+                        struct wait_words x[SEG_TABLES_MAX + 1];
+                        unsigned nx = watch_words(w, x);
+                        for (unsigned j = 0; j < nx && n < FDWAIT_WORDS_MAX + 1; j++) {
+                                bool seen = false;
+                                for (unsigned k = 1; k < n && !seen; k++)
+                                        seen = words[k] == x[j].word;
+                                if (seen)
+                                        continue;
+                                ww[n] = x[j];
+                                words[n] = x[j].word;
+                                vals[n++] = load_sc(x[j].word);
+                        }
                 }
-                for (unsigned k = 1; k < n; k++)
-                        store_sc(ww[k].armed, 1); /* K: after the word's load */
-                /* 2: whoever is ready now. */
+                /* ... armed (K, after the loads) only for waiting ones,
+                 * 2: then whoever is ready now. */
+                for (struct fdwait_watch *w = nt.head; w; w = w->next)
+                        if (load_sc(&w->waiting))
+                                watch_arm(w);
                 for (struct fdwait_watch *w = nt.head; w; w = w->next)
                         watch_poke(w);
                 (void)pthread_mutex_unlock(&nt.lock);
@@ -128,9 +159,11 @@ static void *notifier_main(void *arg) {
                 /* Relay (R) the words that moved, if they are still watched
                  * (a watch removed meanwhile may be unmapped). */
                 for (unsigned k = 1; k < n; k++) {
+                        if (!ww[k].relayed)
+                                continue;
                         bool still = load_sc(&nt.control) == vals[0];
                         for (struct fdwait_watch *w = nt.head; w && !still; w = w->next)
-                                still = ring_sub_words(w->rs).word == ww[k].word;
+                                still = !w->pm && ring_sub_words(w->rs).word == ww[k].word;
                         if (still && load_rlx(ww[k].word) != vals[k])
                                 wait_relay(ww[k], vals[k]);
                 }
@@ -158,48 +191,65 @@ static void control_bump(void) {
         wait_wake_all(&nt.control);
 }
 
-int fdwait_add(struct fdwait_watch *w, const struct ring_sub *rs, struct fdwait_sink *sink) {
+static int watch_add(struct fdwait_watch *w, unsigned words) {
         (void)pthread_once(&nt.once, notifier_start);
         if (start_err)
                 return start_err;
-        *w = (struct fdwait_watch){.rs = rs, .sink = sink};
-        store_rlx(&w->seq, rs->next);
-        store_rlx(&w->waiting, 1);
         (void)pthread_mutex_lock(&nt.lock);
-        if (nt.n >= FDWAIT_WORDS_MAX) {
+        if (nt.n + words > FDWAIT_WORDS_MAX) {
                 (void)pthread_mutex_unlock(&nt.lock);
                 return -EMFILE;
         }
         LIST_PREPEND(nt.head, w);
-        nt.n++;
+        nt.n += words;
         control_bump();
         (void)pthread_mutex_unlock(&nt.lock);
         return 0;
 }
 
+int fdwait_add(struct fdwait_watch *w, const struct ring_sub *rs, struct fdwait_sink *sink) {
+        *w = (struct fdwait_watch){.rs = rs, .sink = sink};
+        store_rlx(&w->seq, rs->next);
+        store_rlx(&w->waiting, 1);
+        int r = watch_add(w, 1);
+        if (r < 0)
+                w->rs = NULL;
+        return r;
+}
+
+int fdwait_add_room(struct fdwait_watch *w, const struct seg_map *m, struct fdwait_sink *sink) {
+        *w = (struct fdwait_watch){.pm = m, .sink = sink};
+        store_rlx(&w->waiting, 1);
+        int r = watch_add(w, m->g.sub_tables + 1);
+        if (r < 0)
+                w->pm = NULL;
+        return r;
+}
+
 void fdwait_remove(struct fdwait_watch *w) {
-        if (!w->rs)
+        if (!w->rs && !w->pm)
                 return;
         (void)pthread_mutex_lock(&nt.lock);
         LIST_REMOVE(nt.head, w);
-        nt.n--;
+        nt.n -= w->pm ? w->pm->g.sub_tables + 1 : 1;
         control_bump();
         (void)pthread_mutex_unlock(&nt.lock);
         w->rs = NULL;
+        w->pm = NULL;
 }
 
 void fdwait_busy(struct fdwait_watch *w) {
-        if (w->rs)
+        if (w->rs || w->pm)
                 store_rlx(&w->waiting, 0);
 }
 
 void fdwait_rearm(struct fdwait_watch *w, uint64_t seq) {
-        if (!w->rs)
+        if (!w->rs && !w->pm)
                 return;
         store_rel(&w->seq, seq);
         store_sc(&w->waiting, 1);
-        /* The notifier may be asleep with its arm taken since: raise it
-         * again (K), then look (C). */
-        store_sc(ring_sub_words(w->rs).armed, 1);
+        /* The notifier did not arm this watch's words while it was not
+         * waiting: raise them (K), then look (C). */
+        watch_arm(w);
         watch_poke(w);
 }

@@ -22,6 +22,7 @@
 #include <stdint.h>
 
 #include "atomics.h"
+#include "ring_pub.h"
 #include "ring_sub.h"
 
 /* Where a watch's signal goes: an eventfd, its own or a wait set's. */
@@ -34,7 +35,8 @@ struct fdwait_sink {
 
 struct fdwait_watch {
         struct fdwait_watch *prev, *next; /* the notifier's list */
-        const struct ring_sub *rs;        /* the subscription (its map and entry) */
+        const struct ring_sub *rs;        /* a subscription (its map and entry) */
+        const struct seg_map *pm;         /* or a producer's topic: room */
         struct fdwait_sink *sink;
         au64 seq;      /* the cursor its owner will read next, while waiting */
         au32 waiting;  /* 1: the owner sleeps in its loop; signal it when ready */
@@ -48,6 +50,8 @@ void fdwait_sink_close(struct fdwait_sink *k);
  * use): -EMFILE when the notifier watches as many words as it can. The
  * watch starts waiting. */
 int fdwait_add(struct fdwait_watch *w, const struct ring_sub *rs, struct fdwait_sink *sink);
+/* Watch a producer's topic for room (zcbus_pub_fd). */
+int fdwait_add_room(struct fdwait_watch *w, const struct seg_map *m, struct fdwait_sink *sink);
 /* Stop watching; once it returns, the notifier no longer touches rs. */
 void fdwait_remove(struct fdwait_watch *w);
 

@@ -145,6 +145,19 @@ static bool some_slot_unheld(void *c) {
         return false;
 }
 
+bool ring_pub_room_now(const struct seg_map *m) {
+        if (ring_is_latest(m)) {
+                for (uint64_t i = 0; i < m->g.slot_count; i++)
+                        if (!ring_held(m, i))
+                                return true;
+                return false;
+        }
+        uint64_t h = ring_head(m);
+        if (h > SEG_SEQ_LIMIT)
+                return true; /* the claim fails at once: -EOVERFLOW */
+        return h < ring_floor_plus(ring_scan_floors(m), m->g.slot_count) && ring_prev_done(m, h);
+}
+
 /* LATEST: claim one sequence whose slot nobody holds. A held slot is
  * stamped SKIPPED (readers step over it) and the producer claims again:
  * it waits for readers only if they hold every slot. */

@@ -48,6 +48,11 @@ void ring_pub_deinit(struct ring_pub *p);
  * (later ones without waiting). Lengths must fit (the caller checked).
  * Returns how many were sent (>= 1) or a negative errno. */
 
+/* Would a claim find room right now? Read-only (another thread may ask,
+ * for zcbus_pub_fd): RELIABLE, the slot of head is free of subscribers
+ * and its lap before is published; LATEST, some slot is free of holds. */
+bool ring_pub_room_now(const struct seg_map *m);
+
 /* The general paths behind the inline ones below. */
 int ring_pub_claim_slow(struct ring_pub *p, uint32_t n, int timeout_ms, uint64_t *ret_seq);
 int ring_pub_claim_taken(struct ring_pub *p, uint64_t s, uint32_t n, uint64_t deadline, bool may_wait,

@@ -218,12 +218,95 @@ START_TEST(test_a_wait_set_gives_one_descriptor_for_many_subscriptions) {
 }
 END_TEST
 
+struct slow_args {
+        const char *sock;
+        struct chan ready;
+};
+
+/* Subscribe to fd.room and read 500 messages slowly, in order. */
+static int slow_sub_peer(void *arg) {
+        struct slow_args *a = arg;
+        zcbus_sub_opts so = {.size = sizeof(so), .slot_count = 8, .slot_size = 64};
+        zcbus *bus;
+        zcbus_sub *sub;
+        zcbus_msg m;
+
+        chan_keep_write(&a->ready);
+        PEER_CHECK(zcbus_connect(a->sock, &bus) == 0, "connect");
+        PEER_CHECK(zcbus_sub_open(bus, "fd.room", &so, &sub) == 0, "sub_open");
+        PEER_CHECK(chan_send(&a->ready, 'R') == 0, "ready");
+        for (uint64_t i = 0; i < 500; i++) {
+                uint64_t v;
+                int r = zcbus_sub_recv(sub, &m, 10000);
+                PEER_CHECK(r == 0, "receive %llu: %s", (unsigned long long)i, zcbus_strerror(r));
+                memcpy(&v, m.data, 8);
+                PEER_CHECK(v == i, "got %llu, want %llu", (unsigned long long)v, (unsigned long long)i);
+                PEER_CHECK(zcbus_sub_release(sub, &m) == 0, "release");
+                if (i % 8 == 0)
+                        usleep(1000);
+        }
+        zcbus_sub_close(sub);
+        zcbus_disconnect(bus);
+        return 0;
+}
+
+START_TEST(test_a_producer_descriptor_says_when_there_is_room) {
+        struct broker b;
+        struct slow_args a;
+        zcbus_topic_opts o = {.size = sizeof(o), .slot_count = 8, .slot_size = 64};
+        zcbus *bus;
+        zcbus_pub *pub;
+
+        ck_assert_int_eq(broker_start(&b, NULL), 0);
+        ck_assert_int_eq(zcbus_connect(b.sock, &bus), 0);
+        ck_assert_int_eq(zcbus_pub_open(bus, "fd.room", &o, &pub), 0);
+        a.sock = b.sock;
+        chan_open(&a.ready);
+        pid_t pid = spawn(slow_sub_peer, &a);
+        ck_assert_int_eq(chan_recv(&a.ready), 'R');
+        int fd = zcbus_pub_fd(pub);
+        ck_assert_int_ge(fd, 0);
+        ck_assert_int_eq(zcbus_pub_fd(pub), fd);
+        /* Fill the ring, then stop the reader: no room, not readable. */
+        uint64_t i = 0;
+        while (zcbus_pub_send(pub, &i, 8, 0) == 0)
+                i++;
+        ck_assert_uint_eq(i, 8);
+        ck_assert_int_eq(kill(pid, SIGSTOP), 0);
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        /* (a signal from before the stop may be pending once) */
+        if (poll(&p, 1, 200) == 1)
+                ck_assert_int_eq(zcbus_pub_send(pub, &i, 8, 0), -EAGAIN);
+        ck_assert_int_eq(poll(&p, 1, 200), 0);
+        ck_assert_int_eq(kill(pid, SIGCONT), 0);
+        unsigned wakes = 0;
+        while (i < 500) {
+                ck_assert_msg(poll(&p, 1, WAIT_MS) == 1, "no room signaled after %llu messages",
+                              (unsigned long long)i);
+                wakes++;
+                int r = 0;
+                while (i < 500 && (r = zcbus_pub_send(pub, &i, 8, 0)) == 0)
+                        i++;
+                ck_assert(i == 500 || r == -EAGAIN);
+        }
+        ck_assert_uint_gt(wakes, 1);
+        ck_assert_int_eq(wait_exit(pid), 0);
+        zcbus_pub_close(pub);
+        ck_assert_int_lt(fcntl(fd, F_GETFD), 0);
+        zcbus_disconnect(bus);
+        chan_close(&a.ready);
+        broker_stop(&b);
+        broker_destroy(&b);
+}
+END_TEST
+
 static Suite *fd_suite(void) {
         Suite *s = suite_create("fd");
         TCase *tc = tcase_create("loop");
         tcase_set_timeout(tc, 60);
         tcase_add_test(tc, test_a_subscription_descriptor_in_an_epoll_loop_delivers_everything);
         tcase_add_test(tc, test_a_wait_set_gives_one_descriptor_for_many_subscriptions);
+        tcase_add_test(tc, test_a_producer_descriptor_says_when_there_is_room);
         suite_add_tcase(s, tc);
         return s;
 }
