@@ -1,0 +1,24 @@
+# SPDX-License-Identifier: MIT
+# Included by Makefile.am: zcbus-bridge, the NATS bridge, and its test.
+# Built only when configure found libnats (HAVE_NATS). Like the CLI it is
+# a client of the public API: libbus/ is off its include path and it links
+# libzcbus.la.
+EXTRA_DIST += tests/test_bridge.sh docs/man/zcbus-bridge.1
+TESTS += tests/test_bridge.sh
+if HAVE_NATS
+bin_PROGRAMS += zcbus-bridge
+zcbus_bridge_SOURCES = \
+	bridge/main.c bridge/bridge.h bridge/util.h \
+	bridge/conf.c bridge/conf.h \
+	bridge/subject.c bridge/subject.h \
+	bridge/state.c bridge/state.h \
+	bridge/link.c \
+	bridge/out.c \
+	bridge/in.c \
+	clients/json.c clients/json.h
+zcbus_bridge_CPPFLAGS = -I$(top_srcdir)/include -I$(top_srcdir)/clients -include $(top_builddir)/config.h
+zcbus_bridge_CFLAGS = $(AM_CFLAGS) $(UUID_CFLAGS) $(NATS_CFLAGS)
+zcbus_bridge_LDADD = libzcbus.la $(NATS_LIBS) $(EV_LIBS) $(UUID_LIBS)
+man1_MANS = docs/man/zcbus-bridge.1
+TESTS_ENVIRONMENT_VARS += ZCBUS_BRIDGE=$(abs_top_builddir)/zcbus-bridge
+endif
