@@ -101,6 +101,8 @@ void link_server(struct bridge *b, char *buf, size_t len);
 
 /* out.c: local topics going out. */
 void out_scan(struct bridge *b);
+/* Does an "out" pattern match topic name? */
+bool out_wants(struct bridge *b, const char *name);
 void out_stop_all(struct bridge *b);
 void out_stats_json(struct bridge *b, FILE *f);
 

@@ -29,6 +29,7 @@ void bconf_init(struct bconf *c) {
                 .stats_ms = 1000,
                 .dup_window_ms = 120000,
                 .max_age_s = 86400,
+                .send_asap = true,
         };
 }
 
@@ -279,6 +280,17 @@ int bconf_parse_line(struct bconf *c, const char *line, unsigned lineno, char *e
                         return -EINVAL;
                 }
                 return set_str(&c->prefix, val, key, err, errlen);
+        }
+        if (strcmp(key, "send_asap") == 0) {
+                if (strcmp(val, "yes") == 0 || strcmp(val, "true") == 0) {
+                        c->send_asap = true;
+                } else if (strcmp(val, "no") == 0 || strcmp(val, "false") == 0) {
+                        c->send_asap = false;
+                } else {
+                        (void)snprintf(err, errlen, "'send_asap': '%s' is not yes or no", val);
+                        return -EINVAL;
+                }
+                return 0;
         }
         if (strcmp(key, "bus_id") == 0) {
                 if (c->have_bus_id) {

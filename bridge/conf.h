@@ -54,6 +54,7 @@ struct bconf {
         uint32_t stats_ms;      /* how often the stats file is written */
         uint32_t dup_window_ms; /* JetStream de-duplication window */
         uint32_t max_age_s;     /* stream retention; 0: no limit */
+        bool send_asap;         /* core publishes written at once, not batched */
         uint32_t slot_count;    /* defaults of topics created by "in" lines */
         uint32_t slot_size;
 };

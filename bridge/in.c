@@ -64,6 +64,7 @@ struct local_pub {
         struct echo_ent echo[ECHO_MAX];
         unsigned echo_head, echo_n;
         _Atomic unsigned echo_any; /* echo_n != 0, read without the lock */
+        bool echo_needed;          /* an "out" pattern matches the topic too */
 };
 
 struct in_route {
@@ -156,6 +157,7 @@ static struct local_pub *get_pub(struct in_route *rt, const char *name) {
         if (!p)
                 return NULL;
         (void)snprintf(p->name, sizeof(p->name), "%s", name);
+        p->echo_needed = out_wants(b, name);
         (void)pthread_mutex_init(&p->lock, NULL);
         (void)pthread_mutex_init(&p->echo_lock, NULL);
         (void)pthread_mutex_lock(&b->bus_lock);
@@ -276,14 +278,15 @@ static bool hdr_u64(natsMsg *m, const char *key, uint64_t *ret) {
 static bool deliver(struct in_route *rt, struct local_pub *p, const void *data, size_t len) {
         struct bridge *b = rt->b;
         bool reliable = rt->cf->policy == BCONF_RELIABLE;
-        uint64_t h = hash64(data, len);
+        uint64_t h = p->echo_needed ? hash64(data, len) : 0;
         int r;
 
         (void)pthread_mutex_lock(&p->lock);
         do {
-                echo_push(p, h, len);
+                if (p->echo_needed)
+                        echo_push(p, h, len);
                 r = zcbus_pub_send(p->pub, data, len, reliable ? SEND_TIMEOUT_MS : 0);
-                if (r < 0)
+                if (r < 0 && p->echo_needed)
                         echo_pop_last(p);
         } while (reliable && (r == -ETIMEDOUT || r == -EAGAIN) && !atomic_load(&b->stopping));
         (void)pthread_mutex_unlock(&p->lock);

@@ -63,6 +63,12 @@ int link_connect(struct bridge *b, int timeout_ms) {
                 s = natsOptions_SetReconnectWait(o, 200);
         if (s == NATS_OK)
                 s = natsOptions_SetTimeout(o, 2000);
+        /* libnats batches publishes for its flusher thread, which sleeps
+         * 1 ms before each write: a millisecond per hop. send_asap (the
+         * default) writes each publish at once instead, a system call per
+         * message (zcbus-bridge(1), send_asap). */
+        if (s == NATS_OK)
+                s = natsOptions_SetSendAsap(o, c->send_asap);
         if (s == NATS_OK)
                 s = natsOptions_SetDisconnectedCB(o, on_disconnected, b);
         if (s == NATS_OK)

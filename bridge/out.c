@@ -405,10 +405,10 @@ static int spawn(pthread_t *thr, void *(*fn)(void *), void *arg) {
         return r;
 }
 
-static bool wanted(struct bridge *b, const zcbus_topic_entry *e) {
+bool out_wants(struct bridge *b, const char *name) {
         char subj[SUBJ_MAX], pat[SUBJ_MAX];
 
-        if (subj_from_topic(b->prefix, e->name, subj, sizeof(subj)) < 0)
+        if (subj_from_topic(b->prefix, name, subj, sizeof(subj)) < 0)
                 return false;
         for (unsigned i = 0; i < b->conf->nout; i++)
                 if (subj_from_pattern(b->prefix, b->conf->out[i].pattern, pat, sizeof(pat)) == 0 &&
@@ -511,7 +511,7 @@ void out_scan(struct bridge *b) {
                         struct out_topic *t;
                         bool have = false;
 
-                        if (!wanted(b, &ents[i]))
+                        if (!out_wants(b, ents[i].name))
                                 continue;
                         (void)pthread_mutex_lock(&b->lock);
                         for (t = b->outs; t && !have; t = t->next)
