@@ -21,4 +21,10 @@ zcbus_bridge_CFLAGS = $(AM_CFLAGS) $(UUID_CFLAGS) $(NATS_CFLAGS)
 zcbus_bridge_LDADD = libzcbus.la $(NATS_LIBS) $(EV_LIBS) $(UUID_LIBS)
 man1_MANS = docs/man/zcbus-bridge.1
 TESTS_ENVIRONMENT_VARS += ZCBUS_BRIDGE=$(abs_top_builddir)/zcbus-bridge
+# The benchmark behind scripts/bridge-bench.sh (not installed).
+noinst_PROGRAMS = zcbus-bridge-bench
+zcbus_bridge_bench_SOURCES = bridge/bench.c
+zcbus_bridge_bench_CPPFLAGS = $(zcbus_bridge_CPPFLAGS)
+zcbus_bridge_bench_CFLAGS = $(zcbus_bridge_CFLAGS)
+zcbus_bridge_bench_LDADD = libzcbus.la $(NATS_LIBS)
 endif
