@@ -17,6 +17,8 @@
 #include "bridge.h"
 #include "util.h"
 
+static _Atomic uint64_t errors_said; /* on_error: a bit per natsStatus below 64 */
+
 static void on_disconnected(natsConnection *nc, void *closure) {
         struct bridge *b = closure;
 
@@ -29,14 +31,20 @@ static void on_reconnected(natsConnection *nc, void *closure) {
         char url[256];
 
         STAT_ADD(b, reconnects, 1);
+        atomic_store(&errors_said, 0);
         link_server(b, url, sizeof(url));
         log_msg("NATS reconnected to %s", url);
 }
 
+/* Each kind of asynchronous error is logged once until the next
+ * reconnection (a dead cluster reports missed heartbeats and timeouts
+ * every second). Slow consumers are counted from the subscriptions. */
 static void on_error(natsConnection *nc, natsSubscription *sub, natsStatus err, void *closure) {
-        /* Slow consumers are counted from the subscriptions (in.c). */
-        if (err != NATS_SLOW_CONSUMER)
-                log_msg("NATS: %s", natsStatus_GetText(err));
+        uint64_t bit = (unsigned)err < 64 ? 1ull << (unsigned)err : 0;
+
+        if (err == NATS_SLOW_CONSUMER || (atomic_fetch_or(&errors_said, bit) & bit))
+                return;
+        log_msg("NATS: %s (said once until reconnected)", natsStatus_GetText(err));
 }
 
 int link_connect(struct bridge *b, int timeout_ms) {

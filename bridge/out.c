@@ -171,22 +171,29 @@ static void forward_latest(struct out_topic *t, zcbus_sub *sub, zcbus_msg *m) {
         }
 }
 
-/* Queue a copy for the sender; waits while the queue is full. Returns
- * false if the bridge stops first. */
-static bool enqueue(struct out_topic *t, zcbus_sub *sub, zcbus_msg *m) {
+/* Queue a copy of m for the sender, waiting while the queue is full.
+ * The message stays held while it waits (a hold gates producers no more
+ * than the unread message would), so that a receive with no room for
+ * another hold probes for an eviction without taking anything: -ENOBUFS
+ * while the subscription lives, -ESTALE once the broker evicted it.
+ * Returns 0 (queued and released), -ESTALE (evicted: the copy is
+ * dropped, as the message may have been overwritten while it was being
+ * copied), or -ECANCELED (the bridge stops). */
+static int enqueue(struct out_topic *t, zcbus_sub *sub, zcbus_msg *m) {
         const struct bconf *c = t->b->conf;
         struct qitem *it = malloc(sizeof(*it) + m->len);
+        int r = 0;
 
         if (!it)
-                return false;
+                return -ENOMEM;
         it->next = NULL;
         it->seq = m->seq;
         it->len = m->len;
         memcpy(it->data, m->data, m->len);
-        (void)zcbus_sub_release(sub, m);
         (void)pthread_mutex_lock(&t->qlock);
         while ((t->qn >= c->buffer || (t->qn > 0 && t->qbytes + it->len > c->buffer_bytes)) && !stopping(t)) {
                 struct timespec ts;
+                zcbus_msg probe;
 
                 (void)clock_gettime(CLOCK_REALTIME, &ts);
                 ts.tv_nsec += 100 * 1000000;
@@ -195,19 +202,38 @@ static bool enqueue(struct out_topic *t, zcbus_sub *sub, zcbus_msg *m) {
                         ts.tv_nsec -= 1000000000;
                 }
                 (void)pthread_cond_timedwait(&t->qcond, &t->qlock, &ts);
-        }
-        if (stopping(t)) {
                 (void)pthread_mutex_unlock(&t->qlock);
-                free(it);
-                return false;
+                r = zcbus_sub_recv(sub, &probe, 0); /* max_holds is 1: takes nothing */
+                (void)pthread_mutex_lock(&t->qlock);
+                if (r == -ESTALE)
+                        break;
+                r = 0;
         }
+        if (r == 0 && stopping(t))
+                r = -ECANCELED;
+        (void)pthread_mutex_unlock(&t->qlock);
+        if (zcbus_sub_release(sub, m) == -ESTALE)
+                r = -ESTALE;
+        if (r < 0) {
+                free(it);
+                return r;
+        }
+        (void)pthread_mutex_lock(&t->qlock);
         *t->qtail = it;
         t->qtail = &it->next;
         t->qn++;
         t->qbytes += it->len;
         (void)pthread_cond_broadcast(&t->qcond);
         (void)pthread_mutex_unlock(&t->qlock);
-        return true;
+        return 0;
+}
+
+static void say_evicted(struct out_topic *t) {
+        STAT_ADD(t->b, evicted, 1);
+        log_msg("the broker evicted the bridge's subscription to '%s' (it held the topic back for longer than "
+                "the topic's stall timeout: NATS did not keep up, and the bridge's queue was full); "
+                "subscribing again with history",
+                t->ent.name);
 }
 
 static void *reader_main(void *arg) {
@@ -229,11 +255,7 @@ static void *reader_main(void *arg) {
                 if (r == -ETIMEDOUT || r == -EAGAIN)
                         continue;
                 if (r == -ESTALE) {
-                        STAT_ADD(b, evicted, 1);
-                        log_msg("the broker evicted the bridge's subscription to '%s' (the bridge fell a ring "
-                                "behind for longer than the topic's stall timeout: NATS did not keep up); "
-                                "subscribing again with history",
-                                t->ent.name);
+                        say_evicted(t);
                         close_sub(t, sub);
                         sub = NULL;
                         continue;
@@ -273,10 +295,18 @@ static void *reader_main(void *arg) {
                         (void)zcbus_sub_release(sub, &m);
                         continue;
                 }
-                if (!t->reliable)
+                if (!t->reliable) {
                         forward_latest(t, sub, &m);
-                else if (!enqueue(t, sub, &m))
+                        continue;
+                }
+                r = enqueue(t, sub, &m);
+                if (r == -ESTALE) {
+                        say_evicted(t);
+                        close_sub(t, sub);
+                        sub = NULL;
+                } else if (r < 0) {
                         break;
+                }
         }
         if (sub)
                 close_sub(t, sub);

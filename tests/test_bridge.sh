@@ -16,7 +16,11 @@
 #     succeeds), the bridge drops and counts;
 #   - a message above the servers' max_payload (64 KiB here) is not sent,
 #     is counted as oversize, and what follows still is;
-#   - bad config lines fail with FILE:LINE and the reason.
+#   - a topic bridged both ways under reliable (one stream, two origins)
+#     arrives exactly once everywhere;
+#   - bad config lines fail with FILE:LINE and the reason;
+#   - with the whole cluster killed (last), a reliable producer is held
+#     back only until the broker evicts the bridge, which counts it.
 # Run by `make check` with ZCBUS_BRIDGE, ZCBUSD and ZCBUS_CLI set; exits
 # 77 (skip) without the bridge (no libnats at configure) or nats-server.
 #
@@ -147,7 +151,10 @@ start_nats() {
 
 start_broker() {
         mkfifo "$dir/$1.bready" || exit 99
-        "$ZCBUSD" -f -s "$dir/$1.sock" --ready-fd 3 3>"$dir/$1.bready" >"$dir/$1.broker.log" 2>&1 </dev/null &
+        # Topics stall.* give up on a stalled subscriber after 1 s.
+        echo "stall = stall.* 1000" >"$dir/$1.broker.conf"
+        "$ZCBUSD" -f -s "$dir/$1.sock" -c "$dir/$1.broker.conf" --ready-fd 3 3>"$dir/$1.bready" \
+                >"$dir/$1.broker.log" 2>&1 </dev/null &
         pid[broker$1]=$!
         local ready=
         read -r -t "$WAIT" ready <"$dir/$1.bready"
@@ -291,8 +298,10 @@ out = fan.*       # latest fan-out to B and C
 out = rel.*       # reliable ones
 out = both        # both ways with B
 in = both
+in = rel.both reliable
 out = flood
 out = big.*
+out = stall.*
 EOF
 } >"$dir/A.conf"
 {
@@ -304,6 +313,8 @@ in = rel.n reliable
 in = rel.m reliable
 in = both
 out = both
+in = rel.both reliable
+out = rel.both
 in = flood
 in = big.>
 EOF
@@ -316,6 +327,7 @@ in = rel.k reliable
 in = rel.n reliable
 in = rel.m reliable
 in = both
+in = rel.both reliable
 EOF
 } >"$dir/C.conf"
 
@@ -368,6 +380,31 @@ done
 check "both ways: A forwarded its 50 only, and dropped B's 50 as echoes" \
         '[ "$(stat A "out[\"both\"][\"forwarded\"]")" = 50 ] && [ "$(stat A "s[\"loops\"] >= 50")" = True ]'
 check "both ways: B forwarded its 50 only" '[ "$(stat B "out[\"both\"][\"forwarded\"]")" = 50 ]'
+
+# ---- both ways, reliable: one stream, two origins ----------------------------------
+
+for h in A B C; do
+        start_sub rboth$h $h rel.both --slots 1024 -n 401 -t 3000 || not_ok "sub rel.both on $h"
+done
+cli A sub rel.both --slots 1024 -t 0 >/dev/null 2>&1
+cli B sub rel.both --slots 1024 -t 0 >/dev/null 2>&1
+wait_until 'routed A rel.both && routed B rel.both'
+seq -f 'a%g' 0 199 >"$dir/rboth.a"
+seq -f 'b%g' 0 199 >"$dir/rboth.b"
+"$ZCBUS_CLI" -s "$dir/A.sock" pub --slots 1024 rel.both <"$dir/rboth.a" &
+pub_a=$!
+"$ZCBUS_CLI" -s "$dir/B.sock" pub --slots 1024 rel.both <"$dir/rboth.b"
+wait $pub_a
+for h in A B C; do
+        end_sub rboth$h
+        grep '^a' "$dir/rboth$h.out" >"$dir/rboth$h.a"
+        grep '^b' "$dir/rboth$h.out" >"$dir/rboth$h.b"
+        check "reliable both ways: $h gets A's 200 and B's 200, each once and in order, nothing more" \
+                '[ "$(lines "$dir/rboth$h.out")" -eq 400 ] && cmp -s "$dir/rboth.a" "$dir/rboth$h.a" &&
+                 cmp -s "$dir/rboth.b" "$dir/rboth$h.b"' "$dir/rboth$h.out" "$dir/$h.bridge.log"
+done
+check "reliable both ways: A stored only its own 200 in the stream, B only its own" \
+        '[ "$(stat A "out[\"rel.both\"][\"forwarded\"]")" = 200 ] && [ "$(stat B "out[\"rel.both\"][\"forwarded\"]")" = 200 ]'
 
 # ---- reliable, kill -9 of the sending bridge mid-stream -------------------------------
 
@@ -481,5 +518,25 @@ wait "${pid[bridgeC]}"
 rc=$?
 unset "pid[bridgeC]"
 check "SIGTERM stops a bridge with status 0" '[ "$rc" -eq 0 ]' "$dir/C.bridge.log"
+
+# ---- NATS gone: the bounded buffer, then eviction like any stalled subscriber ------
+
+# Last, since it stops the cluster. A reliable 16-slot topic whose broker
+# gives up on a stalled subscriber after 1 s (stall.*): the bridge's queue
+# (buffer = 1024) fills, the ring fills, the producer waits, and the broker
+# evicts the bridge, which says so; the producer then goes on.
+cli A sub stall.x --slots 16 -t 0 >/dev/null 2>&1
+wait_until 'routed A stall.x'
+for i in 1 2 3; do
+        [ -n "${pid[n$i]:-}" ] && kill9 "n$i"
+done
+cli A pub --slots 16 --size 16 -n 3000 -t "$T" stall.x 2>"$dir/stall.err"
+rc=$?
+check "NATS down: a producer of a reliable topic is held back only until the broker evicts the bridge" \
+        '[ "$rc" -eq 0 ]' "$dir/stall.err" "$dir/A.broker.log"
+wait_until '[ "$(stat A "s[\"evicted\"] >= 1")" = True ]'
+check "... and the bridge counts the eviction and says why" \
+        '[ "$(stat A "s[\"evicted\"] >= 1")" = True ] &&
+         grep -q "evicted the bridge.s subscription to .stall.x." "$dir/A.bridge.log"' "$dir/A.bridge.log"
 
 finish
