@@ -28,3 +28,18 @@ zcbus_bridge_bench_CPPFLAGS = $(zcbus_bridge_CPPFLAGS)
 zcbus_bridge_bench_CFLAGS = $(zcbus_bridge_CFLAGS)
 zcbus_bridge_bench_LDADD = libzcbus.la $(NATS_LIBS)
 endif
+
+# The parser and the name mapping need no NATS: their Check suites run
+# wherever Check is.
+if HAVE_CHECK
+check_PROGRAMS += tests/test_bridge_subject tests/test_bridge_conf
+TESTS += tests/test_bridge_subject tests/test_bridge_conf
+tests_test_bridge_subject_SOURCES = tests/test_bridge_subject.c bridge/subject.c bridge/subject.h bridge/util.h
+tests_test_bridge_subject_CPPFLAGS = -I$(top_srcdir)/include -I$(top_srcdir)/bridge -include $(top_builddir)/config.h
+tests_test_bridge_subject_CFLAGS = $(AM_CFLAGS) $(CHECK_CFLAGS) -Wno-missing-prototypes
+tests_test_bridge_subject_LDADD = $(CHECK_LIBS)
+tests_test_bridge_conf_SOURCES = tests/test_bridge_conf.c bridge/conf.c bridge/conf.h bridge/subject.c bridge/subject.h
+tests_test_bridge_conf_CPPFLAGS = $(tests_test_bridge_subject_CPPFLAGS)
+tests_test_bridge_conf_CFLAGS = $(tests_test_bridge_subject_CFLAGS) $(UUID_CFLAGS)
+tests_test_bridge_conf_LDADD = $(CHECK_LIBS) $(UUID_LIBS)
+endif
