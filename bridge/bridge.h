@@ -32,11 +32,14 @@
 #include "subject.h"
 #include "zcbus.h"
 
-/* The headers every bridged message carries. */
-#define HDR_ORIGIN "Zcbus-Origin"   /* bus identity (uuid) of the bus it was published on */
-#define HDR_SESSION "Zcbus-Session" /* the sending bridge's session on that bus */
-#define HDR_TOPIC "Zcbus-Topic-Id"  /* the topic's uuid on that bus */
-#define HDR_SEQ "Zcbus-Seq"         /* its sequence in the topic's total order */
+/* The header every bridged message carries, its origin, as one value of
+ * four fields separated by single spaces (one header, not four: each
+ * header costs libnats several allocations per message):
+ *   BUS TOPIC SEQ SESSION
+ * BUS the identity (uuid) of the bus it was published on, TOPIC the
+ * topic's uuid there, SEQ its sequence in the topic's total order
+ * (decimal), SESSION the sending bridge's session on that bus. */
+#define HDR_ORIGIN "Zcbus-Origin"
 /* Room the bridge reserves for them when it compares with max_payload. */
 #define HDR_ROOM 512
 

@@ -19,7 +19,7 @@
  *     DEDUP_SLOTS entries; a reliable route also has its stream position.
  *  3. Published on the local topic: latest without waiting (a full ring
  *     of held slots drops it, counted), reliable waiting for room.
- * A message without origin headers (a plain NATS publisher) is delivered
+ * A message without a valid origin header (a plain NATS publisher) is delivered
  * as it is.
  *
  * The echo filter. A topic bridged both ways is read by its outbound
@@ -257,21 +257,34 @@ bool in_is_echo(struct bridge *b, const char *name, struct local_pub **cache, co
         return match;
 }
 
-static bool hdr_uuid(natsMsg *m, const char *key, uint8_t id[16]) {
-        const char *v = NULL;
+struct origin {
+        uint8_t bus[16];
+        uint8_t topic[16];
+        uint64_t seq;
+};
 
-        return natsMsgHeader_Get(m, key, &v) == NATS_OK && v && uuid_parse(v, id) == 0;
-}
-
-static bool hdr_u64(natsMsg *m, const char *key, uint64_t *ret) {
+/* Parse "BUS TOPIC SEQ SESSION" (bridge.h), strictly: anything else is
+ * no origin of ours. The session is not needed to decide anything. */
+static bool parse_origin(natsMsg *m, struct origin *o) {
         const char *v = NULL;
+        char id[37];
         char *end;
 
-        if (natsMsgHeader_Get(m, key, &v) != NATS_OK || !v || *v < '0' || *v > '9')
+        if (natsMsgHeader_Get(m, HDR_ORIGIN, &v) != NATS_OK || !v || strnlen(v, 74) < 74 || v[36] != ' ' ||
+            v[73] != ' ')
+                return false;
+        memcpy(id, v, 36);
+        id[36] = '\0';
+        if (uuid_parse(id, o->bus) < 0)
+                return false;
+        memcpy(id, v + 37, 36);
+        if (uuid_parse(id, o->topic) < 0)
+                return false;
+        if (v[74] < '0' || v[74] > '9')
                 return false;
         errno = 0;
-        *ret = strtoull(v, &end, 10);
-        return errno == 0 && *end == '\0';
+        o->seq = strtoull(v + 74, &end, 10);
+        return errno == 0 && (*end == ' ' || *end == '\0');
 }
 
 /* Publish on the local topic; true if it was. */
@@ -313,8 +326,8 @@ static bool deliver(struct in_route *rt, struct local_pub *p, const void *data, 
 static uint64_t handle(struct in_route *rt, natsMsg *m) {
         struct bridge *b = rt->b;
         char topic[ZCBUS_TOPIC_MAX + 1];
-        uint8_t origin[16], topic_id[16];
-        uint64_t seq, sseq = 0;
+        struct origin o;
+        uint64_t sseq = 0;
         bool have_origin;
         struct local_pub *p;
 
@@ -330,13 +343,12 @@ static uint64_t handle(struct in_route *rt, natsMsg *m) {
                         return 0;
                 }
         }
-        have_origin = hdr_uuid(m, HDR_ORIGIN, origin);
-        if (have_origin && memcmp(origin, b->bus_id, 16) == 0) {
+        have_origin = parse_origin(m, &o);
+        if (have_origin && memcmp(o.bus, b->bus_id, 16) == 0) {
                 STAT_ADD(b, loops, 1);
                 return sseq;
         }
-        if (have_origin && hdr_uuid(m, HDR_TOPIC, topic_id) && hdr_u64(m, HDR_SEQ, &seq) &&
-            dedup_seen(b, origin, topic_id, seq)) {
+        if (have_origin && dedup_seen(b, o.bus, o.topic, o.seq)) {
                 STAT_ADD(b, duplicates, 1);
                 return sseq;
         }

@@ -85,23 +85,18 @@ static bool stopping(const struct out_topic *t) {
         return atomic_load_explicit(&t->b->stopping, memory_order_relaxed);
 }
 
-/* The headers of a message of t with sequence seq, on a new natsMsg. */
+/* A message of t with sequence seq, and its origin header. */
 static natsStatus make_msg(struct out_topic *t, uint64_t seq, const void *data, size_t len, natsMsg **ret) {
         struct bridge *b = t->b;
-        char num[24];
+        char origin[160];
         natsMsg *m = NULL;
         natsStatus s;
 
         s = natsMsg_Create(&m, t->subject, NULL, data, (int)len);
+        (void)snprintf(origin, sizeof(origin), "%s %s %" PRIu64 " %s", b->bus_id_str, t->topic_id_str, seq,
+                       b->session_str);
         if (s == NATS_OK)
-                s = natsMsgHeader_Set(m, HDR_ORIGIN, b->bus_id_str);
-        if (s == NATS_OK)
-                s = natsMsgHeader_Set(m, HDR_SESSION, b->session_str);
-        if (s == NATS_OK)
-                s = natsMsgHeader_Set(m, HDR_TOPIC, t->topic_id_str);
-        (void)snprintf(num, sizeof(num), "%" PRIu64, seq);
-        if (s == NATS_OK)
-                s = natsMsgHeader_Set(m, HDR_SEQ, num);
+                s = natsMsgHeader_Set(m, HDR_ORIGIN, origin);
         if (s != NATS_OK) {
                 natsMsg_Destroy(m);
                 return s;
