@@ -35,7 +35,7 @@
 set -u
 
 if [ -z "${ZCBUS_BRIDGE:-}" ] || [ ! -x "${ZCBUS_BRIDGE}" ]; then
-        echo "SKIP: zcbus-bridge not built (configure found no libnats)"
+        echo "SKIP: zcbus-bridge not built (no libnats, or configure --disable-bridge)"
         exit 77
 fi
 NATS_SERVER=$(command -v nats-server || echo /usr/sbin/nats-server)
