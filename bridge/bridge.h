@@ -28,6 +28,7 @@
 #include <stdint.h>
 
 #include "conf.h"
+#include "echo.h"
 #include "state.h"
 #include "subject.h"
 #include "zcbus.h"
@@ -90,6 +91,7 @@ struct bridge {
         struct out_topic *outs;
         struct in_route *ins; /* conf->nin of them */
         struct local_pub *pubs;
+        struct echo *echos;
         struct dedup *dedup;
 };
 
@@ -114,9 +116,7 @@ int in_start(struct bridge *b, char *err, size_t errlen);
 void in_stop(struct bridge *b);
 void in_stats_json(struct bridge *b, FILE *f);
 uint64_t in_nats_dropped(struct bridge *b);
-/* The echo filter: did this bridge itself publish this message on topic
- * name (a message that came in)? Called by the outbound reader of name;
- * *cache keeps the lookup. */
-bool in_is_echo(struct bridge *b, const char *name, struct local_pub **cache, const void *data, size_t len);
+/* Does an "in" pattern match topic name? */
+bool in_wants(struct bridge *b, const char *name);
 
 #endif

@@ -22,16 +22,9 @@
  * A message without a valid origin header (a plain NATS publisher) is delivered
  * as it is.
  *
- * The echo filter. A topic bridged both ways is read by its outbound
- * route too, which must not send back what came in. The public API does
- * not say who published a message, so the local publisher remembers a
- * fingerprint (64-bit hash and length) of each message it publishes, in
- * a window of ECHO_MAX, before it commits it; the outbound reader drops a
- * message that matches an entry and forgets the entries older than it
- * (the reader has passed them). Two messages with the same bytes are
- * indistinguishable to a subscriber, so a match on a local producer's
- * identical message instead of the echo sends the same bytes as many
- * times as are due. What is exact: no message is ever sent back out.
+ * A topic bridged both ways is also read by its outbound route: the local
+ * producer records each message in the topic's echo window (echo.h)
+ * before it commits it, so that the route does not send it back.
  */
 #include "config.h"
 
@@ -46,25 +39,15 @@
 #include "json.h"
 #include "util.h"
 
-#define ECHO_MAX 4096
 #define DEDUP_SLOTS 4096
 #define SEND_TIMEOUT_MS 500
-
-struct echo_ent {
-        uint64_t hash;
-        size_t len;
-};
 
 struct local_pub {
         struct local_pub *next;
         char name[ZCBUS_TOPIC_MAX + 1];
         zcbus_pub *pub;
-        pthread_mutex_t lock;      /* pub */
-        pthread_mutex_t echo_lock; /* the echo window (never held while waiting) */
-        struct echo_ent echo[ECHO_MAX];
-        unsigned echo_head, echo_n;
-        _Atomic unsigned echo_any; /* echo_n != 0, read without the lock */
-        bool echo_needed;          /* an "out" pattern matches the topic too */
+        pthread_mutex_t lock; /* pub */
+        struct echo *echo;    /* if an "out" pattern matches the topic too */
 };
 
 struct in_route {
@@ -157,9 +140,7 @@ static struct local_pub *get_pub(struct in_route *rt, const char *name) {
         if (!p)
                 return NULL;
         (void)snprintf(p->name, sizeof(p->name), "%s", name);
-        p->echo_needed = out_wants(b, name);
         (void)pthread_mutex_init(&p->lock, NULL);
-        (void)pthread_mutex_init(&p->echo_lock, NULL);
         (void)pthread_mutex_lock(&b->bus_lock);
         r = zcbus_pub_open(b->bus, name, &o, &p->pub);
         if (r == -EEXIST) {
@@ -174,9 +155,15 @@ static struct local_pub *get_pub(struct in_route *rt, const char *name) {
         (void)pthread_mutex_unlock(&b->bus_lock);
         if (r < 0) {
                 (void)pthread_mutex_destroy(&p->lock);
-                (void)pthread_mutex_destroy(&p->echo_lock);
                 free(p);
                 return NULL;
+        }
+        if (out_wants(b, name)) {
+                zcbus_topic_info info = {.size = sizeof(info)};
+
+                /* Before the first publish: its window, sized by the ring. */
+                (void)zcbus_pub_info(p->pub, &info);
+                p->echo = echo_find(b, name, info.slot_count, true);
         }
         (void)pthread_mutex_lock(&b->lock);
         if (find_pub_locked(b, name)) {
@@ -188,7 +175,6 @@ static struct local_pub *get_pub(struct in_route *rt, const char *name) {
                 zcbus_pub_close(p->pub);
                 (void)pthread_mutex_unlock(&b->bus_lock);
                 (void)pthread_mutex_destroy(&p->lock);
-                (void)pthread_mutex_destroy(&p->echo_lock);
                 free(p);
                 return other;
         }
@@ -196,65 +182,6 @@ static struct local_pub *get_pub(struct in_route *rt, const char *name) {
         b->pubs = p;
         (void)pthread_mutex_unlock(&b->lock);
         return p;
-}
-
-static void echo_push(struct local_pub *p, uint64_t h, size_t len) {
-        (void)pthread_mutex_lock(&p->echo_lock);
-        if (p->echo_n == ECHO_MAX) {
-                p->echo_head = (p->echo_head + 1) % ECHO_MAX;
-                p->echo_n--;
-        }
-        p->echo[(p->echo_head + p->echo_n) % ECHO_MAX] = (struct echo_ent){h, len};
-        p->echo_n++;
-        atomic_store_explicit(&p->echo_any, 1, memory_order_release);
-        (void)pthread_mutex_unlock(&p->echo_lock);
-}
-
-static void echo_pop_last(struct local_pub *p) {
-        (void)pthread_mutex_lock(&p->echo_lock);
-        if (p->echo_n)
-                p->echo_n--;
-        if (!p->echo_n)
-                atomic_store_explicit(&p->echo_any, 0, memory_order_relaxed);
-        (void)pthread_mutex_unlock(&p->echo_lock);
-}
-
-bool in_is_echo(struct bridge *b, const char *name, struct local_pub **cache, const void *data, size_t len) {
-        struct local_pub *p = *cache;
-        uint64_t h;
-        bool match = false;
-
-        if (b->conf->nin == 0)
-                return false;
-        if (!p) {
-                (void)pthread_mutex_lock(&b->lock);
-                p = find_pub_locked(b, name);
-                (void)pthread_mutex_unlock(&b->lock);
-                if (!p)
-                        return false;
-                *cache = p;
-        }
-        /* Pairs with the release in echo_push: an entry is pushed before
-         * its message is committed, and the commit's release and our
-         * receive's acquire order the entry before the message. */
-        if (!atomic_load_explicit(&p->echo_any, memory_order_acquire))
-                return false;
-        h = hash64(data, len);
-        (void)pthread_mutex_lock(&p->echo_lock);
-        for (unsigned i = 0; i < p->echo_n; i++) {
-                const struct echo_ent *e = &p->echo[(p->echo_head + i) % ECHO_MAX];
-
-                if (e->hash == h && e->len == len) {
-                        p->echo_head = (p->echo_head + i + 1) % ECHO_MAX;
-                        p->echo_n -= i + 1;
-                        if (!p->echo_n)
-                                atomic_store_explicit(&p->echo_any, 0, memory_order_relaxed);
-                        match = true;
-                        break;
-                }
-        }
-        (void)pthread_mutex_unlock(&p->echo_lock);
-        return match;
 }
 
 struct origin {
@@ -291,16 +218,15 @@ static bool parse_origin(natsMsg *m, struct origin *o) {
 static bool deliver(struct in_route *rt, struct local_pub *p, const void *data, size_t len) {
         struct bridge *b = rt->b;
         bool reliable = rt->cf->policy == BCONF_RELIABLE;
-        uint64_t h = p->echo_needed ? hash64(data, len) : 0;
         int r;
 
         (void)pthread_mutex_lock(&p->lock);
         do {
-                if (p->echo_needed)
-                        echo_push(p, h, len);
+                if (p->echo)
+                        echo_push(p->echo, data, len);
                 r = zcbus_pub_send(p->pub, data, len, reliable ? SEND_TIMEOUT_MS : 0);
-                if (r < 0 && p->echo_needed)
-                        echo_pop_last(p);
+                if (r < 0 && p->echo)
+                        echo_pop_last(p->echo);
         } while (reliable && (r == -ETIMEDOUT || r == -EAGAIN) && !atomic_load(&b->stopping));
         (void)pthread_mutex_unlock(&p->lock);
         if (r >= 0)
@@ -480,7 +406,6 @@ void in_stop(struct bridge *b) {
                 next = p->next;
                 zcbus_pub_close(p->pub);
                 (void)pthread_mutex_destroy(&p->lock);
-                (void)pthread_mutex_destroy(&p->echo_lock);
                 free(p);
         }
         b->pubs = NULL;
@@ -490,6 +415,18 @@ void in_stop(struct bridge *b) {
                 (void)pthread_mutex_destroy(&b->dedup->lock);
         free(b->dedup);
         b->dedup = NULL;
+}
+
+bool in_wants(struct bridge *b, const char *name) {
+        char subj[SUBJ_MAX], pat[SUBJ_MAX];
+
+        if (subj_from_topic(b->prefix, name, subj, sizeof(subj)) < 0)
+                return false;
+        for (unsigned i = 0; i < b->conf->nin; i++)
+                if (subj_from_pattern(b->prefix, b->conf->in[i].pattern, pat, sizeof(pat)) == 0 &&
+                    subj_match(pat, subj))
+                        return true;
+        return false;
 }
 
 uint64_t in_nats_dropped(struct bridge *b) {

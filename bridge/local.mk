@@ -12,6 +12,7 @@ zcbus_bridge_SOURCES = \
 	bridge/conf.c bridge/conf.h \
 	bridge/subject.c bridge/subject.h \
 	bridge/state.c bridge/state.h \
+	bridge/echo.c bridge/echo.h \
 	bridge/link.c \
 	bridge/out.c \
 	bridge/in.c \

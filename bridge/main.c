@@ -420,6 +420,7 @@ static int run(struct bridge *b, const struct opts *o) {
         out_stop_all(b);
         in_stop(b);
         write_stats(b);
+        echo_free_all(b);
         return 0;
 }
 

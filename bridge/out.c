@@ -29,9 +29,10 @@
  *    bridge says so, counts it, and subscribes again with history.
  *
  * Either way, a message the bridge itself published on the topic (it came
- * in from NATS) is not sent back out (in_is_echo), and a message larger
+ * in from NATS) is not sent back out (echo.h), and a message larger
  * than the server's max_payload is not sent but counted (oversize) and
- * logged once per topic.
+ * logged once per topic; under reliable the reader queues a marker for
+ * such a message, so that the position moves past it in order.
  */
 #include "config.h"
 
@@ -53,6 +54,7 @@ struct qitem {
         struct qitem *next;
         uint64_t seq;
         size_t len;
+        bool skip; /* not to be sent (an echo, too big): only moves the position */
         unsigned char data[];
 };
 
@@ -65,7 +67,7 @@ struct out_topic {
         char stream[STREAM_NAME_MAX];
         bool reliable;
         struct state_slot *pos;
-        struct local_pub *echo_cache;
+        _Atomic(struct echo *) echo; /* the topic's echo window, if it comes in too */
 
         pthread_t reader, sender;
         bool has_sender;
@@ -173,18 +175,20 @@ static void forward_latest(struct out_topic *t, zcbus_sub *sub, zcbus_msg *m) {
  * while the subscription lives, -ESTALE once the broker evicted it.
  * Returns 0 (queued and released), -ESTALE (evicted: the copy is
  * dropped, as the message may have been overwritten while it was being
- * copied), or -ECANCELED (the bridge stops). */
-static int enqueue(struct out_topic *t, zcbus_sub *sub, zcbus_msg *m) {
+ * copied), or -ECANCELED (the bridge stops). skip: queue a marker that
+ * only moves the position past m (an echo, a message too big). */
+static int enqueue(struct out_topic *t, zcbus_sub *sub, zcbus_msg *m, bool skip) {
         const struct bconf *c = t->b->conf;
-        struct qitem *it = malloc(sizeof(*it) + m->len);
+        struct qitem *it = malloc(sizeof(*it) + (skip ? 0 : m->len));
         int r = 0;
 
         if (!it)
                 return -ENOMEM;
         it->next = NULL;
         it->seq = m->seq;
-        it->len = m->len;
-        memcpy(it->data, m->data, m->len);
+        it->skip = skip;
+        it->len = skip ? 0 : m->len;
+        memcpy(it->data, m->data, it->len);
         (void)pthread_mutex_lock(&t->qlock);
         while ((t->qn >= c->buffer || (t->qn > 0 && t->qbytes + it->len > c->buffer_bytes)) && !stopping(t)) {
                 struct timespec ts;
@@ -238,7 +242,9 @@ static void *reader_main(void *arg) {
         bool first = true;
 
         while (!stopping(t)) {
+                struct echo *e;
                 zcbus_msg m;
+                bool skip;
                 int r;
 
                 if (!sub) {
@@ -281,20 +287,22 @@ static void *reader_main(void *arg) {
                         }
                 }
                 first = false;
-                if (in_is_echo(b, t->ent.name, &t->echo_cache, m.data, m.len)) {
+                skip = false;
+                e = atomic_load_explicit(&t->echo, memory_order_relaxed);
+                if (e && echo_match(e, m.seq, m.data, m.len, t->reliable)) {
                         STAT_ADD(b, loops, 1);
-                        (void)zcbus_sub_release(sub, &m);
-                        continue;
-                }
-                if (too_big(t, m.len)) {
-                        (void)zcbus_sub_release(sub, &m);
-                        continue;
+                        skip = true;
+                } else if (too_big(t, m.len)) {
+                        skip = true;
                 }
                 if (!t->reliable) {
-                        forward_latest(t, sub, &m);
+                        if (skip)
+                                (void)zcbus_sub_release(sub, &m);
+                        else
+                                forward_latest(t, sub, &m);
                         continue;
                 }
-                r = enqueue(t, sub, &m);
+                r = enqueue(t, sub, &m, skip);
                 if (r == -ESTALE) {
                         say_evicted(t);
                         close_sub(t, sub);
@@ -310,11 +318,24 @@ static void *reader_main(void *arg) {
         return NULL;
 }
 
+/* Everything up to seq is done with: stored, or not to be sent. */
+static void advance(struct out_topic *t, uint64_t seq) {
+        struct echo *e = atomic_load_explicit(&t->echo, memory_order_acquire);
+
+        atomic_store_explicit(&t->pos->seq, seq + 1, memory_order_relaxed);
+        if (e)
+                echo_release(e, seq + 1);
+}
+
 static void publish_reliable(struct out_topic *t, struct qitem *it) {
         struct bridge *b = t->b;
         char msgid[128];
         bool said = false;
 
+        if (it->skip) {
+                advance(t, it->seq);
+                return;
+        }
         (void)snprintf(msgid, sizeof(msgid), "%s:%s:%" PRIu64, b->bus_id_str, t->topic_id_str, it->seq);
         while (!stopping(t)) {
                 jsPubOptions po;
@@ -335,7 +356,7 @@ static void publish_reliable(struct out_topic *t, struct qitem *it) {
                         /* Position after the ack: a crash before this store
                          * re-sends the message with the same id, which
                          * JetStream drops (dup_window_ms). */
-                        atomic_store_explicit(&t->pos->seq, it->seq + 1, memory_order_relaxed);
+                        advance(t, it->seq);
                         atomic_fetch_add_explicit(&t->forwarded, 1, memory_order_relaxed);
                         STAT_ADD(b, forwarded, 1);
                         if (said)
@@ -476,6 +497,10 @@ static int topic_start(struct bridge *b, const zcbus_topic_entry *e) {
                         memcpy(t->pos->topic_id, e->topic_id, 16);
                 }
         }
+        /* Made here or by the inbound side, whichever comes first: the
+         * one window of the topic. */
+        if (in_wants(b, e->name))
+                atomic_store(&t->echo, echo_find(b, e->name, e->slot_count, true));
         r = spawn(&t->reader, reader_main, t);
         if (r < 0) {
                 topic_free(t);

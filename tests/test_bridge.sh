@@ -17,7 +17,8 @@
 #   - a message above the servers' max_payload (64 KiB here) is not sent,
 #     is counted as oversize, and what follows still is;
 #   - a topic bridged both ways under reliable (one stream, two origins)
-#     arrives exactly once everywhere;
+#     arrives exactly once everywhere, also when one side's bridge is
+#     killed mid-stream (its echo windows outlive it);
 #   - bad config lines fail with FILE:LINE and the reason;
 #   - with the whole cluster killed (last), a reliable producer is held
 #     back only until the broker evicts the bridge, which counts it.
@@ -181,6 +182,11 @@ kill9() {
         unset "pid[$1]"
 }
 
+kill_restart_bridge() {
+        kill9 "bridge$1"
+        start_bridge "$1" || not_ok "bridge $1 restarts" "$dir/$1.bridge.log"
+}
+
 # stat HOST EXPR: EXPR over the bridge's counters as a dict s, printed.
 stat() {
         "$ZCBUS_BRIDGE" -c "$dir/$1.conf" --stats --json 2>/dev/null |
@@ -299,6 +305,7 @@ out = rel.*       # reliable ones
 out = both        # both ways with B
 in = both
 in = rel.both reliable
+in = rel.bk reliable
 out = flood
 out = big.*
 out = stall.*
@@ -315,6 +322,8 @@ in = both
 out = both
 in = rel.both reliable
 out = rel.both
+in = rel.bk reliable
+out = rel.bk
 in = flood
 in = big.>
 EOF
@@ -328,6 +337,7 @@ in = rel.n reliable
 in = rel.m reliable
 in = both
 in = rel.both reliable
+in = rel.bk reliable
 EOF
 } >"$dir/C.conf"
 
@@ -406,6 +416,36 @@ done
 check "reliable both ways: A stored only its own 200 in the stream, B only its own" \
         '[ "$(stat A "out[\"rel.both\"][\"forwarded\"]")" = 200 ] && [ "$(stat B "out[\"rel.both\"][\"forwarded\"]")" = 200 ]'
 
+# ---- both ways, reliable, kill -9 of one side's bridge mid-stream ------------------
+
+# A's restarted bridge re-reads the ring from its position: the echoes of
+# B's messages in it must be known again (the echo windows are in the
+# state file), or B and C would get B's messages twice.
+NB=10000
+for h in A B C; do
+        start_sub rbk$h $h rel.bk --slots 32768 -n $((2 * NB + 1)) -t 4000 || not_ok "sub rel.bk on $h"
+done
+cli A sub rel.bk --slots 32768 -t 0 >/dev/null 2>&1
+cli B sub rel.bk --slots 32768 -t 0 >/dev/null 2>&1
+wait_until 'routed A rel.bk && routed B rel.bk'
+seq -f 'a%g' 0 $((NB - 1)) >"$dir/rbk.a"
+seq -f 'b%g' 0 $((NB - 1)) >"$dir/rbk.b"
+"$ZCBUS_CLI" -s "$dir/A.sock" pub --slots 32768 rel.bk <"$dir/rbk.a" &
+pub_a=$!
+"$ZCBUS_CLI" -s "$dir/B.sock" pub --slots 32768 rel.bk <"$dir/rbk.b"
+wait $pub_a
+wait_until '[ "$(stat A "out[\"rel.bk\"][\"forwarded\"] >= $NB / 10")" = True ]'
+a_at_kill=$(stat A 'out["rel.bk"]["forwarded"]')
+kill_restart_bridge A
+for h in A B C; do
+        end_sub rbk$h
+        grep '^a' "$dir/rbk$h.out" >"$dir/rbk$h.a"
+        grep '^b' "$dir/rbk$h.out" >"$dir/rbk$h.b"
+        check "reliable both ways, A's bridge killed after sending $a_at_kill of $NB: $h gets each of the $((2 * NB)) once, in order" \
+                '[ "$a_at_kill" -lt $NB ] && [ "$(lines "$dir/rbk$h.out")" -eq $((2 * NB)) ] && cmp -s "$dir/rbk.a" "$dir/rbk$h.a" &&
+                 cmp -s "$dir/rbk.b" "$dir/rbk$h.b"' "$dir/rbk$h.out" "$dir/$h.bridge.log"
+done
+
 # ---- reliable, kill -9 of the sending bridge mid-stream -------------------------------
 
 # reliable_run NAME N KILL...: topic rel.NAME, N messages from A; once B
@@ -426,11 +466,6 @@ reliable_run() {
         end_sub "$t.C"
         rcC=$sub_rc
         expected_sized "$count" 16 >"$dir/$t.expected"
-}
-
-kill_restart_bridge() {
-        kill9 "bridge$1"
-        start_bridge "$1" || not_ok "bridge $1 restarts" "$dir/$1.bridge.log"
 }
 
 NR=3000
