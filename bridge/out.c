@@ -318,10 +318,14 @@ static void *reader_main(void *arg) {
         return NULL;
 }
 
-/* Everything up to seq is done with: stored, or not to be sent. */
+/* Everything up to seq is done with: stored, or not to be sent. Only
+ * forward: after an eviction the reader reads the ring again from the
+ * position, and may queue again what the queue still holds. */
 static void advance(struct out_topic *t, uint64_t seq) {
         struct echo *e = atomic_load_explicit(&t->echo, memory_order_acquire);
 
+        if (seq + 1 <= atomic_load_explicit(&t->pos->seq, memory_order_relaxed))
+                return;
         atomic_store_explicit(&t->pos->seq, seq + 1, memory_order_relaxed);
         if (e)
                 echo_release(e, seq + 1);
@@ -332,8 +336,8 @@ static void publish_reliable(struct out_topic *t, struct qitem *it) {
         char msgid[128];
         bool said = false;
 
-        if (it->skip) {
-                advance(t, it->seq);
+        if (it->skip || it->seq + 1 <= atomic_load_explicit(&t->pos->seq, memory_order_relaxed)) {
+                advance(t, it->seq); /* not to be sent, or stored already */
                 return;
         }
         (void)snprintf(msgid, sizeof(msgid), "%s:%s:%" PRIu64, b->bus_id_str, t->topic_id_str, it->seq);
