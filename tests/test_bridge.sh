@@ -193,6 +193,7 @@ stat() {
                 python3 -c 'import json, sys
 s = json.load(sys.stdin)
 out = {t["topic"]: t for t in s["out"]}
+inn = {t["pattern"]: t for t in s["in"]}
 print(eval(sys.argv[1]))' "$2" 2>/dev/null
 }
 
@@ -369,82 +370,76 @@ check "latest: ... and C" \
 
 # ---- both ways: A <-> B on one topic, C listening ------------------------------------
 
-for h in A B C; do
-        start_sub both$h $h both --policy latest --slots 1024 -n 101 -t 2000 || not_ok "sub both on $h"
-done
-wait_until 'routed A both && routed B both'
-seq -f 'a%g' 0 49 >"$dir/both.a"
-seq -f 'b%g' 0 49 >"$dir/both.b"
-xargs "$ZCBUS_CLI" -s "$dir/A.sock" pub both <"$dir/both.a" &
-pub_a=$!
-xargs "$ZCBUS_CLI" -s "$dir/B.sock" pub both <"$dir/both.b"
-wait $pub_a
-for h in A B C; do
-        end_sub both$h # each times out 2 s after the last message
-        grep '^a' "$dir/both$h.out" >"$dir/both$h.a"
-        grep '^b' "$dir/both$h.out" >"$dir/both$h.b"
-        check "both ways: $h gets A's 50 and B's 50, each once and in order, nothing more" \
-                '[ "$(lines "$dir/both$h.out")" -eq 100 ] && cmp -s "$dir/both.a" "$dir/both$h.a" &&
-                 cmp -s "$dir/both.b" "$dir/both$h.b"' "$dir/both$h.out" "$dir/$h.bridge.log"
-done
-check "both ways: A forwarded its 50 only, and dropped B's 50 as echoes" \
-        '[ "$(stat A "out[\"both\"][\"forwarded\"]")" = 50 ] && [ "$(stat A "s[\"loops\"] >= 50")" = True ]'
-check "both ways: B forwarded its 50 only" '[ "$(stat B "out[\"both\"][\"forwarded\"]")" = 50 ]'
+# Each subscriber stops at the count it is due; "nothing more" is checked
+# on the bridges' counters, which count what comes in whether or not a
+# subscriber is still there to see it.
+# both_ways TOPIC N SUB-OPTS...: A and B publish N each (aI and bI) once
+# both bridges forward TOPIC; subscribers on A, B and C must get the 2N.
+both_ways() {
+        local t=$1 count=$2
+        shift 2
+        cli A sub "$t" "$@" -t 0 >/dev/null 2>&1
+        cli B sub "$t" "$@" -t 0 >/dev/null 2>&1
+        wait_until "routed A $t && routed B $t"
+        for h in A B C; do
+                start_sub "$t.$h" $h "$t" "$@" -n $((2 * count)) -t "$T" || not_ok "sub $t on $h"
+        done
+        seq -f 'a%g' 0 $((count - 1)) >"$dir/$t.a"
+        seq -f 'b%g' 0 $((count - 1)) >"$dir/$t.b"
+        "$ZCBUS_CLI" -s "$dir/A.sock" pub "$@" "$t" <"$dir/$t.a" &
+        pub_a=$!
+        "$ZCBUS_CLI" -s "$dir/B.sock" pub "$@" "$t" <"$dir/$t.b"
+        wait $pub_a
+}
+
+# both_ways_check TOPIC N WHAT: each subscriber got the 2N once, each
+# producer's in order.
+both_ways_check() {
+        local t=$1 count=$2 what=$3 h
+        for h in A B C; do
+                end_sub "$t.$h"
+                grep '^a' "$dir/$t.$h.out" >"$dir/$t.$h.a"
+                grep '^b' "$dir/$t.$h.out" >"$dir/$t.$h.b"
+                check "$what: $h gets A's $count and B's $count, each once and in order" \
+                        '[ "$sub_rc" -eq 0 ] && cmp -s "$dir/$t.a" "$dir/$t.$h.a" && cmp -s "$dir/$t.b" "$dir/$t.$h.b"' \
+                        "$dir/$t.$h.out" "$dir/$t.$h.err" "$dir/$h.bridge.log"
+        done
+}
+
+both_ways both 50 --policy latest --slots 1024
+both_ways_check both 50 "both ways"
+wait_until '[ "$(stat C "inn[\"both\"][\"received\"]")" = 100 ]'
+check "both ways: nothing more: A and B forwarded their own 50 only, C received 100, A and B the other's 50" \
+        '[ "$(stat A "out[\"both\"][\"forwarded\"], inn[\"both\"][\"received\"]")" = "(50, 50)" ] &&
+         [ "$(stat B "out[\"both\"][\"forwarded\"], inn[\"both\"][\"received\"]")" = "(50, 50)" ] &&
+         [ "$(stat C "inn[\"both\"][\"received\"]")" = 100 ]'
+check "both ways: A dropped B's 50 as echoes" '[ "$(stat A "s[\"loops\"] >= 50")" = True ]'
 
 # ---- both ways, reliable: one stream, two origins ----------------------------------
 
-for h in A B C; do
-        start_sub rboth$h $h rel.both --slots 1024 -n 401 -t 3000 || not_ok "sub rel.both on $h"
-done
-cli A sub rel.both --slots 1024 -t 0 >/dev/null 2>&1
-cli B sub rel.both --slots 1024 -t 0 >/dev/null 2>&1
-wait_until 'routed A rel.both && routed B rel.both'
-seq -f 'a%g' 0 199 >"$dir/rboth.a"
-seq -f 'b%g' 0 199 >"$dir/rboth.b"
-"$ZCBUS_CLI" -s "$dir/A.sock" pub --slots 1024 rel.both <"$dir/rboth.a" &
-pub_a=$!
-"$ZCBUS_CLI" -s "$dir/B.sock" pub --slots 1024 rel.both <"$dir/rboth.b"
-wait $pub_a
-for h in A B C; do
-        end_sub rboth$h
-        grep '^a' "$dir/rboth$h.out" >"$dir/rboth$h.a"
-        grep '^b' "$dir/rboth$h.out" >"$dir/rboth$h.b"
-        check "reliable both ways: $h gets A's 200 and B's 200, each once and in order, nothing more" \
-                '[ "$(lines "$dir/rboth$h.out")" -eq 400 ] && cmp -s "$dir/rboth.a" "$dir/rboth$h.a" &&
-                 cmp -s "$dir/rboth.b" "$dir/rboth$h.b"' "$dir/rboth$h.out" "$dir/$h.bridge.log"
-done
-check "reliable both ways: A stored only its own 200 in the stream, B only its own" \
-        '[ "$(stat A "out[\"rel.both\"][\"forwarded\"]")" = 200 ] && [ "$(stat B "out[\"rel.both\"][\"forwarded\"]")" = 200 ]'
+both_ways rel.both 200 --slots 1024
+both_ways_check rel.both 200 "reliable both ways"
+wait_until '[ "$(stat C "inn[\"rel.both\"][\"received\"]")" = 400 ]'
+check "reliable both ways: nothing more: each side stored its own 200, C received 400, A and B the other's 200" \
+        '[ "$(stat A "out[\"rel.both\"][\"forwarded\"], inn[\"rel.both\"][\"received\"]")" = "(200, 200)" ] &&
+         [ "$(stat B "out[\"rel.both\"][\"forwarded\"], inn[\"rel.both\"][\"received\"]")" = "(200, 200)" ] &&
+         [ "$(stat C "inn[\"rel.both\"][\"received\"]")" = 400 ]'
 
 # ---- both ways, reliable, kill -9 of one side's bridge mid-stream ------------------
 
 # A's restarted bridge re-reads the ring from its position: the echoes of
-# B's messages in it must be known again (the echo windows are in the
-# state file), or B and C would get B's messages twice.
+# B's messages in it must be known again (the echo windows are files of
+# the state directory), or B and C would get B's messages twice.
 NB=10000
-for h in A B C; do
-        start_sub rbk$h $h rel.bk --slots 32768 -n $((2 * NB + 1)) -t 4000 || not_ok "sub rel.bk on $h"
-done
-cli A sub rel.bk --slots 32768 -t 0 >/dev/null 2>&1
-cli B sub rel.bk --slots 32768 -t 0 >/dev/null 2>&1
-wait_until 'routed A rel.bk && routed B rel.bk'
-seq -f 'a%g' 0 $((NB - 1)) >"$dir/rbk.a"
-seq -f 'b%g' 0 $((NB - 1)) >"$dir/rbk.b"
-"$ZCBUS_CLI" -s "$dir/A.sock" pub --slots 32768 rel.bk <"$dir/rbk.a" &
-pub_a=$!
-"$ZCBUS_CLI" -s "$dir/B.sock" pub --slots 32768 rel.bk <"$dir/rbk.b"
-wait $pub_a
+both_ways rel.bk $NB --slots 32768
 wait_until '[ "$(stat A "out[\"rel.bk\"][\"forwarded\"] >= $NB / 10")" = True ]'
 a_at_kill=$(stat A 'out["rel.bk"]["forwarded"]')
 kill_restart_bridge A
-for h in A B C; do
-        end_sub rbk$h
-        grep '^a' "$dir/rbk$h.out" >"$dir/rbk$h.a"
-        grep '^b' "$dir/rbk$h.out" >"$dir/rbk$h.b"
-        check "reliable both ways, A's bridge killed after sending $a_at_kill of $NB: $h gets each of the $((2 * NB)) once, in order" \
-                '[ "$a_at_kill" -lt $NB ] && [ "$(lines "$dir/rbk$h.out")" -eq $((2 * NB)) ] && cmp -s "$dir/rbk.a" "$dir/rbk$h.a" &&
-                 cmp -s "$dir/rbk.b" "$dir/rbk$h.b"' "$dir/rbk$h.out" "$dir/$h.bridge.log"
-done
+check "reliable both ways: A's bridge killed mid-stream, after sending $a_at_kill of $NB" '[ "$a_at_kill" -lt $NB ]'
+both_ways_check rel.bk $NB "reliable both ways, A's bridge killed"
+wait_until '[ "$(stat C "inn[\"rel.bk\"][\"received\"]")" = $((2 * NB)) ]'
+check "... nothing more: C received $((2 * NB)), B A's $NB" \
+        '[ "$(stat C "inn[\"rel.bk\"][\"received\"]")" = $((2 * NB)) ] && [ "$(stat B "inn[\"rel.bk\"][\"received\"]")" = $NB ]'
 
 # ---- reliable, kill -9 of the sending bridge mid-stream -------------------------------
 
