@@ -4,7 +4,8 @@
 # Usage: scripts/deps.sh [bench|fuzz]   ("bench" adds gnuplot,
 # "fuzz" clang and its sanitizer/libFuzzer runtime)
 set -euo pipefail
-pkgs=(build-essential autoconf automake libtool pkg-config uuid-dev libev-dev check python3 spin mandoc)
+pkgs=(build-essential autoconf automake libtool pkg-config uuid-dev libev-dev check python3 spin mandoc
+      nats-server libnats-dev)
 [ "${1:-}" = bench ] && pkgs+=(gnuplot-nox)
 [ "${1:-}" = fuzz ] && pkgs+=(clang libclang-rt-14-dev)
 missing=()
