@@ -68,6 +68,7 @@ struct broker {
         uint8_t rbuf[PROTO_MSG_MAX];
         uint8_t sbuf[PROTO_MSG_MAX];
         struct proto_list_entry lbuf[PROTO_LIST_MAX];
+        struct proto_stat_entry stbuf[PROTO_STAT_MAX];
 };
 
 static const char *role_name(uint32_t role) {
@@ -201,6 +202,7 @@ static int on_open(struct broker *b, struct peer *p, const struct proto_msg *m) 
                 .pid = (uint32_t)p->pid,
                 .uid_acct = p->uid_acct,
                 .session_acct = p->session_acct,
+                .session_id = p->id,
         };
         r = reg_open(b->reg, o, m->name, &ow, &t, &index, &start, err, sizeof(err));
         if (r < 0) {
@@ -240,6 +242,7 @@ static int on_adopt(struct broker *b, struct peer *p, const struct proto_msg *m,
                 .pid = (uint32_t)p->pid,
                 .uid_acct = p->uid_acct,
                 .session_acct = p->session_acct,
+                .session_id = p->id,
         };
         r = reg_adopt(b->reg, a, m->name, fds, nfds, &ow, &t, err, sizeof(err));
         if (r < 0) {
@@ -274,6 +277,34 @@ static int on_list(struct broker *b, struct peer *p, const struct proto_msg *m) 
         return send_msg(b, p, proto_enc_list_reply(b->sbuf, sizeof(b->sbuf), m->hdr.req_id, reg_count(b->reg),
                                                    b->lbuf, n),
                         NULL, 0);
+}
+
+static int on_stat(struct broker *b, struct peer *p, const struct proto_msg *m) {
+        char err[PROTO_ERRMSG_MAX + 1] = "";
+        struct proto_stat_reply rep;
+        int r = reg_stat(b->reg, m->name, (uint32_t)p->uid, (uint32_t)p->gid, m->u.stat.start,
+                         MIN(m->u.stat.max, PROTO_STAT_MAX), &rep, b->stbuf, err, sizeof(err));
+
+        if (r < 0) {
+                conf_log(r == -EACCES ? LOG_NOTICE : LOG_DEBUG, "session %s (pid %d uid %u): STAT '%s' refused: %s",
+                         p->id_str, (int)p->pid, (unsigned)p->uid, m->name, err);
+                return send_error(b, p, m->hdr.req_id, r, "%s", err);
+        }
+        return send_msg(b, p, proto_enc_stat_reply(b->sbuf, sizeof(b->sbuf), m->hdr.req_id, &rep, b->stbuf), NULL,
+                        0);
+}
+
+static int on_topic_rm(struct broker *b, struct peer *p, const struct proto_msg *m) {
+        char err[PROTO_ERRMSG_MAX + 1] = "";
+        int r = reg_topic_rm(b->reg, m->name, (uint32_t)p->uid, (uint32_t)p->gid, err, sizeof(err));
+
+        if (r < 0) {
+                conf_log(r == -EACCES ? LOG_NOTICE : LOG_DEBUG,
+                         "session %s (pid %d uid %u): TOPIC_RM '%s' refused: %s", p->id_str, (int)p->pid,
+                         (unsigned)p->uid, m->name, err);
+                return send_error(b, p, m->hdr.req_id, r, "%s", err);
+        }
+        return send_msg(b, p, proto_enc_ok(b->sbuf, sizeof(b->sbuf), m->hdr.req_id), NULL, 0);
 }
 
 /* A violation: one error reply (best effort), then the session ends. */
@@ -345,6 +376,10 @@ static int dispatch(struct broker *b, struct peer *p, const void *buf, ssize_t n
                 return on_list(b, p, &m);
         case PROTO_ADOPT:
                 return on_adopt(b, p, &m, fds, nfds);
+        case PROTO_STAT:
+                return on_stat(b, p, &m);
+        case PROTO_TOPIC_RM:
+                return on_topic_rm(b, p, &m);
         default:
                 break;
         }

@@ -35,6 +35,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 #include <uuid/uuid.h>
 
 #include "macro.h"
@@ -191,6 +192,8 @@ static void topic_destroy(struct reg_topic *t) {
         free(t->sub_state);
         free(t->sub_table);
         free(t->sub_max_holds);
+        free(t->prod_holder);
+        free(t->sub_holder);
         free(t->repairs);
         free(t->stalls);
         free(t);
@@ -427,7 +430,10 @@ static int topic_alloc(const char *name, const uint8_t topic_id[16], const uint8
         t->sub_max_holds = calloc(max_subs, sizeof(*t->sub_max_holds));
         t->repairs = calloc(max_producers, sizeof(*t->repairs));
         t->stalls = calloc(max_subs, sizeof(*t->stalls));
-        if (!t->prod_state || !t->sub_state || !t->sub_table || !t->sub_max_holds || !t->repairs || !t->stalls)
+        t->prod_holder = calloc(max_producers, sizeof(*t->prod_holder));
+        t->sub_holder = calloc(max_subs, sizeof(*t->sub_holder));
+        if (!t->prod_state || !t->sub_state || !t->sub_table || !t->sub_max_holds || !t->repairs || !t->stalls ||
+            !t->prod_holder || !t->sub_holder)
                 return -ENOMEM;
         *ret = TAKE_PTR(t);
         return 0;
@@ -572,6 +578,14 @@ static int table_of(struct reg_topic *t, uint32_t uid, uint32_t *ret, char *err,
         return 0;
 }
 
+static void holder_set(struct reg_topic *t, uint32_t role, uint32_t i, const struct reg_owner *ow) {
+        struct reg_holder *h = role == PROTO_ROLE_PUB ? &t->prod_holder[i] : &t->sub_holder[i];
+
+        *h = (struct reg_holder){.uid = ow->uid, .pid = ow->pid};
+        if (ow->session_id)
+                memcpy(h->session_id, ow->session_id, 16);
+}
+
 static int entry_alloc(struct reg_topic *t, uint32_t role, const struct reg_owner *ow, const struct proto_open *o,
                        uint32_t *ret_index, uint64_t *ret_start, char *err, size_t errlen) {
         int pub = role == PROTO_ROLE_PUB;
@@ -588,6 +602,7 @@ static int entry_alloc(struct reg_topic *t, uint32_t role, const struct reg_owne
                 if (rr < 0)
                         return rr;
                 state[i] = REG_ENTRY_HELD;
+                holder_set(t, role, i, ow);
                 if (!ev_is_active(&t->reg->stall))
                         ev_timer_again(t->reg->loop, &t->reg->stall);
                 if (pub) {
@@ -1032,6 +1047,7 @@ static void adopt_orphans(struct reg_topic *t) {
         for (uint32_t i = 0; i < m->g.max_producers; i++)
                 if (load_acq(&seg_prod(m, i)->state) == SEG_ENTRY_ACTIVE) {
                         t->prod_state[i] = REG_ENTRY_ORPHAN;
+                        t->prod_holder[i] = (struct reg_holder){.uid = REG_UID_UNKNOWN};
                         t->nprod++;
                         t->norphans++;
                         t->norphan_prods++;
@@ -1041,6 +1057,7 @@ static void adopt_orphans(struct reg_topic *t) {
                 if ((st != SEG_ENTRY_ACTIVE && st != SEG_ENTRY_EVICTED) || table >= m->g.sub_tables)
                         continue;
                 t->sub_state[i] = REG_ENTRY_ORPHAN;
+                t->sub_holder[i] = (struct reg_holder){.uid = REG_UID_UNKNOWN};
                 t->sub_table[i] = (uint8_t)table;
                 t->sub_max_holds[i] = RING_MAX_HOLDS_DEFAULT;
                 t->stalls[i] = (struct reg_stall){.evicted = st == SEG_ENTRY_EVICTED};
@@ -1210,6 +1227,7 @@ int reg_adopt(struct reg *r, const struct proto_adopt *a, const char *name, int 
         }
         t->norphans--;
         state[i] = REG_ENTRY_HELD;
+        holder_set(t, a->role, i, ow);
         idle_update(t);
         *ret_topic = t;
         return 0;
@@ -1359,4 +1377,215 @@ uint32_t reg_list(const struct reg *r, uint32_t start, uint32_t max, struct prot
                 e->published = head >= t->map.g.start_seq ? head - t->map.g.start_seq : 0;
         }
         return n;
+}
+
+/* --- inspecting and deleting topics (STAT, TOPIC_RM) ------------------------ */
+
+/* /proc/PID/comm, or "" when the process is gone (or pid is 0). The
+ * kernel keeps it under 16 bytes; what we keep is cut there and
+ * terminated whatever it says. */
+static void read_comm(uint32_t pid, char comm[PROTO_COMM_MAX]) {
+        char path[32];
+        ssize_t n;
+
+        memset(comm, 0, PROTO_COMM_MAX);
+        if (pid == 0 || pid > INT32_MAX)
+                return;
+        (void)snprintf(path, sizeof(path), "/proc/%u/comm", (unsigned)pid);
+        _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+        if (fd < 0)
+                return;
+        n = read(fd, comm, PROTO_COMM_MAX - 1);
+        if (n <= 0) {
+                comm[0] = 0;
+                return;
+        }
+        comm[n] = 0;
+        comm[strcspn(comm, "\n")] = 0;
+        /* Pad after the first NUL, so the entry is canonical. */
+        size_t k = strlen(comm);
+        memset(comm + k, 0, PROTO_COMM_MAX - k);
+}
+
+static void stat_prod(const struct reg_topic *t, uint32_t i, struct proto_stat_entry *e) {
+        const struct seg_prod *p = seg_prod(&t->map, i);
+        const struct reg_holder *h = &t->prod_holder[i];
+        uint8_t st = t->prod_state[i];
+        uint64_t claim = load_rlx(&p->claim);
+
+        *e = (struct proto_stat_entry){
+                .role = PROTO_ROLE_PUB,
+                .index = i,
+                .state = st == REG_ENTRY_ORPHAN ? PROTO_ENTRY_ORPHAN
+                         : st == REG_ENTRY_REPAIR ? PROTO_ENTRY_REPAIR
+                                                  : PROTO_ENTRY_LIVE,
+                /* An orphan's pid is the old broker's record, in the ring. */
+                .pid = st == REG_ENTRY_ORPHAN ? load_rlx(&p->pid) : h->pid,
+                .uid = h->uid,
+                .next = claim == SEG_CLAIM_NONE ? UINT64_MAX : claim & ~SEG_CLAIM_PENDING,
+                .floor = UINT64_MAX,
+                .count = load_rlx(&p->published),
+                .lost = load_rlx(&p->abandoned),
+                .sleeps = load_rlx(&p->waits),
+                .wakeups = load_rlx(&p->wakeups),
+                .skipped = load_rlx(&p->skipped),
+        };
+        memcpy(e->session_id, h->session_id, 16);
+        read_comm(e->pid, e->comm);
+}
+
+static void stat_sub(const struct reg_topic *t, uint32_t i, uint64_t head, struct proto_stat_entry *e) {
+        const struct reg_holder *h = &t->sub_holder[i];
+        uint32_t table = t->sub_table[i]; /* the broker's record */
+        uint8_t st = t->sub_state[i];
+        bool evicted = t->stalls[i].evicted;
+
+        *e = (struct proto_stat_entry){
+                .role = PROTO_ROLE_SUB,
+                .index = i,
+                .state = st == REG_ENTRY_ORPHAN ? PROTO_ENTRY_ORPHAN
+                         : evicted              ? PROTO_ENTRY_EVICTED
+                                                : PROTO_ENTRY_LIVE,
+                .pid = st == REG_ENTRY_ORPHAN ? load_rlx(&seg_sub_state(&t->map, i)->pid) : h->pid,
+                .uid = h->uid,
+                .table = table,
+                .next = UINT64_MAX,
+                .floor = UINT64_MAX,
+        };
+        memcpy(e->session_id, h->session_id, 16);
+        read_comm(e->pid, e->comm);
+        /* A re-learned topic may lack the table: no counters then. */
+        if (!seg_has_table(&t->map, table))
+                return;
+        const struct seg_sub *s = seg_sub(&t->map, table, i);
+        uint64_t next = load_rlx(&s->next), f;
+        e->next = next;
+        e->floor = load_rlx(&s->floor);
+        e->lag = head > next ? head - next : 0;
+        e->held = MIN(load_rlx(&s->held), t->map.g.slot_count);
+        e->count = load_rlx(&s->received);
+        e->lost = load_rlx(&s->lost);
+        e->sleeps = load_rlx(&s->sleeps);
+        if (t->map.g.policy == ZCBUS_POLICY_RELIABLE && !evicted && ring_sub_gating(&t->map, i, table, &f))
+                e->flags |= PROTO_ENTRY_GATING;
+}
+
+int reg_stat(struct reg *r, const char *name, uint32_t uid, uint32_t gid, uint32_t start, uint32_t max,
+             struct proto_stat_reply *ret, struct proto_stat_entry *entries, char *err, size_t errlen) {
+        struct reg_topic *t = topic_find(r, name);
+        uint64_t head;
+        uint32_t k = 0, n = 0;
+
+        if (!t) {
+                (void)snprintf(err, errlen, "no topic '%s'", name);
+                return -ENOENT;
+        }
+        /* Anyone who may use the topic may see who else does. */
+        if (conf_access(r->conf, uid, gid, name, CONF_ACT_SUBSCRIBE, err, errlen) < 0 &&
+            conf_access(r->conf, uid, gid, name, CONF_ACT_PUBLISH, err, errlen) < 0) {
+                (void)snprintf(err, errlen, "uid %u may neither publish nor subscribe to topic '%.64s', so may not "
+                               "see it", (unsigned)uid, name);
+                return -EACCES;
+        }
+        head = ring_head(&t->map);
+        *ret = (struct proto_stat_reply){
+                .policy = t->map.g.policy,
+                .slot_count = t->map.g.slot_count,
+                .slot_size = t->map.g.slot_size,
+                .flags = t->map.g.policy == ZCBUS_POLICY_RELIABLE && t->stall_blocked && t->nprod
+                                 ? PROTO_STAT_BLOCKED
+                                 : 0,
+                .producers = t->nprod,
+                .subscribers = t->nsub,
+                .max_producers = t->map.g.max_producers,
+                .max_subscribers = t->map.g.max_subs,
+                .sub_tables = t->map.g.sub_tables,
+                .stall_ms = t->map.g.policy == ZCBUS_POLICY_RELIABLE ? conf_stall_ms(r->conf, name) : 0,
+                .bytes = t->bytes,
+                .head = head,
+                .start_seq = t->map.g.start_seq,
+                .stalled = t->nstalled,
+                .over = t->nover,
+        };
+        memcpy(ret->topic_id, t->topic_id, 16);
+        memcpy(ret->segment_id, t->segment_id, 16);
+        max = MIN(max, PROTO_STAT_MAX);
+        for (uint32_t i = 0; i < t->map.g.max_producers; i++) {
+                if (t->prod_state[i] == REG_ENTRY_FREE)
+                        continue;
+                if (k++ >= start && n < max)
+                        stat_prod(t, i, &entries[n++]);
+        }
+        for (uint32_t i = 0; i < t->map.g.max_subs; i++) {
+                if (t->sub_state[i] == REG_ENTRY_FREE)
+                        continue;
+                if (k++ >= start && n < max)
+                        stat_sub(t, i, head, &entries[n++]);
+        }
+        ret->total = k;
+        ret->count = n;
+        return 0;
+}
+
+/* "producer 0 (pid 12 'zcbus'), subscriber 3 (pid 40 'cam') and 2 more" */
+static void busy_text(const struct reg_topic *t, char *buf, size_t len) {
+        uint32_t shown = 0, more = 0;
+        size_t k = 0;
+
+        buf[0] = 0;
+        for (uint32_t role = PROTO_ROLE_PUB; role <= PROTO_ROLE_SUB; role++) {
+                bool pub = role == PROTO_ROLE_PUB;
+                uint32_t n = pub ? t->map.g.max_producers : t->map.g.max_subs;
+                for (uint32_t i = 0; i < n; i++) {
+                        uint8_t st = pub ? t->prod_state[i] : t->sub_state[i];
+                        if (st == REG_ENTRY_FREE)
+                                continue;
+                        if (shown == 3) {
+                                more++;
+                                continue;
+                        }
+                        const struct reg_holder *h = pub ? &t->prod_holder[i] : &t->sub_holder[i];
+                        uint32_t pid = st == REG_ENTRY_ORPHAN ? (pub ? load_rlx(&seg_prod(&t->map, i)->pid)
+                                                                     : load_rlx(&seg_sub_state(&t->map, i)->pid))
+                                                              : h->pid;
+                        char comm[PROTO_COMM_MAX];
+                        read_comm(pid, comm);
+                        int w = snprintf(buf + k, len - k, "%s%s %u (pid %u%s%s%s%s)", shown ? ", " : "",
+                                         role_name(role), i, (unsigned)pid, *comm ? " '" : "", comm,
+                                         *comm ? "'" : "",
+                                         st == REG_ENTRY_REPAIR   ? ", being repaired"
+                                         : st == REG_ENTRY_ORPHAN ? ", not back since a restart"
+                                                                  : "");
+                        if (w < 0 || (size_t)w >= len - k)
+                                return;
+                        k += (size_t)w;
+                        shown++;
+                }
+        }
+        if (more)
+                (void)snprintf(buf + k, len - k, " and %u more", more);
+}
+
+int reg_topic_rm(struct reg *r, const char *name, uint32_t uid, uint32_t gid, char *err, size_t errlen) {
+        struct reg_topic *t = topic_find(r, name);
+        int rr;
+
+        if (!t) {
+                (void)snprintf(err, errlen, "no topic '%s'", name);
+                return -ENOENT;
+        }
+        rr = conf_access(r->conf, uid, gid, name, CONF_ACT_CREATE, err, errlen);
+        if (rr < 0)
+                return rr;
+        if (t->nprod || t->nsub || t->nrepair) {
+                char who[PROTO_ERRMSG_MAX];
+                busy_text(t, who, sizeof(who));
+                (void)snprintf(err, errlen, "topic '%.64s' is in use: %s", name, who);
+                return -EBUSY;
+        }
+        log_info("deleting idle topic '%s' (%llu bytes) at the request of uid %u", t->name,
+                 (unsigned long long)t->bytes, (unsigned)uid);
+        topic_unlink(r, t);
+        topic_destroy(t);
+        return 0;
 }

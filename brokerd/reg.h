@@ -50,7 +50,16 @@ struct reg_account {
 struct reg_owner {
         uint32_t uid, gid, pid;
         struct reg_account *uid_acct, *session_acct;
+        const uint8_t *session_id; /* 16 bytes, or NULL */
 };
+
+/* Who holds (or last held) an entry, as the broker knows it: for STAT. */
+struct reg_holder {
+        uint8_t session_id[16]; /* zero: no session (an orphan) */
+        uint32_t uid;           /* REG_UID_UNKNOWN for orphans */
+        uint32_t pid;
+};
+#define REG_UID_UNKNOWN UINT32_MAX
 
 /* The stall policy's view of one subscriber entry: since when it has
  * held producers back with the same floor (0: it does not). */
@@ -89,6 +98,8 @@ struct reg_topic {
         uint8_t *sub_state;  /* REG_ENTRY_*, map.g.max_subs entries */
         uint8_t *sub_table;  /* each subscriber entry's table (while held) */
         uint32_t *sub_max_holds; /* each subscriber's declared max_holds */
+        struct reg_holder *prod_holder; /* map.g.max_producers entries */
+        struct reg_holder *sub_holder;  /* map.g.max_subs entries */
         struct reg_repair *repairs; /* map.g.max_producers entries */
         struct reg_stall *stalls;   /* map.g.max_subs entries */
         uint64_t nstalled;          /* subscribers evicted by the stall policy */
@@ -139,6 +150,15 @@ void reg_release(struct reg_topic *t, uint32_t role, uint32_t index);
  * registry keeps those it uses and sets them to -1). */
 int reg_adopt(struct reg *r, const struct proto_adopt *a, const char *name, int *fds, unsigned nfds,
               const struct reg_owner *ow, struct reg_topic **ret_topic, char *err, size_t errlen);
+
+/* STAT: topic name as uid/gid may see it (-ENOENT, -EACCES with a message
+ * in err): its summary in *ret and up to max of its entries in use from
+ * entry start (producers, then subscribers); ret->count says how many. */
+int reg_stat(struct reg *r, const char *name, uint32_t uid, uint32_t gid, uint32_t start, uint32_t max,
+             struct proto_stat_reply *ret, struct proto_stat_entry *entries, char *err, size_t errlen);
+/* TOPIC_RM: delete topic name if uid/gid may create it (-EACCES) and it is
+ * idle (-EBUSY, err naming who holds it); -ENOENT if unknown. */
+int reg_topic_rm(struct reg *r, const char *name, uint32_t uid, uint32_t gid, char *err, size_t errlen);
 
 uint32_t reg_count(const struct reg *r);
 /* Fill up to max entries from creation index start; returns the count. */

@@ -45,6 +45,9 @@ static inline int is_pow2_u32(uint32_t x) {
 int cmd_pub(int argc, char **argv, const char *sock);
 int cmd_sub(int argc, char **argv, const char *sock);
 int cmd_list(int argc, char **argv, const char *sock);
+int cmd_stat(int argc, char **argv, const char *sock);
+int cmd_top(int argc, char **argv, const char *sock);
+int cmd_topic(int argc, char **argv, const char *sock);
 int cmd_record(int argc, char **argv, const char *sock);
 int cmd_replay(int argc, char **argv, const char *sock);
 /* `zcbus lat` and `zcbus perf` (argv[0] says which): run zcbus-bench. */
@@ -59,6 +62,19 @@ int cli_connect(const char *cmd, const char *sock, zcbus **ret_bus);
 int cli_fail(const char *cmd, zcbus *bus, int r, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 /* For _cleanup_: disconnect *p (NULL is fine). */
 void cli_disconnectp(zcbus **p);
+
+/* ---- cmd_list.c: what list, stat and top share ----------------------------- */
+
+/* Every topic (fetched in pages), or a negative errno; *ret_v is malloc'd. */
+int cli_list_fetch(zcbus *bus, zcbus_topic_entry **ret_v, unsigned *ret_n);
+/* Keep (in place, in order) the topics matching one of the glob patterns
+ * (all if there are none); returns how many are kept. */
+unsigned cli_filter_topics(zcbus_topic_entry *v, unsigned n, char *const *patterns, int npatterns);
+/* A name for a table: printable ASCII and UTF-8 as is, control bytes and
+ * DEL as \xNN, backslash doubled. out holds 4 * strlen(name) + 1. */
+void cli_name_text(const char *name, char *out);
+/* Display width: UTF-8 continuation bytes take no column. */
+size_t cli_text_width(const char *s);
 
 /* ---- cli_common.c: what pub, sub, record and replay share ---------------- */
 

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * cmd_list.c: `zcbus list`, the broker's topics as a table or as JSON.
+ * cmd_list.c: `zcbus list [PATTERN...]`, the broker's topics (those whose
+ * names match a glob pattern, if any is given) as a table or as JSON.
  *
  * Topics are fetched in pages with zcbus_list_topics until the broker's
  * total is reached, then printed in one go so column widths fit. Names are
@@ -10,6 +11,7 @@
  * JSON.
  */
 #include <errno.h>
+#include <fnmatch.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <stdarg.h>
@@ -32,18 +34,18 @@
 enum { OPT_JSON = 0x100 };
 
 static void usage(void) {
-        (void)printf("Usage: zcbus list [OPTIONS]\n"
+        (void)printf("Usage: zcbus list [OPTIONS] [PATTERN...]\n"
                      "\n"
                      "List the broker's topics: NAME, POLICY, SLOTS, SLOT_SIZE, PRODUCERS,\n"
-                     "SUBSCRIBERS, PUBLISHED, TOPIC_ID.\n"
+                     "SUBSCRIBERS, PUBLISHED, TOPIC_ID. With PATTERNs (globs, as in 'sensors.*'),\n"
+                     "only the topics whose names match one of them.\n"
                      "\n"
                      "Options:\n"
                      "      --json  print a JSON array of objects instead of a table\n"
                      "  -h, --help  show this help and exit\n");
 }
 
-/* All topics, or a negative errno. */
-static int fetch(zcbus *bus, zcbus_topic_entry **ret_v, unsigned *ret_n) {
+int cli_list_fetch(zcbus *bus, zcbus_topic_entry **ret_v, unsigned *ret_n) {
         _cleanup_free_ zcbus_topic_entry *v = NULL;
         unsigned n = 0, cap = 0, total = 0;
 
@@ -79,13 +81,28 @@ static int fetch(zcbus *bus, zcbus_topic_entry **ret_v, unsigned *ret_n) {
         return 0;
 }
 
+unsigned cli_filter_topics(zcbus_topic_entry *v, unsigned n, char *const *patterns, int npatterns) {
+        unsigned k = 0;
+
+        if (npatterns <= 0)
+                return n;
+        for (unsigned i = 0; i < n; i++) {
+                bool match = false;
+                for (int j = 0; j < npatterns && !match; j++)
+                        match = fnmatch(patterns[j], v[i].name, 0) == 0;
+                if (match)
+                        v[k++] = v[i];
+        }
+        return k;
+}
+
 static void id_text(const uint8_t id[16], char out[37]) {
         uuid_unparse_lower(id, out);
 }
 
 /* Topic name for the table: printable ASCII and UTF-8 as is, control bytes
  * and DEL as \xNN, backslash doubled. out holds 4 * ZCBUS_TOPIC_MAX + 1. */
-static void name_text(const char *name, char *out) {
+void cli_name_text(const char *name, char *out) {
         size_t k = 0;
 
         for (const unsigned char *p = (const unsigned char *)name; *p; p++) {
@@ -100,8 +117,7 @@ static void name_text(const char *name, char *out) {
         out[k] = '\0';
 }
 
-/* Display width: UTF-8 continuation bytes take no column. */
-static size_t text_width(const char *s) {
+size_t cli_text_width(const char *s) {
         size_t w = 0;
 
         for (; *s; s++)
@@ -127,8 +143,8 @@ static void print_table(const zcbus_topic_entry *v, unsigned n) {
         int w_prod = num_width(0, "PRODUCERS"), w_subs = num_width(0, "SUBSCRIBERS");
         int w_pubd = num_width(0, "PUBLISHED");
         for (unsigned i = 0; i < n; i++) {
-                name_text(v[i].name, name);
-                w_name = MAX(w_name, (int)text_width(name));
+                cli_name_text(v[i].name, name);
+                w_name = MAX(w_name, (int)cli_text_width(name));
                 w_pol = MAX(w_pol, (int)strlen(zcbus_policy_name(v[i].policy)));
                 w_slots = MAX(w_slots, num_width(v[i].slot_count, "SLOTS"));
                 w_size = MAX(w_size, num_width(v[i].slot_size, "SLOT_SIZE"));
@@ -142,12 +158,12 @@ static void print_table(const zcbus_topic_entry *v, unsigned n) {
         for (unsigned i = 0; i < n; i++) {
                 char id[37];
 
-                name_text(v[i].name, name);
+                cli_name_text(v[i].name, name);
                 id_text(v[i].topic_id, id);
                 /* %-*s counts bytes: pad UTF-8 names by hand. */
                 (void)printf("%s%*s  %-*s  %*" PRIu32 "  %*" PRIu32 "  %*" PRIu32 "  %*" PRIu32 "  %*" PRIu64
                              "  %s\n",
-                             name, w_name - (int)text_width(name), "", w_pol, zcbus_policy_name(v[i].policy),
+                             name, w_name - (int)cli_text_width(name), "", w_pol, zcbus_policy_name(v[i].policy),
                              w_slots, v[i].slot_count, w_size, v[i].slot_size, w_prod, v[i].producers, w_subs,
                              v[i].subscribers, w_pubd, v[i].published, id);
         }
@@ -195,16 +211,12 @@ int cmd_list(int argc, char **argv, const char *sock) {
                         return cli_bad_option("list", argv, o);
                 }
         }
-        if (optind < argc) {
-                cli_err("list", "unexpected argument '%s' (try 'zcbus list --help')", argv[optind]);
-                return 2;
-        }
-
         if (cli_connect("list", sock, &bus) < 0)
                 return 1;
-        r = fetch(bus, &v, &n);
+        r = cli_list_fetch(bus, &v, &n);
         if (r < 0)
                 return cli_fail("list", bus, r, "cannot list topics");
+        n = cli_filter_topics(v, n, argv + optind, argc - optind);
 
         if (json)
                 print_json(v, n);

@@ -15,6 +15,7 @@ zcbus_SOURCES = \
 	clients/subset.c clients/subset.h \
 	clients/frame.c clients/frame.h \
 	clients/cmd_list.c \
+	clients/cmd_stat.c \
 	clients/cmd_record.c \
 	clients/cmd_bench.c
 zcbus_CPPFLAGS = -I$(top_srcdir)/include -I$(top_srcdir)/clients -include $(top_builddir)/config.h \

@@ -248,6 +248,94 @@ typedef struct zcbus_topic_entry {
 int zcbus_list_topics(zcbus *bus, unsigned start, zcbus_topic_entry *entries, unsigned max,
                       unsigned *total);
 
+/* One topic as the broker sees it (zcbus_topic_stat fills it). Counters the
+ * broker reads from shared memory are the peers' own statistics. */
+#define ZCBUS_HAVE_TOPIC_STAT 1
+typedef struct zcbus_topic_stats {
+        uint32_t size;            /* sizeof(zcbus_topic_stats), set by caller */
+        uint32_t policy;
+        uint32_t slot_count;
+        uint32_t slot_size;
+        uint32_t flags;           /* ZCBUS_STAT_* */
+        uint32_t producers;       /* entries in use */
+        uint32_t subscribers;
+        uint32_t max_producers;   /* the topic's tables */
+        uint32_t max_subscribers;
+        uint32_t sub_tables;      /* subscriber uids it has room for */
+        uint32_t stall_ms;        /* RELIABLE: the stall timeout that applies */
+        uint32_t entries;         /* entries in use, producers then subscribers */
+        uint64_t bytes;           /* memory: the ring and its tables */
+        uint64_t head;            /* next sequence to claim */
+        uint64_t published;       /* sequences claimed since creation */
+        uint64_t stalled;         /* subscribers evicted by the stall policy */
+        uint64_t over;            /* LATEST: evicted for holding too much */
+        uint8_t topic_id[16];
+        uint8_t segment_id[16];
+} zcbus_topic_stats;
+
+/* zcbus_topic_stats.flags */
+enum {
+        ZCBUS_STAT_BLOCKED = 1u << 0, /* RELIABLE: producers are held back */
+};
+
+enum zcbus_role {
+        ZCBUS_ROLE_PUB = 1,
+        ZCBUS_ROLE_SUB = 2,
+};
+
+enum zcbus_entry_state {
+        ZCBUS_ENTRY_LIVE = 1,    /* a session holds it */
+        ZCBUS_ENTRY_EVICTED = 2, /* subscriber evicted by the broker; still held */
+        ZCBUS_ENTRY_ORPHAN = 3,  /* from before a broker restart, not handed back */
+        ZCBUS_ENTRY_REPAIR = 4,  /* producer let go; its claims are written off */
+};
+
+/* zcbus_stat_entry.flags */
+enum {
+        /* RELIABLE subscriber: the ring is full from its floor and the
+         * message there is published: it holds the producers back. */
+        ZCBUS_ENTRY_GATING = 1u << 0,
+};
+
+#define ZCBUS_UID_UNKNOWN UINT32_MAX
+#define ZCBUS_COMM_MAX 16
+
+/* A producer or subscriber entry of a topic. */
+typedef struct zcbus_stat_entry {
+        uint32_t role;            /* enum zcbus_role */
+        uint32_t index;           /* in the topic's producer or subscriber table */
+        uint32_t state;           /* enum zcbus_entry_state */
+        uint32_t flags;           /* ZCBUS_ENTRY_* */
+        uint32_t pid;
+        uint32_t uid;             /* ZCBUS_UID_UNKNOWN for orphans */
+        uint32_t table;           /* subscriber: its uid's table */
+        uint32_t held;            /* subscriber: messages held */
+        uint8_t session_id[16];   /* all zero: no session holds it */
+        char comm[ZCBUS_COMM_MAX]; /* the process's name; "" if it is gone */
+        uint64_t next;            /* subscriber: next sequence; producer: the
+                                     sequence it has claimed, or UINT64_MAX */
+        uint64_t floor;           /* subscriber: lowest sequence it still
+                                     needs, or UINT64_MAX */
+        uint64_t lag;             /* subscriber: head - next */
+        uint64_t count;           /* subscriber: received; producer: published */
+        uint64_t lost;            /* subscriber: lost; producer: abandoned */
+        uint64_t sleeps;          /* subscriber: futex sleeps; producer: waits */
+        uint64_t wakeups;         /* producer: wake calls */
+        uint64_t skipped;         /* producer: LATEST held slots stepped over */
+        uint64_t reserved[4];     /* 0 */
+} zcbus_stat_entry;
+
+/* Fill *stat with what the broker knows of topic, and up to max entries
+ * from entry start (paged over as many requests as needed); returns how
+ * many it filled. Needs the right to publish or subscribe to the topic. */
+int zcbus_topic_stat(zcbus *bus, const char *topic, zcbus_topic_stats *stat, unsigned start,
+                     zcbus_stat_entry *entries, unsigned max);
+/* Delete an idle topic (no entry in use): -EBUSY if it is not (the
+ * broker's text, zcbus_last_error, says who holds it). */
+int zcbus_topic_remove(zcbus *bus, const char *topic);
+/* "live", "evicted", "orphan", "repair" or "unknown". */
+const char *zcbus_entry_state_name(uint32_t state);
+
 const char *zcbus_strerror(int err);
 const char *zcbus_policy_name(uint32_t policy);
 

@@ -1012,4 +1012,101 @@ _public_ void zcbus_waitset_free(zcbus_waitset *ws) {
         fdwait_sink_close(&ws->sink);
         free(ws->subs);
         free(ws);
+
+static void stat_entry_copy(zcbus_stat_entry *d, const struct proto_stat_entry *e) {
+        memset(d, 0, sizeof(*d));
+        d->role = e->role;
+        d->index = e->index;
+        d->state = e->state;
+        d->flags = e->flags;
+        d->pid = e->pid;
+        d->uid = e->uid;
+        d->table = e->table;
+        d->held = e->held;
+        memcpy(d->session_id, e->session_id, 16);
+        memcpy(d->comm, e->comm, sizeof(d->comm));
+        d->comm[ZCBUS_COMM_MAX - 1] = 0;
+        d->next = e->next;
+        d->floor = e->floor;
+        d->lag = e->lag;
+        d->count = e->count;
+        d->lost = e->lost;
+        d->sleeps = e->sleeps;
+        d->wakeups = e->wakeups;
+        d->skipped = e->skipped;
+}
+
+_public_ int zcbus_topic_stat(zcbus *bus, const char *topic, zcbus_topic_stats *stat, unsigned start,
+                              zcbus_stat_entry *entries, unsigned max) {
+        zcbus_topic_stats full = {.size = sizeof(full)};
+        unsigned filled = 0;
+        int r;
+
+        if (!bus || !sized_ok(stat) || (max && !entries))
+                return -EINVAL;
+        r = check_topic(topic);
+        if (r < 0)
+                return r;
+        for (;;) {
+                struct proto_msg m;
+                uint32_t want = (uint32_t)MIN((unsigned)PROTO_STAT_MAX, max - filled);
+
+                if (want == 0)
+                        want = 1; /* still ask, for the topic */
+                r = rpc(bus, proto_enc_stat(bus->buf, sizeof(bus->buf), next_id(bus), start + filled, want, topic),
+                        &m, NULL, 0, NULL);
+                if (r < 0)
+                        return r;
+                if (m.hdr.type != PROTO_STAT_REPLY)
+                        return -EBADMSG;
+                const struct proto_stat_reply *s = &m.u.stat_reply;
+                /* A topic deleted and made anew between pages is another
+                 * topic: what came so far is all of the first. */
+                if (filled && memcmp(full.topic_id, s->topic_id, 16) != 0)
+                        break;
+                if (filled == 0) {
+                        full.policy = s->policy;
+                        full.slot_count = s->slot_count;
+                        full.slot_size = s->slot_size;
+                        full.flags = s->flags;
+                        full.producers = s->producers;
+                        full.subscribers = s->subscribers;
+                        full.max_producers = s->max_producers;
+                        full.max_subscribers = s->max_subscribers;
+                        full.sub_tables = s->sub_tables;
+                        full.stall_ms = s->stall_ms;
+                        full.bytes = s->bytes;
+                        full.head = s->head;
+                        /* head lives in producer-writable memory. */
+                        full.published = s->head >= s->start_seq ? s->head - s->start_seq : 0;
+                        full.stalled = s->stalled;
+                        full.over = s->over;
+                        memcpy(full.topic_id, s->topic_id, 16);
+                        memcpy(full.segment_id, s->segment_id, 16);
+                }
+                full.entries = s->total;
+                uint32_t c = MIN(s->count, (uint32_t)(max - filled));
+                for (uint32_t i = 0; i < c; i++)
+                        stat_entry_copy(&entries[filled + i], &m.stat_entries[i]);
+                filled += c;
+                if (c == 0 || filled >= max || start + filled >= s->total)
+                        break;
+        }
+        copy_out_sized(stat, &full, sizeof(full));
+        return (int)filled;
+}
+
+_public_ int zcbus_topic_remove(zcbus *bus, const char *topic) {
+        struct proto_msg m;
+        int r;
+
+        if (!bus)
+                return -EINVAL;
+        r = check_topic(topic);
+        if (r < 0)
+                return r;
+        r = rpc(bus, proto_enc_topic_rm(bus->buf, sizeof(bus->buf), next_id(bus), topic), &m, NULL, 0, NULL);
+        if (r < 0)
+                return r;
+        return m.hdr.type == PROTO_OK ? 0 : -EBADMSG;
 }

@@ -47,7 +47,7 @@ _public_ const char *zcbus_strerror(int err) {
         case -EPROTO:
                 return "protocol version mismatch with the broker";
         case -EBUSY:
-                return "a loan is already outstanding: commit it first";
+                return "busy: a loan is outstanding, or the topic is in use";
         case -EINVAL:
                 return "invalid argument";
         case -EINTR:
@@ -74,6 +74,21 @@ _public_ const char *zcbus_policy_name(uint32_t policy) {
                 return "reliable";
         case ZCBUS_POLICY_LATEST:
                 return "latest";
+        default:
+                return "unknown";
+        }
+}
+
+_public_ const char *zcbus_entry_state_name(uint32_t state) {
+        switch (state) {
+        case ZCBUS_ENTRY_LIVE:
+                return "live";
+        case ZCBUS_ENTRY_EVICTED:
+                return "evicted";
+        case ZCBUS_ENTRY_ORPHAN:
+                return "orphan";
+        case ZCBUS_ENTRY_REPAIR:
+                return "repair";
         default:
                 return "unknown";
         }

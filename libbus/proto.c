@@ -7,6 +7,7 @@
  */
 #include "config.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <stddef.h>
 #include <string.h>
@@ -126,6 +127,44 @@ int proto_enc_list_reply(void *buf, size_t cap, uint32_t req_id, uint32_t total,
                    (size_t)count * sizeof(*entries));
 }
 
+/* A fixed body followed by a topic name (checked like OPEN's). */
+static int enc_named(void *buf, size_t cap, uint16_t type, uint32_t req_id, void *body, size_t blen,
+                     uint32_t *name_len, const char *name) {
+        size_t n;
+
+        if (!name)
+                return -EINVAL;
+        n = strnlen(name, PROTO_NAME_MAX + 1);
+        if (n > PROTO_NAME_MAX)
+                return -ENAMETOOLONG;
+        if (!proto_name_valid(name, n))
+                return -EINVAL;
+        *name_len = (uint32_t)n;
+        return enc(buf, cap, type, req_id, body, blen, name, n);
+}
+
+int proto_enc_stat(void *buf, size_t cap, uint32_t req_id, uint32_t start, uint32_t max, const char *name) {
+        struct proto_stat b = {.start = start, .max = max};
+
+        if (max == 0 || max > PROTO_STAT_MAX)
+                return -EINVAL;
+        return enc_named(buf, cap, PROTO_STAT, req_id, &b, sizeof(b), &b.name_len, name);
+}
+
+int proto_enc_stat_reply(void *buf, size_t cap, uint32_t req_id, const struct proto_stat_reply *r,
+                         const struct proto_stat_entry *entries) {
+        if (!r || r->count > PROTO_STAT_MAX || r->count > r->total || (r->count && !entries))
+                return -EINVAL;
+        return enc(buf, cap, PROTO_STAT_REPLY, req_id, r, sizeof(*r), entries,
+                   (size_t)r->count * sizeof(*entries));
+}
+
+int proto_enc_topic_rm(void *buf, size_t cap, uint32_t req_id, const char *name) {
+        struct proto_topic_rm b = {0};
+
+        return enc_named(buf, cap, PROTO_TOPIC_RM, req_id, &b, sizeof(b), &b.name_len, name);
+}
+
 /* Fixed body size of each type; 0 for an unknown type. Types with no body
  * use SIZE_MAX as "exactly empty". */
 static size_t body_size(uint16_t type) {
@@ -150,6 +189,12 @@ static size_t body_size(uint16_t type) {
                 return sizeof(struct proto_list_reply);
         case PROTO_ADOPT:
                 return sizeof(struct proto_adopt);
+        case PROTO_STAT:
+                return sizeof(struct proto_stat);
+        case PROTO_STAT_REPLY:
+                return sizeof(struct proto_stat_reply);
+        case PROTO_TOPIC_RM:
+                return sizeof(struct proto_topic_rm);
         default:
                 return 0;
         }
@@ -157,6 +202,29 @@ static size_t body_size(uint16_t type) {
 
 static int valid_role(uint32_t r) {
         return r == PROTO_ROLE_PUB || r == PROTO_ROLE_SUB;
+}
+
+/* A trailing name of name_len bytes that must be the whole tail. */
+static int take_name(const uint8_t *tail_p, size_t tail, uint32_t name_len, char *name) {
+        if (name_len == 0 || name_len > PROTO_NAME_MAX || name_len != tail)
+                return -EBADMSG;
+        if (!proto_name_valid((const char *)tail_p, tail))
+                return -EBADMSG;
+        memcpy(name, tail_p, tail);
+        name[tail] = 0;
+        return 0;
+}
+
+static int valid_stat_entry(const struct proto_stat_entry *e, uint32_t policy) {
+        size_t n = strnlen(e->comm, sizeof(e->comm));
+
+        if (n == sizeof(e->comm) || !valid_role(e->role) || e->state == 0 || e->state > PROTO_ENTRY_STATE_MAX_ ||
+            (e->flags & ~(uint32_t)PROTO_ENTRY_FLAGS_) || e->table >= PROTO_FDS_MAX - 1)
+                return 0;
+        /* Only a reliable topic's subscriber gates. */
+        if ((e->flags & PROTO_ENTRY_GATING) && (e->role != PROTO_ROLE_SUB || policy != ZCBUS_POLICY_RELIABLE))
+                return 0;
+        return 1;
 }
 
 int proto_decode(const void *buf, size_t len, struct proto_msg *ret) {
@@ -263,6 +331,28 @@ int proto_decode(const void *buf, size_t len, struct proto_msg *ret) {
                 }
                 break;
         }
+        case PROTO_STAT:
+                if (m.u.stat.flags || m.u.stat.max == 0 || m.u.stat.max > PROTO_STAT_MAX ||
+                    take_name(body + fixed, tail, m.u.stat.name_len, m.name) < 0)
+                        return -EBADMSG;
+                break;
+        case PROTO_TOPIC_RM:
+                if (m.u.topic_rm.flags || take_name(body + fixed, tail, m.u.topic_rm.name_len, m.name) < 0)
+                        return -EBADMSG;
+                break;
+        case PROTO_STAT_REPLY: {
+                const struct proto_stat_reply *s = &m.u.stat_reply;
+                uint32_t c = s->count;
+                if (s->policy < ZCBUS_POLICY_RELIABLE || s->policy > ZCBUS_POLICY_LATEST ||
+                    (s->flags & ~(uint32_t)PROTO_STAT_FLAGS_) || c > PROTO_STAT_MAX || c > s->total ||
+                    tail != (size_t)c * sizeof(struct proto_stat_entry))
+                        return -EBADMSG;
+                m.stat_entries = c ? (const struct proto_stat_entry *)(body + fixed) : NULL;
+                for (uint32_t i = 0; i < c; i++)
+                        if (!valid_stat_entry(&m.stat_entries[i], s->policy))
+                                return -EBADMSG;
+                break;
+        }
         default:
                 return -EBADMSG;
         }
@@ -277,6 +367,8 @@ const char *proto_type_name(uint16_t type) {
                 [PROTO_CLOSE] = "CLOSE",       [PROTO_OK] = "OK",
                 [PROTO_ERROR] = "ERROR",       [PROTO_LIST] = "LIST",
                 [PROTO_LIST_REPLY] = "LIST_REPLY", [PROTO_ADOPT] = "ADOPT",
+                [PROTO_STAT] = "STAT",         [PROTO_STAT_REPLY] = "STAT_REPLY",
+                [PROTO_TOPIC_RM] = "TOPIC_RM",
         };
         if (type < ARRAY_SIZE(names) && names[type])
                 return names[type];
@@ -290,3 +382,10 @@ uint32_t proto_peek_req_id(const void *buf, size_t len) {
                 memcpy(&id, (const uint8_t *)buf + offsetof(struct proto_hdr, req_id), sizeof(id));
         return id;
 }
+
+static_assert(sizeof(struct proto_stat) == 16, "STAT body");
+static_assert(sizeof(struct proto_stat_reply) == 120, "STAT_REPLY body");
+static_assert(sizeof(struct proto_stat_entry) == 128, "STAT entry");
+static_assert(sizeof(struct proto_stat_reply) + PROTO_STAT_MAX * sizeof(struct proto_stat_entry) +
+                      sizeof(struct proto_hdr) <= PROTO_MSG_MAX,
+              "a full STAT page fits one datagram");

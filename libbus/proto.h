@@ -25,6 +25,8 @@
 #define PROTO_NAME_MAX 255u  /* topic name bytes */
 #define PROTO_ERRMSG_MAX 200u
 #define PROTO_LIST_MAX 64u /* topics in one LIST reply */
+#define PROTO_STAT_MAX 256u /* entries in one STAT reply (32 KiB) */
+#define PROTO_COMM_MAX 16u  /* a process's comm, with its NUL (TASK_COMM_LEN) */
 
 enum proto_type {
         PROTO_HELLO = 1,       /* c->b: start a session */
@@ -38,7 +40,10 @@ enum proto_type {
         PROTO_LIST_REPLY = 9,  /* b->c */
         PROTO_ADOPT = 10,      /* c->b, with fds: hand back an entry held
                                   since before the broker restarted */
-        PROTO_TYPE_MAX_ = 11,
+        PROTO_STAT = 11,       /* c->b: a topic's entries from an index */
+        PROTO_STAT_REPLY = 12, /* b->c */
+        PROTO_TOPIC_RM = 13,   /* c->b: delete an idle topic; OK or ERROR */
+        PROTO_TYPE_MAX_ = 14,
 };
 
 enum proto_role {
@@ -146,6 +151,91 @@ struct proto_list_reply {
         /* struct proto_list_entry entries[count] */
 };
 
+struct proto_stat {
+        uint32_t start;    /* the first entry wanted (producers, then
+                              subscribers, in index order) */
+        uint32_t max;      /* 1..PROTO_STAT_MAX */
+        uint32_t flags;    /* must be 0 */
+        uint32_t name_len; /* 1..PROTO_NAME_MAX bytes follow */
+        /* char name[name_len], no NUL */
+};
+
+/* proto_stat_reply.flags */
+enum {
+        PROTO_STAT_BLOCKED = 1u << 0, /* RELIABLE: producers are held back
+                                         (the stall policy's last look) */
+        PROTO_STAT_FLAGS_ = PROTO_STAT_BLOCKED,
+};
+
+struct proto_stat_reply {
+        uint8_t topic_id[16];
+        uint8_t segment_id[16];
+        uint32_t policy;
+        uint32_t slot_count;
+        uint32_t slot_size;
+        uint32_t flags; /* PROTO_STAT_* */
+        uint32_t producers, subscribers;         /* entries in use */
+        uint32_t max_producers, max_subscribers; /* the topic's tables */
+        uint32_t sub_tables;  /* subscriber tables (uids) */
+        uint32_t stall_ms;    /* RELIABLE: the stall timeout that applies */
+        uint32_t total;       /* entries in use (all pages) */
+        uint32_t count;       /* entries that follow, <= total, <= PROTO_STAT_MAX */
+        uint64_t bytes;       /* ring and tables */
+        uint64_t head;        /* next sequence to claim (untrusted: producers write it) */
+        uint64_t start_seq;   /* the topic's first sequence */
+        uint64_t stalled;     /* subscribers evicted by the stall policy */
+        uint64_t over;        /* LATEST: evicted for holding more than they said */
+        /* struct proto_stat_entry entries[count] */
+};
+
+/* proto_stat_entry.state */
+enum {
+        PROTO_ENTRY_LIVE = 1,    /* a session holds it */
+        PROTO_ENTRY_EVICTED = 2, /* subscriber: evicted (stall or holds), still its session's */
+        PROTO_ENTRY_ORPHAN = 3,  /* live in a ring re-learned after a restart, not handed back */
+        PROTO_ENTRY_REPAIR = 4,  /* producer let go; its claims are being written off */
+        PROTO_ENTRY_STATE_MAX_ = PROTO_ENTRY_REPAIR,
+};
+
+/* proto_stat_entry.flags */
+enum {
+        PROTO_ENTRY_GATING = 1u << 0, /* RELIABLE subscriber: the ring is full
+                                         from its floor and the message there
+                                         is published: it holds producers back */
+        PROTO_ENTRY_FLAGS_ = PROTO_ENTRY_GATING,
+};
+
+/* One producer or subscriber entry. Counters come from shared memory the
+ * entry's owner writes: statistics, not facts. */
+struct proto_stat_entry {
+        uint8_t session_id[16]; /* all zero: no session holds it (orphan, repair) */
+        char comm[PROTO_COMM_MAX]; /* /proc/PID/comm as the broker read it;
+                                      "" if gone; NUL-terminated, NUL-padded */
+        uint32_t role;  /* enum proto_role */
+        uint32_t index; /* in the topic's producer or subscriber table */
+        uint32_t state; /* PROTO_ENTRY_LIVE.. */
+        uint32_t flags; /* PROTO_ENTRY_* */
+        uint32_t pid;   /* the session's (orphans: the ring's record) */
+        uint32_t uid;   /* UINT32_MAX: unknown (orphans) */
+        uint32_t table; /* subscriber: its table; producer: 0 */
+        uint32_t held;  /* subscriber: messages held */
+        uint64_t next;  /* subscriber: next sequence to read; producer: the
+                           sequence it has claimed, or UINT64_MAX */
+        uint64_t floor; /* subscriber: lowest sequence it needs, or UINT64_MAX */
+        uint64_t lag;   /* subscriber: head - next (0 if not behind) */
+        uint64_t count; /* subscriber: received; producer: published */
+        uint64_t lost;  /* subscriber: lost; producer: abandoned */
+        uint64_t sleeps; /* subscriber: futex sleeps; producer: waits for room */
+        uint64_t wakeups; /* producer: wake calls */
+        uint64_t skipped; /* producer: LATEST slots stepped over */
+};
+
+struct proto_topic_rm {
+        uint32_t flags;    /* must be 0 */
+        uint32_t name_len; /* 1..PROTO_NAME_MAX bytes follow */
+        /* char name[name_len], no NUL */
+};
+
 /* A decoded, validated message. Strings are NUL-terminated copies. */
 struct proto_msg {
         struct proto_hdr hdr;
@@ -159,10 +249,14 @@ struct proto_msg {
                 struct proto_list list;
                 struct proto_list_reply list_reply;
                 struct proto_adopt adopt;
+                struct proto_stat stat;
+                struct proto_stat_reply stat_reply;
+                struct proto_topic_rm topic_rm;
         } u;
-        char name[PROTO_NAME_MAX + 1];      /* OPEN, ADOPT */
+        char name[PROTO_NAME_MAX + 1];      /* OPEN, ADOPT, STAT, TOPIC_RM */
         char errmsg[PROTO_ERRMSG_MAX + 1];  /* ERROR */
         const struct proto_list_entry *entries; /* LIST_REPLY: points into the buffer */
+        const struct proto_stat_entry *stat_entries; /* STAT_REPLY: points into the buffer */
 };
 
 /* Encoders write into buf (at least PROTO_MSG_MAX bytes is always enough)
@@ -178,10 +272,15 @@ int proto_enc_error(void *buf, size_t cap, uint32_t req_id, int err, const char 
 int proto_enc_list(void *buf, size_t cap, uint32_t req_id, uint32_t start, uint32_t max);
 int proto_enc_list_reply(void *buf, size_t cap, uint32_t req_id, uint32_t total,
                          const struct proto_list_entry *entries, uint32_t count);
+int proto_enc_stat(void *buf, size_t cap, uint32_t req_id, uint32_t start, uint32_t max, const char *name);
+/* r->count entries follow r. */
+int proto_enc_stat_reply(void *buf, size_t cap, uint32_t req_id, const struct proto_stat_reply *r,
+                         const struct proto_stat_entry *entries);
+int proto_enc_topic_rm(void *buf, size_t cap, uint32_t req_id, const char *name);
 
-/* Decode len bytes at buf into *ret. ret->entries (LIST_REPLY) points into
- * buf. Returns 0, -EBADMSG for any malformed message, -EPROTO for a
- * version this side does not speak. */
+/* Decode len bytes at buf into *ret. ret->entries (LIST_REPLY) and
+ * ret->stat_entries (STAT_REPLY) point into buf. Returns 0, -EBADMSG for
+ * any malformed message, -EPROTO for a version this side does not speak. */
 int proto_decode(const void *buf, size_t len, struct proto_msg *ret);
 /* The request id of an encoded or received message, read before (or
  * without) decoding it: 0 when buf is shorter than a header. */

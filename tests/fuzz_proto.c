@@ -49,6 +49,14 @@ static int reencode(const struct proto_msg *m) {
         case PROTO_LIST_REPLY:
                 return proto_enc_list_reply(out, sizeof(out), id, m->u.list_reply.total, m->entries,
                                             m->u.list_reply.count);
+        case PROTO_ADOPT:
+                return proto_enc_adopt(out, sizeof(out), id, &m->u.adopt, m->name);
+        case PROTO_STAT:
+                return proto_enc_stat(out, sizeof(out), id, m->u.stat.start, m->u.stat.max, m->name);
+        case PROTO_STAT_REPLY:
+                return proto_enc_stat_reply(out, sizeof(out), id, &m->u.stat_reply, m->stat_entries);
+        case PROTO_TOPIC_RM:
+                return proto_enc_topic_rm(out, sizeof(out), id, m->name);
         default:
                 return -1;
         }

@@ -202,8 +202,8 @@ run cli sub --wait sometimes t1
 check "sub: unknown wait mode is a usage error" usage_error
 run cli sub t1 t2
 check "sub: a second topic is a usage error" usage_error
-run cli list extra
-check "list: an argument is a usage error" usage_error
+run cli list --extra
+check "list: an unknown option is a usage error" usage_error
 
 run "$ZCBUS_CLI" -s "$dir/nobroker.sock" pub t1 a
 check "no broker: pub fails with a clear error in the library's words (zcbus_strerror)" \
@@ -214,7 +214,10 @@ check "no broker: the error names \$ZCBUS_SOCKET's path" runtime_error "nobroker
 # ---- start the broker --------------------------------------------------------
 
 mkfifo "$dir/broker.ready" || exit 99
-"$ZCBUSD" -f -s "$sock" --ready-fd 3 3>"$dir/broker.ready" >"$dir/broker.log" 2>&1 </dev/null &
+# Topics gate.* stall for a minute, so a stopped subscriber is seen gating,
+# not evicted.
+echo "stall = gate.* 60000" >"$dir/zcbusd.conf"
+"$ZCBUSD" -f -s "$sock" -c "$dir/zcbusd.conf" --ready-fd 3 3>"$dir/broker.ready" >"$dir/broker.log" 2>&1 </dev/null &
 broker_pid=$!
 ready=
 read -r ready <"$dir/broker.ready"
@@ -607,6 +610,113 @@ names = {t["name"] for t in v}
 assert {"rt", "stdin", "hist", "small", "lossy"} <= names, names' "$dir/last.out"
 fi
 
+run cli list hist 'sm?ll'
+check "list PATTERN... shows only the topics matching a glob" \
+        eval '[ "$rc" -eq 0 ] && [ "$(lines "$dir/last.out")" -eq 3 ] && grep -q "^hist  " "$dir/last.out" &&
+              grep -q "^small  " "$dir/last.out"'
+
+# ---- stat, top, topic rm -------------------------------------------------------
+
+run cli stat
+check "stat: missing TOPIC is a usage error" usage_error
+run cli stat nosuch.topic
+check "stat of an unknown topic fails naming it" runtime_error "nosuch.topic"
+run cli topic frob x
+check "topic: an unknown action is a usage error" usage_error
+
+# Subscriber a reads; subscriber b is stopped; the producer fills the
+# 4-slot ring and blocks behind b, which the broker must show as gating.
+if start_sub gate_a gate.t --slots 4 --slot-size 64 -n 8 -t "$T" && a_pid=$sub_pid &&
+        start_sub gate_b gate.t -n 8 -t "$T"; then
+        b_pid=$sub_pid
+        kill -STOP "$b_pid"
+        "$ZCBUS_CLI" -s "$sock" pub gate.t -t "$T" 1 2 3 4 5 6 7 8 </dev/null >"$dir/gate_pub.out" 2>&1 &
+        pub_pid=$!
+        bg_pids="$bg_pids $pub_pid"
+        # Wait for the event (the ring full from b's floor), not for a time.
+        i=0
+        while [ $i -lt 2000 ]; do
+                run cli stat --json gate.t
+                grep -q '"gating": true' "$dir/last.out" && break
+                i=$((i + 1))
+        done
+        cp "$dir/last.out" "$dir/gate.json"
+        check "stat --json shows the stopped subscriber gating the reliable topic" grep -q '"gating": true' "$dir/gate.json"
+        if command -v python3 >/dev/null 2>&1; then
+                check "stat --json: the producer and both subscribers with their pids, comm, lag and holds" \
+                        python3 -c 'import json, sys
+d = json.load(open(sys.argv[1]))
+pub, a, b = int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+assert d["name"] == "gate.t" and d["policy"] == "reliable" and d["slots"] == 4 and d["stall_ms"] == 60000, d
+assert d["producers"] == 1 and d["subscribers"] == 2 and d["memory_bytes"] > 0 and d["head"] >= 4, d
+es = {e["pid"]: e for e in d["entries"]}
+assert set(es) == {pub, a, b}, es
+for e in es.values():
+    assert e["comm"].endswith("zcbus") and e["state"] == "live" and len(e["session"]) == 36, e
+assert es[pub]["role"] == "pub" and es[pub]["published"] >= 4 and not es[pub]["gating"], es[pub]
+assert es[b]["role"] == "sub" and es[b]["gating"] and es[b]["lag"] == 4 and es[b]["held"] == 0, es[b]
+assert es[b]["received"] == 0 and es[b]["floor"] == es[b]["next"], es[b]
+assert es[a]["role"] == "sub" and not es[a]["gating"], es[a]
+assert [e["pid"] for e in d["entries"] if e["gating"]] == [b]' "$dir/gate.json" "$pub_pid" "$a_pid" "$b_pid"
+        fi
+        run cli stat gate.t
+        check "stat names the gating subscriber in its table and in words" \
+                eval '[ "$rc" -eq 0 ] && grep -Eq "^sub +[0-9]+ live +$b_pid .* gating " "$dir/last.out" &&
+                      grep -q "^subscriber [0-9]* (pid $b_pid zcbus) gates the topic" "$dir/last.out" &&
+                      grep -q "^ROLE  *INDEX  *STATE  *PID  *UID  *COMM  *POSITION  *LAG  *HELD " "$dir/last.out"'
+        run cli topic rm gate.t
+        check "topic rm of a topic in use is refused, naming who holds it" \
+                eval 'runtime_error "is in use" && grep -q "pid $pub_pid" "$dir/last.err"'
+        kill -CONT "$b_pid"
+        wait "$pub_pid"
+        pub_rc=$?
+        bg_pids=$(echo "$bg_pids" | sed "s/ $pub_pid\$//; s/ $pub_pid / /")
+        finish_sub
+        b_rc=$sub_rc
+        sub_pid=$a_pid
+        finish_sub
+        check "the stopped subscriber, continued, gets everything; the producer finishes" \
+                eval '[ "$pub_rc" -eq 0 ] && [ "$b_rc" -eq 0 ] && [ "$sub_rc" -eq 0 ] && [ "$(lines "$dir/gate_b.out")" -eq 8 ]'
+        run cli topic rm gate.t
+        check "topic rm deletes the idle topic" eval '[ "$rc" -eq 0 ] && [ ! -s "$dir/last.err" ]'
+        run cli list gate.t
+        check "the deleted topic is gone from list" eval '[ "$rc" -eq 0 ] && [ "$(lines "$dir/last.out")" -eq 1 ]'
+        run cli topic rm gate.t
+        check "topic rm of an unknown topic fails" runtime_error "gate.t"
+else
+        not_ok "stat: the gate subscribers subscribe" "$dir/gate_a.err" "$dir/gate_b.err"
+fi
+
+if start_sub topw topw -n 1 -t "$T"; then
+        run cli top -n 2 -d 0.1 --json topw hist
+        top_rc=$rc
+        cp "$dir/last.out" "$dir/top.json"
+        run cli top -n 2 -d 0.1 topw
+        check "top without a terminal prints one table per refresh" \
+                eval '[ "$rc" -eq 0 ] && [ "$(grep -c "^TOPIC/ROLE" "$dir/last.out")" -eq 2 ] && grep -q "^  sub  " "$dir/last.out"'
+        run cli pub topw done
+        finish_sub
+        if command -v python3 >/dev/null 2>&1; then
+                check "top --json: one object per refresh, rates from the second on" \
+                        python3 -c 'import json, sys
+assert int(sys.argv[2]) == 0
+ls = open(sys.argv[1]).read().splitlines()
+assert len(ls) == 2, ls
+one, two = [json.loads(l) for l in ls]
+assert one["interval_s"] is None and two["interval_s"] > 0, (one, two)
+assert sorted(t["name"] for t in two["topics"]) == ["hist", "topw"], two
+for t in one["topics"]:
+    assert t["publish_rate"] is None and all(e["rate"] is None for e in t["entries"]), t
+for t in two["topics"]:
+    assert t["publish_rate"] >= 0, t
+    assert all(e["rate"] >= 0 for e in t["entries"]), t
+topw = [t for t in two["topics"] if t["name"] == "topw"][0]
+assert [e["role"] for e in topw["entries"]] == ["sub"], topw' "$dir/top.json" "$top_rc"
+        fi
+else
+        not_ok "top: the subscriber subscribes" "$dir/topw.err"
+fi
+
 # ---- bash completion ---------------------------------------------------------
 
 if command -v bash >/dev/null 2>&1 && [ -n "${ZCBUS_SRCDIR:-}" ]; then
@@ -629,6 +739,9 @@ SH
                 eval '[ "$rc" -eq 0 ] && expect "$dir/last.out" "%s\n" --json'
         run bash "$dir/complete.sh" "$ZCBUS_SRCDIR" zcbus "$ZCBUS_CLI" -s "$sock" sub -n 2 rec.
         check "bash completion of zcbus completes topic names from the broker given with -s" \
+                eval '[ "$rc" -eq 0 ] && expect "$dir/last.out" "rec.one\nrec.p.x\n"'
+        run bash "$dir/complete.sh" "$ZCBUS_SRCDIR" zcbus "$ZCBUS_CLI" -s "$sock" topic rm rec.
+        check "bash completion of zcbus completes topic rm with topic names" \
                 eval '[ "$rc" -eq 0 ] && expect "$dir/last.out" "rec.one\nrec.p.x\n"'
         run bash "$dir/complete.sh" "$ZCBUS_SRCDIR" zcbus "$ZCBUS_CLI" pub --policy l
         check "bash completion of zcbus completes option values" eval '[ "$rc" -eq 0 ] && expect "$dir/last.out" "latest\n"'
@@ -709,5 +822,8 @@ EOF
         check "perf --fanout --json has every field, and reliable delivers every message to every subscriber" \
                 python3 "$dir/fanout.py" "$dir/last.out"
 fi
+
+run cli list 'zcbus.*'
+check "lat and perf (fan-out too) leave no topic behind" eval '[ "$rc" -eq 0 ] && [ "$(lines "$dir/last.out")" -eq 1 ]'
 
 finish

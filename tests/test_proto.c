@@ -295,6 +295,75 @@ START_TEST(test_list_reply_round_trips_for_zero_one_and_max_entries) {
 }
 END_TEST
 
+START_TEST(test_stat_and_topic_rm_round_trip) {
+        uint8_t buf[PROTO_MSG_MAX];
+        struct proto_msg m;
+        int n = proto_enc_stat(buf, sizeof(buf), 21, 7, PROTO_STAT_MAX, "a.topic");
+
+        check_encoded(buf, n, HDR + sizeof(struct proto_stat) + 7, PROTO_STAT, &m);
+        ck_assert_uint_eq(m.u.stat.start, 7);
+        ck_assert_uint_eq(m.u.stat.max, PROTO_STAT_MAX);
+        ck_assert_str_eq(m.name, "a.topic");
+        n = proto_enc_topic_rm(buf, sizeof(buf), 22, "b");
+        check_encoded(buf, n, HDR + sizeof(struct proto_topic_rm) + 1, PROTO_TOPIC_RM, &m);
+        ck_assert_str_eq(m.name, "b");
+        ck_assert_int_eq(proto_enc_stat(buf, sizeof(buf), 1, 0, 0, "x"), -EINVAL);
+        ck_assert_int_eq(proto_enc_stat(buf, sizeof(buf), 1, 0, PROTO_STAT_MAX + 1, "x"), -EINVAL);
+        ck_assert_int_eq(proto_enc_stat(buf, sizeof(buf), 1, 0, 1, "a b"), -EINVAL);
+        ck_assert_int_eq(proto_enc_topic_rm(buf, sizeof(buf), 1, ""), -EINVAL);
+        ck_assert_int_eq(proto_enc_topic_rm(buf, sizeof(buf), 1, NULL), -EINVAL);
+}
+END_TEST
+
+START_TEST(test_stat_reply_round_trips_a_full_page_and_refuses_bad_entries) {
+        static struct proto_stat_entry es[PROTO_STAT_MAX];
+        struct proto_stat_reply r = {.policy = ZCBUS_POLICY_RELIABLE, .total = 5000, .count = PROTO_STAT_MAX};
+        uint8_t *buf = malloc(PROTO_MSG_MAX);
+        struct proto_msg m;
+
+        for (uint32_t i = 0; i < PROTO_STAT_MAX; i++)
+                es[i] = (struct proto_stat_entry){.role = i % 2 ? PROTO_ROLE_SUB : PROTO_ROLE_PUB, .index = i,
+                                                  .state = PROTO_ENTRY_LIVE, .pid = i, .comm = "zcbus",
+                                                  .flags = i % 2 ? PROTO_ENTRY_GATING : 0};
+        int n = proto_enc_stat_reply(buf, PROTO_MSG_MAX, 3, &r, es);
+        ck_assert_int_eq(n, (int)(HDR + sizeof(r) + PROTO_STAT_MAX * sizeof(es[0])));
+        ck_assert_int_eq(proto_decode(buf, (size_t)n, &m), 0);
+        ck_assert_uint_eq(m.u.stat_reply.total, 5000);
+        ck_assert_ptr_eq((const void *)m.stat_entries, buf + HDR + sizeof(r));
+        ck_assert_mem_eq(m.stat_entries, es, sizeof(es));
+
+        /* Each of these makes the reply malformed. */
+        struct proto_stat_entry bad[] = {
+                {.role = 3, .state = PROTO_ENTRY_LIVE},
+                {.role = PROTO_ROLE_SUB, .state = 0},
+                {.role = PROTO_ROLE_SUB, .state = PROTO_ENTRY_STATE_MAX_ + 1},
+                {.role = PROTO_ROLE_SUB, .state = PROTO_ENTRY_LIVE, .flags = 2},
+                {.role = PROTO_ROLE_PUB, .state = PROTO_ENTRY_LIVE, .flags = PROTO_ENTRY_GATING},
+                {.role = PROTO_ROLE_SUB, .state = PROTO_ENTRY_LIVE, .table = PROTO_FDS_MAX - 1},
+                {.role = PROTO_ROLE_SUB, .state = PROTO_ENTRY_LIVE, .comm = "0123456789abcdef"},
+        };
+        for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+                struct proto_stat_reply one = {.policy = ZCBUS_POLICY_RELIABLE, .total = 1, .count = 1};
+                n = proto_enc_stat_reply(buf, PROTO_MSG_MAX, 3, &one, &bad[i]);
+                ck_assert_int_gt(n, 0);
+                ck_assert_msg(proto_decode(buf, (size_t)n, &m) == -EBADMSG, "bad entry %zu accepted", i);
+        }
+        /* A count the bytes do not cover, and a count above the total. */
+        struct proto_stat_reply over = {.policy = ZCBUS_POLICY_LATEST, .total = 1, .count = 1};
+        n = proto_enc_stat_reply(buf, PROTO_MSG_MAX, 3, &over, es);
+        ck_assert_int_gt(n, 0);
+        ck_assert_int_eq(proto_decode(buf, (size_t)n - 1, &m), -EBADMSG);
+        over.total = 0;
+        ck_assert_int_eq(proto_enc_stat_reply(buf, PROTO_MSG_MAX, 3, &over, es), -EINVAL);
+        /* A gating subscriber on a LATEST topic makes no sense. */
+        struct proto_stat_entry g = {.role = PROTO_ROLE_SUB, .state = PROTO_ENTRY_LIVE, .flags = PROTO_ENTRY_GATING};
+        over.total = 1;
+        n = proto_enc_stat_reply(buf, PROTO_MSG_MAX, 3, &over, &g);
+        ck_assert_int_eq(proto_decode(buf, (size_t)n, &m), -EBADMSG);
+        free(buf);
+}
+END_TEST
+
 START_TEST(test_encoders_refuse_bad_input_and_small_buffers) {
         uint8_t buf[PROTO_MSG_MAX];
         struct proto_open o = {.role = PROTO_ROLE_PUB};
@@ -462,6 +531,9 @@ START_TEST(test_body_shorter_than_fixed_part_is_rejected) {
                 {PROTO_ERROR, sizeof(struct proto_error)},
                 {PROTO_LIST, sizeof(struct proto_list)},
                 {PROTO_LIST_REPLY, sizeof(struct proto_list_reply)},
+                {PROTO_STAT, sizeof(struct proto_stat)},
+                {PROTO_STAT_REPLY, sizeof(struct proto_stat_reply)},
+                {PROTO_TOPIC_RM, sizeof(struct proto_topic_rm)},
         };
         uint8_t body[256], buf[512];
 
@@ -933,6 +1005,8 @@ static Suite *proto_suite(void) {
         tcase_add_test(tc, test_error_round_trips_with_and_without_text);
         tcase_add_test(tc, test_list_round_trips);
         tcase_add_test(tc, test_list_reply_round_trips_for_zero_one_and_max_entries);
+        tcase_add_test(tc, test_stat_and_topic_rm_round_trip);
+        tcase_add_test(tc, test_stat_reply_round_trips_a_full_page_and_refuses_bad_entries);
         tcase_add_test(tc, test_encoders_refuse_bad_input_and_small_buffers);
         tcase_add_test(tc, test_name_valid_accepts_printable_and_rejects_space_control_and_nul);
         suite_add_tcase(s, tc);

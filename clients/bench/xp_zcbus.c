@@ -59,6 +59,14 @@ int bench_broker_check(const char *cmd, const char *sock) {
 
 /* ------------------------------------------------------------ shared */
 
+/* Delete a topic the lab used, once idle: whichever side lets go last
+ * does it (-EBUSY while the other side still has it, -ENOENT once it is
+ * gone: both fine), so a run leaves no topic behind. */
+static void zc_forget(zcbus *bus, const char *topic) {
+        if (bus && topic[0])
+                (void)zcbus_topic_remove(bus, topic);
+}
+
 /* why: "WHAT 'TOPIC': strerror (the broker's explanation)"; returns r. */
 static int zc_fail(char *why, size_t len, zcbus *bus, int r, const char *what, const char *topic) {
         const char *detail = bus ? zcbus_last_error(bus) : "";
@@ -202,11 +210,19 @@ static int zc_pong(void *st, uint64_t *ret_ctr) {
 
 static void zc_end(void *st, enum bench_side side) {
         struct xp_zc_lat *x = st;
+        bool had = x->sub || x->pub;
+        char topic[ZCBUS_TOPIC_MAX + 1];
 
         zcbus_sub_close(x->sub);
         zcbus_pub_close(x->pub);
         x->sub = NULL;
         x->pub = NULL;
+        if (!had || x->size == 0)
+                return;
+        zc_topic(x, x->size, "ping", topic, sizeof(topic));
+        zc_forget(x->bus, topic);
+        zc_topic(x, x->size, "pong", topic, sizeof(topic));
+        zc_forget(x->bus, topic);
 }
 
 static void zc_free(void *st) {
@@ -281,6 +297,16 @@ static int pzc_prepare(void *st, size_t size) {
         x->size = size;
         (void)snprintf(x->topic, sizeof(x->topic), "%s.%zu", x->cfg->com.prefix, size);
         return 0;
+}
+
+/* A peer's run is over (its counts taken): let go, and delete the topic
+ * if it was the last to. */
+static void pzc_done(struct xp_zc_perf *x) {
+        zcbus_sub_close(x->sub);
+        zcbus_pub_close(x->pub);
+        x->sub = NULL;
+        x->pub = NULL;
+        zc_forget(x->bus, x->topic);
 }
 
 static int pzc_fail(struct xp_zc_perf *x, int r, const char *what) {
@@ -381,6 +407,7 @@ static int pzc_produce(void *st, unsigned idx, struct perf_ctl *ctl, struct perf
         res->count = count;
         if (zcbus_pub_stats_get(x->pub, &stats) == 0)
                 res->waits = stats.waits;
+        pzc_done(x);
         return 0;
 }
 
@@ -460,6 +487,7 @@ static int pzc_consume(void *st, unsigned idx, struct perf_ctl *ctl, struct perf
         res->sink = k.sink;
         if (zcbus_sub_stats_get(x->sub, &stats) == 0)
                 res->lost = stats.lost;
+        pzc_done(x);
         return 0;
 }
 
@@ -470,6 +498,7 @@ static void pzc_free(void *st) {
                 return;
         zcbus_sub_close(x->sub);
         zcbus_pub_close(x->pub);
+        zc_forget(x->bus, x->topic);
         zcbus_disconnect(x->bus);
         free(x->pbuf);
         free(x->iov);
@@ -547,7 +576,14 @@ static int fzc_publish(void *st, uint64_t ctr) {
         memset((uint8_t *)buf + 8, 0xa5, size - 8); /* every byte written once */
         memcpy(buf, &tag, 8);
         r = zcbus_pub_commit(x->pub, size);
-        return _unlikely_(r < 0) ? zc_fail(x->why, sizeof(x->why), x->bus, r, "commit on", x->topic) : 0;
+        if (_unlikely_(r < 0))
+                return zc_fail(x->why, sizeof(x->why), x->bus, r, "commit on", x->topic);
+        if (ctr == FAN_END) { /* the producer's last act: let go (see zc_forget) */
+                zcbus_pub_close(x->pub);
+                x->pub = NULL;
+                zc_forget(x->bus, x->topic);
+        }
+        return 0;
 }
 
 static int fzc_receive(void *st, unsigned idx, int timeout_ms, struct fan_rx *ret) {
@@ -589,6 +625,10 @@ static void fzc_sub_counts(void *st, uint64_t *ret_sleeps) {
 
         if (zcbus_sub_stats_get(x->sub, &s) == 0)
                 *ret_sleeps = s.sleeps;
+        /* The subscriber's last act: let go (see zc_forget). */
+        zcbus_sub_close(x->sub);
+        x->sub = NULL;
+        zc_forget(x->bus, x->topic);
 }
 
 static void fzc_free(void *st) {
@@ -598,6 +638,7 @@ static void fzc_free(void *st) {
                 return;
         zcbus_sub_close(x->sub);
         zcbus_pub_close(x->pub);
+        zc_forget(x->bus, x->topic);
         zcbus_disconnect(x->bus);
         free(x);
 }
