@@ -1012,6 +1012,7 @@ _public_ void zcbus_waitset_free(zcbus_waitset *ws) {
         fdwait_sink_close(&ws->sink);
         free(ws->subs);
         free(ws);
+}
 
 static void stat_entry_copy(zcbus_stat_entry *d, const struct proto_stat_entry *e) {
         memset(d, 0, sizeof(*d));
