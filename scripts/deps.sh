@@ -4,7 +4,8 @@
 # Usage: scripts/deps.sh [bench|fuzz]   ("bench" adds gnuplot,
 # "fuzz" clang and its sanitizer/libFuzzer runtime)
 set -euo pipefail
-pkgs=(build-essential autoconf automake libtool pkg-config uuid-dev libev-dev check python3 spin mandoc
+# libglib2.0-dev: only for examples/glib-sub.c (tests/test_examples.sh skips it without)
+pkgs=(build-essential autoconf automake libtool pkg-config uuid-dev libev-dev libglib2.0-dev check python3 spin mandoc
       nats-server libnats-dev)
 [ "${1:-}" = bench ] && pkgs+=(gnuplot-nox)
 [ "${1:-}" = fuzz ] && pkgs+=(clang libclang-rt-14-dev)

@@ -787,6 +787,12 @@ run cli perf --rate 100
 check "perf: --rate needs --fanout" usage_error
 run cli lat --wait spin,futex
 check "lat: --wait takes one mode" usage_error
+run cli lat -n 200 --warmup 20 --wait fd --json
+check "lat --wait fd (poll on zcbus_sub_fd) measures round trips and says so in the JSON" \
+        eval '[ "$rc" -eq 0 ] && [ ! -s "$dir/last.err" ] && grep -q "\"wait\":\"fd\"" "$dir/last.out" &&
+              grep -q "\"transport\":\"zcbus\",\"size\":64,\"count\":200," "$dir/last.out"'
+run cli perf --wait fd
+check "perf: --wait fd is lat's alone" usage_error
 
 # The fan-out curve, tiny: 2 policies x 2 wait modes x 2 counts x 2
 # transports. Only what it reports is checked, never how fast.

@@ -106,10 +106,11 @@ static const char *const wait_names[] = {
         [ZCBUS_WAIT_ADAPTIVE] = "adaptive",
         [ZCBUS_WAIT_SPIN] = "spin",
         [ZCBUS_WAIT_FUTEX] = "futex",
+        [BENCH_WAIT_FD] = "fd",
 };
 
 int bench_parse_wait(const char *s, uint32_t *ret_mode) {
-        for (uint32_t m = ZCBUS_WAIT_ADAPTIVE; m <= ZCBUS_WAIT_FUTEX; m++)
+        for (uint32_t m = ZCBUS_WAIT_ADAPTIVE; m <= BENCH_WAIT_FD; m++)
                 if (s && strcmp(s, wait_names[m]) == 0) {
                         *ret_mode = m;
                         return 0;
@@ -137,7 +138,7 @@ int bench_parse_waits(const char *s, uint32_t ret[3], unsigned *ret_n) {
 }
 
 const char *bench_wait_name(uint32_t mode) {
-        return mode >= ZCBUS_WAIT_ADAPTIVE && mode <= ZCBUS_WAIT_FUTEX ? wait_names[mode] : "?";
+        return mode >= ZCBUS_WAIT_ADAPTIVE && mode <= BENCH_WAIT_FD ? wait_names[mode] : "?";
 }
 
 int bench_parse_policy(const char *s, uint32_t *ret_policy) {
@@ -306,7 +307,9 @@ int bench_common_opt(const char *cmd, char **argv, int opt, const char *arg, str
                 return 1;
         case BENCH_OPT_WAIT:
                 if (bench_parse_waits(arg, c->waits, &c->nwaits) < 0)
-                        return bad_common(cmd, "--wait", arg, "want spin, futex or adaptive");
+                        return bad_common(cmd, "--wait", arg,
+                                          strcmp(cmd, "lat") == 0 ? "want spin, futex, adaptive or fd"
+                                                                  : "want spin, futex or adaptive");
                 c->wait = c->waits[0];
                 return 1;
         case BENCH_OPT_SPIN:
@@ -391,6 +394,11 @@ int bench_common_finish(const char *cmd, struct bench_common *c, bool shared) {
                         c->nwaits > 1 ? "wait" : "policy");
                 return -EINVAL;
         }
+        for (unsigned i = 0; i < c->nwaits; i++)
+                if (c->waits[i] == BENCH_WAIT_FD && strcmp(cmd, "lat") != 0) {
+                        cli_err(cmd, "--wait fd is lat's (an event loop's round trip); want spin, futex or adaptive");
+                        return -EINVAL;
+                }
         for (unsigned i = 0; i < c->nsizes; i++)
                 c->max_size = MAX(c->max_size, c->sizes[i]);
         /* --prefix refuses "": an empty prefix means it was not given. */

@@ -14,10 +14,16 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "zcbus.h"
+
 #define BENCH_SIZE_MIN 8u                   /* the counter in the first 8 bytes */
 #define BENCH_SIZE_MAX (UINT32_C(64) << 20) /* largest message the tools send */
 #define BENCH_SIZES_MAX 16u
 #define BENCH_SPIN_US_DEFAULT 50u
+/* --wait fd (lat only): not a zcbus_wait_mode but how an event loop
+ * waits: poll() on zcbus_sub_fd(), then zcbus_sub_recv(..., 0) until
+ * -EAGAIN. bench_zcbus_wait() says what the library is given instead. */
+#define BENCH_WAIT_FD 4u
 
 /* Transports, in the order they are run and printed. */
 enum bench_xp_kind {
@@ -103,8 +109,9 @@ static inline int bench_getopt_status(int opt) {
 /* After getopt: 2 after reporting "unexpected argument" if any operand
  * is left, else 0. */
 int bench_no_operands(const char *cmd, int argc, char **argv);
-/* After parsing: --no-bus needs --baseline and --wait or --policy take a
- * list only when lists_ok (-EINVAL, reported); set
+/* After parsing: --no-bus needs --baseline, --wait or --policy take a
+ * list only when lists_ok, and --wait fd only for lat (-EINVAL,
+ * reported); set
  * max_size and, without --prefix, the prefix "zcbus.CMD.PID" (or
  * "zcbus.CMD" when shared, for peers started by hand). */
 int bench_common_finish(const char *cmd, struct bench_common *c, bool shared);
@@ -120,6 +127,11 @@ int bench_parse_wait(const char *s, uint32_t *ret_mode);
 /* "futex,adaptive,spin": distinct modes, in the order given. */
 int bench_parse_waits(const char *s, uint32_t ret[3], unsigned *ret_n);
 const char *bench_wait_name(uint32_t mode);
+/* The zcbus_wait_mode for the library's own waits (a producer's, for
+ * room) under mode: FUTEX for BENCH_WAIT_FD, else mode itself. */
+static inline uint32_t bench_zcbus_wait(uint32_t mode) {
+        return mode == BENCH_WAIT_FD ? ZCBUS_WAIT_FUTEX : mode;
+}
 int bench_parse_policy(const char *s, uint32_t *ret_policy);
 /* "reliable,latest": distinct policies, in the order given. */
 int bench_parse_policies(const char *s, uint32_t ret[2], unsigned *ret_n);

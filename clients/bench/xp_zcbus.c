@@ -20,6 +20,7 @@
  * producer that had stopped.
  */
 #include <errno.h>
+#include <poll.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -99,7 +100,7 @@ static int zc_pub_open(zcbus *bus, const char *topic, const struct bench_common 
                 .slot_count = slots,
                 .slot_size = (uint32_t)size,
                 .policy = c->policy,
-                .wait_mode = c->wait,
+                .wait_mode = bench_zcbus_wait(c->wait),
                 .spin_us = c->spin_us,
                 .flags = flags,
         };
@@ -113,7 +114,7 @@ static int zc_sub_open(zcbus *bus, const char *topic, const struct bench_common 
         zcbus_sub_opts o = {
                 .size = sizeof(o),
                 .max_holds = max_holds,
-                .wait_mode = c->wait,
+                .wait_mode = bench_zcbus_wait(c->wait),
                 .spin_us = c->spin_us,
         };
 
@@ -136,6 +137,12 @@ static int zc_lat_pub(struct xp_zc_lat *x, const char *topic, size_t slot_size, 
 static int zc_lat_sub(struct xp_zc_lat *x, const char *topic) {
         int r = zc_sub_open(x->bus, topic, &x->cfg->com, 0, &x->sub);
 
+        if (r >= 0 && x->cfg->com.wait == BENCH_WAIT_FD) {
+                r = zcbus_sub_fd(x->sub); /* owned by the subscription */
+                if (r < 0)
+                        return zc_fail(x->why, sizeof(x->why), NULL, r, "no descriptor for", topic);
+                x->fd = r;
+        }
         return r < 0 ? zc_fail(x->why, sizeof(x->why), x->bus, r, "cannot subscribe to", topic) : 0;
 }
 
@@ -171,10 +178,29 @@ static inline int zc_send(struct xp_zc_lat *x, uint64_t ctr, size_t len) {
         return zcbus_pub_commit(x->pub, len);
 }
 
+/* --wait fd: as an event loop does, receive with timeout 0 and, on
+ * -EAGAIN, poll() the subscription's descriptor and try again (zcbus.h's
+ * contract: poll only after -EAGAIN). A message costs one poll() when it
+ * was not there yet; the eventfd write is the pong's (or the notifier
+ * thread's) system call. */
+static int zc_recv_fd(struct xp_zc_lat *x, zcbus_msg *m) {
+        int r;
+
+        while ((r = zcbus_sub_recv(x->sub, m, 0)) == -EAGAIN) {
+                struct pollfd p = {.fd = x->fd, .events = POLLIN};
+                int n = poll(&p, 1, x->timeout_ms);
+                if (n == 0)
+                        return -ETIMEDOUT;
+                if (n < 0 && errno != EINTR)
+                        return -errno;
+        }
+        return r;
+}
+
 /* Receive one message in place; its counter and length. */
 static inline int zc_recv(struct xp_zc_lat *x, uint64_t *ret_ctr, size_t *ret_len) {
         zcbus_msg m;
-        int r = zcbus_sub_recv(x->sub, &m, x->timeout_ms);
+        int r = x->fd >= 0 ? zc_recv_fd(x, &m) : zcbus_sub_recv(x->sub, &m, x->timeout_ms);
 
         if (_unlikely_(r < 0))
                 return r;
@@ -213,10 +239,11 @@ static void zc_end(void *st, enum bench_side side) {
         bool had = x->sub || x->pub;
         char topic[ZCBUS_TOPIC_MAX + 1];
 
-        zcbus_sub_close(x->sub);
+        zcbus_sub_close(x->sub); /* closes x->fd */
         zcbus_pub_close(x->pub);
         x->sub = NULL;
         x->pub = NULL;
+        x->fd = -1;
         if (!had || x->size == 0)
                 return;
         zc_topic(x, x->size, "ping", topic, sizeof(topic));
@@ -244,6 +271,7 @@ int xp_zc_lat_new(const struct lat_cfg *cfg, struct lat_xp *ret) {
         if (!x)
                 return -ENOMEM;
         x->cfg = cfg;
+        x->fd = -1;
         x->timeout_ms = -1; /* the driver's watchdog guards the ping side */
         *ret = (struct lat_xp){.ops = &zc_lat_ops, .st = x, .kind = BENCH_XP_ZCBUS};
         return 0;

@@ -32,6 +32,7 @@ struct xp_zc_lat {
         zcbus_sub *sub;
         size_t size;    /* of the next round trip */
         int timeout_ms; /* of a receive; -1: none */
+        int fd;         /* --wait fd: zcbus_sub_fd(sub), else -1 */
         char why[320];
 };
 int xp_zc_lat_new(const struct lat_cfg *cfg, struct lat_xp *ret);
