@@ -501,14 +501,13 @@ _public_ int zcbus_pub_open(zcbus *bus, const char *topic, const zcbus_topic_opt
         return 0;
 }
 
-/* No room: a producer watched for room waits again (its descriptor
- * drained). Returns r. */
-static int pub_no_room(zcbus_pub *pub, int r) {
+/* No room (r): a producer watched for room waits again (its descriptor
+ * drained). */
+static void pub_no_room(zcbus_pub *pub, int r) {
         if (_unlikely_(r == -EAGAIN) && pub->fdw.pm) {
                 fdwait_drain(&pub->sink);
                 fdwait_rearm(&pub->fdw, 0);
         }
-        return r;
 }
 
 static _always_inline_ int pub_loan(zcbus_pub *pub, size_t len, void **buf, int timeout_ms) {
@@ -522,8 +521,10 @@ static _always_inline_ int pub_loan(zcbus_pub *pub, size_t len, void **buf, int 
         if (pub->loaned)
                 return -EBUSY;
         r = ring_pub_claim(&pub->rp, 1, timeout_ms, &seq);
-        if (r < 0)
-                return pub_no_room(pub, r);
+        if (r < 0) {
+                pub_no_room(pub, r);
+                return r;
+        }
         pub->loaned = true;
         pub->loan_seq = seq;
         pub->loan_len = len;
@@ -572,8 +573,10 @@ _public_ int zcbus_pub_loan_batch(zcbus_pub *pub, unsigned n, void **bufs, int t
          * LATEST producer steps over held slots one claim at a time. */
         n = pub->rp.reliable ? MIN(n, pub->map.g.slot_count) : 1;
         r = ring_pub_claim(&pub->rp, n, timeout_ms, &seq);
-        if (r < 0)
-                return pub_no_room(pub, r);
+        if (r < 0) {
+                pub_no_room(pub, r);
+                return r;
+        }
         for (unsigned i = 0; i < n; i++)
                 bufs[i] = ring_pub_payload(&pub->rp, seq + i);
         pub->loaned = true;
@@ -627,7 +630,9 @@ _public_ int zcbus_pub_send_batch(zcbus_pub *pub, const zcbus_iov *msgs, unsigne
                 if (msgs[i].len && !msgs[i].data)
                         return -EINVAL;
         }
-        return pub_no_room(pub, ring_pub_send_iov(&pub->rp, msgs, n, timeout_ms));
+        int r = ring_pub_send_iov(&pub->rp, msgs, n, timeout_ms);
+        pub_no_room(pub, r);
+        return r;
 }
 
 /* Copy a full-size result into the caller's size-prefixed struct: as
