@@ -34,6 +34,8 @@
 
 [ -n "${BASH_VERSION:-}" ] || exec bash "$0" "$@"
 set -u
+# ok, not_ok, finish and the signal traps
+. "$(dirname "$0")/tap.sh"
 
 if [ -z "${ZCBUS_BRIDGE:-}" ] || [ ! -x "${ZCBUS_BRIDGE}" ]; then
         echo "SKIP: zcbus-bridge not built (no libnats, or configure --disable-bridge)"
@@ -59,9 +61,6 @@ WAIT=$((40 * SCALE))    # s: deadline of every wait
 
 dir=$(mktemp -d "${TMPDIR:-/tmp}/zcbus-bridge.XXXXXX") || exit 99
 declare -A pid
-passed=0
-failed=0
-n=0
 
 cleanup() {
         for p in "${pid[@]}"; do
@@ -73,29 +72,6 @@ cleanup() {
         rm -rf "$dir"
 }
 trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-trap 'exit 129' HUP
-
-# ---- reporting -------------------------------------------------------------
-
-ok() {
-        n=$((n + 1))
-        passed=$((passed + 1))
-        echo "ok $n - $1"
-}
-
-not_ok() {
-        n=$((n + 1))
-        failed=$((failed + 1))
-        echo "not ok $n - $1"
-        shift
-        for f in "$@"; do
-                [ -f "$f" ] || continue
-                echo "# --- $(basename "$f"):"
-                tail -n 25 "$f" | sed 's/^/#   /'
-        done
-}
 
 # check DESCRIPTION CONDITION [FILES...]: files shown on failure.
 check() {
@@ -107,12 +83,6 @@ check() {
         else
                 not_ok "$desc" "$@"
         fi
-}
-
-finish() {
-        echo "$passed passed, $failed failed"
-        [ "$failed" -eq 0 ] || exit 1
-        exit 0
 }
 
 # wait_until CONDITION: poll (10 Hz) until it holds or $WAIT s pass.

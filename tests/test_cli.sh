@@ -14,6 +14,8 @@
 # shellcheck disable=SC2016,SC2034,SC2317
 
 set -u
+# ok, not_ok, finish and the signal traps
+. "$(dirname "$0")/tap.sh"
 
 if [ -z "${ZCBUSD:-}" ] || [ -z "${ZCBUS_CLI:-}" ]; then
         echo "SKIP: ZCBUSD and ZCBUS_CLI must name the built zcbusd and zcbus"
@@ -27,9 +29,6 @@ dir=$(mktemp -d "${TMPDIR:-/tmp}/zcbus-cli.XXXXXX") || exit 99
 sock=$dir/bus.sock
 broker_pid=
 bg_pids=
-passed=0
-failed=0
-n=0
 
 cleanup() {
         for p in $bg_pids $broker_pid; do
@@ -41,36 +40,6 @@ cleanup() {
         rm -rf "$dir"
 }
 trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-trap 'exit 129' HUP
-
-# ---- reporting -------------------------------------------------------------
-
-ok() {
-        n=$((n + 1))
-        passed=$((passed + 1))
-        echo "ok $n - $1"
-}
-
-# not_ok DESCRIPTION [FILE...]: the files are shown as diagnostics.
-not_ok() {
-        n=$((n + 1))
-        failed=$((failed + 1))
-        echo "not ok $n - $1"
-        shift
-        for f in "$@"; do
-                [ -f "$f" ] || continue
-                echo "# --- $(basename "$f"):"
-                sed 's/^/#   /' "$f" | head -n 20
-        done
-}
-
-finish() {
-        echo "$passed passed, $failed failed"
-        [ "$failed" -eq 0 ] || exit 1
-        exit 0
-}
 
 # check DESCRIPTION CONDITION...: ok if the condition command succeeds;
 # on failure the files of the last `run` are shown.

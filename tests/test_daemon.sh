@@ -25,6 +25,8 @@
 # shellcheck disable=SC2016,SC2034,SC2094,SC2317
 
 set -u
+# ok, not_ok, finish and the signal traps
+. "$(dirname "$0")/tap.sh"
 
 if [ -z "${ZCBUSD:-}" ] || [ -z "${ZCBUS_CLI:-}" ] || [ -z "${ZCBUS_DAEMON_HELPER:-}" ]; then
         echo "SKIP: ZCBUSD, ZCBUS_CLI and ZCBUS_DAEMON_HELPER must name the built programs"
@@ -37,9 +39,6 @@ dir=$(mktemp -d "${TMPDIR:-/tmp}/zcbus-daemon.XXXXXX") || exit 99
 broker_pid=
 listener_pid=
 dpid=
-passed=0
-failed=0
-n=0
 
 daemon_pid() {
         [ -s "$dir/zcbusd.pid" ] && cat "$dir/zcbusd.pid"
@@ -57,35 +56,6 @@ cleanup() {
         rm -rf "$dir"
 }
 trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-trap 'exit 129' HUP
-
-# ---- reporting (as in test_cli.sh) ------------------------------------------
-
-ok() {
-        n=$((n + 1))
-        passed=$((passed + 1))
-        echo "ok $n - $1"
-}
-
-not_ok() {
-        n=$((n + 1))
-        failed=$((failed + 1))
-        echo "not ok $n - $1"
-        shift
-        for f in "$@"; do
-                [ -f "$f" ] || continue
-                echo "# --- $(basename "$f"):"
-                sed 's/^/#   /' "$f" | tail -n 20
-        done
-}
-
-finish() {
-        echo "$passed passed, $failed failed"
-        [ "$failed" -eq 0 ] || exit 1
-        exit 0
-}
 
 # check DESCRIPTION CONDITION...: on failure the broker's log, the notify
 # datagrams and the last command's output are shown.

@@ -25,6 +25,8 @@
 # shellcheck disable=SC2016,SC2034,SC2317
 
 set -u
+# ok, not_ok, finish and the signal traps
+. "$(dirname "$0")/tap.sh"
 
 for v in ZCBUSD ZCBUS_CLI ZCBUS_BUILDDIR ZCBUS_SRCDIR; do
         if eval "[ -z \"\${$v:-}\" ]"; then
@@ -61,9 +63,6 @@ dir=$(mktemp -d "${TMPDIR:-/tmp}/zcbus-examples.XXXXXX") || exit 99
 sock=$dir/bus.sock
 broker_pid=
 bg_pids=
-passed=0
-failed=0
-n=0
 
 cleanup() {
         for p in $bg_pids $broker_pid; do
@@ -75,34 +74,6 @@ cleanup() {
         rm -rf "$dir"
 }
 trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-trap 'exit 129' HUP
-
-ok() {
-        n=$((n + 1))
-        passed=$((passed + 1))
-        echo "ok $n - $1"
-}
-
-# not_ok DESCRIPTION [FILE...]: the files are shown as diagnostics.
-not_ok() {
-        n=$((n + 1))
-        failed=$((failed + 1))
-        echo "not ok $n - $1"
-        shift
-        for f in "$@"; do
-                [ -f "$f" ] || continue
-                echo "# --- $(basename "$f"):"
-                sed 's/^/#   /' "$f" | head -n 20
-        done
-}
-
-finish() {
-        echo "$passed passed, $failed failed"
-        [ "$failed" -eq 0 ] || exit 1
-        exit 0
-}
 
 # check DESCRIPTION FILES CONDITION...: ok if the condition succeeds, else
 # not ok with FILES (space-separated) shown.
