@@ -1,7 +1,8 @@
 #!/bin/sh
 # SPDX-License-Identifier: MIT
 # test_model.sh: exhaustive checks of the ring protocol's Promela model
-# (tests/model/zcbus.pml, described in tests/model/README.md) with spin.
+# (tests/model/zcbus.pml and relay.pml, described in tests/model/README.md)
+# with spin.
 #
 # The good model must pass every check; each known bug, switched back in
 # with ZM_BUG, must make spin report a counterexample of the property it
@@ -24,7 +25,9 @@ cc=${MODEL_CC:-}
 
 src=${ZCBUS_SRCDIR:-$(cd "$(dirname "$0")/.." && pwd)}
 model=$src/tests/model/zcbus.pml
+relay=$src/tests/model/relay.pml
 [ -f "$model" ] || { echo "FAIL: no model at $model"; exit 1; }
+[ -f "$relay" ] || { echo "FAIL: no model at $relay"; exit 1; }
 
 dir=$(mktemp -d "${TMPDIR:-/tmp}/zcbus-model.XXXXXX") || exit 99
 trap 'rm -rf "$dir"' EXIT INT TERM
@@ -38,14 +41,15 @@ DEPTH=20000
 MEMLIM=3000
 HASH=24
 
-# build NAME "spin -D flags" "cc flags": spin -a, then compile pan.
+# build NAME "spin -D flags" "cc flags" [MODEL]: spin -a, then compile
+# pan (of zcbus.pml unless MODEL is given).
 build() {
         mkdir -p "$dir/$1" || return 1
         (
                 cd "$dir/$1" || exit 1
-                cp "$model" zcbus.pml
+                cp "${4:-$model}" model.pml
                 # shellcheck disable=SC2086
-                spin -a $2 zcbus.pml >spin.log 2>&1 &&
+                spin -a $2 model.pml >spin.log 2>&1 &&
                         $cc -O1 -w -DMEMLIM=$MEMLIM -DCOLLAPSE $3 -o pan pan.c >cc.log 2>&1
         )
 }
@@ -104,25 +108,33 @@ wait $b1 && wait $b2 || { echo "FAIL: spin -a or the compiler failed"; cat "$dir
 build relnp "" "-DNP" & b1=$!
 build latnp "-DLATEST" "-DNP" & b2=$!
 wait $b1 && wait $b2 || { echo "FAIL: spin -a or the compiler failed"; cat "$dir"/*/spin.log "$dir"/*/cc.log; exit 1; }
+# the relayed wake of the readers (R): relay.pml
+build relay "" "-DSAFETY" "$relay" & b1=$!
+build relaynp "" "-DNP" "$relay" & b2=$!
+wait $b1 && wait $b2 || { echo "FAIL: spin -a or the compiler failed"; cat "$dir"/*/spin.log "$dir"/*/cc.log; exit 1; }
 
 # --- the good model --------------------------------------------------------
 # name|pan|environment|what it is|the properties it checks. Every safety
 # search also ends in the final check at quiescence (no_lost_wakeup,
 # no_stall, all_stamped); the non-progress searches (-l) show that the
 # model has no infinite run at all, so that the final check sees the end
-# of every run, and, with deadlines, that every receive ends.
+# of every run, and, with deadlines, that every receive ends. The longest
+# searches come first, so that the pairs run_all makes end together.
 configs='
+relaynp|relaynp|ZR_M0=1 ZR_MAXCRASH=0|relayed wake, non-progress search|no_infinite_run
 rel2|rel|ZM_M0=2 ZM_M1=1 ZM_MAXCRASH=1 ZM_CRASHERS=1|reliable, a lap (3 msgs, 2 slots), producer 0 may crash|no_lost_wakeup floor_safe no_torn_read repair_safe all_stamped no_stall
 lat2|lat|ZM_M0=2 ZM_M1=1 ZM_MAXCRASH=0 ZM_MAXHOLD=2 ZM_SEQLIM=5|latest, a lap, 2 holds (held slots skipped)|no_lost_wakeup hold_safe no_torn_read all_stamped no_stall
 rel3|rel|ZM_M0=2 ZM_M1=1 ZM_MAXCRASH=1 ZM_CRASHERS=4 ZM_MAXHOLD=2|reliable, a lap, 2 holds, the subscriber may crash|no_lost_wakeup floor_safe no_torn_read all_stamped no_stall
-rel1|rel|ZM_M0=1 ZM_M1=1 ZM_MAXCRASH=1|reliable, 2 producers x 1 msg, 1 sub, any peer may crash|no_lost_wakeup floor_safe no_torn_read repair_safe all_stamped no_stall
-lat1|lat|ZM_M0=1 ZM_M1=1 ZM_MAXCRASH=1 ZM_MAXHOLD=2|latest, 2 producers x 1 msg, 2 holds, any peer may crash|no_lost_wakeup hold_safe no_torn_read repair_safe all_stamped no_stall
-lat3|lat|ZM_M0=2 ZM_M1=1 ZM_MAXCRASH=1 ZM_CRASHERS=4 ZM_SEQLIM=5|latest, a lap, the subscriber may crash|no_lost_wakeup hold_safe no_torn_read all_stamped no_stall
+relay2|relay|ZR_M0=1 ZR_MAXCRASH=1 ZR_CRASHERS=1|relayed wake, 3 readers, reader 0 may die at any step (the readers are symmetric)|relay_no_lost_wakeup
 np1|relnp|ZM_M0=1 ZM_M1=1 ZM_MAXCRASH=1 ZM_CRASHERS=1|reliable, non-progress search, producer 0 may crash|no_infinite_run
-np2|relnp|ZM_M0=1 ZM_M1=1 ZM_MAXCRASH=0 ZM_DEADLINE=1 ZM_R=3|reliable, non-progress search, receives with deadlines|recv_terminates no_infinite_run
+lat3|lat|ZM_M0=2 ZM_M1=1 ZM_MAXCRASH=1 ZM_CRASHERS=4 ZM_SEQLIM=5|latest, a lap, the subscriber may crash|no_lost_wakeup hold_safe no_torn_read all_stamped no_stall
+relay1|relay|ZR_M0=1 ZR_MAXCRASH=0|relayed wake, 3 readers sleeping, 1 msg, no death: the relay alone|relay_no_lost_wakeup
+lat1|lat|ZM_M0=1 ZM_M1=1 ZM_MAXCRASH=1 ZM_MAXHOLD=2|latest, 2 producers x 1 msg, 2 holds, any peer may crash|no_lost_wakeup hold_safe no_torn_read repair_safe all_stamped no_stall
 np3|latnp|ZM_M0=1 ZM_M1=1 ZM_MAXCRASH=0 ZM_MAXHOLD=2 ZM_DEADLINE=1 ZM_R=3|latest, non-progress search, receives with deadlines|recv_terminates no_infinite_run
+rel1|rel|ZM_M0=1 ZM_M1=1 ZM_MAXCRASH=1|reliable, 2 producers x 1 msg, 1 sub, any peer may crash|no_lost_wakeup floor_safe no_torn_read repair_safe all_stamped no_stall
+np2|relnp|ZM_M0=1 ZM_M1=1 ZM_MAXCRASH=0 ZM_DEADLINE=1 ZM_R=3|reliable, non-progress search, receives with deadlines|recv_terminates no_infinite_run
 '
-props="no_lost_wakeup hold_safe floor_safe no_torn_read repair_safe all_stamped no_stall no_infinite_run recv_terminates"
+props="no_lost_wakeup hold_safe floor_safe no_torn_read repair_safe all_stamped no_stall no_infinite_run recv_terminates relay_no_lost_wakeup"
 bad_props=
 
 run_all "$configs"
@@ -162,6 +174,13 @@ BUG_ABANDON_NO_FLOOR|rel|ZM_BUG=8 ZM_M0=2 ZM_MAXCRASH=1 ZM_CRASHERS=1|floor_safe
 BUG_REPAIR_NO_HOLES|rel|ZM_BUG=9 ZM_MAXCRASH=1|all_stamped no_lost_wakeup no_stall
 BUG_NO_TRANSIENT_WAKE|lat|ZM_BUG=10 ZM_M0=2 ZM_MAXCRASH=0 ZM_MAXHOLD=2 ZM_SEQLIM=5|no_lost_wakeup
 BUG_RESLEEP|relnp|ZM_BUG=11 ZM_MAXCRASH=0 ZM_DEADLINE=1|cycle
+BUG_RELAY_NO_WAKE|relay|ZR_BUG=1 ZR_M0=1 ZR_MAXCRASH=0|relay_no_lost_wakeup
+BUG_WAKE_UNTAGGED|relay|ZR_BUG=2 ZR_M0=1 ZR_MAXCRASH=0|relay_no_lost_wakeup
+BUG_RELAY_CAS_OLD|relay|ZR_BUG=3 ZR_M0=2 ZR_MAXCRASH=0|relay_no_lost_wakeup
+BUG_WAKER_MARKS|relay|ZR_BUG=4 ZR_M0=1 ZR_MAXCRASH=0|relay_no_lost_wakeup
+BUG_RELAY_DIES_NO_EVICT_WAKE|relay|ZR_BUG=5 ZR_M0=1 ZR_MAXCRASH=1 ZR_CRASHERS=1 ZR_CRASHPTS=8|relay_no_lost_wakeup
+BUG_WAKE_BEFORE_BUMP|relay|ZR_BUG=6 ZR_M0=1 ZR_MAXCRASH=0|relay_no_lost_wakeup
+WAITANY_UNTAGGED|relay|ZR_UNTAGGED=6 ZR_M0=1 ZR_MAXCRASH=0|relay_no_lost_wakeup
 '
 run_all "$bugs"
 printf '%s\n' "$bugs" >"$dir/list"
