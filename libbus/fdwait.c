@@ -156,6 +156,10 @@ static void *notifier_main(void *arg) {
                         (void)futex_wait(&nt.control, vals[0], now_ns() + 1000000u);
                 }
                 (void)pthread_mutex_lock(&nt.lock);
+                /* The notifier matches every tag: the word it was woken on
+                 * is relayed even unchanged (R), if still watched. */
+                if (r > 0 && (unsigned)r < n && ww[r].relayed && load_sc(&nt.control) == vals[0])
+                        wait_relay_woken(ww[r]);
                 /* Relay (R) the words that moved, if they are still watched
                  * (a watch removed meanwhile may be unmapped). */
                 for (unsigned k = 1; k < n; k++) {

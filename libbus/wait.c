@@ -95,17 +95,27 @@ static uint32_t relay_bits(uint32_t v) {
 
 /* A sleeper woken on a relayed word: if the word moved past v and nobody
  * relayed its new value yet, claim it and wake every sleeper (R). */
-void wait_relay(struct wait_words ww, uint32_t v) {
-        uint32_t now = load_sc(ww.word), seen;
+/* Claim the word's current value for relaying, unless it was claimed,
+ * and if so wake every sleeper (R). */
+static void relay_now(struct wait_words ww, uint32_t now) {
+        uint32_t seen = load_rlx(ww.relayed);
 
-        if (now == v)
-                return;
-        seen = load_rlx(ww.relayed);
         if (seen == now || !atomic_compare_exchange_strong_explicit(ww.relayed, &seen, now, memory_order_seq_cst,
                                                                     memory_order_relaxed))
                 return;
         KILL_POINT(KP_RELAY_TAKEN);
         (void)futex_wake(ww.word, INT_MAX);
+}
+
+void wait_relay_woken(struct wait_words ww) {
+        relay_now(ww, load_sc(ww.word));
+}
+
+void wait_relay(struct wait_words ww, uint32_t v) {
+        uint32_t now = load_sc(ww.word);
+
+        if (now != v)
+                relay_now(ww, now);
 }
 
 int wait_until_n(const struct wait_how *w, const struct wait_words *ww, unsigned n, uint64_t deadline,
@@ -193,6 +203,12 @@ int wait_any(const struct wait_words *ww, unsigned n, int timeout_ms, wait_ready
                         uint64_t until = now_ns() + WAIT_RELAY_SLICE_NS;
                         bool capped = !deadline || until < deadline;
                         r = futex_waitv_words(words, vals, n, capped ? until : deadline);
+                        /* futex_waitv matches every tag: a wake meant for an
+                         * older value's sleepers may have landed here, so the
+                         * word woken on is relayed even unchanged (R; the
+                         * model's BUG_WAITANY_NO_FORCE). */
+                        if (r >= 0 && (unsigned)r < n && ww[r].relayed)
+                                wait_relay_woken(ww[r]);
                         if (r == -ETIMEDOUT && capped)
                                 r = 0;
                         for (unsigned k = 0; k < n; k++)

@@ -76,6 +76,9 @@ void wait_wake_all(au32 *word);
 /* A sleeper woken on a relayed word it slept on with value v: if the
  * word moved and nobody relayed its new value yet, wake every sleeper. */
 void wait_relay(struct wait_words ww, uint32_t v);
+/* A sleeper that matches every tag (futex_waitv) woken on a relayed word:
+ * relay its value unless that was done, changed or not (R). */
+void wait_relay_woken(struct wait_words ww);
 /* A relayed wake (R), after the waker's store and full fence: if a
  * sleeper armed, take the arm, bump the word and wake two of the sleepers
  * that slept on its old value; whoever of them sees the change first

@@ -129,6 +129,7 @@ relay2|relay|ZR_M0=1 ZR_MAXCRASH=1 ZR_CRASHERS=1|relayed wake, 3 readers, reader
 np1|relnp|ZM_M0=1 ZM_M1=1 ZM_MAXCRASH=1 ZM_CRASHERS=1|reliable, non-progress search, producer 0 may crash|no_infinite_run
 lat3|lat|ZM_M0=2 ZM_M1=1 ZM_MAXCRASH=1 ZM_CRASHERS=4 ZM_SEQLIM=5|latest, a lap, the subscriber may crash|no_lost_wakeup hold_safe no_torn_read all_stamped no_stall
 relay1|relay|ZR_M0=1 ZR_MAXCRASH=0|relayed wake, 3 readers sleeping, 1 msg, no death: the relay alone|relay_no_lost_wakeup
+relayany|relay|ZR_UNTAGGED=6 ZR_M0=1 ZR_MAXCRASH=0|relayed wake, readers 1 and 2 on futex_waitv (untagged), 1 msg, no death|relay_no_lost_wakeup
 lat1|lat|ZM_M0=1 ZM_M1=1 ZM_MAXCRASH=1 ZM_MAXHOLD=2|latest, 2 producers x 1 msg, 2 holds, any peer may crash|no_lost_wakeup hold_safe no_torn_read repair_safe all_stamped no_stall
 np3|latnp|ZM_M0=1 ZM_M1=1 ZM_MAXCRASH=0 ZM_MAXHOLD=2 ZM_DEADLINE=1 ZM_R=3|latest, non-progress search, receives with deadlines|recv_terminates no_infinite_run
 rel1|rel|ZM_M0=1 ZM_M1=1 ZM_MAXCRASH=1|reliable, 2 producers x 1 msg, 1 sub, any peer may crash|no_lost_wakeup floor_safe no_torn_read repair_safe all_stamped no_stall
@@ -180,7 +181,7 @@ BUG_RELAY_CAS_OLD|relay|ZR_BUG=3 ZR_M0=2 ZR_MAXCRASH=0|relay_no_lost_wakeup
 BUG_WAKER_MARKS|relay|ZR_BUG=4 ZR_M0=1 ZR_MAXCRASH=0|relay_no_lost_wakeup
 BUG_RELAY_DIES_NO_EVICT_WAKE|relay|ZR_BUG=5 ZR_M0=1 ZR_MAXCRASH=1 ZR_CRASHERS=1 ZR_CRASHPTS=8|relay_no_lost_wakeup
 BUG_WAKE_BEFORE_BUMP|relay|ZR_BUG=6 ZR_M0=1 ZR_MAXCRASH=0|relay_no_lost_wakeup
-WAITANY_UNTAGGED|relay|ZR_UNTAGGED=6 ZR_M0=1 ZR_MAXCRASH=0|relay_no_lost_wakeup
+BUG_WAITANY_NO_FORCE|relay|ZR_BUG=7 ZR_UNTAGGED=6 ZR_M0=1 ZR_MAXCRASH=0|relay_no_lost_wakeup
 '
 run_all "$bugs"
 printf '%s\n' "$bugs" >"$dir/list"

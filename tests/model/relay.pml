@@ -59,6 +59,9 @@
 #define BUG_WAKER_MARKS 4       /* the producer marks its new value relayed */
 #define BUG_NO_EVICT_WAKE 5     /* the broker's eviction wakes nobody */
 #define BUG_WAKE_BEFORE_BUMP 6  /* the producer wakes before it bumps the word */
+#define BUG_WAITANY_NO_FORCE 7  /* an untagged (futex_waitv) sleeper woken to an
+                                   unchanged word relays nothing (the code before
+                                   the model found it could swallow both wakes) */
 
 /* crash points (ZR_CRASHPTS) */
 #define CP_ARM 1                /* reader: before arming */
@@ -120,9 +123,13 @@ byte cur[NR];                   /* messages reader i has received */
 #define TAKE_READY ok = (pub > cur[r]); if :: ok -> cur[r] = pub :: else -> skip fi
 
 /* relay(ww, v): after every sleep, woken or not */
+/* A tagged sleeper relays when it wakes to a changed word. An untagged
+ * one (futex_waitv matches every tag) may have been woken for an older
+ * value than the one it slept on, so, woken, it relays whatever value the
+ * word has unless that one was relayed already. */
 inline relay() {
         if
-        :: now != v ->
+        :: now != v || (woke && (untagged & (1 << r)) && bug != BUG_WAITANY_NO_FORCE) ->
                 L(seen = relayed);
                 if
                 :: seen != now ->
@@ -136,13 +143,13 @@ inline relay() {
                 fi
         :: else -> skip
         fi;
-        now = 0; seen = 0; won = 0
+        now = 0; seen = 0; won = 0; woke = 0
 }
 
 proctype Reader(byte r) {
         byte me = r;
         byte v, now, seen, k;
-        bit ok, won;
+        bit ok, won, woke;
 
         /* receive forever: at the end every live reader sleeps for a
          * message that never comes */
@@ -169,7 +176,7 @@ proctype Reader(byte r) {
                     * first, in the same step (noticing the wake touches
                     * nothing anyone else reads, so it can wait for it) */
                    if
-                   :: atomic { !sl[r] -> tag[r] = 0; now = word }
+                   :: atomic { !sl[r] -> woke = (tag[r] != 0); tag[r] = 0; now = word }
                    :: atomic { sl[r] && ntimeout < timeouts -> ntimeout++; sl[r] = 0; tag[r] = 0 };
                       L(now = word)
                    fi;
@@ -185,7 +192,7 @@ proctype Reader(byte r) {
         od;
 crashed:        /* a dead process keeps no state */
         skip;
-        d_step { v = 0; now = 0; seen = 0; k = 0; ok = 0; won = 0 }
+        d_step { v = 0; now = 0; seen = 0; k = 0; ok = 0; won = 0; woke = 0 }
 }
 
 /* ------------------------------------------------------------ producers */
