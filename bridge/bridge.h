@@ -52,6 +52,7 @@ struct bstats {
         _Atomic uint64_t loops;      /* our own messages back from NATS, and echoes of what came in */
         _Atomic uint64_t oversize;   /* larger than NATS max_payload: not sent */
         _Atomic uint64_t reconnects; /* NATS reconnections */
+        _Atomic uint64_t bus_reconnects; /* zcbusd restarts it handed its handles back to */
         _Atomic uint64_t evicted;    /* the broker evicted an outbound subscription of ours */
         _Atomic uint64_t gaps;       /* reliable: sequences not in the ring when resumed */
         _Atomic uint64_t retries;    /* JetStream publishes tried again */

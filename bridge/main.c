@@ -205,10 +205,12 @@ static void write_stats(struct bridge *b) {
         (void)fprintf(f,
                       "  \"forwarded\": %" PRIu64 ",\n  \"received\": %" PRIu64 ",\n  \"dropped\": %" PRIu64
                       ",\n  \"duplicates\": %" PRIu64 ",\n  \"loops\": %" PRIu64 ",\n  \"oversize\": %" PRIu64
-                      ",\n  \"reconnects\": %" PRIu64 ",\n  \"evicted\": %" PRIu64 ",\n  \"gaps\": %" PRIu64
+                      ",\n  \"reconnects\": %" PRIu64 ",\n  \"bus_reconnects\": %" PRIu64
+                      ",\n  \"evicted\": %" PRIu64 ",\n  \"gaps\": %" PRIu64
                       ",\n  \"retries\": %" PRIu64 ",\n  \"errors\": %" PRIu64 ",\n",
                       STAT_GET(b, forwarded), STAT_GET(b, received), STAT_GET(b, dropped) + in_nats_dropped(b),
                       STAT_GET(b, duplicates), STAT_GET(b, loops), STAT_GET(b, oversize), STAT_GET(b, reconnects),
+                      STAT_GET(b, bus_reconnects),
                       STAT_GET(b, evicted), STAT_GET(b, gaps), STAT_GET(b, retries), STAT_GET(b, errors));
         (void)fputs("  \"out\": ", f);
         out_stats_json(b, f);

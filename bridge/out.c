@@ -48,6 +48,8 @@
 #include "json.h"
 #include "util.h"
 
+static bool bus_back(struct bridge *b, int err);
+
 #define RECV_TIMEOUT_MS 200
 
 struct qitem {
@@ -556,6 +558,8 @@ void out_scan(struct bridge *b) {
                 if (n < 0) {
                         static bool said;
 
+                        if (bus_back(b, n))
+                                return; /* listed again at the next scan */
                         if (!said)
                                 log_msg("cannot list local topics: %s (said once)", zcbus_strerror(n));
                         said = true;
@@ -578,6 +582,36 @@ void out_scan(struct bridge *b) {
                         break;
                 start += (unsigned)n;
         } while (start < total);
+}
+
+/* zcbusd went away (err): once one listens on the socket again, hand it
+ * every handle of ours (zcbus_reconnect), so that it re-learns our topics
+ * and a peer that opens them meets the rings we use. True when the call
+ * that failed should just be tried again later. */
+static bool bus_back(struct bridge *b, int err) {
+        static bool down;
+        int r;
+
+        if (err != -EPIPE && err != -ECONNRESET && err != -ENOTCONN && err != -ECONNREFUSED)
+                return false;
+        if (!down)
+                log_msg("zcbusd went away (%s): topics keep flowing; handing our handles back once it is up",
+                        zcbus_strerror(err));
+        down = true;
+        (void)pthread_mutex_lock(&b->bus_lock);
+        r = zcbus_reconnect(b->bus);
+        (void)pthread_mutex_unlock(&b->bus_lock);
+        if (r == 0 || (r != -ECONNREFUSED && r != -ENOENT && r != -EISCONN)) {
+                /* Back (a refusal of one handle is logged: it keeps working). */
+                if (r < 0)
+                        log_msg("zcbusd is back; one handle was refused: %s (%s)", zcbus_strerror(r),
+                                zcbus_last_error(b->bus));
+                else
+                        log_msg("zcbusd is back: every handle handed back");
+                STAT_ADD(b, bus_reconnects, 1);
+                down = false;
+        }
+        return true;
 }
 
 void out_stop_all(struct bridge *b) {

@@ -513,6 +513,27 @@ cli B list >"$dir/list.out"
 check "zcbus list on B shows the bridge as the producer of what came in" \
         'grep -Eq "^rel\.m +reliable +[0-9]+ +[0-9]+ +1 " "$dir/list.out"' "$dir/list.out"
 
+# ---- zcbusd restarts under a bridge: it hands its handles back -----------------------
+
+# B's zcbusd dies and comes back: the bridge's rings keep flowing, and once
+# the new broker listens the bridge hands it every handle (zcbus_reconnect),
+# so that a subscriber that opens fan.t on B afterwards meets the ring the
+# bridge publishes into, not a new one.
+kill9 brokerB
+if start_broker B; then
+        wait_until '[ "$(stat B "s[\"bus_reconnects\"] >= 1")" = True ]'
+        check "a restarted zcbusd gets the bridge's handles back" \
+                '[ "$(stat B "s[\"bus_reconnects\"] >= 1")" = True ] && grep -q "zcbusd is back" "$dir/B.bridge.log"' \
+                "$dir/B.bridge.log" "$dir/B.broker.log"
+        start_sub fanB2 B fan.t --policy latest --slots 1024 -n $N -t "$T"
+        cli A pub --policy latest --slots 1024 --size 32 -n $N fan.t
+        end_sub fanB2
+        check "... and a subscriber on B that comes after gets what A publishes" \
+                '[ "$sub_rc" -eq 0 ] && cmp -s "$dir/fan.expected" "$dir/fanB2.out"' "$dir/fanB2.err" "$dir/B.bridge.log"
+else
+        not_ok "zcbusd B restarts" "$dir/B.broker.log"
+fi
+
 kill -TERM "${pid[bridgeC]}"
 wait "${pid[bridgeC]}"
 rc=$?
