@@ -148,8 +148,13 @@ static int zc_lat_sub(struct xp_zc_lat *x, const char *topic) {
         return r < 0 ? zc_fail(x->why, sizeof(x->why), x->bus, r, "cannot subscribe to", topic) : 0;
 }
 
+/* "<prefix>.<size>.<dir>", or "<prefix>.<size>.<wait>.<dir>" with a
+ * --wait list: a topic pair per mode, each created with its mode. */
 static void zc_topic(const struct xp_zc_lat *x, size_t size, const char *dir, char *buf, size_t len) {
-        (void)snprintf(buf, len, "%s.%zu.%s", x->cfg->com.prefix, size, dir);
+        if (x->cfg->com.nwaits > 1)
+                (void)snprintf(buf, len, "%s.%zu.%s.%s", x->cfg->com.prefix, size, bench_wait_name(x->wait), dir);
+        else
+                (void)snprintf(buf, len, "%s.%zu.%s", x->cfg->com.prefix, size, dir);
 }
 
 static int zc_begin(void *st, enum bench_side side, int step, size_t size) {
