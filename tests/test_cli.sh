@@ -754,8 +754,26 @@ run cli perf --fanout 4 -c 2
 check "perf: --fanout does not go with -c" usage_error
 run cli perf --rate 100
 check "perf: --rate needs --fanout" usage_error
-run cli lat --wait spin,futex
-check "lat: --wait takes one mode" usage_error
+run cli lat --wait spin,spin
+check "lat: --wait wants distinct modes" usage_error
+run cli lat --ping --wait fd,futex
+check "lat: --ping measures one wait mode" usage_error
+run cli lat -n 200 --wait fd,futex,spin --json
+check "lat --wait fd,futex,spin runs and exits 0" eval '[ "$rc" -eq 0 ] && [ ! -s "$dir/last.err" ]'
+if command -v python3 >/dev/null 2>&1; then
+        cat >"$dir/latwait.py" <<'EOF'
+import json, sys
+
+d = json.load(open(sys.argv[1]))
+assert d["wait"] == "fd,futex,spin", d["wait"]
+zc = [r for r in d["results"] if r["transport"] == "zcbus"]
+assert [r["wait"] for r in zc] == ["fd", "futex", "spin"], zc
+for r in zc:
+    assert r["size"] == 64 and r["count"] == 200, r
+EOF
+        check "lat --wait fd,futex,spin --json has one zcbus result per mode, labelled" \
+                python3 "$dir/latwait.py" "$dir/last.out"
+fi
 run cli lat -n 200 --warmup 20 --wait fd --json
 check "lat --wait fd (poll on zcbus_sub_fd) measures round trips and says so in the JSON" \
         eval '[ "$rc" -eq 0 ] && [ ! -s "$dir/last.err" ] && grep -q "\"wait\":\"fd\"" "$dir/last.out" &&

@@ -6,6 +6,10 @@
  * schedule and the measuring loop in lat.c (which --ping runs too), the
  * transports in xp_*.c.
  *
+ * With a --wait list, zcbus runs once per mode, each on its own topic
+ * pair, interleaved with the baselines like any transport; its rows and
+ * JSON entries carry the mode.
+ *
  * With --pong (and --ping on the other side) the two ends run in separate
  * shells on "<prefix>.ping" / "<prefix>.pong" with one topic pair sized
  * for the largest --size; the ping side probes until the pong answers.
@@ -60,8 +64,10 @@ static void usage(FILE *f) {
                 "      --round N        round trips per transport per interleaved round (default 1000)\n"
                 "      --round-warmup N unrecorded round trips at the start of each transport's\n"
                 "                       turn in a round, with baselines (default 10)\n"
-                "      --wait MODE      spin, futex, adaptive (default) or fd (poll() on\n"
-                "                       zcbus_sub_fd, as an event loop does)\n"
+                "      --wait LIST      spin, futex, adaptive (default) or fd (poll() on\n"
+                "                       zcbus_sub_fd, as an event loop does); a list such as\n"
+                "                       fd,futex,spin measures zcbus once per mode, interleaved\n"
+                "                       (shm waits as the first that is not fd, else futex)\n"
                 "      --spin-us N      adaptive spin budget in microseconds (default %u)\n"
                 "      --cpu A,B|none   pin ping to CPU A and pong to CPU B (default 0,1 with 2+ CPUs)\n"
                 "      --policy P       reliable or latest (default reliable)\n"
@@ -106,6 +112,7 @@ static int parse_opts(int argc, char **argv, struct lat_opts *o) {
         int opt;
 
         bench_common_init(&c->com);
+        c->com.wait_list_ok = true;
         c->count = 100000;
         c->warmup = 10000;
         c->round = 1000;
@@ -172,20 +179,55 @@ static int parse_opts(int argc, char **argv, struct lat_opts *o) {
                 cli_err(CMD, "--%s measures zcbus only: the baselines need the forked peer", o->pong ? "pong" : "ping");
                 return 2;
         }
+        if ((o->pong || o->ping) && o->cfg.com.nwaits > 1) {
+                cli_err(CMD, "--%s measures one wait mode: give --wait one", o->pong ? "pong" : "ping");
+                return 2;
+        }
         if (o->pong && (o->cfg.com.json || o->plot)) {
                 cli_err(CMD, "--pong only echoes: --json and --plot belong to the measuring side");
                 return 2;
         }
         if (bench_common_finish(CMD, &c->com, o->pong || o->ping) < 0)
                 return 2;
+        c->shm_wait = ZCBUS_WAIT_FUTEX;
+        for (unsigned i = 0; i < c->com.nwaits; i++)
+                if (c->com.waits[i] != BENCH_WAIT_FD) {
+                        c->shm_wait = c->com.waits[i];
+                        break;
+                }
         return -1;
 }
 
 /* ------------------------------------------------------------- output */
 
-static void print_header(const struct lat_opts *o) {
+/* --wait as given: "fd,futex,spin". */
+static void fmt_waits(const struct bench_common *c, char *buf, size_t len) {
+        if (len)
+                buf[0] = '\0';
+        for (unsigned i = 0; i < c->nwaits; i++)
+                (void)snprintf(buf + strlen(buf), len - strlen(buf), "%s%s", i ? "," : "",
+                               bench_wait_name(c->waits[i]));
+}
+
+/* The mode xp waits in, or -1 (uds, pipe: the kernel's). */
+static int xp_wait(const struct lat_cfg *c, const struct lat_xp *xp) {
+        if (xp->kind == BENCH_XP_ZCBUS)
+                return (int)((const struct xp_zc_lat *)xp->st)->wait;
+        return xp->kind == BENCH_XP_SHM ? (int)c->shm_wait : -1;
+}
+
+/* A transport's name in the output: with a --wait list, zcbus's carries
+ * its mode ("zcbus/fd"). */
+static const char *xp_label(const struct lat_cfg *c, const struct lat_xp *xp, char *buf, size_t len) {
+        if (xp->kind != BENCH_XP_ZCBUS || c->com.nwaits < 2)
+                return bench_xp_name(xp->kind);
+        (void)snprintf(buf, len, "zcbus/%s", bench_wait_name((uint32_t)xp_wait(c, xp)));
+        return buf;
+}
+
+static void print_header(const struct lat_opts *o, const struct lat_xp *xps, unsigned nxp, int width) {
         const struct lat_cfg *c = &o->cfg;
-        char sizes[256];
+        char sizes[256], waits[64], shm[32] = "";
 
         bench_fmt_sizes(&c->com, sizes, sizeof(sizes));
         (void)printf("zcbus lat: %s B, ", sizes);
@@ -193,15 +235,19 @@ static void print_header(const struct lat_opts *o) {
                 (void)printf("%" PRIu64 " round trips", c->count);
         else
                 (void)printf("%.3g s", (double)c->duration_ns / 1e9);
-        (void)printf(", wait=%s, policy=%s%s, ", bench_wait_name(c->com.wait), zcbus_policy_name(c->com.policy),
+        fmt_waits(&c->com, waits, sizeof(waits));
+        for (unsigned x = 0; x < nxp && c->com.nwaits > 1; x++)
+                if (xps[x].kind == BENCH_XP_SHM)
+                        (void)snprintf(shm, sizeof(shm), " (shm: %s)", bench_wait_name(c->shm_wait));
+        (void)printf(", wait=%s%s, policy=%s%s, ", waits, shm, zcbus_policy_name(c->com.policy),
                      c->timestamp ? ", timestamps" : "");
         if (c->com.cpus[0] >= 0)
                 (void)printf("cpus %d,%d", c->com.cpus[0], c->com.cpus[1]);
         else
                 (void)printf("cpus not pinned");
         (void)printf(" (histogram rel. error %.1f%%)\n", 100.0 * hist_rel_error());
-        (void)printf("%-9s %8s %8s %8s %8s %8s %8s %8s %8s   (ns)\n", "transport", "size", "min", "p50", "p90", "p99",
-                     "p99.9", "max", "mean");
+        (void)printf("%-*s %8s %8s %8s %8s %8s %8s %8s %8s   (ns)\n", width, "transport", "size", "min", "p50", "p90",
+                     "p99", "p99.9", "max", "mean");
 }
 
 static double ratio(uint64_t a, uint64_t b) {
@@ -217,34 +263,43 @@ static const char *fmt_ratio(double v, char *buf, size_t len) {
 static void print_text(const struct lat_opts *o, const struct lat_xp *xps, unsigned nxp, struct hist **hists) {
         const struct lat_cfg *c = &o->cfg;
         bool kernel = false;
+        int width = 9;
+        char label[32];
 
-        print_header(o);
+        for (unsigned x = 0; x < nxp; x++)
+                width = MAX(width, (int)strlen(xp_label(c, &xps[x], label, sizeof(label))));
+        print_header(o, xps, nxp, width);
         for (unsigned s = 0; s < c->com.nsizes; s++) {
-                struct hist_summary zs = {0};
                 char size[32];
 
                 bench_fmt_size(c->com.sizes[s], size, sizeof(size));
                 for (unsigned x = 0; x < nxp; x++) {
                         struct hist_summary h;
                         hist_summarize(hists[s * nxp + x], &h);
-                        if (xps[x].kind == BENCH_XP_ZCBUS)
-                                zs = h;
                         if (xps[x].kind == BENCH_XP_UDS || xps[x].kind == BENCH_XP_PIPE)
                                 kernel = true;
-                        (void)printf("%-9s %8s %8" PRIu64 " %8" PRIu64 " %8" PRIu64 " %8" PRIu64 " %8" PRIu64
+                        (void)printf("%-*s %8s %8" PRIu64 " %8" PRIu64 " %8" PRIu64 " %8" PRIu64 " %8" PRIu64
                                      " %8" PRIu64 " %8.0f\n",
-                                     bench_xp_name(xps[x].kind), size, h.min, h.p50, h.p90, h.p99, h.p999, h.max,
-                                     h.mean);
+                                     width, xp_label(c, &xps[x], label, sizeof(label)), size, h.min, h.p50, h.p90,
+                                     h.p99, h.p999, h.max, h.mean);
                 }
-                if (xps[0].kind != BENCH_XP_ZCBUS)
-                        continue;
-                for (unsigned x = 1; x < nxp; x++) {
-                        struct hist_summary h;
-                        char a[16], b[16];
-                        hist_summarize(hists[s * nxp + x], &h);
-                        (void)printf("ratio zcbus/%s %s: p50 %s  p99 %s\n", bench_xp_name(xps[x].kind), size,
-                                     fmt_ratio(ratio(zs.p50, h.p50), a, sizeof(a)),
-                                     fmt_ratio(ratio(zs.p99, h.p99), b, sizeof(b)));
+                /* zcbus/baseline for each zcbus row ("(zcbus/fd)/shm"
+                 * with a --wait list) and each baseline. */
+                for (unsigned z = 0; z < nxp && xps[z].kind == BENCH_XP_ZCBUS; z++) {
+                        struct hist_summary zs;
+                        hist_summarize(hists[s * nxp + z], &zs);
+                        for (unsigned x = z + 1; x < nxp; x++) {
+                                struct hist_summary h;
+                                char a[16], b[16];
+                                if (xps[x].kind == BENCH_XP_ZCBUS)
+                                        continue;
+                                hist_summarize(hists[s * nxp + x], &h);
+                                (void)printf(c->com.nwaits > 1 ? "ratio (%s)/%s %s: p50 %s  p99 %s\n"
+                                                               : "ratio %s/%s %s: p50 %s  p99 %s\n",
+                                             xp_label(c, &xps[z], label, sizeof(label)), bench_xp_name(xps[x].kind),
+                                             size, fmt_ratio(ratio(zs.p50, h.p50), a, sizeof(a)),
+                                             fmt_ratio(ratio(zs.p99, h.p99), b, sizeof(b)));
+                        }
                 }
         }
         if (kernel)
@@ -253,11 +308,14 @@ static void print_text(const struct lat_opts *o, const struct lat_xp *xps, unsig
 
 static void print_json(const struct lat_opts *o, const struct lat_xp *xps, unsigned nxp, struct hist **hists) {
         const struct lat_cfg *c = &o->cfg;
-        bool first = true;
+        bool first = true, list = c->com.nwaits > 1;
+        char waits[64];
 
-        (void)printf("{\"command\":\"lat\",\"wait\":\"%s\",\"policy\":\"%s\",\"spin_us\":%u,\"timestamp\":%s,",
-                     bench_wait_name(c->com.wait), zcbus_policy_name(c->com.policy), c->com.spin_us,
-                     c->timestamp ? "true" : "false");
+        /* "wait" as given ("fd,futex,spin" with a list); with a list,
+         * zcbus's and shm's results and zcbus's ratios name their mode. */
+        fmt_waits(&c->com, waits, sizeof(waits));
+        (void)printf("{\"command\":\"lat\",\"wait\":\"%s\",\"policy\":\"%s\",\"spin_us\":%u,\"timestamp\":%s,", waits,
+                     zcbus_policy_name(c->com.policy), c->com.spin_us, c->timestamp ? "true" : "false");
         bench_json_cpus(stdout, &c->com);
         if (c->count)
                 (void)printf("\"round_trips\":%" PRIu64 ",\"duration_s\":null,", c->count);
@@ -272,31 +330,40 @@ static void print_json(const struct lat_opts *o, const struct lat_xp *xps, unsig
         for (unsigned s = 0; s < c->com.nsizes; s++)
                 for (unsigned x = 0; x < nxp; x++) {
                         struct hist_summary h;
+                        int w = xp_wait(c, &xps[x]);
                         hist_summarize(hists[s * nxp + x], &h);
-                        (void)printf("%s{\"transport\":\"%s\",\"size\":%zu,\"count\":%" PRIu64 ",\"min_ns\":%" PRIu64
-                                     ",\"p50_ns\":%" PRIu64 ",\"p90_ns\":%" PRIu64 ",\"p99_ns\":%" PRIu64
-                                     ",\"p999_ns\":%" PRIu64 ",\"max_ns\":%" PRIu64 ",\"mean_ns\":%.1f}",
-                                     first ? "" : ",", bench_xp_name(xps[x].kind), c->com.sizes[s], h.count, h.min,
-                                     h.p50, h.p90, h.p99, h.p999, h.max, h.mean);
+                        (void)printf("%s{\"transport\":\"%s\",", first ? "" : ",", bench_xp_name(xps[x].kind));
+                        if (list && w >= 0)
+                                (void)printf("\"wait\":\"%s\",", bench_wait_name((uint32_t)w));
+                        (void)printf("\"size\":%zu,\"count\":%" PRIu64 ",\"min_ns\":%" PRIu64 ",\"p50_ns\":%" PRIu64
+                                     ",\"p90_ns\":%" PRIu64 ",\"p99_ns\":%" PRIu64 ",\"p999_ns\":%" PRIu64
+                                     ",\"max_ns\":%" PRIu64 ",\"mean_ns\":%.1f}",
+                                     c->com.sizes[s], h.count, h.min, h.p50, h.p90, h.p99, h.p999, h.max, h.mean);
                         first = false;
                 }
         (void)printf("],\"ratios\":[");
         first = true;
-        for (unsigned s = 0; s < c->com.nsizes && xps[0].kind == BENCH_XP_ZCBUS; s++) {
-                struct hist_summary zs;
-                hist_summarize(hists[s * nxp], &zs);
-                for (unsigned x = 1; x < nxp; x++) {
-                        struct hist_summary h;
-                        hist_summarize(hists[s * nxp + x], &h);
-                        (void)printf("%s{\"size\":%zu,\"baseline\":\"%s\",\"p50\":", first ? "" : ",", c->com.sizes[s],
-                                     bench_xp_name(xps[x].kind));
-                        json_num(stdout, ratio(zs.p50, h.p50), 'f', 4);
-                        (void)printf(",\"p99\":");
-                        json_num(stdout, ratio(zs.p99, h.p99), 'f', 4);
-                        (void)printf("}");
-                        first = false;
+        for (unsigned s = 0; s < c->com.nsizes; s++)
+                for (unsigned z = 0; z < nxp && xps[z].kind == BENCH_XP_ZCBUS; z++) {
+                        struct hist_summary zs;
+                        hist_summarize(hists[s * nxp + z], &zs);
+                        for (unsigned x = z + 1; x < nxp; x++) {
+                                struct hist_summary h;
+                                if (xps[x].kind == BENCH_XP_ZCBUS)
+                                        continue;
+                                hist_summarize(hists[s * nxp + x], &h);
+                                (void)printf("%s{\"size\":%zu,", first ? "" : ",", c->com.sizes[s]);
+                                if (list)
+                                        (void)printf("\"wait\":\"%s\",",
+                                                     bench_wait_name((uint32_t)xp_wait(c, &xps[z])));
+                                (void)printf("\"baseline\":\"%s\",\"p50\":", bench_xp_name(xps[x].kind));
+                                json_num(stdout, ratio(zs.p50, h.p50), 'f', 4);
+                                (void)printf(",\"p99\":");
+                                json_num(stdout, ratio(zs.p99, h.p99), 'f', 4);
+                                (void)printf("}");
+                                first = false;
+                        }
                 }
-        }
         (void)printf("]}\n");
 }
 
@@ -305,7 +372,7 @@ static int plot(const struct lat_opts *o, const struct lat_xp *xps, unsigned nxp
         unsigned n = c->com.nsizes * nxp;
         _cleanup_free_ struct bench_series *series = calloc(n, sizeof(*series));
         _cleanup_free_ char *titles = calloc(n, 64);
-        char title[160];
+        char title[160], waits[64];
 
         if (!series || !titles) {
                 cli_err(CMD, "out of memory");
@@ -313,16 +380,17 @@ static int plot(const struct lat_opts *o, const struct lat_xp *xps, unsigned nxp
         }
         for (unsigned s = 0; s < c->com.nsizes; s++)
                 for (unsigned x = 0; x < nxp; x++) {
-                        char size[32], *t = titles + 64 * (s * nxp + x);
+                        char size[24], label[24], *t = titles + 64 * (s * nxp + x);
                         bench_fmt_size(c->com.sizes[s], size, sizeof(size));
-                        (void)snprintf(t, 64, "%s %s B", bench_xp_name(xps[x].kind), size);
+                        (void)snprintf(t, 64, "%s %s B", xp_label(c, &xps[x], label, sizeof(label)), size);
                         series[s * nxp + x] = (struct bench_series){.title = t, .h = hists[s * nxp + x]};
                 }
+        fmt_waits(&c->com, waits, sizeof(waits));
         if (c->com.cpus[0] >= 0)
-                (void)snprintf(title, sizeof(title), "zcbus lat: round trip, wait=%s, cpus %d,%d",
-                               bench_wait_name(c->com.wait), c->com.cpus[0], c->com.cpus[1]);
+                (void)snprintf(title, sizeof(title), "zcbus lat: round trip, wait=%s, cpus %d,%d", waits,
+                               c->com.cpus[0], c->com.cpus[1]);
         else
-                (void)snprintf(title, sizeof(title), "zcbus lat: round trip, wait=%s", bench_wait_name(c->com.wait));
+                (void)snprintf(title, sizeof(title), "zcbus lat: round trip, wait=%s", waits);
         return bench_plot(CMD, o->plot, title, series, n);
 }
 
@@ -441,6 +509,32 @@ static void free_xps(struct lat_xp *xps, unsigned n) {
                         xps[i].ops->free(xps[i].st);
 }
 
+/* A --wait list: zcbus once more per further mode, right after the first
+ * (xps[0], made for waits[0]) and before the baselines, so rounds run
+ * zcbus/fd zcbus/futex ... shm uds pipe. */
+static int add_waits(const struct lat_cfg *c, struct lat_xp *xps, unsigned *nxp) {
+        unsigned extra = c->com.nwaits - 1;
+
+        if (c->com.no_bus || extra == 0)
+                return 0;
+        memmove(&xps[1 + extra], &xps[1], (*nxp - 1) * sizeof(*xps));
+        memset(&xps[1], 0, extra * sizeof(*xps)); /* free_xps skips these until made */
+        *nxp += extra;
+        for (unsigned i = 1; i <= extra; i++)
+                if (xp_zc_lat_new(c, c->com.waits[i], &xps[i]) < 0) {
+                        cli_err(CMD, "out of memory");
+                        return -ENOMEM;
+                }
+        return 0;
+}
+
+static bool any_spin(const struct bench_common *c) {
+        for (unsigned i = 0; i < c->nwaits; i++)
+                if (c->waits[i] == ZCBUS_WAIT_SPIN)
+                        return true;
+        return false;
+}
+
 static void free_hists(struct hist **h, unsigned n) {
         if (!h)
                 return;
@@ -451,7 +545,7 @@ static void free_hists(struct hist **h, unsigned n) {
 
 int bench_cmd_lat(int argc, char **argv, const char *sock) {
         struct lat_opts o = {0};
-        struct lat_xp xps[BENCH_XP_MAX_] = {{0}};
+        struct lat_xp xps[BENCH_XP_MAX_ + BENCH_WAITS_MAX - 1] = {{0}};
         struct hist **hists = NULL;
         unsigned nxp = 0, nh = 0;
         int r, status = 1;
@@ -466,7 +560,7 @@ int bench_cmd_lat(int argc, char **argv, const char *sock) {
                 cli_err(CMD, "--plot needs gnuplot, which is not on $PATH (Debian: apt-get install gnuplot-nox)");
                 return 1;
         }
-        if (o.cfg.com.wait == ZCBUS_WAIT_SPIN && o.cfg.com.cpus[0] >= 0 && o.cfg.com.cpus[0] == o.cfg.com.cpus[1] &&
+        if (any_spin(&o.cfg.com) && o.cfg.com.cpus[0] >= 0 && o.cfg.com.cpus[0] == o.cfg.com.cpus[1] &&
             !o.pong && !o.ping)
                 cli_err(CMD, "warning: --wait spin with both sides on CPU %d: a round trip waits for the "
                              "scheduler to preempt the spinner",
@@ -475,7 +569,8 @@ int bench_cmd_lat(int argc, char **argv, const char *sock) {
                 return 1;
 
         /* All transports are made before the fork. */
-        if (bench_xps_new(CMD, &o.cfg.com, xp_lat_make, &o.cfg, xps, sizeof(*xps), &nxp) < 0) {
+        if (bench_xps_new(CMD, &o.cfg.com, xp_lat_make, &o.cfg, xps, sizeof(*xps), &nxp) < 0 ||
+            add_waits(&o.cfg, xps, &nxp) < 0) {
                 free_xps(xps, nxp);
                 return 1;
         }

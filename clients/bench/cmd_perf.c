@@ -224,7 +224,7 @@ static int parse_opts(int argc, char **argv, struct perf_opts *o) {
                 if (!set_d)
                         c->duration_ns = FAN_DURATION_DEFAULT;
                 c->rounds = 1;
-                c->com.lists_ok = true;
+                c->com.wait_list_ok = c->com.policy_list_ok = true;
         } else if (set_rate) {
                 cli_err(CMD, "--rate needs --fanout");
                 return 2;

@@ -40,6 +40,9 @@ struct lat_cfg {
                                     transport's turn in a round (interleaved
                                     runs only: the first ones after another
                                     transport pay for its cold caches) */
+        uint32_t shm_wait;       /* the shm baseline's mode: the first of --wait's
+                                    list that is not fd, else futex (it has no
+                                    descriptor) */
         bool timestamp;          /* zcbus producers stamp their messages */
         const char *sock;
 };

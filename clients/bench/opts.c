@@ -118,9 +118,9 @@ int bench_parse_wait(const char *s, uint32_t *ret_mode) {
         return -EINVAL;
 }
 
-int bench_parse_waits(const char *s, uint32_t ret[3], unsigned *ret_n) {
-        char buf[64], *tok[3];
-        uint32_t m[3];
+int bench_parse_waits(const char *s, uint32_t ret[BENCH_WAITS_MAX], unsigned *ret_n) {
+        char buf[64], *tok[BENCH_WAITS_MAX];
+        uint32_t m[BENCH_WAITS_MAX];
         unsigned n;
 
         if (split_list(s, buf, sizeof(buf), tok, ARRAY_SIZE(tok), &n) < 0)
@@ -389,9 +389,9 @@ int bench_common_finish(const char *cmd, struct bench_common *c, bool shared) {
                 cli_err(cmd, "--no-bus needs --baseline (there would be nothing to measure)");
                 return -EINVAL;
         }
-        if (!c->lists_ok && (c->nwaits > 1 || c->npolicies > 1)) {
+        if ((!c->wait_list_ok && c->nwaits > 1) || (!c->policy_list_ok && c->npolicies > 1)) {
                 cli_err(cmd, "--%s takes one value here (a list only with 'zcbus perf --fanout')",
-                        c->nwaits > 1 ? "wait" : "policy");
+                        !c->wait_list_ok && c->nwaits > 1 ? "wait" : "policy");
                 return -EINVAL;
         }
         for (unsigned i = 0; i < c->nwaits; i++)

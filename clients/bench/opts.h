@@ -24,6 +24,7 @@
  * waits: poll() on zcbus_sub_fd(), then zcbus_sub_recv(..., 0) until
  * -EAGAIN. bench_zcbus_wait() says what the library is given instead. */
 #define BENCH_WAIT_FD 4u
+#define BENCH_WAITS_MAX 4u /* adaptive, spin, futex, fd */
 
 /* Transports, in the order they are run and printed. */
 enum bench_xp_kind {
@@ -51,10 +52,11 @@ struct bench_common {
         uint32_t spin_us;
         uint32_t policy;    /* enum zcbus_policy: the first of --policy's list */
         /* --wait and --policy as given: a list only where the command
-         * says so (lists_ok, before bench_common_finish()). */
-        uint32_t waits[3], policies[2];
+         * says so (wait_list_ok, policy_list_ok, before
+         * bench_common_finish()). */
+        uint32_t waits[BENCH_WAITS_MAX], policies[2];
         unsigned nwaits, npolicies;
-        bool lists_ok;
+        bool wait_list_ok, policy_list_ok;
         uint32_t slots;     /* 0: chosen per size */
         char prefix[128];   /* "" until --prefix or bench_common_finish() */
         unsigned baselines; /* mask of 1 << BENCH_XP_* */
@@ -110,8 +112,8 @@ static inline int bench_getopt_status(int opt) {
  * is left, else 0. */
 int bench_no_operands(const char *cmd, int argc, char **argv);
 /* After parsing: --no-bus needs --baseline, --wait or --policy take a
- * list only when lists_ok, and --wait fd only for lat (-EINVAL,
- * reported); set
+ * list only when wait_list_ok or policy_list_ok, and --wait fd only for
+ * lat (-EINVAL, reported); set
  * max_size and, without --prefix, the prefix "zcbus.CMD.PID" (or
  * "zcbus.CMD" when shared, for peers started by hand). */
 int bench_common_finish(const char *cmd, struct bench_common *c, bool shared);
@@ -125,7 +127,7 @@ int bench_parse_baselines(const char *s, unsigned *ret_mask);
 int bench_parse_sizes(const char *s, size_t *sizes, unsigned max, unsigned *ret_n);
 int bench_parse_wait(const char *s, uint32_t *ret_mode);
 /* "futex,adaptive,spin": distinct modes, in the order given. */
-int bench_parse_waits(const char *s, uint32_t ret[3], unsigned *ret_n);
+int bench_parse_waits(const char *s, uint32_t ret[BENCH_WAITS_MAX], unsigned *ret_n);
 const char *bench_wait_name(uint32_t mode);
 /* The zcbus_wait_mode for the library's own waits (a producer's, for
  * room) under mode: FUTEX for BENCH_WAIT_FD, else mode itself. */

@@ -13,7 +13,7 @@
 #include "xp_zcbus.h"
 
 int xp_lat_make(unsigned kind, const void *cfg, void *xp) {
-        return kind == BENCH_XP_ZCBUS ? xp_zc_lat_new(cfg, xp)
+        return kind == BENCH_XP_ZCBUS ? xp_zc_lat_new(cfg, ((const struct lat_cfg *)cfg)->com.wait, xp)
                : kind == BENCH_XP_SHM ? xp_shm_lat_new(cfg, xp)
                                       : xp_sock_lat_new(kind, cfg, xp);
 }

@@ -213,7 +213,7 @@ int xp_shm_lat_new(const struct lat_cfg *cfg, struct lat_xp *ret) {
 
         if (!x)
                 return -ENOMEM;
-        x->w = shm_wait_for(bench_zcbus_wait(cfg->com.wait), cfg->com.spin_us, true); /* fd: futex */
+        x->w = shm_wait_for(cfg->shm_wait, cfg->com.spin_us, true);
         x->max = cfg->com.max_size;
         x->len = 2 * sizeof(struct shm_line) + 2 * stride;
         r = shm_map("zcbus-lat-shm", &x->len, &x->map);

@@ -92,15 +92,16 @@ static int zc_connect(const char *sock, zcbus **bus, char *why, size_t len) {
         return r;
 }
 
-/* A producer on topic, creating it with the lab's geometry if new. */
-static int zc_pub_open(zcbus *bus, const char *topic, const struct bench_common *c, uint32_t slots, size_t size,
-                       uint32_t flags, zcbus_pub **ret) {
+/* A producer on topic, creating it with the lab's geometry if new, its
+ * waits as wait says (a --wait mode). */
+static int zc_pub_open(zcbus *bus, const char *topic, const struct bench_common *c, uint32_t wait, uint32_t slots,
+                       size_t size, uint32_t flags, zcbus_pub **ret) {
         zcbus_topic_opts o = {
                 .size = sizeof(o),
                 .slot_count = slots,
                 .slot_size = (uint32_t)size,
                 .policy = c->policy,
-                .wait_mode = bench_zcbus_wait(c->wait),
+                .wait_mode = bench_zcbus_wait(wait),
                 .spin_us = c->spin_us,
                 .flags = flags,
         };
@@ -108,13 +109,14 @@ static int zc_pub_open(zcbus *bus, const char *topic, const struct bench_common 
         return zcbus_pub_open(bus, topic, &o, ret);
 }
 
-/* A subscriber waiting as --wait says; max_holds 0: the default. */
-static int zc_sub_open(zcbus *bus, const char *topic, const struct bench_common *c, uint32_t max_holds,
-                       zcbus_sub **ret) {
+/* A subscriber waiting as wait (a --wait mode) says; max_holds 0: the
+ * default. */
+static int zc_sub_open(zcbus *bus, const char *topic, const struct bench_common *c, uint32_t wait,
+                       uint32_t max_holds, zcbus_sub **ret) {
         zcbus_sub_opts o = {
                 .size = sizeof(o),
                 .max_holds = max_holds,
-                .wait_mode = bench_zcbus_wait(c->wait),
+                .wait_mode = bench_zcbus_wait(wait),
                 .spin_us = c->spin_us,
         };
 
@@ -128,16 +130,16 @@ static const char *zc_why(void *st) {
 }
 
 static int zc_lat_pub(struct xp_zc_lat *x, const char *topic, size_t slot_size, zcbus_pub **ret) {
-        int r = zc_pub_open(x->bus, topic, &x->cfg->com, bench_lat_slots(slot_size, x->cfg->com.slots), slot_size,
-                            x->cfg->timestamp ? ZCBUS_PUB_TIMESTAMP : 0, ret);
+        int r = zc_pub_open(x->bus, topic, &x->cfg->com, x->wait, bench_lat_slots(slot_size, x->cfg->com.slots),
+                            slot_size, x->cfg->timestamp ? ZCBUS_PUB_TIMESTAMP : 0, ret);
 
         return r < 0 ? zc_fail(x->why, sizeof(x->why), x->bus, r, "cannot publish on", topic) : 0;
 }
 
 static int zc_lat_sub(struct xp_zc_lat *x, const char *topic) {
-        int r = zc_sub_open(x->bus, topic, &x->cfg->com, 0, &x->sub);
+        int r = zc_sub_open(x->bus, topic, &x->cfg->com, x->wait, 0, &x->sub);
 
-        if (r >= 0 && x->cfg->com.wait == BENCH_WAIT_FD) {
+        if (r >= 0 && x->wait == BENCH_WAIT_FD) {
                 r = zcbus_sub_fd(x->sub); /* owned by the subscription */
                 if (r < 0)
                         return zc_fail(x->why, sizeof(x->why), NULL, r, "no descriptor for", topic);
@@ -146,8 +148,13 @@ static int zc_lat_sub(struct xp_zc_lat *x, const char *topic) {
         return r < 0 ? zc_fail(x->why, sizeof(x->why), x->bus, r, "cannot subscribe to", topic) : 0;
 }
 
+/* "<prefix>.<size>.<dir>", or "<prefix>.<size>.<wait>.<dir>" with a
+ * --wait list: a topic pair per mode, each created with its mode. */
 static void zc_topic(const struct xp_zc_lat *x, size_t size, const char *dir, char *buf, size_t len) {
-        (void)snprintf(buf, len, "%s.%zu.%s", x->cfg->com.prefix, size, dir);
+        if (x->cfg->com.nwaits > 1)
+                (void)snprintf(buf, len, "%s.%zu.%s.%s", x->cfg->com.prefix, size, bench_wait_name(x->wait), dir);
+        else
+                (void)snprintf(buf, len, "%s.%zu.%s", x->cfg->com.prefix, size, dir);
 }
 
 static int zc_begin(void *st, enum bench_side side, int step, size_t size) {
@@ -265,12 +272,13 @@ static void zc_free(void *st) {
 static const struct lat_ops zc_lat_ops = {.begin = zc_begin, .ping = zc_ping, .pong = zc_pong, .end = zc_end,
                                          .free = zc_free, .why = zc_why};
 
-int xp_zc_lat_new(const struct lat_cfg *cfg, struct lat_xp *ret) {
+int xp_zc_lat_new(const struct lat_cfg *cfg, uint32_t wait, struct lat_xp *ret) {
         struct xp_zc_lat *x = calloc(1, sizeof(*x));
 
         if (!x)
                 return -ENOMEM;
         x->cfg = cfg;
+        x->wait = wait;
         x->fd = -1;
         x->timeout_ms = -1; /* the driver's watchdog guards the ping side */
         *ret = (struct lat_xp){.ops = &zc_lat_ops, .st = x, .kind = BENCH_XP_ZCBUS};
@@ -351,8 +359,8 @@ static int pzc_attach(void *st, enum perf_role role, unsigned idx) {
         if (r < 0)
                 return r;
         if (role == PERF_PROD) {
-                r = zc_pub_open(x->bus, x->topic, &c->com, bench_perf_slots(x->size, c->com.slots), x->size, 0,
-                                &x->pub);
+                r = zc_pub_open(x->bus, x->topic, &c->com, c->com.wait, bench_perf_slots(x->size, c->com.slots),
+                                x->size, 0, &x->pub);
                 if (r < 0)
                         return pzc_fail(x, r, "cannot publish on");
                 if (batch > 1 && c->zero_copy) {
@@ -375,7 +383,7 @@ static int pzc_attach(void *st, enum perf_role role, unsigned idx) {
                 }
                 return 0;
         }
-        r = zc_sub_open(x->bus, x->topic, &c->com, MAX(batch, 16u), &x->sub);
+        r = zc_sub_open(x->bus, x->topic, &c->com, c->com.wait, MAX(batch, 16u), &x->sub);
         if (r < 0)
                 return pzc_fail(x, r, "cannot subscribe to");
         x->msgs = calloc(batch, sizeof(*x->msgs));
@@ -585,10 +593,10 @@ static int fzc_attach(void *st, enum perf_role role, unsigned idx) {
         if (r < 0)
                 return r;
         if (role == PERF_PROD) {
-                r = zc_pub_open(x->bus, x->topic, &c, x->p.slots, x->p.size, ZCBUS_PUB_TIMESTAMP, &x->pub);
+                r = zc_pub_open(x->bus, x->topic, &c, c.wait, x->p.slots, x->p.size, ZCBUS_PUB_TIMESTAMP, &x->pub);
                 return r < 0 ? zc_fail(x->why, sizeof(x->why), x->bus, r, "cannot publish on", x->topic) : 0;
         }
-        r = zc_sub_open(x->bus, x->topic, &c, 0, &x->sub);
+        r = zc_sub_open(x->bus, x->topic, &c, c.wait, 0, &x->sub);
         return r < 0 ? zc_fail(x->why, sizeof(x->why), x->bus, r, "cannot subscribe to", x->topic) : 0;
 }
 

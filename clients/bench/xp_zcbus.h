@@ -30,12 +30,14 @@ struct xp_zc_lat {
         zcbus *bus;
         zcbus_pub *pub;
         zcbus_sub *sub;
+        uint32_t wait;  /* its --wait mode (one of the list's) */
         size_t size;    /* of the next round trip */
         int timeout_ms; /* of a receive; -1: none */
         int fd;         /* --wait fd: zcbus_sub_fd(sub), else -1 */
         char why[320];
 };
-int xp_zc_lat_new(const struct lat_cfg *cfg, struct lat_xp *ret);
+/* Waiting as wait (a --wait mode) says. */
+int xp_zc_lat_new(const struct lat_cfg *cfg, uint32_t wait, struct lat_xp *ret);
 /* --ping/--pong: make sure both topics exist with the geometry of the
  * largest --size (whoever comes first creates them), keep a producer on
  * mine, subscribe to theirs. On failure x->why says what failed. */
