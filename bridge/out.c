@@ -592,7 +592,8 @@ static bool bus_back(struct bridge *b, int err) {
         static bool down;
         int r;
 
-        if (err != -EPIPE && err != -ECONNRESET && err != -ENOTCONN && err != -ECONNREFUSED)
+        if (err != -EPIPE && err != -ECONNRESET && err != -ENOTCONN && err != -ECONNREFUSED && err != -ENOENT &&
+            err != -ETIMEDOUT)
                 return false;
         if (!down)
                 log_msg("zcbusd went away (%s): topics keep flowing; handing our handles back once it is up",

@@ -277,9 +277,11 @@ _public_ int zcbus_reconnect(zcbus *bus) {
         if (bus_connected(bus))
                 return -EISCONN;
         closep(&bus->fd);
+        bus->fd = -1; /* closep leaves the number */
         r = bus_hello(bus);
         if (r < 0) {
                 closep(&bus->fd);
+                bus->fd = -1;
                 return r;
         }
         /* Every open handle goes back to the broker, which re-learns its

@@ -50,6 +50,7 @@ int fdwait_sink_init(struct fdwait_sink *k) {
 
 void fdwait_sink_close(struct fdwait_sink *k) {
         closep(&k->efd);
+        k->efd = -1; /* closed once: a second close must not hit a reused number */
 }
 
 static void sink_signal(struct fdwait_sink *k) {
