@@ -57,36 +57,37 @@ int proto_enc_hello_reply(void *buf, size_t cap, uint32_t req_id, const struct p
         return enc(buf, cap, PROTO_HELLO_REPLY, req_id, r, sizeof(*r), NULL, 0);
 }
 
-int proto_enc_open(void *buf, size_t cap, uint32_t req_id, const struct proto_open *o, const char *name) {
-        struct proto_open b;
+static int enc_named(void *buf, size_t cap, uint16_t type, uint32_t req_id, void *body, size_t blen,
+                     uint32_t *name_len, const char *name) {
         size_t n;
 
-        if (!o || !name)
+        if (!name)
                 return -EINVAL;
         n = strnlen(name, PROTO_NAME_MAX + 1);
         if (n > PROTO_NAME_MAX)
                 return -ENAMETOOLONG;
         if (!proto_name_valid(name, n))
                 return -EINVAL;
+        *name_len = (uint32_t)n;
+        return enc(buf, cap, type, req_id, body, blen, name, n);
+}
+
+int proto_enc_open(void *buf, size_t cap, uint32_t req_id, const struct proto_open *o, const char *name) {
+        struct proto_open b;
+
+        if (!o)
+                return -EINVAL;
         b = *o;
-        b.name_len = (uint32_t)n;
-        return enc(buf, cap, PROTO_OPEN, req_id, &b, sizeof(b), name, n);
+        return enc_named(buf, cap, PROTO_OPEN, req_id, &b, sizeof(b), &b.name_len, name);
 }
 
 int proto_enc_adopt(void *buf, size_t cap, uint32_t req_id, const struct proto_adopt *a, const char *name) {
         struct proto_adopt b;
-        size_t n;
 
-        if (!a || !name)
-                return -EINVAL;
-        n = strnlen(name, PROTO_NAME_MAX + 1);
-        if (n > PROTO_NAME_MAX)
-                return -ENAMETOOLONG;
-        if (!proto_name_valid(name, n))
+        if (!a)
                 return -EINVAL;
         b = *a;
-        b.name_len = (uint32_t)n;
-        return enc(buf, cap, PROTO_ADOPT, req_id, &b, sizeof(b), name, n);
+        return enc_named(buf, cap, PROTO_ADOPT, req_id, &b, sizeof(b), &b.name_len, name);
 }
 
 int proto_enc_open_reply(void *buf, size_t cap, uint32_t req_id, const struct proto_open_reply *r) {
@@ -128,20 +129,6 @@ int proto_enc_list_reply(void *buf, size_t cap, uint32_t req_id, uint32_t total,
 }
 
 /* A fixed body followed by a topic name (checked like OPEN's). */
-static int enc_named(void *buf, size_t cap, uint16_t type, uint32_t req_id, void *body, size_t blen,
-                     uint32_t *name_len, const char *name) {
-        size_t n;
-
-        if (!name)
-                return -EINVAL;
-        n = strnlen(name, PROTO_NAME_MAX + 1);
-        if (n > PROTO_NAME_MAX)
-                return -ENAMETOOLONG;
-        if (!proto_name_valid(name, n))
-                return -EINVAL;
-        *name_len = (uint32_t)n;
-        return enc(buf, cap, type, req_id, body, blen, name, n);
-}
 
 int proto_enc_stat(void *buf, size_t cap, uint32_t req_id, uint32_t start, uint32_t max, const char *name) {
         struct proto_stat b = {.start = start, .max = max};

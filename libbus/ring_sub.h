@@ -56,7 +56,8 @@ bool ring_sub_ready(struct ring_sub *s);
 static inline struct wait_words ring_sub_words(const struct ring_sub *s) {
         return ring_data_words(s->m, s->table);
 }
-/* Stop gating producers, drop every hold and mark the entry CLOSING. */
+/* Stop gating producers and drop every hold; the broker frees the entry
+ * when told (a subscriber cannot write its state). */
 void ring_sub_deinit(struct ring_sub *s);
 
 /* The general paths behind the inline ones below. */
