@@ -21,6 +21,8 @@
 #define ZCBUS_TEST_HARNESS_H
 
 #include <errno.h>
+#include <signal.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -141,6 +143,26 @@ void peer_fail(const char *file, int line, const char *fmt, ...) __attribute__((
                 srunner_free(rs_sr_);                                   \
                 rs_failed_;                                             \
         })
+
+/* The main() of a suite run against a real broker (suite_fn returns the
+ * Suite): exits 77 without $ZCBUSD, without sealable memfds, or, when
+ * needs_root, without root (the suite forks peers of other uids). */
+#define HARNESS_MAIN(suite_fn, needs_root)                                                   \
+        int main(void) {                                                                     \
+                int failed_;                                                                 \
+                harness_init();                                                              \
+                if ((needs_root) && geteuid() != 0) {                                        \
+                        fprintf(stderr, "%s needs root (it forks peers of other uids): skipping\n", \
+                                program_invocation_short_name);                              \
+                        harness_cleanup();                                                   \
+                        return EXIT_SKIP;                                                    \
+                }                                                                            \
+                require_memfd_sealing();                                                     \
+                (void)signal(SIGPIPE, SIG_IGN);                                              \
+                failed_ = RUN_SUITE(suite_fn());                                             \
+                harness_cleanup();                                                           \
+                return failed_ ? 1 : 0;                                                      \
+        }
 
 /* Call from main(): exit 77 (skip) on a kernel without sealable memfds,
  * which every zcbus segment is. */

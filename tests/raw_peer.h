@@ -29,6 +29,22 @@ static inline ssize_t raw_recv(int fd, void *buf, size_t len, int *fds, unsigned
         }
 }
 
+/* Connect to sock and say HELLO: a session; the socket in *ret_fd. */
+static inline int raw_hello(const char *sock, int *ret_fd) {
+        uint8_t buf[256];
+        struct proto_msg m;
+        int fd = -1, r = sock_connect(sock, &fd);
+        ssize_t n;
+
+        PEER_CHECK(r == 0, "connect: %s", strerror(-r));
+        n = proto_enc_hello(buf, sizeof(buf), 1);
+        PEER_CHECK(sock_send(fd, buf, (size_t)n, NULL, 0) == 0, "send HELLO");
+        n = raw_recv(fd, buf, sizeof(buf), NULL, 0, NULL);
+        PEER_CHECK(n > 0 && proto_decode(buf, (size_t)n, &m) == 0 && m.hdr.type == PROTO_HELLO_REPLY, "HELLO reply");
+        *ret_fd = fd;
+        return 0;
+}
+
 /* HELLO (when *ret_fd < 0: connects and stores the socket there), then
  * OPEN as o says, then map the ring (read-write for a producer) and every
  * table sent, unless ret_map is mapped already. The reply in *ret. */
@@ -41,16 +57,8 @@ static inline int raw_open(const char *sock, const struct proto_open *o, const c
         ssize_t n;
         int r;
 
-        if (*ret_fd < 0) {
-                r = sock_connect(sock, &fd);
-                PEER_CHECK(r == 0, "connect: %s", strerror(-r));
-                n = proto_enc_hello(buf, sizeof(buf), 1);
-                PEER_CHECK(sock_send(fd, buf, (size_t)n, NULL, 0) == 0, "send HELLO");
-                n = raw_recv(fd, buf, sizeof(buf), NULL, 0, NULL);
-                PEER_CHECK(n > 0 && proto_decode(buf, (size_t)n, &m) == 0 && m.hdr.type == PROTO_HELLO_REPLY,
-                           "HELLO reply");
-                *ret_fd = fd;
-        }
+        if (*ret_fd < 0 && raw_hello(sock, ret_fd) != 0)
+                return 1;
         fd = *ret_fd;
         n = proto_enc_open(buf, sizeof(buf), 2, o, topic);
         PEER_CHECK(sock_send(fd, buf, (size_t)n, NULL, 0) == 0, "send OPEN");

@@ -1176,17 +1176,4 @@ static Suite *broker_suite(void) {
         return s;
 }
 
-int main(void) {
-        int failed;
-
-        harness_init(); /* exits 77 without $ZCBUSD */
-        if (geteuid() != 0) {
-                fprintf(stderr, "test_broker needs root (it forks peers of other uids): skipping\n");
-                harness_cleanup();
-                return EXIT_SKIP;
-        }
-        (void)signal(SIGPIPE, SIG_IGN);
-        failed = RUN_SUITE(broker_suite());
-        harness_cleanup();
-        return failed ? 1 : 0;
-}
+HARNESS_MAIN(broker_suite, true)

@@ -194,13 +194,4 @@ static Suite *fanout_suite(void) {
         return s;
 }
 
-int main(void) {
-        int failed;
-
-        harness_init(); /* exits 77 without $ZCBUSD */
-        require_memfd_sealing();
-        (void)signal(SIGPIPE, SIG_IGN);
-        failed = RUN_SUITE(fanout_suite());
-        harness_cleanup();
-        return failed ? 1 : 0;
-}
+HARNESS_MAIN(fanout_suite, false)

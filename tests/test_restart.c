@@ -211,7 +211,7 @@ static int forger_peer(void *arg) {
         static uint8_t buf[PROTO_MSG_MAX];
         struct proto_adopt ad = {.role = PROTO_ROLE_PUB, .ntables = 1};
         struct proto_msg m;
-        int fd, fds[2];
+        int fd = -1, fds[2];
         ssize_t n;
 
         if (setgroups(0, NULL) < 0 || setresgid(UID_FORGER, UID_FORGER, UID_FORGER) < 0 ||
@@ -224,11 +224,8 @@ static int forger_peer(void *arg) {
                 p.segment_id[i] = (uint8_t)i;
         PEER_CHECK(seg_create(&p, &fds[0], &fds[1]) == 0, "seg_create");
         memcpy(ad.segment_id, p.segment_id, 16);
-        PEER_CHECK(sock_connect(sock, &fd) == 0, "connect");
-        n = proto_enc_hello(buf, sizeof(buf), 1);
-        PEER_CHECK(sock_send(fd, buf, (size_t)n, NULL, 0) == 0, "HELLO");
-        n = recv(fd, buf, sizeof(buf), 0);
-        PEER_CHECK(n > 0 && proto_decode(buf, (size_t)n, &m) == 0 && m.hdr.type == PROTO_HELLO_REPLY, "HELLO reply");
+        if (raw_hello(sock, &fd) != 0)
+                return 1;
         n = proto_enc_adopt(buf, sizeof(buf), 2, &ad, "forged.topic");
         PEER_CHECK(sock_send(fd, buf, (size_t)n, fds, 2) == 0, "ADOPT");
         n = recv(fd, buf, sizeof(buf), 0);
@@ -386,10 +383,8 @@ static int spoof_peer(void *arg) {
         chan_keep_write(&a->done);
         if (become_forger() < 0)
                 return 2;
-        PEER_CHECK(sock_connect(a->sock, &fd) == 0, "connect");
-        n = proto_enc_hello(buf, sizeof(buf), 1);
-        PEER_CHECK(sock_send(fd, buf, (size_t)n, NULL, 0) == 0, "HELLO");
-        n = raw_recv(fd, buf, sizeof(buf), NULL, 0, NULL);
+        if (raw_hello(a->sock, &fd) != 0)
+                return 1;
         n = proto_enc_open(buf, sizeof(buf), 2, &o, "rv.spoof");
         PEER_CHECK(sock_send(fd, buf, (size_t)n, NULL, 0) == 0, "OPEN");
         n = raw_recv(fd, buf, sizeof(buf), fds, PROTO_FDS_MAX, &nfds);
@@ -402,10 +397,8 @@ static int spoof_peer(void *arg) {
         PEER_CHECK(chan_send(&a->ready, 'R') == 0, "ready");
         PEER_CHECK(chan_recv(&a->go) == 'G', "go");
         (void)close(fd);
-        PEER_CHECK(sock_connect(a->sock, &fd) == 0, "connect 2");
-        n = proto_enc_hello(buf, sizeof(buf), 1);
-        PEER_CHECK(sock_send(fd, buf, (size_t)n, NULL, 0) == 0, "HELLO");
-        n = raw_recv(fd, buf, sizeof(buf), NULL, 0, NULL);
+        if (raw_hello(a->sock, &fd) != 0)
+                return 1;
         struct proto_adopt ad = {.role = PROTO_ROLE_SUB, .index = rep.index, .table = 1, .ntables = 1};
         memcpy(ad.topic_id, rep.topic_id, 16);
         memcpy(ad.segment_id, rep.segment_id, 16);
@@ -510,18 +503,4 @@ static Suite *restart_suite(void) {
         return s;
 }
 
-int main(void) {
-        int failed;
-
-        harness_init(); /* exits 77 without $ZCBUSD */
-        if (geteuid() != 0) {
-                fprintf(stderr, "test_restart needs root (it forks a peer of another uid): skipping\n");
-                harness_cleanup();
-                return EXIT_SKIP;
-        }
-        require_memfd_sealing();
-        (void)signal(SIGPIPE, SIG_IGN);
-        failed = RUN_SUITE(restart_suite());
-        harness_cleanup();
-        return failed ? 1 : 0;
-}
+HARNESS_MAIN(restart_suite, true)

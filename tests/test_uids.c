@@ -237,17 +237,4 @@ static Suite *uids_suite(void) {
         return s;
 }
 
-int main(void) {
-        int failed;
-
-        harness_init(); /* exits 77 without $ZCBUSD */
-        if (geteuid() != 0) {
-                fprintf(stderr, "test_uids needs root (it forks peers of other uids): skipping\n");
-                harness_cleanup();
-                return EXIT_SKIP;
-        }
-        (void)signal(SIGPIPE, SIG_IGN);
-        failed = RUN_SUITE(uids_suite());
-        harness_cleanup();
-        return failed ? 1 : 0;
-}
+HARNESS_MAIN(uids_suite, true)
