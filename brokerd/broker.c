@@ -69,6 +69,7 @@ struct broker {
         uint8_t sbuf[PROTO_MSG_MAX];
         struct proto_list_entry lbuf[PROTO_LIST_MAX];
         struct proto_stat_entry stbuf[PROTO_STAT_MAX];
+        struct proto_peer_entry pebuf[PROTO_PEERS_MAX];
 };
 
 static const char *role_name(uint32_t role) {
@@ -307,6 +308,54 @@ static int on_topic_rm(struct broker *b, struct peer *p, const struct proto_msg 
         return send_msg(b, p, proto_enc_ok(b->sbuf, sizeof(b->sbuf), m->hdr.req_id), NULL, 0);
 }
 
+/* INFO: what the session says it is; kept for PEERS, never acted on. */
+static int on_info(struct broker *b, struct peer *p, const struct proto_msg *m) {
+        memcpy(p->label, m->u.info.label, sizeof(p->label));
+        p->ncounters = m->u.info.count;
+        if (p->ncounters)
+                memcpy(p->counters, m->counters, p->ncounters * sizeof(p->counters[0]));
+        return send_msg(b, p, proto_enc_ok(b->sbuf, sizeof(b->sbuf), m->hdr.req_id), NULL, 0);
+}
+
+/* May a session of uid see the session q? Its own uid's, or every one for
+ * root and the broker's uid: who runs what on the bus is not everyone's
+ * business (a topic's STAT shows its own peers to those who may use it). */
+static bool peer_visible(uid_t uid, const struct peer *q) {
+        return uid == 0 || uid == geteuid() || q->uid == uid;
+}
+
+static void peer_entry_fill(const struct peer *q, struct proto_peer_entry *e) {
+        memset(e, 0, sizeof(*e));
+        memcpy(e->session_id, q->id, 16);
+        reg_read_comm((uint32_t)q->pid, e->comm);
+        memcpy(e->label, q->label, sizeof(e->label));
+        e->pid = (uint32_t)q->pid;
+        e->uid = (uint32_t)q->uid;
+        e->gid = (uint32_t)q->gid;
+        e->producers = q->nprod;
+        e->subscribers = q->nsub;
+        e->ncounters = q->ncounters;
+        memcpy(e->counters, q->counters, q->ncounters * sizeof(e->counters[0]));
+}
+
+/* PEERS: the sessions this one may see, paged in list order (newest
+ * first; sessions that come or go between pages may be missed or shown
+ * twice). One walk of the list, bounded by max_sessions. */
+static int on_peers(struct broker *b, struct peer *p, const struct proto_msg *m) {
+        uint32_t max = MIN(m->u.peers.max, PROTO_PEERS_MAX);
+        uint32_t seen = 0, n = 0;
+
+        for (const struct peer *q = b->peers; q; q = q->next) {
+                if (!peer_visible(p->uid, q))
+                        continue;
+                if (seen >= m->u.peers.start && n < max)
+                        peer_entry_fill(q, &b->pebuf[n++]);
+                seen++;
+        }
+        return send_msg(b, p, proto_enc_peers_reply(b->sbuf, sizeof(b->sbuf), m->hdr.req_id, seen, b->pebuf, n),
+                        NULL, 0);
+}
+
 /* A violation: one error reply (best effort), then the session ends. */
 static int violation(struct broker *b, struct peer *p, uint32_t req_id, int err, const char *what) {
         log_notice("session %s (pid %d): %s: %s; disconnecting", p->id_str, (int)p->pid, what, strerror(-err));
@@ -380,6 +429,10 @@ static int dispatch(struct broker *b, struct peer *p, const void *buf, ssize_t n
                 return on_stat(b, p, &m);
         case PROTO_TOPIC_RM:
                 return on_topic_rm(b, p, &m);
+        case PROTO_INFO:
+                return on_info(b, p, &m);
+        case PROTO_PEERS:
+                return on_peers(b, p, &m);
         default:
                 break;
         }

@@ -168,6 +168,10 @@ int peer_reserve(struct peer *p) {
 
 void peer_hold(struct peer *p, struct reg_topic *t, uint32_t role, uint32_t index) {
         p->entries[p->nentries++] = (struct peer_entry){.topic = t, .role = role, .index = index};
+        if (role == PROTO_ROLE_PUB)
+                p->nprod++;
+        else
+                p->nsub++;
         if (p->uid_acct)
                 p->uid_acct->entries++;
 }
@@ -180,6 +184,10 @@ int peer_release(struct peer *p, const uint8_t topic_id[16], uint32_t role, uint
                 if (e.role != role || e.index != index || memcmp(e.topic->topic_id, topic_id, 16) != 0)
                         continue;
                 p->entries[i] = p->entries[--p->nentries];
+                if (role == PROTO_ROLE_PUB)
+                        p->nprod--;
+                else
+                        p->nsub--;
                 if (p->uid_acct && p->uid_acct->entries)
                         p->uid_acct->entries--;
                 reg_release(e.topic, e.role, e.index);

@@ -56,6 +56,11 @@ struct peer {
         struct reg_account *session_acct; /* from HELLO on: this session's */
         struct peer_entry *entries;
         uint32_t nentries, cap;
+        uint32_t nprod, nsub; /* of entries[], by role */
+        /* What the session said about itself (INFO): shown, never used. */
+        char label[PROTO_LABEL_MAX];
+        struct proto_counter counters[PROTO_COUNTERS_MAX];
+        uint32_t ncounters;
 };
 
 /* Set up a session on an accepted socket: credentials, pidfd, uuid, and

@@ -1381,10 +1381,9 @@ uint32_t reg_list(const struct reg *r, uint32_t start, uint32_t max, struct prot
 
 /* --- inspecting and deleting topics (STAT, TOPIC_RM) ------------------------ */
 
-/* /proc/PID/comm, or "" when the process is gone (or pid is 0). The
- * kernel keeps it under 16 bytes; what we keep is cut there and
+/* The kernel keeps comm under 16 bytes; what we keep is cut there and
  * terminated whatever it says. */
-static void read_comm(uint32_t pid, char comm[PROTO_COMM_MAX]) {
+void reg_read_comm(uint32_t pid, char comm[PROTO_COMM_MAX]) {
         char path[32];
         ssize_t n;
 
@@ -1431,7 +1430,7 @@ static void stat_prod(const struct reg_topic *t, uint32_t i, struct proto_stat_e
                 .skipped = load_rlx(&p->skipped),
         };
         memcpy(e->session_id, h->session_id, 16);
-        read_comm(e->pid, e->comm);
+        reg_read_comm(e->pid, e->comm);
 }
 
 static void stat_sub(const struct reg_topic *t, uint32_t i, uint64_t head, struct proto_stat_entry *e) {
@@ -1453,7 +1452,7 @@ static void stat_sub(const struct reg_topic *t, uint32_t i, uint64_t head, struc
                 .floor = UINT64_MAX,
         };
         memcpy(e->session_id, h->session_id, 16);
-        read_comm(e->pid, e->comm);
+        reg_read_comm(e->pid, e->comm);
         /* A re-learned topic may lack the table: no counters then. */
         if (!seg_has_table(&t->map, table))
                 return;
@@ -1549,7 +1548,7 @@ static void busy_text(const struct reg_topic *t, char *buf, size_t len) {
                                                                      : load_rlx(&seg_sub_state(&t->map, i)->pid))
                                                               : h->pid;
                         char comm[PROTO_COMM_MAX];
-                        read_comm(pid, comm);
+                        reg_read_comm(pid, comm);
                         int w = snprintf(buf + k, len - k, "%s%s %u (pid %u%s%s%s%s)", shown ? ", " : "",
                                          role_name(role), i, (unsigned)pid, *comm ? " '" : "", comm,
                                          *comm ? "'" : "",

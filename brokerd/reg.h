@@ -156,6 +156,9 @@ int reg_adopt(struct reg *r, const struct proto_adopt *a, const char *name, int 
  * entry start (producers, then subscribers); ret->count says how many. */
 int reg_stat(struct reg *r, const char *name, uint32_t uid, uint32_t gid, uint32_t start, uint32_t max,
              struct proto_stat_reply *ret, struct proto_stat_entry *entries, char *err, size_t errlen);
+/* /proc/PID/comm, or "" when the process is gone (or pid is 0): cut at
+ * PROTO_COMM_MAX - 1 bytes, NUL-padded. */
+void reg_read_comm(uint32_t pid, char comm[PROTO_COMM_MAX]);
 /* TOPIC_RM: delete topic name if uid/gid may create it (-EACCES) and it is
  * idle (-EBUSY, err naming who holds it); -ENOENT if unknown. */
 int reg_topic_rm(struct reg *r, const char *name, uint32_t uid, uint32_t gid, char *err, size_t errlen);

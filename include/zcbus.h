@@ -336,6 +336,41 @@ int zcbus_topic_remove(zcbus *bus, const char *topic);
 /* "live", "evicted", "orphan", "repair" or "unknown". */
 const char *zcbus_entry_state_name(uint32_t state);
 
+/* What a session says about itself, for operators (zcbus peers, zcbus
+ * stat): a label and a few named counters. The broker shows them and never
+ * acts on them. */
+#define ZCBUS_HAVE_PEERS 1
+#define ZCBUS_LABEL_MAX 64        /* with its NUL */
+#define ZCBUS_COUNTERS_MAX 16
+#define ZCBUS_COUNTER_NAME_MAX 24 /* with its NUL */
+typedef struct zcbus_counter {
+        char name[ZCBUS_COUNTER_NAME_MAX]; /* 1..23 of [A-Za-z0-9_.-] */
+        uint64_t value;
+} zcbus_counter;
+/* Tell the broker this session's label (printable ASCII, at most
+ * ZCBUS_LABEL_MAX - 1 bytes; NULL or "" for none) and n counters (names
+ * distinct), replacing what it said before. -EINVAL for a bad label, name
+ * or n. The broker shows them to sessions of the same uid, root and its
+ * own uid: put nothing secret there. A broker restarted forgets them: say
+ * them again after zcbus_reconnect. */
+int zcbus_set_info(zcbus *bus, const char *label, const zcbus_counter *counters, unsigned n);
+
+/* A session of the broker: who it is (the broker's records) and what it
+ * said about itself (zcbus_set_info). */
+typedef struct zcbus_peer {
+        uint8_t session_id[16];
+        char comm[ZCBUS_COMM_MAX];   /* the process's name; "" if it is gone */
+        char label[ZCBUS_LABEL_MAX];
+        uint32_t pid, uid, gid;
+        uint32_t producers, subscribers; /* entries it holds */
+        uint32_t ncounters;
+        zcbus_counter counters[ZCBUS_COUNTERS_MAX];
+} zcbus_peer;
+/* Fills up to max sessions this one may see (its uid's; every one for
+ * root and the broker's uid) starting at index start; returns how many it
+ * filled, and the total through *total if not NULL. */
+int zcbus_list_peers(zcbus *bus, unsigned start, zcbus_peer *peers, unsigned max, unsigned *total);
+
 const char *zcbus_strerror(int err);
 const char *zcbus_policy_name(uint32_t policy);
 

@@ -1104,6 +1104,70 @@ _public_ int zcbus_topic_stat(zcbus *bus, const char *topic, zcbus_topic_stats *
         return (int)filled;
 }
 
+_public_ int zcbus_set_info(zcbus *bus, const char *label, const zcbus_counter *counters, unsigned n) {
+        struct proto_counter c[PROTO_COUNTERS_MAX];
+        struct proto_msg m;
+        int r;
+
+        if (!bus || n > PROTO_COUNTERS_MAX || (n && !counters))
+                return -EINVAL;
+        for (unsigned i = 0; i < n; i++) {
+                size_t k = strnlen(counters[i].name, sizeof(counters[i].name));
+                memset(c[i].name, 0, sizeof(c[i].name));
+                memcpy(c[i].name, counters[i].name, k);
+                c[i].value = counters[i].value;
+        }
+        r = rpc(bus, proto_enc_info(bus->buf, sizeof(bus->buf), next_id(bus), label, c, n), &m, NULL, 0, NULL);
+        if (r < 0)
+                return r;
+        return m.hdr.type == PROTO_OK ? 0 : -EBADMSG;
+}
+
+_public_ int zcbus_list_peers(zcbus *bus, unsigned start, zcbus_peer *peers, unsigned max, unsigned *total) {
+        unsigned filled = 0;
+
+        if (!bus || (max && !peers))
+                return -EINVAL;
+        for (;;) {
+                struct proto_msg m;
+                uint32_t want = (uint32_t)MIN((unsigned)PROTO_PEERS_MAX, max - filled);
+                int r;
+
+                if (want == 0)
+                        want = 1; /* still ask, for the total */
+                r = rpc(bus, proto_enc_peers(bus->buf, sizeof(bus->buf), next_id(bus), start + filled, want), &m,
+                        NULL, 0, NULL);
+                if (r < 0)
+                        return r;
+                if (m.hdr.type != PROTO_PEERS_REPLY)
+                        return -EBADMSG;
+                if (total)
+                        *total = m.u.peers_reply.total;
+                uint32_t c = MIN(m.u.peers_reply.count, (uint32_t)(max - filled));
+                for (uint32_t i = 0; i < c; i++) {
+                        const struct proto_peer_entry *e = &m.peer_entries[i];
+                        zcbus_peer *d = &peers[filled + i];
+                        memset(d, 0, sizeof(*d));
+                        memcpy(d->session_id, e->session_id, 16);
+                        memcpy(d->comm, e->comm, sizeof(d->comm));
+                        memcpy(d->label, e->label, sizeof(d->label));
+                        d->pid = e->pid;
+                        d->uid = e->uid;
+                        d->gid = e->gid;
+                        d->producers = e->producers;
+                        d->subscribers = e->subscribers;
+                        d->ncounters = e->ncounters;
+                        for (uint32_t k = 0; k < e->ncounters; k++) {
+                                memcpy(d->counters[k].name, e->counters[k].name, sizeof(d->counters[k].name));
+                                d->counters[k].value = e->counters[k].value;
+                        }
+                }
+                filled += c;
+                if (c == 0 || filled >= max || start + filled >= m.u.peers_reply.total)
+                        return (int)filled;
+        }
+}
+
 _public_ int zcbus_topic_remove(zcbus *bus, const char *topic) {
         struct proto_msg m;
         int r;
@@ -1118,3 +1182,7 @@ _public_ int zcbus_topic_remove(zcbus *bus, const char *topic) {
                 return r;
         return m.hdr.type == PROTO_OK ? 0 : -EBADMSG;
 }
+
+_Static_assert(ZCBUS_LABEL_MAX == PROTO_LABEL_MAX && ZCBUS_COUNTERS_MAX == PROTO_COUNTERS_MAX &&
+                       ZCBUS_COUNTER_NAME_MAX == PROTO_COUNTER_NAME_MAX && ZCBUS_COMM_MAX == PROTO_COMM_MAX,
+               "the public limits are the protocol's");

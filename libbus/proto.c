@@ -9,6 +9,7 @@
 
 #include <assert.h>
 #include <errno.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <string.h>
 
@@ -152,6 +153,86 @@ int proto_enc_topic_rm(void *buf, size_t cap, uint32_t req_id, const char *name)
         return enc_named(buf, cap, PROTO_TOPIC_RM, req_id, &b, sizeof(b), &b.name_len, name);
 }
 
+int proto_label_valid(const char label[PROTO_LABEL_MAX]) {
+        size_t n = strnlen(label, PROTO_LABEL_MAX);
+
+        if (n == PROTO_LABEL_MAX)
+                return 0;
+        for (size_t i = 0; i < PROTO_LABEL_MAX; i++) {
+                unsigned char c = (unsigned char)label[i];
+                if (i < n ? c < 0x20 || c >= 0x7f : c != 0)
+                        return 0;
+        }
+        return 1;
+}
+
+int proto_counter_name_valid(const char name[PROTO_COUNTER_NAME_MAX]) {
+        size_t n = strnlen(name, PROTO_COUNTER_NAME_MAX);
+
+        if (n == 0 || n == PROTO_COUNTER_NAME_MAX)
+                return 0;
+        for (size_t i = 0; i < PROTO_COUNTER_NAME_MAX; i++) {
+                unsigned char c = (unsigned char)name[i];
+                bool ok = i < n ? (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                                          c == '_' || c == '.' || c == '-'
+                                : c == 0;
+                if (!ok)
+                        return 0;
+        }
+        return 1;
+}
+
+/* Valid names, none twice (at most PROTO_COUNTERS_MAX: 120 compares). */
+static int counters_valid(const struct proto_counter *c, uint32_t n) {
+        if (n > PROTO_COUNTERS_MAX)
+                return 0;
+        for (uint32_t i = 0; i < n; i++) {
+                if (!proto_counter_name_valid(c[i].name))
+                        return 0;
+                for (uint32_t j = 0; j < i; j++)
+                        if (memcmp(c[i].name, c[j].name, PROTO_COUNTER_NAME_MAX) == 0)
+                                return 0;
+        }
+        return 1;
+}
+
+int proto_enc_info(void *buf, size_t cap, uint32_t req_id, const char *label, const struct proto_counter *counters,
+                   uint32_t count) {
+        struct proto_info b = {.count = count};
+        size_t n = label ? strnlen(label, PROTO_LABEL_MAX) : 0;
+
+        if (n == PROTO_LABEL_MAX || (count && !counters))
+                return -EINVAL;
+        memcpy(b.label, label ? label : "", n);
+        if (!proto_label_valid(b.label) || !counters_valid(counters, count))
+                return -EINVAL;
+        return enc(buf, cap, PROTO_INFO, req_id, &b, sizeof(b), counters, (size_t)count * sizeof(*counters));
+}
+
+int proto_enc_peers(void *buf, size_t cap, uint32_t req_id, uint32_t start, uint32_t max) {
+        struct proto_peers b = {.start = start, .max = max};
+
+        if (max == 0 || max > PROTO_PEERS_MAX)
+                return -EINVAL;
+        return enc(buf, cap, PROTO_PEERS, req_id, &b, sizeof(b), NULL, 0);
+}
+
+int proto_enc_peers_reply(void *buf, size_t cap, uint32_t req_id, uint32_t total,
+                          const struct proto_peer_entry *entries, uint32_t count) {
+        struct proto_peers_reply b = {.total = total, .count = count};
+
+        if (count > PROTO_PEERS_MAX || count > total || (count && !entries))
+                return -EINVAL;
+        return enc(buf, cap, PROTO_PEERS_REPLY, req_id, &b, sizeof(b), entries, (size_t)count * sizeof(*entries));
+}
+
+static int valid_peer_entry(const struct proto_peer_entry *e) {
+        size_t n = strnlen(e->comm, sizeof(e->comm));
+
+        return n < sizeof(e->comm) && proto_label_valid(e->label) && e->reserved[0] == 0 && e->reserved[1] == 0 &&
+               counters_valid(e->counters, e->ncounters);
+}
+
 /* Fixed body size of each type; 0 for an unknown type. Types with no body
  * use SIZE_MAX as "exactly empty". */
 static size_t body_size(uint16_t type) {
@@ -182,6 +263,12 @@ static size_t body_size(uint16_t type) {
                 return sizeof(struct proto_stat_reply);
         case PROTO_TOPIC_RM:
                 return sizeof(struct proto_topic_rm);
+        case PROTO_INFO:
+                return sizeof(struct proto_info);
+        case PROTO_PEERS:
+                return sizeof(struct proto_peers);
+        case PROTO_PEERS_REPLY:
+                return sizeof(struct proto_peers_reply);
         default:
                 return 0;
         }
@@ -340,6 +427,32 @@ int proto_decode(const void *buf, size_t len, struct proto_msg *ret) {
                                 return -EBADMSG;
                 break;
         }
+        case PROTO_INFO: {
+                uint32_t c = m.u.info.count;
+                if (m.u.info.flags || c > PROTO_COUNTERS_MAX || tail != (size_t)c * sizeof(struct proto_counter) ||
+                    !proto_label_valid(m.u.info.label))
+                        return -EBADMSG;
+                m.counters = c ? (const struct proto_counter *)(body + fixed) : NULL;
+                if (!counters_valid(m.counters, c))
+                        return -EBADMSG;
+                break;
+        }
+        case PROTO_PEERS:
+                if (tail || m.u.peers.flags || m.u.peers.reserved || m.u.peers.max == 0 ||
+                    m.u.peers.max > PROTO_PEERS_MAX)
+                        return -EBADMSG;
+                break;
+        case PROTO_PEERS_REPLY: {
+                uint32_t c = m.u.peers_reply.count;
+                if (c > PROTO_PEERS_MAX || c > m.u.peers_reply.total ||
+                    tail != (size_t)c * sizeof(struct proto_peer_entry))
+                        return -EBADMSG;
+                m.peer_entries = c ? (const struct proto_peer_entry *)(body + fixed) : NULL;
+                for (uint32_t i = 0; i < c; i++)
+                        if (!valid_peer_entry(&m.peer_entries[i]))
+                                return -EBADMSG;
+                break;
+        }
         default:
                 return -EBADMSG;
         }
@@ -355,7 +468,8 @@ const char *proto_type_name(uint16_t type) {
                 [PROTO_ERROR] = "ERROR",       [PROTO_LIST] = "LIST",
                 [PROTO_LIST_REPLY] = "LIST_REPLY", [PROTO_ADOPT] = "ADOPT",
                 [PROTO_STAT] = "STAT",         [PROTO_STAT_REPLY] = "STAT_REPLY",
-                [PROTO_TOPIC_RM] = "TOPIC_RM",
+                [PROTO_TOPIC_RM] = "TOPIC_RM", [PROTO_INFO] = "INFO",
+                [PROTO_PEERS] = "PEERS",       [PROTO_PEERS_REPLY] = "PEERS_REPLY",
         };
         if (type < ARRAY_SIZE(names) && names[type])
                 return names[type];
@@ -376,3 +490,12 @@ static_assert(sizeof(struct proto_stat_entry) == 128, "STAT entry");
 static_assert(sizeof(struct proto_stat_reply) + PROTO_STAT_MAX * sizeof(struct proto_stat_entry) +
                       sizeof(struct proto_hdr) <= PROTO_MSG_MAX,
               "a full STAT page fits one datagram");
+static_assert(sizeof(struct proto_info) == 72, "INFO body");
+static_assert(sizeof(struct proto_counter) == 32, "counter");
+static_assert(sizeof(struct proto_peer_entry) == 640, "PEERS entry");
+static_assert(sizeof(struct proto_peers_reply) + PROTO_PEERS_MAX * sizeof(struct proto_peer_entry) +
+                      sizeof(struct proto_hdr) <= PROTO_MSG_MAX,
+              "a full PEERS page fits one datagram");
+static_assert(sizeof(struct proto_info) + PROTO_COUNTERS_MAX * sizeof(struct proto_counter) +
+                      sizeof(struct proto_hdr) <= PROTO_MSG_MAX,
+              "a full INFO fits one datagram");

@@ -19,7 +19,7 @@
 #include <stdint.h>
 
 #define PROTO_MAGIC UINT32_C(0x5a434231) /* "ZCB1" */
-#define PROTO_VERSION 2u
+#define PROTO_VERSION 3u
 #define PROTO_MSG_MAX 65536u /* largest datagram either side sends */
 #define PROTO_FDS_MAX 17u    /* most fds one message carries: a ring and 16 tables */
 #define PROTO_NAME_MAX 255u  /* topic name bytes */
@@ -27,6 +27,10 @@
 #define PROTO_LIST_MAX 64u /* topics in one LIST reply */
 #define PROTO_STAT_MAX 256u /* entries in one STAT reply (32 KiB) */
 #define PROTO_COMM_MAX 16u  /* a process's comm, with its NUL (TASK_COMM_LEN) */
+#define PROTO_LABEL_MAX 64u    /* a session's label, with its NUL */
+#define PROTO_COUNTERS_MAX 16u /* counters a session reports */
+#define PROTO_COUNTER_NAME_MAX 24u /* a counter's name, with its NUL */
+#define PROTO_PEERS_MAX 64u    /* sessions in one PEERS reply (40 KiB) */
 
 enum proto_type {
         PROTO_HELLO = 1,       /* c->b: start a session */
@@ -43,7 +47,10 @@ enum proto_type {
         PROTO_STAT = 11,       /* c->b: a topic's entries from an index */
         PROTO_STAT_REPLY = 12, /* b->c */
         PROTO_TOPIC_RM = 13,   /* c->b: delete an idle topic; OK or ERROR */
-        PROTO_TYPE_MAX_ = 14,
+        PROTO_INFO = 14,       /* c->b: the session's label and counters; OK */
+        PROTO_PEERS = 15,      /* c->b: sessions from an index */
+        PROTO_PEERS_REPLY = 16, /* b->c */
+        PROTO_TYPE_MAX_ = 17,
 };
 
 enum proto_role {
@@ -236,6 +243,49 @@ struct proto_topic_rm {
         /* char name[name_len], no NUL */
 };
 
+/* A counter a session reports about itself: name is 1..23 bytes of
+ * [A-Za-z0-9_.-], NUL-padded. */
+struct proto_counter {
+        char name[PROTO_COUNTER_NAME_MAX];
+        uint64_t value;
+};
+
+/* What a session says it is (a label: printable ASCII, NUL-terminated,
+ * NUL-padded, may be empty) and how it is doing: replaces what it said
+ * before. Counter names are distinct. */
+struct proto_info {
+        uint32_t flags; /* must be 0 */
+        uint32_t count; /* counters that follow, 0..PROTO_COUNTERS_MAX */
+        char label[PROTO_LABEL_MAX];
+        /* struct proto_counter counters[count] */
+};
+
+struct proto_peers {
+        uint32_t start;
+        uint32_t max;   /* 1..PROTO_PEERS_MAX */
+        uint32_t flags; /* must be 0 */
+        uint32_t reserved;
+};
+
+/* One session, with what it said about itself (PROTO_INFO): the peer's
+ * own claims, not facts, except pid, uid, gid and the entry counts. */
+struct proto_peer_entry {
+        uint8_t session_id[16];
+        char comm[PROTO_COMM_MAX];   /* as in proto_stat_entry */
+        char label[PROTO_LABEL_MAX]; /* as in proto_info */
+        uint32_t pid, uid, gid;
+        uint32_t producers, subscribers; /* entries it holds */
+        uint32_t ncounters;              /* valid entries of counters[] */
+        uint32_t reserved[2];
+        struct proto_counter counters[PROTO_COUNTERS_MAX];
+};
+
+struct proto_peers_reply {
+        uint32_t total; /* sessions the broker has */
+        uint32_t count; /* entries that follow, <= PROTO_PEERS_MAX */
+        /* struct proto_peer_entry entries[count] */
+};
+
 /* A decoded, validated message. Strings are NUL-terminated copies. */
 struct proto_msg {
         struct proto_hdr hdr;
@@ -252,11 +302,16 @@ struct proto_msg {
                 struct proto_stat stat;
                 struct proto_stat_reply stat_reply;
                 struct proto_topic_rm topic_rm;
+                struct proto_info info;
+                struct proto_peers peers;
+                struct proto_peers_reply peers_reply;
         } u;
         char name[PROTO_NAME_MAX + 1];      /* OPEN, ADOPT, STAT, TOPIC_RM */
         char errmsg[PROTO_ERRMSG_MAX + 1];  /* ERROR */
         const struct proto_list_entry *entries; /* LIST_REPLY: points into the buffer */
         const struct proto_stat_entry *stat_entries; /* STAT_REPLY: points into the buffer */
+        const struct proto_counter *counters;        /* INFO: points into the buffer */
+        const struct proto_peer_entry *peer_entries; /* PEERS_REPLY: points into the buffer */
 };
 
 /* Encoders write into buf (at least PROTO_MSG_MAX bytes is always enough)
@@ -277,9 +332,16 @@ int proto_enc_stat(void *buf, size_t cap, uint32_t req_id, uint32_t start, uint3
 int proto_enc_stat_reply(void *buf, size_t cap, uint32_t req_id, const struct proto_stat_reply *r,
                          const struct proto_stat_entry *entries);
 int proto_enc_topic_rm(void *buf, size_t cap, uint32_t req_id, const char *name);
+/* -EINVAL for a bad label, counter name, a repeated name, or count. */
+int proto_enc_info(void *buf, size_t cap, uint32_t req_id, const char *label, const struct proto_counter *counters,
+                   uint32_t count);
+int proto_enc_peers(void *buf, size_t cap, uint32_t req_id, uint32_t start, uint32_t max);
+int proto_enc_peers_reply(void *buf, size_t cap, uint32_t req_id, uint32_t total,
+                          const struct proto_peer_entry *entries, uint32_t count);
 
-/* Decode len bytes at buf into *ret. ret->entries (LIST_REPLY) and
- * ret->stat_entries (STAT_REPLY) point into buf. Returns 0, -EBADMSG for
+/* Decode len bytes at buf into *ret. ret->entries (LIST_REPLY),
+ * ret->stat_entries (STAT_REPLY), ret->counters (INFO) and
+ * ret->peer_entries (PEERS_REPLY) point into buf. Returns 0, -EBADMSG for
  * any malformed message, -EPROTO for a version this side does not speak. */
 int proto_decode(const void *buf, size_t len, struct proto_msg *ret);
 /* The request id of an encoded or received message, read before (or
@@ -289,6 +351,12 @@ uint32_t proto_peek_req_id(const void *buf, size_t len);
 /* Is a topic name acceptable? 1..PROTO_NAME_MAX printable bytes, none of
  * them space, control or NUL. */
 int proto_name_valid(const char *name, size_t len);
+
+/* Is label (a NUL-terminated array of PROTO_LABEL_MAX bytes) printable
+ * ASCII, NUL-padded? Is a counter name 1..23 bytes of [A-Za-z0-9_.-],
+ * NUL-padded? */
+int proto_label_valid(const char label[PROTO_LABEL_MAX]);
+int proto_counter_name_valid(const char name[PROTO_COUNTER_NAME_MAX]);
 
 const char *proto_type_name(uint16_t type);
 

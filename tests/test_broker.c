@@ -1135,6 +1135,158 @@ START_TEST(test_a_repair_waiting_for_a_subscriber_outlasts_the_timeout_and_compl
 }
 END_TEST
 
+/* ------------------------------------------ 4. who is on the bus (PEERS) */
+
+struct peers_args {
+        const char *sock;
+        struct chan up, down;
+};
+
+static const zcbus_peer *peer_by_label(const zcbus_peer *v, int n, const char *label) {
+        for (int i = 0; i < n; i++)
+                if (strcmp(v[i].label, label) == 0)
+                        return &v[i];
+        return NULL;
+}
+
+/* uid A: says who it is, holds a producer, and sees only its own session
+ * (root's is not its business), then waits to be looked at. */
+static int peers_other_uid_peer(void *arg) {
+        struct peers_args *a = arg;
+        zcbus_counter c[2] = {{"sent", 11}, {"lost", 0}};
+        zcbus_peer v[8];
+        unsigned total = 0;
+        zcbus *bus;
+        zcbus_pub *pub;
+
+        chan_keep_write(&a->up);
+        chan_keep_read(&a->down);
+        if (become(UID_A, GID_A) < 0)
+                return 2;
+        PEER_CHECK(zcbus_connect(a->sock, &bus) == 0, "connect");
+        PEER_CHECK(zcbus_set_info(bus, "uid A's peer", c, 2) == 0, "set_info: %s", zcbus_last_error(bus));
+        PEER_CHECK(zcbus_pub_open(bus, "pub.peers", NULL, &pub) == 0, "pub_open: %s", zcbus_last_error(bus));
+        int n = zcbus_list_peers(bus, 0, v, 8, &total);
+        PEER_CHECK(n == 1 && total == 1, "uid A sees %d sessions (total %u), want only its own", n, total);
+        PEER_CHECK(strcmp(v[0].label, "uid A's peer") == 0 && v[0].uid == UID_A && v[0].producers == 1 &&
+                           v[0].pid == (uint32_t)getpid(),
+                   "its own session: '%s' uid %u producers %u pid %u", v[0].label, v[0].uid, v[0].producers,
+                   v[0].pid);
+        PEER_CHECK(chan_send(&a->up, 'R') == 0, "ready");
+        PEER_CHECK(chan_recv(&a->down) == 'G', "go");
+        zcbus_pub_close(pub);
+        zcbus_disconnect(bus);
+        return 0;
+}
+
+START_TEST(test_sessions_say_who_they_are_and_see_only_what_their_uid_may) {
+        char conf[256];
+        struct broker b;
+        struct peers_args a = {0};
+        zcbus_counter c[3] = {{"forwarded", 1}, {"received", UINT64_MAX}, {"x.y-z_0", 7}};
+        zcbus_peer v[8];
+        unsigned total = 0;
+        zcbus *bus;
+        zcbus_sub *sub;
+        int n;
+
+        write_conf(conf, sizeof(conf),
+                   "socket_mode = 0666\n"
+                   "rule = public pub.* publish=any subscribe=any create=any\n");
+        ck_assert_int_eq(start_with_conf(&b, conf), 0);
+        ck_assert_int_eq(zcbus_connect(b.sock, &bus), 0);
+        ck_assert_int_eq(zcbus_set_info(bus, "root's bridge", c, 3), 0);
+        a.sock = b.sock;
+        chan_open(&a.up);
+        chan_open(&a.down);
+        pid_t pid = spawn(peers_other_uid_peer, &a);
+        chan_keep_read(&a.up);
+        chan_keep_write(&a.down);
+        ck_assert_msg(chan_recv(&a.up) == 'R', "uid A's peer failed");
+        ck_assert_int_eq(zcbus_sub_open(bus, "pub.peers", NULL, &sub), 0);
+
+        /* Root sees both, as each said it. */
+        n = zcbus_list_peers(bus, 0, v, 8, &total);
+        ck_assert_int_eq(n, 2);
+        ck_assert_uint_eq(total, 2);
+        const zcbus_peer *mine = peer_by_label(v, n, "root's bridge"), *theirs = peer_by_label(v, n, "uid A's peer");
+        ck_assert_ptr_nonnull(mine);
+        ck_assert_ptr_nonnull(theirs);
+        ck_assert_uint_eq(mine->pid, (uint32_t)getpid());
+        ck_assert_uint_eq(mine->uid, 0);
+        ck_assert_uint_eq(mine->subscribers, 1);
+        ck_assert_uint_eq(mine->producers, 0);
+        ck_assert_uint_eq(mine->ncounters, 3);
+        ck_assert_str_eq(mine->counters[1].name, "received");
+        ck_assert_uint_eq(mine->counters[1].value, UINT64_MAX);
+        ck_assert_str_eq(mine->counters[2].name, "x.y-z_0");
+        ck_assert_uint_eq(theirs->uid, UID_A);
+        ck_assert_uint_eq(theirs->gid, GID_A);
+        ck_assert_uint_eq(theirs->pid, (uint32_t)pid);
+        ck_assert_uint_eq(theirs->producers, 1);
+        ck_assert_uint_eq(theirs->ncounters, 2);
+        ck_assert_str_eq(theirs->counters[0].name, "sent");
+        ck_assert_uint_eq(theirs->counters[0].value, 11);
+        ck_assert(strlen(theirs->comm) > 0);
+        uint8_t sid[16];
+        ck_assert_int_eq(zcbus_session_id(bus, sid), 0);
+        ck_assert_mem_eq(mine->session_id, sid, 16);
+        /* Paged: one at a time, the same two. */
+        n = zcbus_list_peers(bus, 1, v, 1, &total);
+        ck_assert_int_eq(n, 1);
+        ck_assert_uint_eq(total, 2);
+
+        /* Saying it again replaces it; a closed entry is no longer counted. */
+        zcbus_sub_close(sub);
+        ck_assert_int_eq(zcbus_set_info(bus, NULL, NULL, 0), 0);
+        n = zcbus_list_peers(bus, 0, v, 8, NULL);
+        ck_assert_int_eq(n, 2);
+        ck_assert_ptr_null(peer_by_label(v, n, "root's bridge"));
+        mine = peer_by_label(v, n, "");
+        ck_assert_ptr_nonnull(mine);
+        ck_assert_uint_eq(mine->ncounters, 0);
+        ck_assert_uint_eq(mine->subscribers, 0);
+
+        /* The library refuses what the broker would. */
+        zcbus_counter twice[2] = {{"a", 1}, {"a", 2}}, spaced[1] = {{"a b", 1}};
+        ck_assert_int_eq(zcbus_set_info(bus, "line\nbreak", NULL, 0), -EINVAL);
+        ck_assert_int_eq(zcbus_set_info(bus, "x", twice, 2), -EINVAL);
+        ck_assert_int_eq(zcbus_set_info(bus, "x", spaced, 1), -EINVAL);
+        ck_assert_int_eq(zcbus_set_info(bus, "x", c, ZCBUS_COUNTERS_MAX + 1), -EINVAL);
+
+        /* A forged INFO (a label with a control byte) is a protocol
+         * violation: the session ends, the others stay. */
+        int fd;
+        ck_assert_int_eq(raw_hello(b.sock, &fd), 0);
+        struct proto_info bad = {.count = 0};
+        strcpy(bad.label, "bell\a");
+        uint8_t buf[256];
+        struct proto_hdr h = {.magic = PROTO_MAGIC, .version = PROTO_VERSION, .type = PROTO_INFO,
+                              .len = sizeof(bad), .req_id = 3};
+        memcpy(buf, &h, sizeof(h));
+        memcpy(buf + sizeof(h), &bad, sizeof(bad));
+        ck_assert_int_eq(sock_send(fd, buf, sizeof(h) + sizeof(bad), NULL, 0), 0);
+        struct proto_msg m;
+        ssize_t got = raw_recv(fd, buf, sizeof(buf), NULL, 0, NULL);
+        ck_assert_int_gt(got, 0);
+        ck_assert_int_eq(proto_decode(buf, (size_t)got, &m), 0);
+        ck_assert_uint_eq(m.hdr.type, PROTO_ERROR);
+        ck_assert_int_eq(m.u.error.err, -EBADMSG);
+        ck_assert_int_eq(raw_recv(fd, buf, sizeof(buf), NULL, 0, NULL), 0);
+        (void)close(fd);
+        n = zcbus_list_peers(bus, 0, v, 8, &total);
+        ck_assert_int_eq(n, 2);
+
+        (void)chan_send(&a.down, 'G');
+        ck_assert_int_eq(wait_exit(pid), 0);
+        chan_close(&a.up);
+        chan_close(&a.down);
+        zcbus_disconnect(bus);
+        broker_stop(&b);
+        broker_destroy(&b);
+}
+END_TEST
+
 static Suite *broker_suite(void) {
         Suite *s = suite_create("broker");
         TCase *tc;
@@ -1172,6 +1324,7 @@ static Suite *broker_suite(void) {
         tcase_add_test(tc, test_topic_rules_allow_and_deny_publish_subscribe_and_create_per_uid);
         tcase_add_test(tc, test_sighup_reloads_the_rules_and_keeps_them_on_a_bad_file);
         tcase_add_test(tc, test_a_bad_rule_line_stops_the_broker_with_file_and_line);
+        tcase_add_test(tc, test_sessions_say_who_they_are_and_see_only_what_their_uid_may);
         suite_add_tcase(s, tc);
         return s;
 }

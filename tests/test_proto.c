@@ -364,6 +364,139 @@ START_TEST(test_stat_reply_round_trips_a_full_page_and_refuses_bad_entries) {
 }
 END_TEST
 
+static struct proto_counter counter(const char *name, uint64_t v) {
+        struct proto_counter c;
+
+        memset(&c, 0, sizeof(c));
+        strcpy(c.name, name);
+        c.value = v;
+        return c;
+}
+
+START_TEST(test_info_round_trips_and_refuses_bad_labels_and_names) {
+        struct proto_counter cs[PROTO_COUNTERS_MAX];
+        uint8_t buf[4096];
+        struct proto_msg m;
+        char name[PROTO_COUNTER_NAME_MAX];
+        int n;
+
+        for (unsigned i = 0; i < PROTO_COUNTERS_MAX; i++) {
+                (void)snprintf(name, sizeof(name), "c%u.x-y_%u", i, i * 7);
+                cs[i] = counter(name, UINT64_MAX - i);
+        }
+        n = proto_enc_info(buf, sizeof(buf), 5, "nats bridge nats://127.0.0.1:4222 as zcbus", cs,
+                           PROTO_COUNTERS_MAX);
+        check_encoded(buf, n, HDR + sizeof(struct proto_info) + sizeof(cs), PROTO_INFO, &m);
+        ck_assert_str_eq(m.u.info.label, "nats bridge nats://127.0.0.1:4222 as zcbus");
+        ck_assert_uint_eq(m.u.info.count, PROTO_COUNTERS_MAX);
+        ck_assert_mem_eq(m.counters, cs, sizeof(cs));
+        /* No label, no counters. */
+        n = proto_enc_info(buf, sizeof(buf), 5, NULL, NULL, 0);
+        check_encoded(buf, n, HDR + sizeof(struct proto_info), PROTO_INFO, &m);
+        ck_assert_str_eq(m.u.info.label, "");
+        ck_assert_ptr_null(m.counters);
+
+        /* The encoder refuses what the decoder would. */
+        char longl[PROTO_LABEL_MAX + 1];
+        memset(longl, 'a', PROTO_LABEL_MAX);
+        longl[PROTO_LABEL_MAX] = 0;
+        ck_assert_int_eq(proto_enc_info(buf, sizeof(buf), 5, longl, NULL, 0), -EINVAL);
+        ck_assert_int_eq(proto_enc_info(buf, sizeof(buf), 5, "tab\there", NULL, 0), -EINVAL);
+        ck_assert_int_eq(proto_enc_info(buf, sizeof(buf), 5, "x", cs, PROTO_COUNTERS_MAX + 1), -EINVAL);
+        ck_assert_int_eq(proto_enc_info(buf, sizeof(buf), 5, "x", NULL, 1), -EINVAL);
+        static const char *const bad_names[] = {"", "with space", "slash/no", "caf\xc3\xa9",
+                                                "a23456789012345678901234"};
+        for (size_t i = 0; i < sizeof(bad_names) / sizeof(bad_names[0]); i++) {
+                struct proto_counter c;
+                memset(&c, 0, sizeof(c));
+                memcpy(c.name, bad_names[i], strlen(bad_names[i]) < sizeof(c.name) ? strlen(bad_names[i]) : sizeof(c.name));
+                ck_assert_msg(proto_enc_info(buf, sizeof(buf), 5, "x", &c, 1) == -EINVAL, "name %zu accepted", i);
+        }
+        struct proto_counter twice[2] = {counter("same", 1), counter("same", 2)};
+        ck_assert_int_eq(proto_enc_info(buf, sizeof(buf), 5, "x", twice, 2), -EINVAL);
+
+        /* Forged by hand: garbage after a label's NUL, an unterminated
+         * label, a name with bytes after its NUL, a repeated name, a count
+         * the bytes do not cover, flags. */
+        struct {
+                struct proto_info i;
+                struct proto_counter c[2];
+        } body;
+        for (int k = 0; k < 7; k++) {
+                memset(&body, 0, sizeof(body));
+                strcpy(body.i.label, "ok");
+                body.i.count = 2;
+                body.c[0] = counter("a", 1);
+                body.c[1] = counter("b", 2);
+                size_t bl = sizeof(body);
+                switch (k) {
+                case 0: break; /* the control: valid */
+                case 1: body.i.label[10] = 'x'; break;
+                case 2: memset(body.i.label, 'x', sizeof(body.i.label)); break;
+                case 3: body.c[1].name[5] = 'z'; break;
+                case 4: body.c[1] = counter("a", 3); break;
+                case 5: bl -= 1; break;
+                case 6: body.i.flags = 1; break;
+                }
+                size_t len = raw_msg(buf, PROTO_INFO, &body, bl);
+                ck_assert_msg(decode_exact(buf, len, NULL) == (k == 0 ? 0 : -EBADMSG), "forgery %d", k);
+        }
+}
+END_TEST
+
+START_TEST(test_peers_round_trip_a_full_page_and_refuse_bad_entries) {
+        static struct proto_peer_entry es[PROTO_PEERS_MAX];
+        uint8_t *buf = malloc(PROTO_MSG_MAX);
+        struct proto_msg m;
+        int n;
+
+        n = proto_enc_peers(buf, PROTO_MSG_MAX, 9, 3, PROTO_PEERS_MAX);
+        check_encoded(buf, n, HDR + sizeof(struct proto_peers), PROTO_PEERS, &m);
+        ck_assert_uint_eq(m.u.peers.start, 3);
+        ck_assert_uint_eq(m.u.peers.max, PROTO_PEERS_MAX);
+        ck_assert_int_eq(proto_enc_peers(buf, PROTO_MSG_MAX, 9, 0, 0), -EINVAL);
+        ck_assert_int_eq(proto_enc_peers(buf, PROTO_MSG_MAX, 9, 0, PROTO_PEERS_MAX + 1), -EINVAL);
+
+        for (uint32_t i = 0; i < PROTO_PEERS_MAX; i++) {
+                memset(&es[i], 0, sizeof(es[i]));
+                es[i].session_id[0] = (uint8_t)i;
+                strcpy(es[i].comm, "zcbus-bridge");
+                (void)snprintf(es[i].label, sizeof(es[i].label), "peer %u", i);
+                es[i].pid = 100 + i;
+                es[i].ncounters = i % (PROTO_COUNTERS_MAX + 1);
+                for (uint32_t k = 0; k < es[i].ncounters; k++) {
+                        char nm[PROTO_COUNTER_NAME_MAX];
+                        (void)snprintf(nm, sizeof(nm), "n%u", k);
+                        es[i].counters[k] = counter(nm, k);
+                }
+        }
+        n = proto_enc_peers_reply(buf, PROTO_MSG_MAX, 9, 1000, es, PROTO_PEERS_MAX);
+        check_encoded(buf, n, HDR + sizeof(struct proto_peers_reply) + sizeof(es), PROTO_PEERS_REPLY, &m);
+        ck_assert_uint_eq(m.u.peers_reply.total, 1000);
+        ck_assert_mem_eq(m.peer_entries, es, sizeof(es));
+        ck_assert_int_eq(proto_enc_peers_reply(buf, PROTO_MSG_MAX, 9, 1, es, 2), -EINVAL);
+
+        for (int k = 0; k < 6; k++) {
+                struct proto_peer_entry e = es[5]; /* 5 counters */
+                switch (k) {
+                case 0: memset(e.comm, 'x', sizeof(e.comm)); break;
+                case 1: e.label[sizeof(e.label) - 1] = 'x'; break;
+                case 2: e.label[0] = '\n'; break;
+                case 3: e.ncounters = PROTO_COUNTERS_MAX + 1; break;
+                case 4: e.counters[4] = e.counters[0]; break;
+                case 5: e.reserved[1] = 1; break;
+                }
+                n = proto_enc_peers_reply(buf, PROTO_MSG_MAX, 9, 1, &e, 1);
+                ck_assert_int_gt(n, 0);
+                ck_assert_msg(proto_decode(buf, (size_t)n, &m) == -EBADMSG, "bad peer entry %d accepted", k);
+        }
+        /* A count the bytes do not cover. */
+        n = proto_enc_peers_reply(buf, PROTO_MSG_MAX, 9, 2, es, 2);
+        ck_assert_int_eq(proto_decode(buf, (size_t)n - 1, &m), -EBADMSG);
+        free(buf);
+}
+END_TEST
+
 START_TEST(test_encoders_refuse_bad_input_and_small_buffers) {
         uint8_t buf[PROTO_MSG_MAX];
         struct proto_open o = {.role = PROTO_ROLE_PUB};
@@ -534,6 +667,9 @@ START_TEST(test_body_shorter_than_fixed_part_is_rejected) {
                 {PROTO_STAT, sizeof(struct proto_stat)},
                 {PROTO_STAT_REPLY, sizeof(struct proto_stat_reply)},
                 {PROTO_TOPIC_RM, sizeof(struct proto_topic_rm)},
+                {PROTO_INFO, sizeof(struct proto_info)},
+                {PROTO_PEERS, sizeof(struct proto_peers)},
+                {PROTO_PEERS_REPLY, sizeof(struct proto_peers_reply)},
         };
         uint8_t body[256], buf[512];
 
@@ -863,7 +999,14 @@ static size_t make_seed(uint8_t *buf, size_t cap, unsigned kind) {
 
         for (unsigned i = 0; i < 4; i++)
                 es[i] = entry(i % 2 ? "bb" : "a.topic", i);
-        switch (kind % 9) {
+        struct proto_counter cs[3] = {counter("forwarded", 7), counter("x.y", 0), counter("Z-9_", 1)};
+        static struct proto_peer_entry pe[2];
+        memset(pe, 0, sizeof(pe));
+        strcpy(pe[0].label, "a bridge");
+        pe[0].ncounters = 3;
+        memcpy(pe[0].counters, cs, sizeof(cs));
+        strcpy(pe[1].comm, "zcbus");
+        switch (kind % 11) {
         case 0: n = proto_enc_hello(buf, cap, 1); break;
         case 1: n = proto_enc_hello_reply(buf, cap, 2, &hr); break;
         case 2: n = proto_enc_open(buf, cap, 3, &o, kind & 16 ? "x" : "some/topic.name"); break;
@@ -872,6 +1015,8 @@ static size_t make_seed(uint8_t *buf, size_t cap, unsigned kind) {
         case 5: n = proto_enc_ok(buf, cap, 6); break;
         case 6: n = proto_enc_error(buf, cap, 7, -ENOENT, kind & 16 ? "" : "no such topic"); break;
         case 7: n = proto_enc_list(buf, cap, 8, 3, 5); break;
+        case 8: n = proto_enc_info(buf, cap, 10, kind & 16 ? "" : "label", cs, kind & 16 ? 0 : 3); break;
+        case 9: n = proto_enc_peers_reply(buf, cap, 11, 5, pe, kind & 16 ? 1 : 2); break;
         default: n = proto_enc_list_reply(buf, cap, 9, 10, es, kind & 16 ? 1 : 4); break;
         }
         ck_assert_int_gt(n, 0);
@@ -908,6 +1053,25 @@ static void check_decoded(const struct proto_msg *m, const uint8_t *buf, size_t 
                         FAST_CHECK((const uint8_t *)e >= buf && (const uint8_t *)(e + 1) <= buf + len, "(const uint8_t *)e >= buf && (const uint8_t *)(e + 1) <= buf + len failed");
                         size_t nl = strnlen(e->name, sizeof(e->name));
                         FAST_CHECK(nl < sizeof(e->name), "nl < sizeof(e->name) failed");
+                }
+                break;
+        }
+        case PROTO_INFO:
+                FAST_CHECK(m->u.info.count <= PROTO_COUNTERS_MAX, "INFO count %u", m->u.info.count);
+                FAST_CHECK(proto_label_valid(m->u.info.label), "INFO label invalid");
+                FAST_EQ(HDR + sizeof(struct proto_info) + m->u.info.count * sizeof(struct proto_counter), len);
+                for (uint32_t i = 0; i < m->u.info.count; i++)
+                        FAST_CHECK(proto_counter_name_valid(m->counters[i].name), "INFO counter %u invalid", i);
+                break;
+        case PROTO_PEERS_REPLY: {
+                uint32_t c = m->u.peers_reply.count;
+                FAST_CHECK(c <= PROTO_PEERS_MAX, "PEERS_REPLY count %u", c);
+                FAST_EQ(HDR + sizeof(struct proto_peers_reply) + c * sizeof(struct proto_peer_entry), len);
+                for (uint32_t i = 0; i < c; i++) {
+                        const struct proto_peer_entry *e = &m->peer_entries[i];
+                        FAST_CHECK(e->ncounters <= PROTO_COUNTERS_MAX, "peer %u counters", i);
+                        FAST_CHECK(proto_label_valid(e->label), "peer %u label", i);
+                        FAST_CHECK(strnlen(e->comm, sizeof(e->comm)) < sizeof(e->comm), "peer %u comm", i);
                 }
                 break;
         }
@@ -1007,6 +1171,8 @@ static Suite *proto_suite(void) {
         tcase_add_test(tc, test_list_reply_round_trips_for_zero_one_and_max_entries);
         tcase_add_test(tc, test_stat_and_topic_rm_round_trip);
         tcase_add_test(tc, test_stat_reply_round_trips_a_full_page_and_refuses_bad_entries);
+        tcase_add_test(tc, test_info_round_trips_and_refuses_bad_labels_and_names);
+        tcase_add_test(tc, test_peers_round_trip_a_full_page_and_refuse_bad_entries);
         tcase_add_test(tc, test_encoders_refuse_bad_input_and_small_buffers);
         tcase_add_test(tc, test_name_valid_accepts_printable_and_rejects_space_control_and_nul);
         suite_add_tcase(s, tc);
