@@ -48,6 +48,7 @@ int cmd_list(int argc, char **argv, const char *sock);
 int cmd_stat(int argc, char **argv, const char *sock);
 int cmd_top(int argc, char **argv, const char *sock);
 int cmd_topic(int argc, char **argv, const char *sock);
+int cmd_peers(int argc, char **argv, const char *sock);
 int cmd_record(int argc, char **argv, const char *sock);
 int cmd_replay(int argc, char **argv, const char *sock);
 /* `zcbus lat` and `zcbus perf` (argv[0] says which): run zcbus-bench. */
@@ -75,6 +76,21 @@ unsigned cli_filter_topics(zcbus_topic_entry *v, unsigned n, char *const *patter
 void cli_name_text(const char *name, char *out);
 /* Display width: UTF-8 continuation bytes take no column. */
 size_t cli_text_width(const char *s);
+
+/* ---- cmd_peers.c: what peers and stat share -------------------------------- */
+
+#include <stdbool.h>
+/* Every session this uid may see, sorted by session id, or a negative
+ * errno; *ret_v is malloc'd. */
+int cli_peers_fetch(zcbus *bus, zcbus_peer **ret_v, unsigned *ret_n);
+/* The session with that id among v[n] (as cli_peers_fetch sorted it), or
+ * NULL. */
+const zcbus_peer *cli_peer_find(const zcbus_peer *v, unsigned n, const uint8_t session_id[16]);
+/* A table row (cli_peer_header's columns) and its counters on the next
+ * line, indented or not; or one JSON object. */
+void cli_peer_header(void);
+void cli_peer_print(const zcbus_peer *p, bool indent_counters);
+void cli_peer_json(const zcbus_peer *p);
 
 /* ---- cli_common.c: what pub, sub, record and replay share ---------------- */
 

@@ -83,3 +83,13 @@ int cli_parse_u64(const char *s, unsigned long long min, unsigned long long max,
         *ret = v;
         return 0;
 }
+
+int cli_flush_stdout(const char *cmd) {
+        if (fflush(stdout) == EOF || ferror(stdout)) {
+                if (errno == EPIPE)
+                        return 0;
+                cli_err(cmd, "cannot write to standard output: %s", strerror(errno));
+                return 1;
+        }
+        return 0;
+}

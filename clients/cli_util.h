@@ -19,5 +19,8 @@ void cli_err(const char *cmd, const char *fmt, ...) __attribute__((format(printf
 /* Report a getopt_long failure (opterr 0, optstring starting with ':'):
  * opt is ':' (missing argument) or '?' (unknown option); returns 2. */
 int cli_bad_option(const char *cmd, char **argv, int opt);
+/* Flush stdout: 0, or 1 after reporting a write error (a closed pipe is
+ * not one: the reader had enough). */
+int cli_flush_stdout(const char *cmd);
 
 #endif

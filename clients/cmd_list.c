@@ -222,11 +222,5 @@ int cmd_list(int argc, char **argv, const char *sock) {
                 print_json(v, n);
         else
                 print_table(v, n);
-        if (fflush(stdout) == EOF || ferror(stdout)) {
-                if (errno == EPIPE)
-                        return 0;
-                cli_err("list", "cannot write to standard output: %s", strerror(errno));
-                return 1;
-        }
-        return 0;
+        return cli_flush_stdout("list");
 }

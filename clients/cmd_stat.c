@@ -129,8 +129,25 @@ static const zcbus_stat_entry *gating_entry(const zcbus_stat_entry *v, unsigned 
 
 /* ---- stat ------------------------------------------------------------------ */
 
+/* The sessions among the entries that said something about themselves
+ * (zcbus_set_info), each once, in entry order: indexes into peers. */
+static unsigned talking_sessions(const zcbus_stat_entry *v, unsigned n, const zcbus_peer *peers, unsigned npeers,
+                                 const zcbus_peer **out, bool *told) {
+        unsigned k = 0;
+
+        for (unsigned i = 0; i < n; i++) {
+                const zcbus_peer *p = cli_peer_find(peers, npeers, v[i].session_id);
+
+                if (!p || told[p - peers] || (!p->label[0] && !p->ncounters))
+                        continue;
+                told[p - peers] = true;
+                out[k++] = p;
+        }
+        return k;
+}
+
 static void print_stat_table(const char *name, const zcbus_topic_stats *st, const zcbus_stat_entry *v,
-                             unsigned n) {
+                             unsigned n, const zcbus_peer *const *talk, unsigned ntalk) {
         char nm[4 * ZCBUS_TOPIC_MAX + 1], id[37], seg[37];
         const zcbus_stat_entry *g = gating_entry(v, n);
 
@@ -173,6 +190,12 @@ static void print_stat_table(const char *name, const zcbus_topic_stats *st, cons
                 (void)printf("\nsubscriber %" PRIu32 " (pid %" PRIu32 " %s) gates the topic: the ring is full from "
                              "its floor (sequence %" PRIu64 ") and it does not move on\n",
                              g->index, g->pid, comm_text(g, comm), g->floor);
+        }
+        if (ntalk) {
+                (void)printf("\nwhat these sessions say about themselves:\n");
+                cli_peer_header();
+                for (unsigned i = 0; i < ntalk; i++)
+                        cli_peer_print(talk[i], true);
         }
 }
 
@@ -249,7 +272,7 @@ static void json_topic_fields(const char *name, const zcbus_topic_stats *st) {
 }
 
 static void print_stat_json(const char *name, const zcbus_topic_stats *st, const zcbus_stat_entry *v,
-                            unsigned n) {
+                            unsigned n, const zcbus_peer *const *talk, unsigned ntalk) {
         (void)putchar('{');
         json_topic_fields(name, st);
         (void)fputs(", \"entries\": [", stdout);
@@ -257,17 +280,12 @@ static void print_stat_json(const char *name, const zcbus_topic_stats *st, const
                 (void)fputs(i ? ",\n  " : "\n  ", stdout);
                 json_entry(&v[i], -1., false);
         }
-        (void)fputs(n ? "\n]}\n" : "]}\n", stdout);
-}
-
-static int flush_out(const char *cmd) {
-        if (fflush(stdout) == EOF || ferror(stdout)) {
-                if (errno == EPIPE)
-                        return 0;
-                cli_err(cmd, "cannot write to standard output: %s", strerror(errno));
-                return 1;
+        (void)fputs(n ? "\n], \"peers\": [" : "], \"peers\": [", stdout);
+        for (unsigned i = 0; i < ntalk; i++) {
+                (void)fputs(i ? ",\n  " : "\n  ", stdout);
+                cli_peer_json(talk[i]);
         }
-        return 0;
+        (void)fputs(ntalk ? "\n]}\n" : "]}\n", stdout);
 }
 
 int cmd_stat(int argc, char **argv, const char *sock) {
@@ -278,8 +296,11 @@ int cmd_stat(int argc, char **argv, const char *sock) {
         };
         _cleanup_(cli_disconnectp) zcbus *bus = NULL;
         _cleanup_free_ zcbus_stat_entry *v = NULL;
+        _cleanup_free_ zcbus_peer *peers = NULL;
+        _cleanup_free_ const zcbus_peer **talk = NULL;
+        _cleanup_free_ bool *told = NULL;
         zcbus_topic_stats st = {.size = sizeof(st)};
-        unsigned n = 0;
+        unsigned n = 0, npeers = 0, ntalk = 0;
         int o, r, json = 0;
 
         opterr = 0;
@@ -294,7 +315,8 @@ int cmd_stat(int argc, char **argv, const char *sock) {
                                      "Show a topic as the broker sees it: policy, geometry, memory, head, and\n"
                                      "each producer and subscriber entry: pid, uid, command, session, state,\n"
                                      "position, lag, holds, counters, and the subscriber that gates a\n"
-                                     "reliable topic.\n"
+                                     "reliable topic; then what those sessions say about themselves (a\n"
+                                     "bridge's label and counters: see zcbus peers).\n"
                                      "\n"
                                      "Options:\n"
                                      "      --json  print one JSON object instead of tables\n"
@@ -319,11 +341,19 @@ int cmd_stat(int argc, char **argv, const char *sock) {
         r = stat_fetch(bus, argv[optind], &st, &v, &n);
         if (r < 0)
                 return cli_fail("stat", bus, r, "cannot stat topic '%s'", argv[optind]);
+        /* What the sessions say about themselves: those this uid may see
+         * (a failure here only leaves that part out). */
+        if (n && cli_peers_fetch(bus, &peers, &npeers) == 0 && npeers) {
+                talk = calloc(npeers, sizeof(*talk));
+                told = calloc(npeers, sizeof(*told));
+                if (talk && told)
+                        ntalk = talking_sessions(v, n, peers, npeers, talk, told);
+        }
         if (json)
-                print_stat_json(argv[optind], &st, v, n);
+                print_stat_json(argv[optind], &st, v, n, talk, ntalk);
         else
-                print_stat_table(argv[optind], &st, v, n);
-        return flush_out("stat");
+                print_stat_table(argv[optind], &st, v, n, talk, ntalk);
+        return cli_flush_stdout("stat");
 }
 
 /* ---- top ------------------------------------------------------------------- */
@@ -592,7 +622,7 @@ int cmd_top(int argc, char **argv, const char *sock) {
                 prev = s;
                 nprev = n;
                 prev_t = t;
-                status = flush_out("top");
+                status = cli_flush_stdout("top");
                 if (status || ferror(stdout))
                         break;
         }

@@ -16,6 +16,7 @@ zcbus_SOURCES = \
 	clients/frame.c clients/frame.h \
 	clients/cmd_list.c \
 	clients/cmd_stat.c \
+	clients/cmd_peers.c \
 	clients/cmd_record.c \
 	clients/cmd_bench.c
 zcbus_CPPFLAGS = -I$(top_srcdir)/include -I$(top_srcdir)/clients -include $(top_builddir)/config.h \

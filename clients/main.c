@@ -34,6 +34,7 @@ static const struct command commands[] = {
         { "stat", cmd_stat, "show a topic's producers and subscribers" },
         { "top", cmd_top, "watch topics, producers and subscribers live" },
         { "topic", cmd_topic, "delete idle topics (topic rm)" },
+        { "peers", cmd_peers, "show the broker's sessions and their counters" },
         { "record", cmd_record, "record topics to a file" },
         { "replay", cmd_replay, "publish a recording again" },
         { "lat", cmd_bench, "measure round-trip latency" },

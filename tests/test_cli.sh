@@ -687,6 +687,34 @@ else
         not_ok "top: the subscriber subscribes" "$dir/topw.err"
 fi
 
+# ---- peers ---------------------------------------------------------------------
+
+run cli peers extra
+check "peers takes no argument" usage_error "extra"
+if start_sub peersw peersw -n 1 -t "$T"; then
+        psub_pid=$sub_pid
+        run cli peers --json
+        cp "$dir/last.out" "$dir/peers.json"
+        run cli peers
+        check "peers shows the subscriber's session in a table" \
+                eval '[ "$rc" -eq 0 ] && grep -q "^SESSION  *PID  *UID  *COMM  *PUBS  *SUBS  *LABEL" "$dir/last.out" &&
+                      grep -Eq "^[0-9a-f-]{36} +$psub_pid +[0-9]+ zcbus +0 +1 -\$" "$dir/last.out"'
+        run cli pub peersw done
+        finish_sub
+        if command -v python3 >/dev/null 2>&1; then
+                check "peers --json: every session, the subscriber holding one entry, the asker itself" \
+                        python3 -c 'import json, sys
+d = json.load(open(sys.argv[1]))
+ps = {p["pid"]: p for p in d["peers"]}
+s = ps[int(sys.argv[2])]
+assert s["subscribers"] == 1 and s["producers"] == 0 and s["comm"] == "zcbus" and s["label"] == "", s
+assert s["counters"] == {} and len(s["session"]) == 36, s
+assert len(ps) >= 2, ps' "$dir/peers.json" "$psub_pid"
+        fi
+else
+        not_ok "peers: the subscriber subscribes" "$dir/peersw.err"
+fi
+
 # ---- bash completion ---------------------------------------------------------
 
 if command -v bash >/dev/null 2>&1 && [ -n "${ZCBUS_SRCDIR:-}" ]; then
