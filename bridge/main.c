@@ -14,10 +14,12 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <assert.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -221,6 +223,52 @@ static void write_stats(struct bridge *b) {
                 log_msg("cannot write '%s': %s", path, strerror(errno));
 }
 
+/* Say the same to the broker, so that `zcbus stat` and `zcbus peers` show
+ * the bridge beside its entries. It forgets them when it restarts: the
+ * next tick says them again. */
+static void tell_broker(struct bridge *b) {
+        char url[256], label[ZCBUS_LABEL_MAX];
+        static const struct {
+                const char *name;
+                size_t off;
+        } fields[] = {
+#define F(n, f) {n, offsetof(struct bstats, f)}
+                F("forwarded", forwarded), F("received", received),     F("dropped", dropped),
+                F("duplicates", duplicates), F("loops", loops),         F("oversize", oversize),
+                F("nats_reconnects", reconnects), F("bus_reconnects", bus_reconnects),
+                F("evicted", evicted),       F("gaps", gaps),           F("retries", retries),
+                F("errors", errors),
+#undef F
+        };
+        zcbus_counter c[ARRAY_SIZE(fields)];
+
+        static_assert(ARRAY_SIZE(fields) <= ZCBUS_COUNTERS_MAX, "the bridge's counters fit");
+        link_server(b, url, sizeof(url));
+        /* Cut to fit (the label is for people): snprintf does it. */
+        if (snprintf(label, sizeof(label), "nats bridge %s as %s", url[0] ? url : "(not connected)", b->prefix) >=
+            (int)sizeof(label))
+                label[sizeof(label) - 1] = 0;
+        for (char *p = label; *p; p++)
+                if (*p < 0x20 || *p >= 0x7f)
+                        *p = '?';
+        memset(c, 0, sizeof(c));
+        for (size_t i = 0; i < ARRAY_SIZE(fields); i++) {
+                (void)snprintf(c[i].name, sizeof(c[i].name), "%s", fields[i].name);
+                c[i].value = atomic_load_explicit((_Atomic uint64_t *)((char *)&b->stats + fields[i].off),
+                                                  memory_order_relaxed);
+        }
+        c[2].value += in_nats_dropped(b);
+        pthread_mutex_lock(&b->bus_lock);
+        int r = zcbus_set_info(b->bus, label, c, ARRAY_SIZE(fields));
+        pthread_mutex_unlock(&b->bus_lock);
+        if (r < 0 && r != -ENOTCONN && r != -ECONNRESET && r != -EPIPE && r != -ETIMEDOUT) {
+                static bool said;
+                if (!said)
+                        log_msg("cannot tell the broker our counters: %s (said once)", zcbus_strerror(r));
+                said = true;
+        }
+}
+
 /* --stats: ask the running bridge (its pid file) for fresh figures, wait
  * for a new generation of the file, print it. */
 static uint64_t read_generation(const char *path) {
@@ -310,6 +358,7 @@ static void on_usr1(struct ev_loop *loop, ev_signal *w, int revents) {
 
 static void on_stats_timer(struct ev_loop *loop, ev_timer *w, int revents) {
         write_stats(the_bridge);
+        tell_broker(the_bridge);
 }
 
 static void on_scan(struct ev_loop *loop, ev_timer *w, int revents) {
@@ -396,6 +445,7 @@ static int run(struct bridge *b, const struct opts *o) {
         log_msg("bus %s bridged to NATS under '%s' (%u out, %u in routes)", b->bus_id_str, b->prefix, c->nout,
                 c->nin);
         write_stats(b);
+        tell_broker(b);
 
         ev_signal_init(&sterm, on_stop, SIGTERM);
         ev_signal_init(&sint, on_stop, SIGINT);

@@ -338,6 +338,34 @@ check "latest: $N messages from A reach B in order, bytes intact" \
 check "latest: ... and C" \
         '[ "$sub_rc" -eq 0 ] && cmp -s "$dir/fan.expected" "$dir/fanC.out"' "$dir/fanC.err" "$dir/C.bridge.log"
 
+# ---- the bridge in zcbus stat, on either side ---------------------------------------
+
+# bus_view HOST TOPIC EXPR: EXPR over `zcbus stat --json TOPIC` on HOST,
+# with b the bridge's own peer entry (its label and counters), printed.
+bus_view() {
+        cli "$1" stat --json "$2" 2>/dev/null | python3 -c 'import json, sys
+d = json.load(sys.stdin)
+bs = [p for p in d["peers"] if p["label"].startswith("nats bridge ")]
+b = bs[0] if len(bs) == 1 else None
+e = {x["session"]: x for x in d["entries"]}
+print(eval("(" + sys.argv[1] + ")"))' "$3" 2>/dev/null
+}
+# The bridges tell their brokers every stats_ms (200 here): wait for it.
+wait_until '[ "$(bus_view A fan.t "b[\"counters\"][\"forwarded\"] >= $N")" = True ]'
+check "zcbus stat on A shows its bridge, a subscriber of the topic, with what it forwarded" \
+        '[ "$(bus_view A fan.t "b[\"subscribers\"] >= 1 and e[b[\"session\"]][\"role\"] == \"sub\" and
+                b[\"counters\"][\"forwarded\"] >= $N and \"127.0.0.1\" in b[\"label\"] and
+                b[\"comm\"] == \"zcbus-bridge\"")" = True ]'
+wait_until '[ "$(bus_view B fan.t "b[\"counters\"][\"received\"] >= $N")" = True ]'
+check "zcbus stat on B shows its bridge, the topic's producer there, with what it received" \
+        '[ "$(bus_view B fan.t "e[b[\"session\"]][\"role\"] == \"pub\" and b[\"counters\"][\"received\"] >= $N and
+                all(k in b[\"counters\"] for k in (\"dropped\", \"duplicates\", \"nats_reconnects\"))")" = True ]'
+cli A stat fan.t >"$dir/statA.out" 2>&1
+check "zcbus stat's table names the bridge and its counters" \
+        'grep -q "^what these sessions say about themselves:" "$dir/statA.out" &&
+         grep -q " nats bridge nats://127.0.0.1:" "$dir/statA.out" && grep -Eq "^    forwarded=[0-9]+ received=" "$dir/statA.out"' \
+        "$dir/statA.out"
+
 # ---- both ways: A <-> B on one topic, C listening ------------------------------------
 
 # Each subscriber stops at the count it is due; "nothing more" is checked
