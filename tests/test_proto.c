@@ -387,6 +387,8 @@ START_TEST(test_info_round_trips_and_refuses_bad_labels_and_names) {
         n = proto_enc_info(buf, sizeof(buf), 5, "nats bridge nats://127.0.0.1:4222 as zcbus", cs,
                            PROTO_COUNTERS_MAX);
         check_encoded(buf, n, HDR + sizeof(struct proto_info) + sizeof(cs), PROTO_INFO, &m);
+        /* (again in place: m.counters points into what was decoded) */
+        ck_assert_int_eq(proto_decode(buf, (size_t)n, &m), 0);
         ck_assert_str_eq(m.u.info.label, "nats bridge nats://127.0.0.1:4222 as zcbus");
         ck_assert_uint_eq(m.u.info.count, PROTO_COUNTERS_MAX);
         ck_assert_mem_eq(m.counters, cs, sizeof(cs));
@@ -472,6 +474,7 @@ START_TEST(test_peers_round_trip_a_full_page_and_refuse_bad_entries) {
         }
         n = proto_enc_peers_reply(buf, PROTO_MSG_MAX, 9, 1000, es, PROTO_PEERS_MAX);
         check_encoded(buf, n, HDR + sizeof(struct proto_peers_reply) + sizeof(es), PROTO_PEERS_REPLY, &m);
+        ck_assert_int_eq(proto_decode(buf, (size_t)n, &m), 0);
         ck_assert_uint_eq(m.u.peers_reply.total, 1000);
         ck_assert_mem_eq(m.peer_entries, es, sizeof(es));
         ck_assert_int_eq(proto_enc_peers_reply(buf, PROTO_MSG_MAX, 9, 1, es, 2), -EINVAL);
