@@ -179,6 +179,17 @@ static int parse_opts(int argc, char **argv, struct opts *o) {
 
 /* ---- the stats file ------------------------------------------------------ */
 
+/* url without its user:password@, in place: what is shown to others. */
+static void url_redact(char *url) {
+        char *start = strstr(url, "://"), *at, *end;
+
+        start = start ? start + 3 : url;
+        end = start + strcspn(start, "/?#");
+        at = memchr(start, '@', (size_t)(end - start));
+        if (at)
+                memmove(start, at + 1, strlen(at + 1) + 1);
+}
+
 static uint64_t stats_generation;
 
 static void write_stats(struct bridge *b) {
@@ -197,6 +208,7 @@ static void write_stats(struct bridge *b) {
                 return;
         }
         link_server(b, url, sizeof(url));
+        url_redact(url);
         (void)fprintf(f, "{\n  \"generation\": %" PRIu64 ",\n  \"pid\": %ld,\n  \"bus_id\": \"%s\",\n"
                          "  \"session\": \"%s\",\n  \"nats_server\": ",
                       ++stats_generation, (long)getpid(), b->bus_id_str, b->session_str);
@@ -225,8 +237,12 @@ static void write_stats(struct bridge *b) {
 
 /* Say the same to the broker, so that `zcbus stat` and `zcbus peers` show
  * the bridge beside its entries. It forgets them when it restarts: the
- * next tick says them again. */
+ * next tick says them again. A broker that does not answer (stopped, not
+ * gone) would hold the loop for the library's reply timeout each tick:
+ * after a timeout, wait TELL_BACKOFF_S before trying again. */
+#define TELL_BACKOFF_S 30.0
 static void tell_broker(struct bridge *b) {
+        static ev_tstamp quiet_until;
         char url[256], label[ZCBUS_LABEL_MAX];
         static const struct {
                 const char *name;
@@ -243,7 +259,10 @@ static void tell_broker(struct bridge *b) {
         zcbus_counter c[ARRAY_SIZE(fields)];
 
         static_assert(ARRAY_SIZE(fields) <= ZCBUS_COUNTERS_MAX, "the bridge's counters fit");
+        if (ev_now(b->loop) < quiet_until)
+                return;
         link_server(b, url, sizeof(url));
+        url_redact(url);
         /* Cut to fit (the label is for people): snprintf does it. */
         if (snprintf(label, sizeof(label), "nats bridge %s as %s", url[0] ? url : "(not connected)", b->prefix) >=
             (int)sizeof(label))
@@ -261,6 +280,8 @@ static void tell_broker(struct bridge *b) {
         pthread_mutex_lock(&b->bus_lock);
         int r = zcbus_set_info(b->bus, label, c, ARRAY_SIZE(fields));
         pthread_mutex_unlock(&b->bus_lock);
+        if (r == -ETIMEDOUT)
+                quiet_until = ev_now(b->loop) + TELL_BACKOFF_S;
         if (r < 0 && r != -ENOTCONN && r != -ECONNRESET && r != -EPIPE && r != -ETIMEDOUT) {
                 static bool said;
                 if (!said)

@@ -31,6 +31,7 @@
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -55,7 +56,8 @@ struct broker {
         dev_t dev;
         ino_t ino;
         bool bound;
-        struct peer *peers; /* sessions (HELLO said) */
+        struct peer *peers, *peers_tail; /* sessions (HELLO said), oldest first */
+        uint64_t serials;                 /* sessions so far: the last one's serial */
         uint32_t npeers;
         struct peer *pending, *pending_tail; /* connections before HELLO, oldest first */
         uint32_t npending;
@@ -65,8 +67,8 @@ struct broker {
         broker_changed_fn changed;
         void *changed_data;
         uint32_t told_topics, told_sessions; /* as last told to changed */
-        uint8_t rbuf[PROTO_MSG_MAX];
-        uint8_t sbuf[PROTO_MSG_MAX];
+        _Alignas(8) uint8_t rbuf[PROTO_MSG_MAX]; /* decoded bodies point into it */
+        _Alignas(8) uint8_t sbuf[PROTO_MSG_MAX];
         struct proto_list_entry lbuf[PROTO_LIST_MAX];
         struct proto_stat_entry stbuf[PROTO_STAT_MAX];
         struct proto_peer_entry pebuf[PROTO_PEERS_MAX];
@@ -147,6 +149,10 @@ static int on_hello(struct broker *b, struct peer *p, const struct proto_msg *m)
         pending_unlink(b, p);
         p->hello = true;
         p->uid_acct->sessions++;
+        p->serial = ++b->serials;
+        /* The name it goes by, once: PEERS shows it without a read per
+         * page, and not that of a later process given the same pid. */
+        reg_read_comm((uint32_t)p->pid, p->comm);
         peer_link(b, p);
         log_debug("session %s: HELLO from pid %d uid %u gid %u", p->id_str, (int)p->pid, (unsigned)p->uid,
                   (unsigned)p->gid);
@@ -308,12 +314,19 @@ static int on_topic_rm(struct broker *b, struct peer *p, const struct proto_msg 
         return send_msg(b, p, proto_enc_ok(b->sbuf, sizeof(b->sbuf), m->hdr.req_id), NULL, 0);
 }
 
-/* INFO: what the session says it is; kept for PEERS, never acted on. */
+/* INFO: what the session says it is; kept for PEERS, never acted on.
+ * One fixed-size copy per session, made at its first INFO. */
 static int on_info(struct broker *b, struct peer *p, const struct proto_msg *m) {
-        memcpy(p->label, m->u.info.label, sizeof(p->label));
-        p->ncounters = m->u.info.count;
-        if (p->ncounters)
-                memcpy(p->counters, m->counters, p->ncounters * sizeof(p->counters[0]));
+        if (!p->info) {
+                p->info = malloc(sizeof(*p->info));
+                if (!p->info)
+                        return send_error(b, p, m->hdr.req_id, -ENOMEM, "broker out of memory");
+        }
+        memset(p->info, 0, sizeof(*p->info));
+        memcpy(p->info->label, m->u.info.label, sizeof(p->info->label));
+        p->info->ncounters = m->u.info.count;
+        if (p->info->ncounters)
+                memcpy(p->info->counters, m->counters, p->info->ncounters * sizeof(p->info->counters[0]));
         return send_msg(b, p, proto_enc_ok(b->sbuf, sizeof(b->sbuf), m->hdr.req_id), NULL, 0);
 }
 
@@ -327,20 +340,24 @@ static bool peer_visible(uid_t uid, const struct peer *q) {
 static void peer_entry_fill(const struct peer *q, struct proto_peer_entry *e) {
         memset(e, 0, sizeof(*e));
         memcpy(e->session_id, q->id, 16);
-        reg_read_comm((uint32_t)q->pid, e->comm);
-        memcpy(e->label, q->label, sizeof(e->label));
+        memcpy(e->comm, q->comm, sizeof(e->comm));
         e->pid = (uint32_t)q->pid;
         e->uid = (uint32_t)q->uid;
         e->gid = (uint32_t)q->gid;
         e->producers = q->nprod;
         e->subscribers = q->nsub;
-        e->ncounters = q->ncounters;
-        memcpy(e->counters, q->counters, q->ncounters * sizeof(e->counters[0]));
+        e->serial = q->serial;
+        if (q->info) {
+                memcpy(e->label, q->info->label, sizeof(e->label));
+                e->ncounters = q->info->ncounters;
+                memcpy(e->counters, q->info->counters, q->info->ncounters * sizeof(e->counters[0]));
+        }
 }
 
-/* PEERS: the sessions this one may see, paged in list order (newest
- * first; sessions that come or go between pages may be missed or shown
- * twice). One walk of the list, bounded by max_sessions. */
+/* PEERS: the sessions this one may see, oldest first, from the first
+ * whose serial is above the asker's cursor: one that ends between pages
+ * hides no other. One walk of the list (at most max_sessions), no system
+ * call. */
 static int on_peers(struct broker *b, struct peer *p, const struct proto_msg *m) {
         uint32_t max = MIN(m->u.peers.max, PROTO_PEERS_MAX);
         uint32_t seen = 0, n = 0;
@@ -348,7 +365,7 @@ static int on_peers(struct broker *b, struct peer *p, const struct proto_msg *m)
         for (const struct peer *q = b->peers; q; q = q->next) {
                 if (!peer_visible(p->uid, q))
                         continue;
-                if (seen >= m->u.peers.start && n < max)
+                if (q->serial > m->u.peers.after && n < max)
                         peer_entry_fill(q, &b->pebuf[n++]);
                 seen++;
         }
@@ -441,12 +458,15 @@ static int dispatch(struct broker *b, struct peer *p, const void *buf, ssize_t n
 
 /* --- sessions -------------------------------------------------------------- */
 
+/* Appended: the list stays in serial order, which PEERS pages by. */
 static void peer_link(struct broker *b, struct peer *p) {
-        p->prev = NULL;
-        p->next = b->peers;
-        if (b->peers)
-                b->peers->prev = p;
-        b->peers = p;
+        p->next = NULL;
+        p->prev = b->peers_tail;
+        if (b->peers_tail)
+                b->peers_tail->next = p;
+        else
+                b->peers = p;
+        b->peers_tail = p;
         b->npeers++;
 }
 
@@ -457,6 +477,8 @@ static void peer_unlink(struct broker *b, struct peer *p) {
                 b->peers = p->next;
         if (p->next)
                 p->next->prev = p->prev;
+        else
+                b->peers_tail = p->prev;
         p->prev = p->next = NULL;
         b->npeers--;
 }

@@ -140,6 +140,7 @@ void peer_free(struct peer *p, bool evict) {
         reg_account_unref(p->uid_acct);
         reg_account_unref(p->session_acct);
         free(p->entries);
+        free(p->info);
         closep(&p->pidfd);
         closep(&p->fd);
         free(p);

@@ -57,10 +57,16 @@ struct peer {
         struct peer_entry *entries;
         uint32_t nentries, cap;
         uint32_t nprod, nsub; /* of entries[], by role */
-        /* What the session said about itself (INFO): shown, never used. */
+        uint64_t serial;      /* from HELLO on: the broker's count of sessions */
+        char comm[PROTO_COMM_MAX]; /* /proc/PID/comm at HELLO */
+        struct peer_info *info;    /* what it said about itself (INFO), if it did */
+};
+
+/* Shown, never used; allocated at the session's first INFO. */
+struct peer_info {
         char label[PROTO_LABEL_MAX];
-        struct proto_counter counters[PROTO_COUNTERS_MAX];
         uint32_t ncounters;
+        struct proto_counter counters[PROTO_COUNTERS_MAX];
 };
 
 /* Set up a session on an accepted socket: credentials, pidfd, uuid, and

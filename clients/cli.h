@@ -71,8 +71,9 @@ int cli_list_fetch(zcbus *bus, zcbus_topic_entry **ret_v, unsigned *ret_n);
 /* Keep (in place, in order) the topics matching one of the glob patterns
  * (all if there are none); returns how many are kept. */
 unsigned cli_filter_topics(zcbus_topic_entry *v, unsigned n, char *const *patterns, int npatterns);
-/* A name for a table: printable ASCII and UTF-8 as is, control bytes and
- * DEL as \xNN, backslash doubled. out holds 4 * strlen(name) + 1. */
+/* A name for a table: printable ASCII and UTF-8 as is; control bytes, DEL,
+ * C1 controls and bytes outside valid UTF-8 as \xNN; backslash doubled.
+ * out holds 4 * strlen(name) + 1. */
 void cli_name_text(const char *name, char *out);
 /* Display width: UTF-8 continuation bytes take no column. */
 size_t cli_text_width(const char *s);
@@ -80,12 +81,13 @@ size_t cli_text_width(const char *s);
 /* ---- cmd_peers.c: what peers and stat share -------------------------------- */
 
 #include <stdbool.h>
-/* Every session this uid may see, sorted by session id, or a negative
- * errno; *ret_v is malloc'd. */
+/* Every session this uid may see, oldest first, or a negative errno;
+ * *ret_v is malloc'd. */
 int cli_peers_fetch(zcbus *bus, zcbus_peer **ret_v, unsigned *ret_n);
-/* The session with that id among v[n] (as cli_peers_fetch sorted it), or
- * NULL. */
-const zcbus_peer *cli_peer_find(const zcbus_peer *v, unsigned n, const uint8_t session_id[16]);
+/* v[n] sorted by session id (malloc'd, NULL without memory), and the
+ * session with that id in it, or NULL. */
+const zcbus_peer **cli_peers_index(const zcbus_peer *v, unsigned n);
+const zcbus_peer *cli_peer_find(const zcbus_peer *const *ix, unsigned n, const uint8_t session_id[16]);
 /* A table row (cli_peer_header's columns) and its counters on the next
  * line, indented or not; or one JSON object. */
 void cli_peer_header(void);

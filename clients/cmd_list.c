@@ -100,19 +100,31 @@ static void id_text(const uint8_t id[16], char out[37]) {
         uuid_unparse_lower(id, out);
 }
 
-/* Topic name for the table: printable ASCII and UTF-8 as is, control bytes
- * and DEL as \xNN, backslash doubled. out holds 4 * ZCBUS_TOPIC_MAX + 1. */
+/* A name for a table (a topic's, a process's: anybody's words): printable
+ * ASCII and UTF-8 as is; control bytes, DEL, the C1 controls (U+0080 to
+ * U+009F, which terminals obey) and bytes outside valid UTF-8 as \xNN each;
+ * backslash doubled. out holds 4 * strlen(name) + 1. */
 void cli_name_text(const char *name, char *out) {
-        size_t k = 0;
+        const unsigned char *p = (const unsigned char *)name;
+        size_t k = 0, left = strlen(name);
 
-        for (const unsigned char *p = (const unsigned char *)name; *p; p++) {
-                if (*p < 0x20 || *p == 0x7f)
-                        k += (size_t)sprintf(out + k, "\\x%02x", *p);
-                else if (*p == '\\') {
+        while (left) {
+                size_t n = *p < 0x80 ? 1 : json_utf8_len(p, left);
+                bool c1 = n == 2 && p[0] == 0xc2 && p[1] < 0xa0;
+
+                if (*p < 0x20 || *p == 0x7f || n == 0 || c1) {
+                        n = c1 ? 2 : 1;
+                        for (size_t i = 0; i < n; i++)
+                                k += (size_t)sprintf(out + k, "\\x%02x", p[i]);
+                } else if (*p == '\\') {
                         out[k++] = '\\';
                         out[k++] = '\\';
-                } else
-                        out[k++] = (char)*p;
+                } else {
+                        memcpy(out + k, p, n);
+                        k += n;
+                }
+                p += n;
+                left -= n;
         }
         out[k] = '\0';
 }

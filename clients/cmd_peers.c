@@ -20,52 +20,58 @@
 #include "cli.h"
 #include "json.h"
 
-/* Sorted by session id, for cli_peer_find. An answer is untrusted: never hold more than this many sessions. */
+/* An answer is untrusted: never hold more than this many sessions. */
 #define PEERS_HELD_MAX 65536u
-#define PEERS_PAGE 64u
+#define PEERS_FIRST 256u
 
 enum { OPT_JSON = 0x100 };
 
-static int by_session(const void *a, const void *b) {
-        return memcmp(((const zcbus_peer *)a)->session_id, ((const zcbus_peer *)b)->session_id, 16);
-}
-
 int cli_peers_fetch(zcbus *bus, zcbus_peer **ret_v, unsigned *ret_n) {
         _cleanup_free_ zcbus_peer *v = NULL;
-        unsigned cap = PEERS_PAGE, n = 0, total = 0;
+        unsigned cap = PEERS_FIRST, total = 0;
+        int r;
 
-        v = malloc(cap * sizeof(*v));
-        if (!v)
-                return -ENOMEM;
-        for (;;) {
-                int r = zcbus_list_peers(bus, n, v + n, cap - n, &total);
+        /* Once, or again with room for the total if more came than there
+         * was room for (a few tries: sessions come and go). */
+        for (int tries = 0;; tries++) {
+                zcbus_peer *nv = realloc(v, cap * sizeof(*v));
+                if (!nv)
+                        return -ENOMEM;
+                v = nv;
+                r = zcbus_list_peers(bus, v, cap, &total);
                 if (r < 0)
                         return r;
-                n += (unsigned)r;
-                /* Sessions come and go between pages: a short answer ends
-                 * it as well as the total. */
-                if (r == 0 || n >= total || n >= PEERS_HELD_MAX)
+                if ((unsigned)r < cap || cap >= PEERS_HELD_MAX || tries == 3)
                         break;
-                unsigned want = MIN(total, PEERS_HELD_MAX);
-                if (want > cap) {
-                        zcbus_peer *nv = realloc(v, want * sizeof(*v));
-                        if (!nv)
-                                return -ENOMEM;
-                        v = nv;
-                        cap = want;
-                }
+                cap = MIN(MAX(total, 2 * cap), PEERS_HELD_MAX);
         }
-        qsort(v, n, sizeof(*v), by_session);
         *ret_v = TAKE_PTR(v);
-        *ret_n = n;
+        *ret_n = (unsigned)r;
         return 0;
 }
 
-const zcbus_peer *cli_peer_find(const zcbus_peer *v, unsigned n, const uint8_t session_id[16]) {
+static int by_session(const void *a, const void *b) {
+        return memcmp((*(const zcbus_peer *const *)a)->session_id, (*(const zcbus_peer *const *)b)->session_id, 16);
+}
+
+const zcbus_peer **cli_peers_index(const zcbus_peer *v, unsigned n) {
+        const zcbus_peer **ix = malloc((n ? n : 1) * sizeof(*ix));
+
+        if (!ix)
+                return NULL;
+        for (unsigned i = 0; i < n; i++)
+                ix[i] = &v[i];
+        qsort(ix, n, sizeof(*ix), by_session);
+        return ix;
+}
+
+const zcbus_peer *cli_peer_find(const zcbus_peer *const *ix, unsigned n, const uint8_t session_id[16]) {
         zcbus_peer key;
+        const zcbus_peer *kp = &key, *const *hit;
 
         memcpy(key.session_id, session_id, 16);
-        return bsearch(&key, v, n, sizeof(*v), by_session);
+        hit = bsearch(&kp, ix, n, sizeof(*ix), by_session);
+        return hit ? *hit : NULL;
 }
 
 /* "name=value name=value" (the library checked the names). */
@@ -99,9 +105,9 @@ void cli_peer_json(const zcbus_peer *p) {
         char sess[37];
 
         uuid_unparse_lower(p->session_id, sess);
-        (void)printf("{\"session\": \"%s\", \"pid\": %" PRIu32 ", \"uid\": %" PRIu32 ", \"gid\": %" PRIu32
-                     ", \"comm\": ",
-                     sess, p->pid, p->uid, p->gid);
+        (void)printf("{\"session\": \"%s\", \"serial\": %" PRIu64 ", \"pid\": %" PRIu32 ", \"uid\": %" PRIu32
+                     ", \"gid\": %" PRIu32 ", \"comm\": ",
+                     sess, p->serial, p->pid, p->uid, p->gid);
         if (p->comm[0])
                 json_str(stdout, p->comm);
         else

@@ -131,12 +131,12 @@ static const zcbus_stat_entry *gating_entry(const zcbus_stat_entry *v, unsigned 
 
 /* The sessions among the entries that said something about themselves
  * (zcbus_set_info), each once, in entry order: indexes into peers. */
-static unsigned talking_sessions(const zcbus_stat_entry *v, unsigned n, const zcbus_peer *peers, unsigned npeers,
-                                 const zcbus_peer **out, bool *told) {
+static unsigned talking_sessions(const zcbus_stat_entry *v, unsigned n, const zcbus_peer *peers,
+                                 const zcbus_peer *const *ix, unsigned npeers, const zcbus_peer **out, bool *told) {
         unsigned k = 0;
 
         for (unsigned i = 0; i < n; i++) {
-                const zcbus_peer *p = cli_peer_find(peers, npeers, v[i].session_id);
+                const zcbus_peer *p = cli_peer_find(ix, npeers, v[i].session_id);
 
                 if (!p || told[p - peers] || (!p->label[0] && !p->ncounters))
                         continue;
@@ -299,6 +299,7 @@ int cmd_stat(int argc, char **argv, const char *sock) {
         _cleanup_free_ zcbus_peer *peers = NULL;
         _cleanup_free_ const zcbus_peer **talk = NULL;
         _cleanup_free_ bool *told = NULL;
+        _cleanup_free_ const zcbus_peer **ix = NULL;
         zcbus_topic_stats st = {.size = sizeof(st)};
         unsigned n = 0, npeers = 0, ntalk = 0;
         int o, r, json = 0;
@@ -346,8 +347,9 @@ int cmd_stat(int argc, char **argv, const char *sock) {
         if (n && cli_peers_fetch(bus, &peers, &npeers) == 0 && npeers) {
                 talk = calloc(npeers, sizeof(*talk));
                 told = calloc(npeers, sizeof(*told));
-                if (talk && told)
-                        ntalk = talking_sessions(v, n, peers, npeers, talk, told);
+                ix = cli_peers_index(peers, npeers);
+                if (talk && told && ix)
+                        ntalk = talking_sessions(v, n, peers, ix, npeers, talk, told);
         }
         if (json)
                 print_stat_json(argv[optind], &st, v, n, talk, ntalk);

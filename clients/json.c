@@ -14,9 +14,8 @@
 
 #include "json.h"
 
-/* Length of the valid UTF-8 sequence at p (1..4) within the left bytes
- * (left >= 1), or 0 if invalid. */
-static size_t utf8_len(const unsigned char *p, size_t left) {
+size_t json_utf8_len(const void *at, size_t left) {
+        const unsigned char *p = at;
         unsigned c = p[0];
         size_t n;
         uint32_t cp;
@@ -52,7 +51,7 @@ bool json_utf8_valid(const void *data, size_t len) {
         const unsigned char *p = data;
 
         while (len > 0) {
-                size_t n = utf8_len(p, len);
+                size_t n = json_utf8_len(p, len);
 
                 if (n == 0)
                         return false;
@@ -71,7 +70,7 @@ void json_strn(FILE *f, const void *data, size_t len) {
 
         (void)fputc('"', f);
         while (p < end) {
-                size_t n = utf8_len(p, (size_t)(end - p));
+                size_t n = json_utf8_len(p, (size_t)(end - p));
 
                 if (n > 1) {
                         (void)fwrite(p, 1, n, f);

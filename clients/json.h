@@ -20,6 +20,9 @@
 void json_str(FILE *f, const char *s);
 /* The same for len bytes that may hold NULs (each becomes \u0000). */
 void json_strn(FILE *f, const void *data, size_t len);
+/* Length of the valid UTF-8 sequence at p (1..4) within the left bytes
+ * (left >= 1), or 0 if it is not one. */
+size_t json_utf8_len(const void *p, size_t left);
 /* Are the len bytes valid UTF-8 (RFC 3629; NUL bytes included)? */
 bool json_utf8_valid(const void *data, size_t len);
 /* The bytes in standard base64 (RFC 4648, padded), as a JSON string. */

@@ -359,17 +359,19 @@ int zcbus_set_info(zcbus *bus, const char *label, const zcbus_counter *counters,
  * said about itself (zcbus_set_info). */
 typedef struct zcbus_peer {
         uint8_t session_id[16];
-        char comm[ZCBUS_COMM_MAX];   /* the process's name; "" if it is gone */
+        char comm[ZCBUS_COMM_MAX];   /* the process's name when it said HELLO */
         char label[ZCBUS_LABEL_MAX];
         uint32_t pid, uid, gid;
         uint32_t producers, subscribers; /* entries it holds */
         uint32_t ncounters;
+        uint64_t serial;                 /* 1 for the broker's first session, and up */
         zcbus_counter counters[ZCBUS_COUNTERS_MAX];
+        uint64_t reserved[4];            /* 0 */
 } zcbus_peer;
-/* Fills up to max sessions this one may see (its uid's; every one for
- * root and the broker's uid) starting at index start; returns how many it
- * filled, and the total through *total if not NULL. */
-int zcbus_list_peers(zcbus *bus, unsigned start, zcbus_peer *peers, unsigned max, unsigned *total);
+/* Fills up to max of peers with the sessions this one may see (its uid's;
+ * every one for root and the broker's uid), oldest first; returns how many
+ * it filled, and how many there are through *total if not NULL. */
+int zcbus_list_peers(zcbus *bus, zcbus_peer *peers, unsigned max, unsigned *total);
 
 const char *zcbus_strerror(int err);
 const char *zcbus_policy_name(uint32_t policy);

@@ -1123,8 +1123,9 @@ _public_ int zcbus_set_info(zcbus *bus, const char *label, const zcbus_counter *
         return m.hdr.type == PROTO_OK ? 0 : -EBADMSG;
 }
 
-_public_ int zcbus_list_peers(zcbus *bus, unsigned start, zcbus_peer *peers, unsigned max, unsigned *total) {
+_public_ int zcbus_list_peers(zcbus *bus, zcbus_peer *peers, unsigned max, unsigned *total) {
         unsigned filled = 0;
+        uint64_t after = 0;
 
         if (!bus || (max && !peers))
                 return -EINVAL;
@@ -1135,8 +1136,8 @@ _public_ int zcbus_list_peers(zcbus *bus, unsigned start, zcbus_peer *peers, uns
 
                 if (want == 0)
                         want = 1; /* still ask, for the total */
-                r = rpc(bus, proto_enc_peers(bus->buf, sizeof(bus->buf), next_id(bus), start + filled, want), &m,
-                        NULL, 0, NULL);
+                r = rpc(bus, proto_enc_peers(bus->buf, sizeof(bus->buf), next_id(bus), after, want), &m, NULL, 0,
+                        NULL);
                 if (r < 0)
                         return r;
                 if (m.hdr.type != PROTO_PEERS_REPLY)
@@ -1144,6 +1145,10 @@ _public_ int zcbus_list_peers(zcbus *bus, unsigned start, zcbus_peer *peers, uns
                 if (total)
                         *total = m.u.peers_reply.total;
                 uint32_t c = MIN(m.u.peers_reply.count, (uint32_t)(max - filled));
+                /* Serials rise within a page (the decoder checked); across
+                 * pages too, or the broker would have us go round. */
+                if (c && m.peer_entries[0].serial <= after)
+                        return -EBADMSG;
                 for (uint32_t i = 0; i < c; i++) {
                         const struct proto_peer_entry *e = &m.peer_entries[i];
                         zcbus_peer *d = &peers[filled + i];
@@ -1157,13 +1162,17 @@ _public_ int zcbus_list_peers(zcbus *bus, unsigned start, zcbus_peer *peers, uns
                         d->producers = e->producers;
                         d->subscribers = e->subscribers;
                         d->ncounters = e->ncounters;
+                        d->serial = e->serial;
+                        after = e->serial;
                         for (uint32_t k = 0; k < e->ncounters; k++) {
                                 memcpy(d->counters[k].name, e->counters[k].name, sizeof(d->counters[k].name));
                                 d->counters[k].value = e->counters[k].value;
                         }
                 }
                 filled += c;
-                if (c == 0 || filled >= max || start + filled >= m.u.peers_reply.total)
+                /* A short page is the end (sessions that came since are
+                 * for the next call). */
+                if (c < want || filled >= max)
                         return (int)filled;
         }
 }

@@ -209,8 +209,8 @@ int proto_enc_info(void *buf, size_t cap, uint32_t req_id, const char *label, co
         return enc(buf, cap, PROTO_INFO, req_id, &b, sizeof(b), counters, (size_t)count * sizeof(*counters));
 }
 
-int proto_enc_peers(void *buf, size_t cap, uint32_t req_id, uint32_t start, uint32_t max) {
-        struct proto_peers b = {.start = start, .max = max};
+int proto_enc_peers(void *buf, size_t cap, uint32_t req_id, uint64_t after, uint32_t max) {
+        struct proto_peers b = {.after = after, .max = max};
 
         if (max == 0 || max > PROTO_PEERS_MAX)
                 return -EINVAL;
@@ -227,10 +227,15 @@ int proto_enc_peers_reply(void *buf, size_t cap, uint32_t req_id, uint32_t total
 }
 
 static int valid_peer_entry(const struct proto_peer_entry *e) {
+        static const struct proto_counter zero;
         size_t n = strnlen(e->comm, sizeof(e->comm));
 
-        return n < sizeof(e->comm) && proto_label_valid(e->label) && e->reserved[0] == 0 && e->reserved[1] == 0 &&
-               counters_valid(e->counters, e->ncounters);
+        if (n == sizeof(e->comm) || !proto_label_valid(e->label) || !counters_valid(e->counters, e->ncounters))
+                return 0;
+        for (uint32_t k = e->ncounters; k < PROTO_COUNTERS_MAX; k++)
+                if (memcmp(&e->counters[k], &zero, sizeof(zero)) != 0)
+                        return 0;
+        return 1;
 }
 
 /* Fixed body size of each type; 0 for an unknown type. Types with no body
@@ -438,8 +443,7 @@ int proto_decode(const void *buf, size_t len, struct proto_msg *ret) {
                 break;
         }
         case PROTO_PEERS:
-                if (tail || m.u.peers.flags || m.u.peers.reserved || m.u.peers.max == 0 ||
-                    m.u.peers.max > PROTO_PEERS_MAX)
+                if (tail || m.u.peers.flags || m.u.peers.max == 0 || m.u.peers.max > PROTO_PEERS_MAX)
                         return -EBADMSG;
                 break;
         case PROTO_PEERS_REPLY: {
@@ -449,7 +453,8 @@ int proto_decode(const void *buf, size_t len, struct proto_msg *ret) {
                         return -EBADMSG;
                 m.peer_entries = c ? (const struct proto_peer_entry *)(body + fixed) : NULL;
                 for (uint32_t i = 0; i < c; i++)
-                        if (!valid_peer_entry(&m.peer_entries[i]))
+                        if (!valid_peer_entry(&m.peer_entries[i]) || m.peer_entries[i].serial == 0 ||
+                            (i && m.peer_entries[i].serial <= m.peer_entries[i - 1].serial))
                                 return -EBADMSG;
                 break;
         }

@@ -260,30 +260,32 @@ struct proto_info {
         /* struct proto_counter counters[count] */
 };
 
+/* Sessions in the order they said HELLO, from the first whose serial is
+ * above after (0: from the first): a cursor, so that sessions that end
+ * between pages hide no other. */
 struct proto_peers {
-        uint32_t start;
+        uint64_t after; /* the last serial the asker has seen, or 0 */
         uint32_t max;   /* 1..PROTO_PEERS_MAX */
         uint32_t flags; /* must be 0 */
-        uint32_t reserved;
 };
 
 /* One session, with what it said about itself (PROTO_INFO): the peer's
- * own claims, not facts, except pid, uid, gid and the entry counts. */
+ * own claims, not facts, except pid, uid, gid, comm and the entry counts. */
 struct proto_peer_entry {
         uint8_t session_id[16];
-        char comm[PROTO_COMM_MAX];   /* as in proto_stat_entry */
+        char comm[PROTO_COMM_MAX];   /* /proc/PID/comm at HELLO, NUL-padded */
         char label[PROTO_LABEL_MAX]; /* as in proto_info */
         uint32_t pid, uid, gid;
         uint32_t producers, subscribers; /* entries it holds */
-        uint32_t ncounters;              /* valid entries of counters[] */
-        uint32_t reserved[2];
+        uint32_t ncounters;              /* valid entries of counters[]; the rest are zero */
+        uint64_t serial;                 /* 1 for the broker's first session, and up */
         struct proto_counter counters[PROTO_COUNTERS_MAX];
 };
 
 struct proto_peers_reply {
-        uint32_t total; /* sessions the broker has */
-        uint32_t count; /* entries that follow, <= PROTO_PEERS_MAX */
-        /* struct proto_peer_entry entries[count] */
+        uint32_t total; /* sessions the asker may see, on every page */
+        uint32_t count; /* entries that follow, <= PROTO_PEERS_MAX, <= total */
+        /* struct proto_peer_entry entries[count], serials rising */
 };
 
 /* A decoded, validated message. Strings are NUL-terminated copies. */
@@ -335,7 +337,7 @@ int proto_enc_topic_rm(void *buf, size_t cap, uint32_t req_id, const char *name)
 /* -EINVAL for a bad label, counter name, a repeated name, or count. */
 int proto_enc_info(void *buf, size_t cap, uint32_t req_id, const char *label, const struct proto_counter *counters,
                    uint32_t count);
-int proto_enc_peers(void *buf, size_t cap, uint32_t req_id, uint32_t start, uint32_t max);
+int proto_enc_peers(void *buf, size_t cap, uint32_t req_id, uint64_t after, uint32_t max);
 int proto_enc_peers_reply(void *buf, size_t cap, uint32_t req_id, uint32_t total,
                           const struct proto_peer_entry *entries, uint32_t count);
 

@@ -300,7 +300,8 @@ in = big.>
 EOF
 } >"$dir/B.conf"
 {
-        common "nats://127.0.0.1:$P3, nats://127.0.0.1:$P1, nats://127.0.0.1:$P2" C
+        # (credentials the servers do not ask for: they must not be shown)
+        common "nats://bridgeuser:S3cretPw@127.0.0.1:$P3, nats://bridgeuser:S3cretPw@127.0.0.1:$P1, nats://bridgeuser:S3cretPw@127.0.0.1:$P2" C
         cat <<EOF
 in = fan.>
 in = rel.k reliable
@@ -360,6 +361,11 @@ wait_until '[ "$(bus_view B fan.t "b[\"counters\"][\"received\"] >= $N")" = True
 check "zcbus stat on B shows its bridge, the topic's producer there, with what it received" \
         '[ "$(bus_view B fan.t "e[b[\"session\"]][\"role\"] == \"pub\" and b[\"counters\"][\"received\"] >= $N and
                 all(k in b[\"counters\"] for k in (\"dropped\", \"duplicates\", \"nats_reconnects\"))")" = True ]'
+wait_until 'cli C peers | grep -q " nats bridge "'
+cli C peers >"$dir/peersC.out" 2>&1
+check "zcbus peers shows C's bridge with its server's URL but not the password in it" \
+        'grep -Eq " nats bridge nats://127.0.0.1:[0-9]+ as " "$dir/peersC.out" && ! grep -q S3cretPw "$dir/peersC.out" &&
+         ! grep -q S3cretPw "$dir/C.state/stats.json"' "$dir/peersC.out"
 cli A stat fan.t >"$dir/statA.out" 2>&1
 check "zcbus stat's table names the bridge and its counters" \
         'grep -q "^what these sessions say about themselves:" "$dir/statA.out" &&

@@ -1166,7 +1166,7 @@ static int peers_other_uid_peer(void *arg) {
         PEER_CHECK(zcbus_connect(a->sock, &bus) == 0, "connect");
         PEER_CHECK(zcbus_set_info(bus, "uid A's peer", c, 2) == 0, "set_info: %s", zcbus_last_error(bus));
         PEER_CHECK(zcbus_pub_open(bus, "pub.peers", NULL, &pub) == 0, "pub_open: %s", zcbus_last_error(bus));
-        int n = zcbus_list_peers(bus, 0, v, 8, &total);
+        int n = zcbus_list_peers(bus, v, 8, &total);
         PEER_CHECK(n == 1 && total == 1, "uid A sees %d sessions (total %u), want only its own", n, total);
         PEER_CHECK(strcmp(v[0].label, "uid A's peer") == 0 && v[0].uid == UID_A && v[0].producers == 1 &&
                            v[0].pid == (uint32_t)getpid(),
@@ -1206,7 +1206,7 @@ START_TEST(test_sessions_say_who_they_are_and_see_only_what_their_uid_may) {
         ck_assert_int_eq(zcbus_sub_open(bus, "pub.peers", NULL, &sub), 0);
 
         /* Root sees both, as each said it. */
-        n = zcbus_list_peers(bus, 0, v, 8, &total);
+        n = zcbus_list_peers(bus, v, 8, &total);
         ck_assert_int_eq(n, 2);
         ck_assert_uint_eq(total, 2);
         const zcbus_peer *mine = peer_by_label(v, n, "root's bridge"), *theirs = peer_by_label(v, n, "uid A's peer");
@@ -1231,15 +1231,17 @@ START_TEST(test_sessions_say_who_they_are_and_see_only_what_their_uid_may) {
         uint8_t sid[16];
         ck_assert_int_eq(zcbus_session_id(bus, sid), 0);
         ck_assert_mem_eq(mine->session_id, sid, 16);
-        /* Paged: one at a time, the same two. */
-        n = zcbus_list_peers(bus, 1, v, 1, &total);
+        /* Oldest first: root's session said HELLO before A's. */
+        ck_assert(mine == &v[0] && theirs == &v[1] && mine->serial < theirs->serial);
+        n = zcbus_list_peers(bus, v, 1, &total);
         ck_assert_int_eq(n, 1);
         ck_assert_uint_eq(total, 2);
+        ck_assert_str_eq(v[0].label, "root's bridge");
 
         /* Saying it again replaces it; a closed entry is no longer counted. */
         zcbus_sub_close(sub);
         ck_assert_int_eq(zcbus_set_info(bus, NULL, NULL, 0), 0);
-        n = zcbus_list_peers(bus, 0, v, 8, NULL);
+        n = zcbus_list_peers(bus, v, 8, NULL);
         ck_assert_int_eq(n, 2);
         ck_assert_ptr_null(peer_by_label(v, n, "root's bridge"));
         mine = peer_by_label(v, n, "");
@@ -1274,7 +1276,7 @@ START_TEST(test_sessions_say_who_they_are_and_see_only_what_their_uid_may) {
         ck_assert_int_eq(m.u.error.err, -EBADMSG);
         ck_assert_int_eq(raw_recv(fd, buf, sizeof(buf), NULL, 0, NULL), 0);
         (void)close(fd);
-        n = zcbus_list_peers(bus, 0, v, 8, &total);
+        n = zcbus_list_peers(bus, v, 8, &total);
         ck_assert_int_eq(n, 2);
 
         (void)chan_send(&a.down, 'G');
@@ -1282,6 +1284,69 @@ START_TEST(test_sessions_say_who_they_are_and_see_only_what_their_uid_may) {
         chan_close(&a.up);
         chan_close(&a.down);
         zcbus_disconnect(bus);
+        broker_stop(&b);
+        broker_destroy(&b);
+}
+END_TEST
+
+/* One raw PEERS page after a cursor: its entries' serials, and total. */
+static int raw_peers_page(int fd, uint64_t after, uint64_t *serials, uint32_t *total) {
+        static uint8_t buf[PROTO_MSG_MAX];
+        struct proto_msg m;
+        int n = proto_enc_peers(buf, sizeof(buf), 5, after, PROTO_PEERS_MAX);
+
+        ck_assert_int_gt(n, 0);
+        ck_assert_int_eq(sock_send(fd, buf, (size_t)n, NULL, 0), 0);
+        ssize_t got = raw_recv(fd, buf, sizeof(buf), NULL, 0, NULL);
+        ck_assert_int_gt(got, 0);
+        ck_assert_int_eq(proto_decode(buf, (size_t)got, &m), 0);
+        ck_assert_uint_eq(m.hdr.type, PROTO_PEERS_REPLY);
+        for (uint32_t i = 0; i < m.u.peers_reply.count; i++)
+                serials[i] = m.peer_entries[i].serial;
+        *total = m.u.peers_reply.total;
+        return (int)m.u.peers_reply.count;
+}
+
+START_TEST(test_sessions_that_end_between_pages_hide_no_other) {
+        enum { MANY = 80 };
+        struct broker b;
+        zcbus *bus[MANY];
+        uint64_t s1[PROTO_PEERS_MAX], s2[PROTO_PEERS_MAX];
+        uint32_t total;
+        int fd;
+
+        ck_assert_int_eq(broker_start(&b, NULL), 0);
+        ck_assert_int_eq(raw_hello(b.sock, &fd), 0); /* the asker: serial 1 */
+        for (int i = 0; i < MANY; i++)
+                ck_assert_int_eq(zcbus_connect(b.sock, &bus[i]), 0);
+        zcbus_peer *all = calloc(MANY + 8, sizeof(*all));
+        unsigned t = 0;
+        ck_assert_int_eq(zcbus_list_peers(bus[0], all, MANY + 8, &t), MANY + 1);
+        ck_assert_uint_eq(t, MANY + 1);
+        for (int i = 1; i <= MANY; i++)
+                ck_assert_uint_gt(all[i].serial, all[i - 1].serial);
+        free(all);
+
+        /* A first page, then 8 of its sessions end, then the next page
+         * from the cursor: everyone after it is there. */
+        ck_assert_int_eq(raw_peers_page(fd, 0, s1, &total), PROTO_PEERS_MAX);
+        ck_assert_uint_eq(total, MANY + 1);
+        for (int i = 0; i < 8; i++)
+                zcbus_disconnect(bus[10 + i]);
+        /* (the broker sees them go in its own time: wait for the total) */
+        for (int tries = 0; tries < 5000; tries++) {
+                (void)raw_peers_page(fd, s1[PROTO_PEERS_MAX - 1], s2, &total);
+                if (total == MANY + 1 - 8)
+                        break;
+                usleep(1000);
+        }
+        ck_assert_uint_eq(total, MANY + 1 - 8);
+        ck_assert_int_eq(raw_peers_page(fd, s1[PROTO_PEERS_MAX - 1], s2, &total), MANY + 1 - PROTO_PEERS_MAX);
+        ck_assert_uint_gt(s2[0], s1[PROTO_PEERS_MAX - 1]);
+        (void)close(fd);
+        for (int i = 0; i < MANY; i++)
+                if (i < 10 || i >= 18)
+                        zcbus_disconnect(bus[i]);
         broker_stop(&b);
         broker_destroy(&b);
 }
@@ -1325,6 +1390,7 @@ static Suite *broker_suite(void) {
         tcase_add_test(tc, test_sighup_reloads_the_rules_and_keeps_them_on_a_bad_file);
         tcase_add_test(tc, test_a_bad_rule_line_stops_the_broker_with_file_and_line);
         tcase_add_test(tc, test_sessions_say_who_they_are_and_see_only_what_their_uid_may);
+        tcase_add_test(tc, test_sessions_that_end_between_pages_hide_no_other);
         suite_add_tcase(s, tc);
         return s;
 }

@@ -579,6 +579,15 @@ names = {t["name"] for t in v}
 assert {"rt", "stdin", "hist", "small", "lossy"} <= names, names' "$dir/last.out"
 fi
 
+# A name is anybody's words: what a terminal would obey (C1 controls in
+# UTF-8, bytes outside UTF-8) comes out as \xNN; other UTF-8 as it is.
+evil=$(printf 'ev\302\2330m\377.\303\251')
+run cli pub "$evil" x
+run cli list "ev*"
+check "list shows C1 controls and bytes outside UTF-8 in a name as \\xNN, other UTF-8 as is" \
+        eval '[ "$rc" -eq 0 ] && grep -qF "ev\\xc2\\x9b0m\\xff.$(printf "\303\251") " "$dir/last.out" &&
+              ! LC_ALL=C grep -q "$(printf "\233")" "$dir/last.out"' "$dir/last.out"
+
 run cli list hist 'sm?ll'
 check "list PATTERN... shows only the topics matching a glob" \
         eval '[ "$rc" -eq 0 ] && [ "$(lines "$dir/last.out")" -eq 3 ] && grep -q "^hist  " "$dir/last.out" &&

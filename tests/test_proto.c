@@ -452,9 +452,9 @@ START_TEST(test_peers_round_trip_a_full_page_and_refuse_bad_entries) {
         struct proto_msg m;
         int n;
 
-        n = proto_enc_peers(buf, PROTO_MSG_MAX, 9, 3, PROTO_PEERS_MAX);
+        n = proto_enc_peers(buf, PROTO_MSG_MAX, 9, UINT64_MAX - 3, PROTO_PEERS_MAX);
         check_encoded(buf, n, HDR + sizeof(struct proto_peers), PROTO_PEERS, &m);
-        ck_assert_uint_eq(m.u.peers.start, 3);
+        ck_assert_uint_eq(m.u.peers.after, UINT64_MAX - 3);
         ck_assert_uint_eq(m.u.peers.max, PROTO_PEERS_MAX);
         ck_assert_int_eq(proto_enc_peers(buf, PROTO_MSG_MAX, 9, 0, 0), -EINVAL);
         ck_assert_int_eq(proto_enc_peers(buf, PROTO_MSG_MAX, 9, 0, PROTO_PEERS_MAX + 1), -EINVAL);
@@ -465,6 +465,7 @@ START_TEST(test_peers_round_trip_a_full_page_and_refuse_bad_entries) {
                 strcpy(es[i].comm, "zcbus-bridge");
                 (void)snprintf(es[i].label, sizeof(es[i].label), "peer %u", i);
                 es[i].pid = 100 + i;
+                es[i].serial = UINT64_C(1) << 40 | (2 * i + 1);
                 es[i].ncounters = i % (PROTO_COUNTERS_MAX + 1);
                 for (uint32_t k = 0; k < es[i].ncounters; k++) {
                         char nm[PROTO_COUNTER_NAME_MAX];
@@ -479,7 +480,7 @@ START_TEST(test_peers_round_trip_a_full_page_and_refuse_bad_entries) {
         ck_assert_mem_eq(m.peer_entries, es, sizeof(es));
         ck_assert_int_eq(proto_enc_peers_reply(buf, PROTO_MSG_MAX, 9, 1, es, 2), -EINVAL);
 
-        for (int k = 0; k < 6; k++) {
+        for (int k = 0; k < 9; k++) {
                 struct proto_peer_entry e = es[5]; /* 5 counters */
                 switch (k) {
                 case 0: memset(e.comm, 'x', sizeof(e.comm)); break;
@@ -487,15 +488,74 @@ START_TEST(test_peers_round_trip_a_full_page_and_refuse_bad_entries) {
                 case 2: e.label[0] = '\n'; break;
                 case 3: e.ncounters = PROTO_COUNTERS_MAX + 1; break;
                 case 4: e.counters[4] = e.counters[0]; break;
-                case 5: e.reserved[1] = 1; break;
+                case 5: e.counters[10].value = 1; break;       /* past ncounters: must be zero */
+                case 6: e.counters[5].name[0] = 'q'; break;
+                case 7: e.serial = 0; break;
+                case 8: e.label[5] = 0x7f; break;
                 }
                 n = proto_enc_peers_reply(buf, PROTO_MSG_MAX, 9, 1, &e, 1);
                 ck_assert_int_gt(n, 0);
                 ck_assert_msg(proto_decode(buf, (size_t)n, &m) == -EBADMSG, "bad peer entry %d accepted", k);
         }
-        /* A count the bytes do not cover. */
+        /* A count the bytes do not cover; serials that do not rise. */
         n = proto_enc_peers_reply(buf, PROTO_MSG_MAX, 9, 2, es, 2);
         ck_assert_int_eq(proto_decode(buf, (size_t)n - 1, &m), -EBADMSG);
+        struct proto_peer_entry two[2] = {es[3], es[2]};
+        n = proto_enc_peers_reply(buf, PROTO_MSG_MAX, 9, 2, two, 2);
+        ck_assert_int_eq(proto_decode(buf, (size_t)n, &m), -EBADMSG);
+        two[1] = es[3];
+        n = proto_enc_peers_reply(buf, PROTO_MSG_MAX, 9, 2, two, 2);
+        ck_assert_int_eq(proto_decode(buf, (size_t)n, &m), -EBADMSG);
+
+        /* Forged by hand (the encoders refuse these): a PEERS with flags,
+         * trailing bytes, max 0 or above a page; a reply with count above
+         * its total or above a page (65 entries still fit a datagram); an
+         * INFO label with DEL or a byte >= 0x80. */
+        uint8_t *body = malloc(PROTO_MSG_MAX);
+        for (int k = 0; k < 5; k++) {
+                struct {
+                        struct proto_peers p;
+                        uint32_t extra;
+                } b = {.p = {.after = 0, .max = 1}};
+                size_t bl = sizeof(b.p);
+                switch (k) {
+                case 0: break; /* the control */
+                case 1: b.p.flags = 1; break;
+                case 2: bl += 4; break;
+                case 3: b.p.max = 0; break;
+                case 4: b.p.max = PROTO_PEERS_MAX + 1; break;
+                }
+                size_t len = raw_msg(buf, PROTO_PEERS, &b, bl);
+                ck_assert_msg(proto_decode(buf, len, &m) == (k == 0 ? 0 : -EBADMSG), "PEERS forgery %d", k);
+        }
+        static struct proto_peer_entry more[PROTO_PEERS_MAX + 1];
+        for (uint32_t i = 0; i <= PROTO_PEERS_MAX; i++) {
+                memset(&more[i], 0, sizeof(more[i]));
+                more[i].serial = i + 1;
+        }
+        for (int k = 0; k < 3; k++) {
+                struct proto_peers_reply r = {.total = 100, .count = 1};
+                switch (k) {
+                case 0: break;
+                case 1: r.total = 0; break;
+                case 2: r.count = PROTO_PEERS_MAX + 1; break;
+                }
+                memcpy(body, &r, sizeof(r));
+                memcpy(body + sizeof(r), more, r.count * sizeof(more[0]));
+                size_t len = raw_msg(buf, PROTO_PEERS_REPLY, body, sizeof(r) + r.count * sizeof(more[0]));
+                ck_assert_msg(proto_decode(buf, len, &m) == (k == 0 ? 0 : -EBADMSG), "PEERS_REPLY forgery %d", k);
+        }
+        for (int k = 0; k < 3; k++) {
+                struct proto_info i = {.count = 0};
+                strcpy(i.label, "ok");
+                if (k == 1)
+                        i.label[1] = 0x7f;
+                if (k == 2)
+                        i.label[1] = (char)0x9b;
+                size_t len = raw_msg(buf, PROTO_INFO, &i, sizeof(i));
+                ck_assert_msg(proto_decode(buf, len, &m) == (k == 0 ? 0 : -EBADMSG), "INFO label %d", k);
+        }
+        free(body);
         free(buf);
 }
 END_TEST
@@ -1006,6 +1066,8 @@ static size_t make_seed(uint8_t *buf, size_t cap, unsigned kind) {
         static struct proto_peer_entry pe[2];
         memset(pe, 0, sizeof(pe));
         strcpy(pe[0].label, "a bridge");
+        pe[0].serial = 1;
+        pe[1].serial = 7;
         pe[0].ncounters = 3;
         memcpy(pe[0].counters, cs, sizeof(cs));
         strcpy(pe[1].comm, "zcbus");
