@@ -44,7 +44,9 @@ static struct {
 
 int fdwait_sink_init(struct fdwait_sink *k) {
         k->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-        store_rlx(&k->signaled, 0);
+        store_rlx(&k->begun, 0);
+        store_rlx(&k->done, 0);
+        k->seen_begun = k->seen_done = 0;
         return k->efd < 0 ? negerrno() : 0;
 }
 
@@ -53,16 +55,24 @@ void fdwait_sink_close(struct fdwait_sink *k) {
         k->efd = -1; /* closed once: a second close must not hit a reused number */
 }
 
+/* From the notifier, or from the owner's own re-arm. */
 static void sink_signal(struct fdwait_sink *k) {
         uint64_t one = 1;
+        atomic_fetch_add_explicit(&k->begun, 1, memory_order_seq_cst);
         (void)!write(k->efd, &one, sizeof(one));
-        store_sc(&k->signaled, 1);
+        atomic_fetch_add_explicit(&k->done, 1, memory_order_seq_cst);
 }
 
+/* The owner's. */
 void fdwait_drain(struct fdwait_sink *k) {
+        uint32_t b = load_sc(&k->begun), d = load_sc(&k->done);
         uint64_t v;
-        if (load_rlx(&k->signaled) && atomic_exchange_explicit(&k->signaled, 0, memory_order_seq_cst))
-                (void)!read(k->efd, &v, sizeof(v));
+
+        if (b == k->seen_begun && d == k->seen_done)
+                return;
+        k->seen_begun = b;
+        k->seen_done = d;
+        (void)!read(k->efd, &v, sizeof(v));
 }
 
 /* Would a receive from the watch's cursor return at once? (SC stamp load:

@@ -28,9 +28,14 @@
 /* Where a watch's signal goes: an eventfd, its own or a wait set's. */
 struct fdwait_sink {
         int efd;
-        au32 signaled; /* 1: written since the last drain (set after the
-                          write, so a drain that misses the flag only
-                          costs one more turn of the owner's loop) */
+        /* Signals begun (before the write) and done (after it). A drain
+         * reads the eventfd when either moved since the last drain: a
+         * signal caught between its two counts is drained then or, if its
+         * write came after the read, at the next drain, with one more turn
+         * of the owner's loop. Never a loop that polls readable and finds
+         * nothing to drain while the signaler is off the CPU. */
+        au32 begun, done;
+        uint32_t seen_begun, seen_done; /* the owner's, at its last drain */
 };
 
 struct fdwait_watch {
