@@ -29,6 +29,7 @@
 #include "config.h"
 
 #include <errno.h>
+#include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -561,12 +562,33 @@ static void pending_drop(struct broker *b, struct peer *p, const char *why) {
         peer_free(p, false);
 }
 
+/* Has the connection sent something the broker has not read yet? */
+static bool unread(const struct peer *p) {
+        struct pollfd pfd = {.fd = p->fd, .events = POLLIN};
+
+        return poll(&pfd, 1, 0) == 1 && (pfd.revents & POLLIN);
+}
+
 static void hello_timeout_cb(struct ev_loop *loop, ev_timer *w, int revents) {
         struct broker *b = w->data;
         ev_tstamp now = ev_now(loop), timeout = b->conf->hello_timeout_ms / 1000.;
 
-        while (b->pending && b->pending->accepted_at + timeout <= now)
-                pending_drop(b, b->pending, "no HELLO in time (hello_timeout_ms)");
+        while (b->pending && b->pending->accepted_at + timeout <= now) {
+                struct peer *p = b->pending;
+
+                /* A broker kept off the CPU past the deadline may meet it
+                 * before the HELLO that came in time: one more deadline
+                 * for a connection with a datagram waiting, which this
+                 * loop turn reads (anything but a HELLO ends it). */
+                if (!p->hello_grace && unread(p)) {
+                        p->hello_grace = true;
+                        pending_unlink(b, p);
+                        p->accepted_at = now;
+                        pending_append(b, p);
+                        continue;
+                }
+                pending_drop(b, p, "no HELLO in time (hello_timeout_ms)");
+        }
         pending_arm(b);
 }
 

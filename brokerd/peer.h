@@ -52,6 +52,7 @@ struct peer {
         char id_str[37];
         bool hello; /* HELLO received: on the broker's session list, else pending */
         double accepted_at; /* ev_tstamp: the HELLO deadline counts from it */
+        bool hello_grace;   /* its deadline passed once with a datagram unread */
         struct reg_account *uid_acct;     /* from HELLO on: the uid's quotas */
         struct reg_account *session_acct; /* from HELLO on: this session's */
         struct peer_entry *entries;

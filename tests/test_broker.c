@@ -1289,6 +1289,37 @@ START_TEST(test_sessions_say_who_they_are_and_see_only_what_their_uid_may) {
 }
 END_TEST
 
+/* A broker kept off the CPU past a connection's HELLO deadline, with the
+ * HELLO waiting in the socket, serves it: the deadline is for clients that
+ * say nothing, not for a broker that was late to listen. */
+START_TEST(test_a_hello_that_came_in_time_is_served_after_the_broker_was_stopped) {
+        char conf[256];
+        struct broker b;
+        uint8_t buf[256];
+        struct proto_msg m;
+        int c1 = -1, c2 = -1;
+
+        write_conf(conf, sizeof(conf), "hello_timeout_ms = 100\n");
+        ck_assert_int_eq(start_with_conf(&b, conf), 0);
+        ck_assert_int_eq(sock_connect(b.sock, &c1), 0);
+        /* A later connection's round trip: the broker has accepted c1. */
+        ck_assert_int_eq(raw_hello(b.sock, &c2), 0);
+        ck_assert_int_eq(kill(b.pid, SIGSTOP), 0);
+        int n = proto_enc_hello(buf, sizeof(buf), 1);
+        ck_assert_int_eq(sock_send(c1, buf, (size_t)n, NULL, 0), 0);
+        usleep(300 * 1000);
+        ck_assert_int_eq(kill(b.pid, SIGCONT), 0);
+        ssize_t got = raw_recv(c1, buf, sizeof(buf), NULL, 0, NULL);
+        ck_assert_msg(got > 0, "the broker closed a connection whose HELLO came in time");
+        ck_assert_int_eq(proto_decode(buf, (size_t)got, &m), 0);
+        ck_assert_uint_eq(m.hdr.type, PROTO_HELLO_REPLY);
+        (void)close(c1);
+        (void)close(c2);
+        broker_stop(&b);
+        broker_destroy(&b);
+}
+END_TEST
+
 /* One raw PEERS page after a cursor: its entries' serials, and total. */
 static int raw_peers_page(int fd, uint64_t after, uint64_t *serials, uint32_t *total) {
         static uint8_t buf[PROTO_MSG_MAX];
@@ -1382,6 +1413,7 @@ static Suite *broker_suite(void) {
         tcase_set_timeout(tc, 30);
         tcase_add_test(tc, test_silent_connections_time_out_and_do_not_lock_out_real_clients);
         tcase_add_test(tc, test_one_uid_at_its_quota_does_not_stop_another);
+        tcase_add_test(tc, test_a_hello_that_came_in_time_is_served_after_the_broker_was_stopped);
         suite_add_tcase(s, tc);
 
         tc = tcase_create("access");
