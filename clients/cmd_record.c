@@ -13,9 +13,11 @@
  *
  * replay reads a recording and publishes each record again, in file
  * order, to its topic or a renamed one, at the recorded pace (scaled by
- * --speed) or as fast as it can. The pace is kept against the first send:
- * record i goes out no earlier than first_send + (ts_i - ts_0) / speed, so
- * gaps never shrink below what was recorded (scaled); sleeping is sliced
+ * --speed) or as fast as it can. The pace is kept against the end of the
+ * first send: record i goes out no earlier than first_send + (ts_i - ts_0)
+ * / speed, first_send taken once the first record is committed, so gaps
+ * never shrink below what was recorded (scaled), even if the first send
+ * was slow (a replay kept off the CPU in it); sleeping is sliced
  * so a stop signal is seen. A recording is untrusted input: every length
  * is checked against the target topic's slot size before it is read.
  */
@@ -423,14 +425,14 @@ static int send_record(struct replay *p, struct replay_topic *t, const struct re
                 if (gap < 1e18 && sleep_until(p->first_send + (uint64_t)gap) < 0)
                         return -EINTR;
         }
-        if (!p->started) {
+        do
+                r = zcbus_pub_send(t->pub, p->buf, h->len, p->timeout_ms);
+        while (r == -EINTR && !cli_stop_signal);
+        if (r == 0 && !p->started) {
                 p->started = true;
                 p->first_ts = h->ts_ns;
                 p->first_send = cli_mono_ns();
         }
-        do
-                r = zcbus_pub_send(t->pub, p->buf, h->len, p->timeout_ms);
-        while (r == -EINTR && !cli_stop_signal);
         if (r == -EINTR)
                 return r;
         if (r == -ETIMEDOUT) {
