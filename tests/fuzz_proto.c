@@ -57,6 +57,13 @@ static int reencode(const struct proto_msg *m) {
                 return proto_enc_stat_reply(out, sizeof(out), id, &m->u.stat_reply, m->stat_entries);
         case PROTO_TOPIC_RM:
                 return proto_enc_topic_rm(out, sizeof(out), id, m->name);
+        case PROTO_INFO:
+                return proto_enc_info(out, sizeof(out), id, m->u.info.label, m->counters, m->u.info.count);
+        case PROTO_PEERS:
+                return proto_enc_peers(out, sizeof(out), id, m->u.peers.after, m->u.peers.max);
+        case PROTO_PEERS_REPLY:
+                return proto_enc_peers_reply(out, sizeof(out), id, m->u.peers_reply.total, m->peer_entries,
+                                             m->u.peers_reply.count);
         default:
                 return -1;
         }
