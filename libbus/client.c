@@ -115,7 +115,8 @@ static void bus_unref(zcbus *bus) {
 }
 
 /* Send a request (with send_n descriptors) and wait for the reply with the
- * same id. fds (if any) received with it go to fds[0..*nfds). */
+ * same id, CLIENT_REPLY_TIMEOUT_MS in all (stale replies do not extend
+ * it). fds (if any) received with it go to fds[0..*nfds). */
 static int rpc_fds(zcbus *bus, int len, const int *send_fds, unsigned send_n, struct proto_msg *ret, int *fds,
                    unsigned max_fds, unsigned *nfds) {
         uint32_t id;
@@ -129,12 +130,16 @@ static int rpc_fds(zcbus *bus, int len, const int *send_fds, unsigned send_n, st
         r = sock_send(bus->fd, bus->buf, (size_t)len, send_fds, send_n);
         if (r < 0)
                 return r == -EAGAIN ? -ENOBUFS : r;
+        uint64_t deadline = now_ns() + (uint64_t)CLIENT_REPLY_TIMEOUT_MS * 1000000u;
         for (;;) {
                 struct pollfd pfd = {.fd = bus->fd, .events = POLLIN};
                 unsigned got = 0;
+                uint64_t now = now_ns();
                 ssize_t n;
 
-                r = poll(&pfd, 1, CLIENT_REPLY_TIMEOUT_MS);
+                if (now >= deadline)
+                        return -ETIMEDOUT;
+                r = poll(&pfd, 1, (int)((deadline - now + 999999u) / 1000000u));
                 if (r < 0 && errno == EINTR)
                         continue;
                 if (r < 0)
