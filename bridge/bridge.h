@@ -12,7 +12,8 @@
  *    room, and a sender thread retries and publishes what waited (out.c);
  *  - a ticker thread, if there are reliable inbound routes, gives up on
  *    predecessors that did not come within reorder_ms (in.c);
- *  - libnats runs its own socket thread and delivers each NATS
+ *  - libnats runs a socket thread per connection (two with "out" routes:
+ *    link.c) and delivers each NATS
  *    subscription's messages on that subscription's thread, where the
  *    inbound route publishes them on the local bus. (Debian's libnats
  *    3.4 ships event-loop adapters for libevent and libuv, not libev, and
@@ -90,6 +91,7 @@ struct bridge {
         pthread_mutex_t bus_lock; /* open, close, list on bus */
 
         natsConnection *nc;
+        natsConnection *pnc; /* JetStream publishes of reliable out routes (link.c); NULL without out routes */
         jsCtx *js;
         int max_payload;
 
@@ -107,7 +109,7 @@ struct bridge {
         struct dedup *dedup;
 };
 
-/* link.c: NATS. */
+/* link.c: NATS: the main connection nc, and pnc. */
 int link_connect(struct bridge *b, int timeout_ms);
 void link_close(struct bridge *b);
 /* Make sure the stream of a reliable topic's subject exists; retries

@@ -19,7 +19,7 @@
  *    topic is held back only while that queue is full. The queue goes to
  *    JetStream in order, pipelined: up to window messages (and
  *    window_bytes of payload) are in flight at once, on the topic's own
- *    JetStream context, whose ack
+ *    JetStream context (on link.c's publishing connection), whose ack
  *    handler (libnats's thread) marks each one acknowledged or failed and
  *    retires the acknowledged head. The reader publishes what it queues
  *    while the window has room (pump: no hand-off per message); a sender
@@ -726,7 +726,7 @@ static int sender_open(struct out_topic *t) {
         jo.PublishAsync.MaxPending = 0;
         jo.PublishAsync.AckHandler = on_ack;
         jo.PublishAsync.AckHandlerClosure = t;
-        s = natsConnection_JetStream(&js, b->nc, &jo);
+        s = natsConnection_JetStream(&js, b->pnc ? b->pnc : b->nc, &jo);
         if (s != NATS_OK) {
                 log_msg("topic '%s': NATS JetStream context: %s", t->ent.name, natsStatus_GetText(s));
                 return -ENOMEM;
