@@ -757,8 +757,11 @@ static void sender_close(struct out_topic *t) {
         (void)pthread_mutex_unlock(&t->qlock);
         if (!js)
                 return;
+        /* The loop ends with publishes in flight only when the bridge
+         * stops: a moment for their acks, then the rest is left to the
+         * next start, which sends them again from the position. */
         (void)jsPubOptions_Init(&po);
-        po.MaxWait = ACK_TIMEOUT_MS;
+        po.MaxWait = 200;
         if (js_PublishAsyncComplete(js, &po) != NATS_OK) {
                 natsMsgList pending = {0};
 
