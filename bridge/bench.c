@@ -13,6 +13,11 @@
  *           publishing and subscribing the way the bridge does (core
  *           NATS, callbacks on libnats threads): 2 x NATS hop.
  *
+ * With --tput N: throughput instead, core NATS alone, JetStream alone (one
+ * publish at a time, pipelined, and pipelined end to end through an
+ * ordered consumer: what a reliable topic's two bridges ask of NATS), and
+ * the bridges (a latest and a reliable topic).
+ *
  * Every ping carries its index; a pong for an older ping (a ping the
  * warm-up gave up on) is skipped. Output: one line per (transport, size)
  * with p50/p90/p99/max round trip in microseconds, or JSON with --json.
@@ -493,6 +498,82 @@ static int js_tput(const char *url, size_t size, uint64_t n, bool async, struct 
         return 0;
 }
 
+/* JetStream end to end, the whole of what a reliable topic's bridges do
+ * on NATS: n asynchronous publishes to a stream with a Nats-Msg-Id each
+ * on one connection, an ordered push consumer (as the receiving bridge
+ * has) on another; from the first publish to the last receipt. */
+static int js_e2e_tput(const char *url, size_t size, uint64_t n, struct tput *t) {
+        natsConnection *pc = NULL, *sc = NULL;
+        natsSubscription *sub = NULL;
+        jsCtx *pjs = NULL, *sjs = NULL;
+        jsStreamConfig cfg;
+        jsStreamInfo *si = NULL;
+        jsSubOptions so;
+        const char *subj[1] = {"bench.e2e"};
+        struct nats_count c = {0};
+        unsigned char *buf = calloc(1, size);
+        uint64_t t0, deadline;
+        jsErrCode jerr = 0;
+        natsStatus s;
+
+        if (!buf)
+                return -ENOMEM;
+        s = connect_to(&pc, url, false);
+        if (s == NATS_OK)
+                s = connect_to(&sc, url, false);
+        if (s == NATS_OK)
+                s = natsConnection_JetStream(&pjs, pc, NULL);
+        if (s == NATS_OK)
+                s = natsConnection_JetStream(&sjs, sc, NULL);
+        (void)jsStreamConfig_Init(&cfg);
+        cfg.Name = "BENCH_E2E";
+        cfg.Subjects = subj;
+        cfg.SubjectsLen = 1;
+        cfg.Storage = js_FileStorage;
+        if (s == NATS_OK)
+                s = js_AddStream(&si, pjs, &cfg, NULL, &jerr);
+        jsStreamInfo_Destroy(si);
+        if (s != NATS_OK && jerr == JSStreamNameExistErr)
+                s = NATS_OK;
+        (void)jsSubOptions_Init(&so);
+        so.Stream = "BENCH_E2E";
+        so.Ordered = true;
+        so.Config.DeliverPolicy = js_DeliverNew;
+        if (s == NATS_OK)
+                s = js_Subscribe(&sub, sjs, "bench.e2e", nats_count_cb, &c, NULL, &so, &jerr);
+        if (s == NATS_OK)
+                s = natsSubscription_SetPendingLimits(sub, -1, -1);
+        t0 = now_ns();
+        for (uint64_t i = 0; s == NATS_OK && i < n; i++) {
+                char id[64];
+                jsPubOptions po;
+
+                (void)snprintf(id, sizeof(id), "bench:%" PRIu64 ":%" PRIu64, t0, i);
+                (void)jsPubOptions_Init(&po);
+                po.MsgId = id;
+                s = js_PublishAsync(pjs, "bench.e2e", buf, (int)size, &po);
+        }
+        if (s == NATS_OK)
+                s = js_PublishAsyncComplete(pjs, NULL);
+        deadline = now_ns() + 60000000000ull;
+        while (s == NATS_OK && atomic_load(&c.got) < n && now_ns() < deadline)
+                (void)usleep(1000);
+        *t = (struct tput){.what = "js-e2e", .size = size, .sent = n, .got = atomic_load(&c.got),
+                           .secs = c.got ? (double)(atomic_load(&c.t_last) - t0) / 1e9 : 0};
+        natsSubscription_Destroy(sub);
+        jsCtx_Destroy(pjs);
+        jsCtx_Destroy(sjs);
+        natsConnection_Destroy(pc);
+        natsConnection_Destroy(sc);
+        free(buf);
+        if (s != NATS_OK) {
+                (void)fprintf(stderr, "zcbus-bridge-bench: JetStream end to end: %s (%d)\n", natsStatus_GetText(s),
+                              (int)jerr);
+                return -EIO;
+        }
+        return 0;
+}
+
 static void print_tput(const struct tput *t, bool json, bool first) {
         double rate = t->secs > 0 ? (double)t->got / t->secs : 0;
 
@@ -610,6 +691,9 @@ int main(int argc, char **argv) {
                                 return 1;
                         print_tput(&t, json, false);
                         if (js_tput(url, sizes[i], nn / 10, true, &t) < 0)
+                                return 1;
+                        print_tput(&t, json, false);
+                        if (js_e2e_tput(url, sizes[i], nn / 10, &t) < 0)
                                 return 1;
                         print_tput(&t, json, false);
                         if (sock_a && sock_b) {

@@ -7,9 +7,13 @@
  *    local topic list (which starts outbound routes), the stats file, and
  *    the ev_async by which other threads ask it to act;
  *  - each outbound topic has a reader thread blocked in zcbus_sub_recv()
- *    with a timeout (the library has no pollable descriptor yet), and a
- *    reliable one also a sender thread that publishes to JetStream;
- *  - libnats runs its own socket thread and delivers each NATS
+ *    with a timeout (the library has no pollable descriptor yet); on a
+ *    reliable one it also publishes to JetStream while the window has
+ *    room, and a sender thread retries and publishes what waited (out.c);
+ *  - a ticker thread, if there are reliable inbound routes, gives up on
+ *    predecessors that did not come within reorder_ms (in.c);
+ *  - libnats runs a socket thread per connection (two with "out" routes:
+ *    link.c) and delivers each NATS
  *    subscription's messages on that subscription's thread, where the
  *    inbound route publishes them on the local bus. (Debian's libnats
  *    3.4 ships event-loop adapters for libevent and libuv, not libev, and
@@ -34,12 +38,17 @@
 #include "zcbus.h"
 
 /* The header every bridged message carries, its origin, as one value of
- * four fields separated by single spaces (one header, not four: each
+ * five fields separated by single spaces (one header, not five: each
  * header costs libnats several allocations per message):
- *   BUS TOPIC SEQ SESSION
+ *   BUS TOPIC SEQ SESSION PREV
  * BUS the identity (uuid) of the bus it was published on, TOPIC the
  * topic's uuid there, SEQ its sequence in the topic's total order
- * (decimal), SESSION the sending bridge's session on that bus. */
+ * (decimal), SESSION the sending bridge's session on that bus (a uuid),
+ * PREV the sequence of the message the sending bridge forwarded from
+ * that topic before this one (decimal), or "-" if it knows of none. A
+ * receiver of a reliable topic delivers a message only once its PREV
+ * was delivered (in.c). The four-field form of older bridges is taken
+ * as "PREV unknown". */
 #define HDR_ORIGIN "Zcbus-Origin"
 /* Room the bridge reserves for them when it compares with max_payload. */
 #define HDR_ROOM 512
@@ -56,6 +65,9 @@ struct bstats {
         _Atomic uint64_t evicted;    /* the broker evicted an outbound subscription of ours */
         _Atomic uint64_t gaps;       /* reliable: sequences not in the ring when resumed */
         _Atomic uint64_t retries;    /* JetStream publishes tried again */
+        _Atomic uint64_t held;       /* reliable in: arrived before their PREV, held back (in_stats_json) */
+        _Atomic uint64_t reorder_gaps; /* reliable in: a PREV given up on (timeout, or the hold buffer full) */
+        _Atomic uint64_t late;       /* reliable in: arrived after their gap was given up: dropped */
         _Atomic uint64_t errors;     /* anything else that failed, each logged */
 };
 
@@ -79,6 +91,7 @@ struct bridge {
         pthread_mutex_t bus_lock; /* open, close, list on bus */
 
         natsConnection *nc;
+        natsConnection *pnc; /* JetStream publishes of reliable out routes (link.c); NULL without out routes */
         jsCtx *js;
         int max_payload;
 
@@ -96,7 +109,7 @@ struct bridge {
         struct dedup *dedup;
 };
 
-/* link.c: NATS. */
+/* link.c: NATS: the main connection nc, and pnc. */
 int link_connect(struct bridge *b, int timeout_ms);
 void link_close(struct bridge *b);
 /* Make sure the stream of a reliable topic's subject exists; retries

@@ -50,6 +50,12 @@ struct bconf {
         uint32_t replicas;      /* JetStream stream replicas */
         uint32_t buffer;        /* reliable outbound queue, messages */
         uint64_t buffer_bytes;  /* and bytes */
+        uint32_t window;        /* reliable outbound: JetStream publishes in flight, messages */
+        uint64_t window_bytes;  /* and payload bytes */
+        uint32_t reorder;       /* reliable inbound: messages held ahead of their predecessor */
+        uint64_t reorder_bytes; /* and bytes */
+        uint32_t reorder_ms;    /* how long a predecessor is waited for */
+        uint32_t test_withhold; /* tests only: hold back every Nth publish's first try; 0 off */
         uint32_t scan_ms;       /* how often the local topic list is read */
         uint32_t stats_ms;      /* how often the stats file is written */
         uint32_t dup_window_ms; /* JetStream de-duplication window */

@@ -22,6 +22,29 @@
  * A message without a valid origin header (a plain NATS publisher) is delivered
  * as it is.
  *
+ * A reliable route also puts each origin's messages back in the order
+ * they were sent: the sending bridge pipelines its JetStream publishes,
+ * and one that failed and was retried is stored after its successors.
+ * Each message names its predecessor (PREV, bridge.h); per origin (bus,
+ * topic) the route keeps the last sequence it delivered, in the state
+ * file ("ord:" slots, ORDER_CHAINS per route, the least recently used
+ * one taken over by a new origin), and
+ *  - a message at or below it is a duplicate (or, if it falls in the
+ *    last gap given up on, late): dropped, counted;
+ *  - one whose PREV is at or below it (or that names none) is delivered,
+ *    and after it every held message that is now next;
+ *  - any other is held, in a buffer of at most reorder messages and
+ *    reorder_bytes bytes for the whole route.
+ * A predecessor that does not come within reorder_ms of the first held
+ * message (of its origin; each delivery restarts the wait) is given up
+ * on: what the origin holds is delivered in order and each missing link
+ * counted (reorder_gaps). A full buffer gives up on the origin that has
+ * waited longest in the same way, so a forged PREV costs at most the
+ * buffer and reorder_ms, never a stall. The route's stream position
+ * stays below the first held message, so that a restart reads held ones
+ * again; the per-origin sequences make what was delivered after them
+ * duplicates then.
+ *
  * A topic bridged both ways is also read by its outbound route: the local
  * producer records each message in the topic's echo window (echo.h)
  * before it commits it, so that the route does not send it back.
@@ -30,6 +53,7 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -41,6 +65,9 @@
 
 #define DEDUP_SLOTS 4096
 #define SEND_TIMEOUT_MS 500
+#define ORDER_CHAINS 8 /* origins whose order a reliable route keeps */
+#define TICK_MS 100    /* how often reorder_ms deadlines are looked at */
+#define HELD_OVERHEAD 256 /* bytes counted per held message besides its payload */
 
 struct local_pub {
         struct local_pub *next;
@@ -48,6 +75,36 @@ struct local_pub {
         zcbus_pub *pub;
         pthread_mutex_t lock; /* pub */
         struct echo *echo;    /* if an "out" pattern matches the topic too */
+};
+
+struct origin {
+        uint8_t bus[16];
+        uint8_t topic[16];
+        uint64_t seq;
+        uint64_t prev1; /* PREV + 1; 0: none, or not said */
+};
+
+/* A message held back until its predecessor is delivered. */
+struct held {
+        struct held *next;
+        natsMsg *m;
+        struct origin o;
+        uint64_t sseq;
+        size_t bytes;
+};
+
+/* One origin's order on a reliable route. */
+struct chain {
+        bool used;
+        uint8_t topic[16];
+        uint64_t hash;   /* of (bus, topic): with topic, who it is */
+        uint64_t last1;  /* the last sequence delivered, + 1 */
+        uint64_t gap_lo, gap_hi; /* the last gap given up on: [lo, hi) */
+        uint64_t used_ms;
+        uint64_t deadline;   /* while it holds: when to give up */
+        struct held *held;   /* by sequence */
+        unsigned nheld;
+        struct state_slot *slot; /* "ord:I:STREAM", or NULL */
 };
 
 struct in_route {
@@ -59,6 +116,17 @@ struct in_route {
         struct state_slot *pos;
         _Atomic uint64_t received;
         bool size_said;
+
+        /* Reliable: the order of its origins, under olock (the NATS
+         * callback and the ticker). */
+        pthread_mutex_t olock;
+        struct chain chains[ORDER_CHAINS];
+        unsigned nheld;
+        uint64_t held_bytes;
+        uint64_t last_sseq; /* the last stream sequence handled */
+        _Atomic unsigned held_now;
+        _Atomic uint64_t held, gaps, late;
+        bool gap_said;
 };
 
 struct dedup_ent {
@@ -184,34 +252,64 @@ static struct local_pub *get_pub(struct in_route *rt, const char *name) {
         return p;
 }
 
-struct origin {
-        uint8_t bus[16];
-        uint8_t topic[16];
-        uint64_t seq;
-};
+/* A decimal of 1 to 20 digits at p, nothing else (no sign, no space);
+ * *end after it. */
+static bool parse_dec(const char *p, const char **end, uint64_t *ret) {
+        const char *q = p;
+        char *e;
+        uint64_t v;
 
-/* Parse "BUS TOPIC SEQ SESSION" (bridge.h), strictly: anything else is
- * no origin of ours. The session is not needed to decide anything. */
+        while (*q >= '0' && *q <= '9' && q - p <= 20)
+                q++;
+        if (q == p || q - p > 20)
+                return false;
+        errno = 0;
+        v = strtoull(p, &e, 10);
+        if (errno || e != q)
+                return false;
+        *ret = v;
+        *end = q;
+        return true;
+}
+
+static bool parse_uuid(const char *p, uint8_t id[16]) {
+        char buf[37];
+
+        if (strnlen(p, 36) < 36)
+                return false;
+        memcpy(buf, p, 36);
+        buf[36] = '\0';
+        return uuid_parse(buf, id) == 0;
+}
+
+/* Parse "BUS TOPIC SEQ SESSION PREV" (bridge.h), strictly: anything else
+ * is no origin of ours. "BUS TOPIC SEQ SESSION" (older bridges) has no
+ * PREV; a PREV not below SEQ is refused. */
 static bool parse_origin(natsMsg *m, struct origin *o) {
-        const char *v = NULL;
-        char id[37];
-        char *end;
+        const char *v = NULL, *p;
+        uint8_t session[16];
+        uint64_t prev;
 
         if (natsMsgHeader_Get(m, HDR_ORIGIN, &v) != NATS_OK || !v || strnlen(v, 74) < 74 || v[36] != ' ' ||
             v[73] != ' ')
                 return false;
-        memcpy(id, v, 36);
-        id[36] = '\0';
-        if (uuid_parse(id, o->bus) < 0)
+        if (!parse_uuid(v, o->bus) || !parse_uuid(v + 37, o->topic))
                 return false;
-        memcpy(id, v + 37, 36);
-        if (uuid_parse(id, o->topic) < 0)
+        if (!parse_dec(v + 74, &p, &o->seq) || *p != ' ' || !parse_uuid(p + 1, session))
                 return false;
-        if (v[74] < '0' || v[74] > '9')
+        p += 37;
+        o->prev1 = 0;
+        if (*p == '\0')
+                return true;
+        if (*p != ' ')
                 return false;
-        errno = 0;
-        o->seq = strtoull(v + 74, &end, 10);
-        return errno == 0 && (*end == ' ' || *end == '\0');
+        p++;
+        if (p[0] == '-' && p[1] == '\0')
+                return true;
+        if (!parse_dec(p, &p, &prev) || *p != '\0' || prev >= o->seq)
+                return false;
+        o->prev1 = prev + 1;
+        return true;
 }
 
 /* Publish on the local topic; true if it was. */
@@ -247,15 +345,251 @@ static bool deliver(struct in_route *rt, struct local_pub *p, const void *data, 
         return false;
 }
 
-/* Deliver m if it is new. Returns the stream sequence to record as
- * delivered (a reliable route's), 0 for none. */
-static uint64_t handle(struct in_route *rt, natsMsg *m) {
+/* Publish m on its local topic, unless another route or bridge of the
+ * same origin brought it already (o: its origin, or NULL). */
+static void deliver_msg(struct in_route *rt, natsMsg *m, const struct origin *o) {
         struct bridge *b = rt->b;
         char topic[ZCBUS_TOPIC_MAX + 1];
+        struct local_pub *p;
+
+        if (o && dedup_seen(b, o->bus, o->topic, o->seq)) {
+                STAT_ADD(b, duplicates, 1);
+                return;
+        }
+        if (subj_to_topic(b->prefix, natsMsg_GetSubject(m), topic, sizeof(topic)) < 0 || topic[0] == '\0') {
+                STAT_ADD(b, errors, 1);
+                log_debug("subject '%s' is not a topic name under '%s': dropped", natsMsg_GetSubject(m), b->prefix);
+                return;
+        }
+        p = get_pub(rt, topic);
+        if (!p) {
+                STAT_ADD(b, errors, 1);
+                return;
+        }
+        if (deliver(rt, p, natsMsg_GetData(m), (size_t)natsMsg_GetDataLength(m))) {
+                atomic_fetch_add_explicit(&rt->received, 1, memory_order_relaxed);
+                STAT_ADD(b, received, 1);
+        }
+}
+
+/* ---- a reliable route's order (under olock) ------------------------------ */
+
+static uint64_t origin_hash(const struct origin *o) {
+        uint8_t key[32];
+
+        memcpy(key, o->bus, 16);
+        memcpy(key + 16, o->topic, 16);
+        return hash64(key, sizeof(key)) | 1; /* 0 marks a free slot */
+}
+
+static void chain_set_last(struct chain *ch, uint64_t last1) {
+        ch->last1 = last1;
+        if (ch->slot) /* after the local commit, like the stream position */
+                atomic_store_explicit(&ch->slot->seq, last1, memory_order_relaxed);
+}
+
+/* Deliver m as the next of ch. */
+static void chain_deliver(struct in_route *rt, struct chain *ch, natsMsg *m, const struct origin *o) {
+        deliver_msg(rt, m, o);
+        chain_set_last(ch, o->seq + 1);
+}
+
+/* A message at or below what ch delivered: late (in its last gap) or a
+ * duplicate. */
+static void chain_drop(struct in_route *rt, struct chain *ch, uint64_t seq) {
+        if (seq >= ch->gap_lo && seq < ch->gap_hi) {
+                atomic_fetch_add_explicit(&rt->late, 1, memory_order_relaxed);
+                STAT_ADD(rt->b, late, 1);
+        } else {
+                STAT_ADD(rt->b, duplicates, 1);
+        }
+}
+
+static struct held *chain_pop(struct in_route *rt, struct chain *ch) {
+        struct held *h = ch->held;
+
+        ch->held = h->next;
+        ch->nheld--;
+        rt->nheld--;
+        rt->held_bytes -= h->bytes;
+        atomic_store_explicit(&rt->held_now, rt->nheld, memory_order_relaxed);
+        return h;
+}
+
+static void held_free(struct held *h) {
+        natsMsg_Destroy(h->m);
+        free(h);
+}
+
+/* Deliver what ch holds that is next now (and drop what fell below). */
+static void chain_drain(struct in_route *rt, struct chain *ch) {
+        bool moved = false;
+
+        while (ch->held) {
+                struct held *h = ch->held;
+
+                if (h->o.seq + 1 <= ch->last1) {
+                        chain_drop(rt, ch, h->o.seq);
+                } else if (h->o.prev1 <= ch->last1) {
+                        chain_deliver(rt, ch, h->m, &h->o);
+                        moved = true;
+                } else {
+                        break;
+                }
+                held_free(chain_pop(rt, ch));
+        }
+        if (ch->held && moved)
+                ch->deadline = now_ms() + rt->b->conf->reorder_ms;
+}
+
+/* Stop waiting: deliver everything ch holds, in order, counting each
+ * predecessor that is missing. */
+static void chain_give_up(struct in_route *rt, struct chain *ch, const char *why) {
+        while (ch->held) {
+                struct held *h = chain_pop(rt, ch);
+
+                if (h->o.seq + 1 <= ch->last1) {
+                        chain_drop(rt, ch, h->o.seq);
+                } else {
+                        if (h->o.prev1 > ch->last1) {
+                                atomic_fetch_add_explicit(&rt->gaps, 1, memory_order_relaxed);
+                                STAT_ADD(rt->b, reorder_gaps, 1);
+                                if (!rt->gap_said)
+                                        log_msg("stream %s: sequence %" PRIu64 " of an origin came without its "
+                                                "predecessor %" PRIu64 " (%s): delivering what is held in order; "
+                                                "counted as reorder_gaps, one arriving later as late (said once "
+                                                "per route)",
+                                                rt->stream, h->o.seq, h->o.prev1 - 1, why);
+                                rt->gap_said = true;
+                                ch->gap_lo = ch->last1;
+                                ch->gap_hi = h->o.seq;
+                        }
+                        chain_deliver(rt, ch, h->m, &h->o);
+                }
+                held_free(h);
+        }
+}
+
+/* The origin's chain, made (taking over the least recently used one,
+ * given up on first if it holds anything) if new. */
+static struct chain *chain_get(struct in_route *rt, const struct origin *o, uint64_t now) {
+        uint64_t hash = origin_hash(o);
+        struct chain *ch = NULL;
+
+        for (unsigned i = 0; i < ORDER_CHAINS; i++) {
+                struct chain *c = &rt->chains[i];
+
+                if (c->used && c->hash == hash && memcmp(c->topic, o->topic, 16) == 0) {
+                        c->used_ms = now;
+                        return c;
+                }
+                if (!ch || (ch->used && (!c->used || c->used_ms < ch->used_ms)))
+                        ch = c;
+        }
+        if (ch->used)
+                chain_give_up(rt, ch, "its origin's place taken by another origin");
+        ch->used = true;
+        ch->hash = hash;
+        memcpy(ch->topic, o->topic, 16);
+        ch->last1 = 0;
+        ch->gap_lo = ch->gap_hi = 0;
+        ch->used_ms = now;
+        if (ch->slot) {
+                atomic_store_explicit(&ch->slot->aux, 0, memory_order_relaxed);
+                memcpy(ch->slot->topic_id, o->topic, 16);
+                atomic_store_explicit(&ch->slot->seq, 0, memory_order_relaxed);
+                atomic_store_explicit(&ch->slot->aux, hash, memory_order_release);
+        }
+        return ch;
+}
+
+/* Keep m until its predecessor comes, making room first. False: m was
+ * handled (delivered or dropped) instead. */
+static bool chain_hold(struct in_route *rt, struct chain *ch, natsMsg *m, const struct origin *o, uint64_t sseq,
+                       uint64_t now) {
+        const struct bconf *c = rt->b->conf;
+        size_t bytes = (size_t)natsMsg_GetDataLength(m) + HELD_OVERHEAD;
+        struct held *h, **pp;
+
+        while (rt->nheld > 0 && (rt->nheld >= c->reorder || rt->held_bytes + bytes > c->reorder_bytes)) {
+                struct chain *oldest = NULL;
+
+                for (unsigned i = 0; i < ORDER_CHAINS; i++)
+                        if (rt->chains[i].held && (!oldest || rt->chains[i].deadline < oldest->deadline))
+                                oldest = &rt->chains[i];
+                chain_give_up(rt, oldest, "the hold buffer is full");
+        }
+        if (o->seq + 1 <= ch->last1) {
+                chain_drop(rt, ch, o->seq);
+                return false;
+        }
+        if (o->prev1 <= ch->last1 || c->reorder == 0) {
+                if (o->prev1 > ch->last1) {
+                        /* reorder = 0: no holding; a gap at once. */
+                        atomic_fetch_add_explicit(&rt->gaps, 1, memory_order_relaxed);
+                        STAT_ADD(rt->b, reorder_gaps, 1);
+                        ch->gap_lo = ch->last1;
+                        ch->gap_hi = o->seq;
+                }
+                chain_deliver(rt, ch, m, o);
+                chain_drain(rt, ch);
+                return false;
+        }
+        for (pp = &ch->held; *pp && (*pp)->o.seq < o->seq; pp = &(*pp)->next)
+                ;
+        if (*pp && (*pp)->o.seq == o->seq) {
+                STAT_ADD(rt->b, duplicates, 1); /* the first copy stays */
+                return false;
+        }
+        h = malloc(sizeof(*h));
+        if (!h) {
+                chain_give_up(rt, ch, "out of memory");
+                chain_deliver(rt, ch, m, o);
+                return false;
+        }
+        *h = (struct held){.next = *pp, .m = m, .o = *o, .sseq = sseq, .bytes = bytes};
+        *pp = h;
+        if (ch->nheld++ == 0)
+                ch->deadline = now + c->reorder_ms;
+        rt->nheld++;
+        rt->held_bytes += bytes;
+        atomic_store_explicit(&rt->held_now, rt->nheld, memory_order_relaxed);
+        atomic_fetch_add_explicit(&rt->held, 1, memory_order_relaxed);
+        STAT_ADD(rt->b, held, 1);
+        return true;
+}
+
+/* The stream position: below the first held message, else the last
+ * handled. Only forward. */
+static void route_store_pos(struct in_route *rt) {
+        uint64_t pos = rt->last_sseq;
+
+        for (unsigned i = 0; rt->nheld && i < ORDER_CHAINS; i++)
+                for (struct held *h = rt->chains[i].held; h; h = h->next)
+                        if (h->sseq && h->sseq - 1 < pos)
+                                pos = h->sseq - 1;
+        if (pos > atomic_load_explicit(&rt->pos->seq, memory_order_relaxed))
+                atomic_store_explicit(&rt->pos->seq, pos, memory_order_relaxed);
+}
+
+/* Give up on the chains whose wait is over. */
+static void route_tick(struct in_route *rt, uint64_t now) {
+        (void)pthread_mutex_lock(&rt->olock);
+        if (rt->nheld) {
+                for (unsigned i = 0; i < ORDER_CHAINS; i++)
+                        if (rt->chains[i].held && rt->chains[i].deadline <= now)
+                                chain_give_up(rt, &rt->chains[i], "not within reorder_ms");
+                route_store_pos(rt);
+        }
+        (void)pthread_mutex_unlock(&rt->olock);
+}
+
+/* Handle m; false if it is kept (held), true if the caller frees it. */
+static bool handle(struct in_route *rt, natsMsg *m) {
+        struct bridge *b = rt->b;
         struct origin o;
         uint64_t sseq = 0;
-        bool have_origin;
-        struct local_pub *p;
+        bool have_origin, kept = false;
 
         if (rt->pos) {
                 jsMsgMetaData *meta = NULL;
@@ -266,44 +600,93 @@ static uint64_t handle(struct in_route *rt, natsMsg *m) {
                 }
                 if (sseq && sseq <= atomic_load_explicit(&rt->pos->seq, memory_order_relaxed)) {
                         STAT_ADD(b, duplicates, 1);
-                        return 0;
+                        return true;
                 }
         }
         have_origin = parse_origin(m, &o);
         if (have_origin && memcmp(o.bus, b->bus_id, 16) == 0) {
                 STAT_ADD(b, loops, 1);
-                return sseq;
+        } else if (!have_origin) {
+                deliver_msg(rt, m, NULL);
+        } else if (!rt->pos) {
+                deliver_msg(rt, m, &o); /* latest: in arrival order */
+        } else {
+                uint64_t now = now_ms();
+                struct chain *ch;
+
+                (void)pthread_mutex_lock(&rt->olock);
+                ch = chain_get(rt, &o, now);
+                if (o.seq + 1 <= ch->last1)
+                        chain_drop(rt, ch, o.seq);
+                else
+                        kept = chain_hold(rt, ch, m, &o, sseq, now);
+                (void)pthread_mutex_unlock(&rt->olock);
         }
-        if (have_origin && dedup_seen(b, o.bus, o.topic, o.seq)) {
-                STAT_ADD(b, duplicates, 1);
-                return sseq;
+        if (rt->pos && sseq) {
+                /* After the local commit: a kill between the two delivers
+                 * this one message again after the restart
+                 * (zcbus-bridge(1), BUGS). */
+                (void)pthread_mutex_lock(&rt->olock);
+                if (sseq > rt->last_sseq)
+                        rt->last_sseq = sseq;
+                route_store_pos(rt);
+                (void)pthread_mutex_unlock(&rt->olock);
         }
-        if (subj_to_topic(b->prefix, natsMsg_GetSubject(m), topic, sizeof(topic)) < 0 || topic[0] == '\0') {
-                STAT_ADD(b, errors, 1);
-                log_debug("subject '%s' is not a topic name under '%s': dropped", natsMsg_GetSubject(m), b->prefix);
-                return sseq;
-        }
-        p = get_pub(rt, topic);
-        if (!p) {
-                STAT_ADD(b, errors, 1);
-                return sseq;
-        }
-        if (deliver(rt, p, natsMsg_GetData(m), (size_t)natsMsg_GetDataLength(m))) {
-                atomic_fetch_add_explicit(&rt->received, 1, memory_order_relaxed);
-                STAT_ADD(b, received, 1);
-        }
-        return sseq;
+        return !kept;
 }
 
 static void on_msg(natsConnection *nc, natsSubscription *sub, natsMsg *m, void *closure) {
         struct in_route *rt = closure;
-        uint64_t sseq = handle(rt, m);
 
-        /* After the local commit: a kill between the two delivers this one
-         * message again after the restart (zcbus-bridge(1), BUGS). */
-        if (sseq)
-                atomic_store_explicit(&rt->pos->seq, sseq, memory_order_relaxed);
-        natsMsg_Destroy(m);
+        if (handle(rt, m))
+                natsMsg_Destroy(m);
+}
+
+/* The ticker: reorder_ms deadlines of every reliable route. */
+static pthread_t ticker;
+static bool ticker_on;
+static atomic_bool ticker_stop;
+
+static void *ticker_main(void *arg) {
+        struct bridge *b = arg;
+
+        while (!atomic_load(&ticker_stop) && !atomic_load(&b->stopping)) {
+                uint64_t now;
+
+                (void)usleep(TICK_MS * 1000);
+                now = now_ms();
+                for (unsigned i = 0; i < b->conf->nin; i++)
+                        if (b->ins[i].pos)
+                                route_tick(&b->ins[i], now);
+        }
+        return NULL;
+}
+
+/* The route's origins, as the state file left them. */
+static void route_order_init(struct bridge *b, struct in_route *rt) {
+        static bool said;
+
+        for (unsigned i = 0; i < ORDER_CHAINS; i++) {
+                struct chain *ch = &rt->chains[i];
+                char key[STATE_KEY_MAX];
+
+                (void)snprintf(key, sizeof(key), "ord:%u:%s", i, rt->stream);
+                ch->slot = state_slot(b->state, key);
+                if (!ch->slot) {
+                        if (!said)
+                                log_msg("stream %s: the state file has no room for the order of origin %u; it is "
+                                        "kept in memory only (said once)",
+                                        rt->stream, i);
+                        said = true;
+                        continue;
+                }
+                ch->hash = atomic_load_explicit(&ch->slot->aux, memory_order_acquire);
+                if (ch->hash) {
+                        ch->used = true;
+                        memcpy(ch->topic, ch->slot->topic_id, 16);
+                        ch->last1 = atomic_load_explicit(&ch->slot->seq, memory_order_relaxed);
+                }
+        }
 }
 
 static int route_start(struct bridge *b, struct in_route *rt, char *err, size_t errlen) {
@@ -339,6 +722,7 @@ static int route_start(struct bridge *b, struct in_route *rt, char *err, size_t 
                                        rt->subject);
                         return r;
                 }
+                route_order_init(b, rt);
                 last = atomic_load_explicit(&rt->pos->seq, memory_order_relaxed);
                 (void)jsSubOptions_Init(&so);
                 so.Stream = rt->stream;
@@ -377,9 +761,25 @@ int in_start(struct bridge *b, char *err, size_t errlen) {
 
                 rt->b = b;
                 rt->cf = &b->conf->in[i];
+                (void)pthread_mutex_init(&rt->olock, NULL);
                 r = route_start(b, rt, err, errlen);
                 if (r < 0)
                         return r;
+        }
+        for (unsigned i = 0; i < b->conf->nin && !ticker_on; i++) {
+                sigset_t all, old;
+
+                if (!b->ins[i].pos)
+                        continue;
+                /* No signals: the main loop takes them. */
+                (void)sigfillset(&all);
+                (void)pthread_sigmask(SIG_BLOCK, &all, &old);
+                ticker_on = pthread_create(&ticker, NULL, ticker_main, b) == 0;
+                (void)pthread_sigmask(SIG_SETMASK, &old, NULL);
+                if (!ticker_on) {
+                        (void)snprintf(err, errlen, "cannot start the reorder ticker thread");
+                        return -EAGAIN;
+                }
         }
         return 0;
 }
@@ -387,6 +787,11 @@ int in_start(struct bridge *b, char *err, size_t errlen) {
 void in_stop(struct bridge *b) {
         struct local_pub *p, *next;
 
+        if (ticker_on) {
+                atomic_store(&ticker_stop, true);
+                (void)pthread_join(ticker, NULL);
+                ticker_on = false;
+        }
         for (unsigned i = 0; b->ins && i < b->conf->nin; i++) {
                 struct in_route *rt = &b->ins[i];
 
@@ -401,6 +806,12 @@ void in_stop(struct bridge *b) {
                         natsSubscription_Destroy(rt->sub);
                         rt->sub = NULL;
                 }
+                /* What is still held is not below the stream position:
+                 * read again at the next start. */
+                for (unsigned j = 0; j < ORDER_CHAINS; j++)
+                        while (rt->chains[j].held)
+                                held_free(chain_pop(rt, &rt->chains[j]));
+                (void)pthread_mutex_destroy(&rt->olock);
         }
         for (p = b->pubs; p; p = next) {
                 next = p->next;
@@ -454,8 +865,12 @@ void in_stats_json(struct bridge *b, FILE *f) {
                 if (rt->pos) {
                         (void)fputs(", \"stream\": ", f);
                         json_str(f, rt->stream);
-                        (void)fprintf(f, ", \"position\": %" PRIu64,
-                                      atomic_load_explicit(&rt->pos->seq, memory_order_relaxed));
+                        (void)fprintf(f,
+                                      ", \"position\": %" PRIu64 ", \"held_now\": %u, \"held\": %" PRIu64
+                                      ", \"reorder_gaps\": %" PRIu64 ", \"late\": %" PRIu64,
+                                      atomic_load_explicit(&rt->pos->seq, memory_order_relaxed),
+                                      atomic_load_explicit(&rt->held_now, memory_order_relaxed), atomic_load(&rt->held),
+                                      atomic_load(&rt->gaps), atomic_load(&rt->late));
                 }
                 (void)fprintf(f, ", \"received\": %" PRIu64 "}", atomic_load(&rt->received));
         }

@@ -1,10 +1,20 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * link.c: the bridge's one NATS connection and its JetStream context.
+ * link.c: the bridge's NATS connections and its JetStream context.
  *
- * The connection uses NoEcho, so the server never hands the bridge its own
- * publications; it reconnects for ever (every 200 ms, through the whole
- * server list), and counts each reconnection. A stream is made on demand,
+ * The main connection carries subscriptions, core publishes and stream
+ * management. When there are "out" routes, a second one carries the
+ * pipelined JetStream publishes of reliable topics (out.c) and their
+ * acks: it leaves send_asap off, so that libnats's flusher writes a batch
+ * of them at a time (a write per message on the main connection's
+ * send_asap is what bounded a pipelined sender), at the cost of the
+ * flusher's millisecond per message, which the window hides. It starts on
+ * the server the main one is connected to, then goes through the list.
+ * Both use NoEcho, so the server never hands a connection its own
+ * publications (one of the publishing connection's reaching a subscription
+ * of the main one is dropped as a loop by its origin); both reconnect for
+ * ever (every 200 ms, through the whole server list); reconnections of
+ * the main one are counted. A stream is made on demand,
  * by whichever side of a reliable topic comes first, with one config that
  * both derive from the subject, so "already exists" is success.
  */
@@ -19,21 +29,26 @@
 
 static _Atomic uint64_t errors_said; /* on_error: a bit per natsStatus below 64 */
 
+static const char *conn_name(struct bridge *b, natsConnection *nc) {
+        return nc == b->nc ? "NATS connection" : "NATS connection for JetStream publishes";
+}
+
 static void on_disconnected(natsConnection *nc, void *closure) {
         struct bridge *b = closure;
 
         if (!atomic_load(&b->stopping))
-                log_msg("NATS connection lost; reconnecting");
+                log_msg("%s lost; reconnecting", conn_name(b, nc));
 }
 
 static void on_reconnected(natsConnection *nc, void *closure) {
         struct bridge *b = closure;
-        char url[256];
+        char url[256] = "";
 
-        STAT_ADD(b, reconnects, 1);
+        if (nc == b->nc)
+                STAT_ADD(b, reconnects, 1);
         atomic_store(&errors_said, 0);
-        link_server(b, url, sizeof(url));
-        log_msg("NATS reconnected to %s", url);
+        (void)natsConnection_GetConnectedUrl(nc, url, sizeof(url));
+        log_msg("%s reconnected to %s", conn_name(b, nc), url);
 }
 
 /* Each kind of asynchronous error is logged once until the next
@@ -47,20 +62,30 @@ static void on_error(natsConnection *nc, natsSubscription *sub, natsStatus err, 
         log_msg("NATS: %s (said once until reconnected)", natsStatus_GetText(err));
 }
 
-int link_connect(struct bridge *b, int timeout_ms) {
+/* The options of a connection: servers (first, if not NULL, then the
+ * config's), asap: SendAsap. */
+static natsStatus make_opts(struct bridge *b, const char *first, bool asap, natsOptions **ret) {
         const struct bconf *c = b->conf;
         const char *def = "nats://127.0.0.1:4222";
+        const char *servers[BCONF_SERVERS_MAX + 1];
         natsOptions *o = NULL;
-        natsStatus s;
-        jsOptions jo;
         char name[128];
-        uint64_t deadline = now_ms() + (uint64_t)timeout_ms;
+        int n = 0;
+        natsStatus s;
 
-        (void)snprintf(name, sizeof(name), "%s %s", c->name ? c->name : "zcbus-bridge", b->bus_id_str);
+        if (first)
+                servers[n++] = first;
+        for (unsigned i = 0; i < c->nservers; i++)
+                servers[n++] = c->servers[i];
+        if (c->nservers == 0)
+                servers[n++] = def;
+        (void)snprintf(name, sizeof(name), "%s %s%s", c->name ? c->name : "zcbus-bridge", b->bus_id_str,
+                       first ? " (publishing)" : "");
         s = natsOptions_Create(&o);
         if (s == NATS_OK)
-                s = c->nservers ? natsOptions_SetServers(o, (const char **)c->servers, (int)c->nservers)
-                                : natsOptions_SetServers(o, &def, 1);
+                s = natsOptions_SetServers(o, servers, n);
+        if (s == NATS_OK && first)
+                s = natsOptions_SetNoRandomize(o, true); /* the main one's server first */
         if (s == NATS_OK)
                 s = natsOptions_SetName(o, name);
         if (s == NATS_OK)
@@ -76,7 +101,7 @@ int link_connect(struct bridge *b, int timeout_ms) {
          * default) writes each publish at once instead, a system call per
          * message (zcbus-bridge(1), send_asap). */
         if (s == NATS_OK)
-                s = natsOptions_SetSendAsap(o, c->send_asap);
+                s = natsOptions_SetSendAsap(o, asap);
         if (s == NATS_OK)
                 s = natsOptions_SetDisconnectedCB(o, on_disconnected, b);
         if (s == NATS_OK)
@@ -84,8 +109,25 @@ int link_connect(struct bridge *b, int timeout_ms) {
         if (s == NATS_OK)
                 s = natsOptions_SetErrorHandler(o, on_error, b);
         if (s != NATS_OK) {
-                log_msg("NATS options: %s", natsStatus_GetText(s));
                 natsOptions_Destroy(o);
+                return s;
+        }
+        *ret = o;
+        return NATS_OK;
+}
+
+int link_connect(struct bridge *b, int timeout_ms) {
+        const struct bconf *c = b->conf;
+        const char *def = "nats://127.0.0.1:4222";
+        natsOptions *o = NULL;
+        natsStatus s;
+        jsOptions jo;
+        char url[256];
+        uint64_t deadline = now_ms() + (uint64_t)timeout_ms;
+
+        s = make_opts(b, NULL, c->send_asap, &o);
+        if (s != NATS_OK) {
+                log_msg("NATS options: %s", natsStatus_GetText(s));
                 return -EINVAL;
         }
         for (;;) {
@@ -108,10 +150,29 @@ int link_connect(struct bridge *b, int timeout_ms) {
                 log_msg("NATS JetStream context: %s", natsStatus_GetText(s));
                 return -EINVAL;
         }
+        if (c->nout == 0)
+                return 0;
+        link_server(b, url, sizeof(url));
+        s = make_opts(b, url[0] ? url : NULL, false, &o);
+        for (; s == NATS_OK;) {
+                s = natsConnection_Connect(&b->pnc, o);
+                if (s == NATS_OK || now_ms() >= deadline || atomic_load(&b->stopping))
+                        break;
+                (void)usleep(100 * 1000);
+        }
+        natsOptions_Destroy(o);
+        if (s != NATS_OK) {
+                log_msg("cannot make the NATS connection for JetStream publishes: %s", natsStatus_GetText(s));
+                return -ECONNREFUSED;
+        }
         return 0;
 }
 
 void link_close(struct bridge *b) {
+        if (b->pnc && natsConnection_Status(b->pnc) == NATS_CONN_STATUS_CONNECTED)
+                (void)natsConnection_FlushTimeout(b->pnc, 1000);
+        natsConnection_Destroy(b->pnc);
+        b->pnc = NULL;
         if (b->nc && natsConnection_Status(b->nc) == NATS_CONN_STATUS_CONNECTED)
                 (void)natsConnection_FlushTimeout(b->nc, 1000);
         jsCtx_Destroy(b->js);

@@ -28,6 +28,13 @@ zcbus_bridge_bench_SOURCES = bridge/bench.c
 zcbus_bridge_bench_CPPFLAGS = $(zcbus_bridge_CPPFLAGS)
 zcbus_bridge_bench_CFLAGS = $(zcbus_bridge_CFLAGS)
 zcbus_bridge_bench_LDADD = libzcbus.la $(NATS_LIBS)
+# test_bridge.sh's forger of origin headers (tests/test_bridge_forge.c).
+check_PROGRAMS += tests/test_bridge_forge
+tests_test_bridge_forge_SOURCES = tests/test_bridge_forge.c
+tests_test_bridge_forge_CPPFLAGS = -include $(top_builddir)/config.h
+tests_test_bridge_forge_CFLAGS = $(AM_CFLAGS) $(NATS_CFLAGS)
+tests_test_bridge_forge_LDADD = $(NATS_LIBS)
+TESTS_ENVIRONMENT_VARS += ZCBUS_BRIDGE_FORGE=$(abs_top_builddir)/tests/test_bridge_forge
 endif
 
 # The parser and the name mapping need no NATS: their Check suites run

@@ -15,15 +15,29 @@
  *
  *  - reliable: the reader subscribes with the ring's whole history and
  *    copies messages into a bounded queue (buffer messages, buffer_bytes
- *    bytes), releasing each slot at once, so the topic is held back only
- *    while that queue is full. A sender thread publishes the queue to
- *    JetStream in order, one at a time (a publish is retried, with the
- *    same Nats-Msg-Id, until JetStream acknowledges it: the retry cannot
- *    store a message twice, and nothing overtakes a message that is being
- *    retried). Each acknowledgement moves the topic's position in the
- *    state file. After a restart, the reader skips what the position says
- *    is stored and resumes from the ring's history; sequences the ring no
- *    longer holds are counted as gaps and logged. If the queue stays full
+ *    bytes, in flight ones included), releasing each slot at once, so the
+ *    topic is held back only while that queue is full. The queue goes to
+ *    JetStream in order, pipelined: up to window messages (and
+ *    window_bytes of payload) are in flight at once, on the topic's own
+ *    JetStream context (on link.c's publishing connection), whose ack
+ *    handler (libnats's thread) marks each one acknowledged or failed and
+ *    retires the acknowledged head. The reader publishes what it queues
+ *    while the window has room (pump: no hand-off per message); a sender
+ *    thread publishes what waited for room, retries, and takes back from
+ *    libnats what got no answer (reclaim). A failed one is published
+ *    again, with the same Nats-Msg-Id, until JetStream acknowledges it (a
+ *    retry cannot store a message twice), before anything new is sent;
+ *    but the ones after it may be stored already, so the stream can hold
+ *    a message after its successors. Hence each message names its
+ *    predecessor, the previous message this route sent (HDR_ORIGIN's
+ *    PREV), and a receiver puts each origin's messages back in that order
+ *    (in.c). The topic's position in the state file moves only over the
+ *    acknowledged prefix of the window, with the last sent sequence in it
+ *    (the next message's PREV after a restart). After a restart, the
+ *    reader skips what the position says is stored and resumes from the
+ *    ring's history (what was stored beyond the prefix is sent again and
+ *    dropped by JetStream as a duplicate); sequences the ring no longer
+ *    holds are counted as gaps and logged. If the queue stays full
  *    (JetStream unreachable) the producer waits, and after the broker's
  *    stall timeout evicts the bridge like any stalled subscriber: the
  *    bridge says so, counts it, and subscribes again with history.
@@ -49,14 +63,33 @@
 #include "util.h"
 
 static bool bus_back(struct bridge *b, int err);
+struct out_topic;
+static void pump(struct out_topic *t, uint64_t *ret_wait_ms);
 
 #define RECV_TIMEOUT_MS 200
+/* A JetStream publish not answered within this is taken as lost. */
+#define ACK_TIMEOUT_MS 2000
+
+/* Where a queued message is, once the sender took it into its window. */
+enum qstate {
+        Q_INFLIGHT, /* published, its ack handler not called yet */
+        Q_FAILED,   /* to be published again (retry_at) */
+        Q_WITHHELD, /* test_withhold: its first publish put off */
+        Q_ACKED,    /* stored */
+        Q_DONE,     /* not to be sent: only moves the position */
+};
 
 struct qitem {
         struct qitem *next;
         uint64_t seq;
+        uint64_t prev1; /* the predecessor it names, + 1 (0: none) */
+        uint64_t retry_at; /* Q_FAILED: not before (now_ms) */
+        uint64_t sent_ms;  /* Q_INFLIGHT: when */
         size_t len;
         bool skip; /* not to be sent (an echo, too big): only moves the position */
+        uint8_t state;
+        natsStatus err; /* Q_FAILED: why */
+        int jerr;
         unsigned char data[];
 };
 
@@ -75,11 +108,29 @@ struct out_topic {
         bool has_sender;
         atomic_bool done; /* the reader has ended */
 
-        pthread_mutex_t qlock;
-        pthread_cond_t qcond;
-        struct qitem *qhead, **qtail;
-        unsigned qn;
+        pthread_mutex_t qlock; /* the queue, the window, their items' states */
+        pthread_cond_t qcond;  /* room in the queue (the reader waits) */
+        pthread_cond_t scond;  /* work for the sender: a failure, the end */
+        struct qitem *qhead, **qtail; /* read, not yet taken by the sender */
+        unsigned qn;                  /* messages in the queue and the window */
         uint64_t qbytes;
+
+        /* The sender's window: a ring of wcap items taken from the queue,
+         * in order, their sequences strictly increasing (the sender drops
+         * what it took before, which an eviction makes the reader queue
+         * again), retired from the head once acknowledged or done. */
+        jsCtx *js; /* the topic's own: its ack handler is on_ack(t) */
+        struct qitem **win;
+        unsigned wcap, whead, wn;
+        unsigned inflight, nfailed, nwithheld;
+        uint64_t inflight_bytes;
+        uint64_t sent_hi1;   /* the highest sequence taken into the window, + 1 */
+        uint64_t sent_prev1; /* the last one sent, + 1: the next one's PREV */
+        uint64_t withhold_n; /* test_withhold: messages sent so far */
+        bool failing;        /* said that JetStream refuses */
+        bool pumping;        /* a thread is publishing (pump) */
+        bool js_busy;        /* callbacks may still come: t must not be freed */
+        uint64_t latest_prev1; /* latest: the last forwarded, + 1 */
 
         _Atomic uint64_t forwarded, dropped, oversize;
         bool oversize_said;
@@ -89,16 +140,22 @@ static bool stopping(const struct out_topic *t) {
         return atomic_load_explicit(&t->b->stopping, memory_order_relaxed);
 }
 
-/* A message of t with sequence seq, and its origin header. */
-static natsStatus make_msg(struct out_topic *t, uint64_t seq, const void *data, size_t len, natsMsg **ret) {
+/* A message of t with sequence seq, and its origin header naming
+ * predecessor prev1 - 1 (prev1 0: none). */
+static natsStatus make_msg(struct out_topic *t, uint64_t seq, uint64_t prev1, const void *data, size_t len,
+                           natsMsg **ret) {
         struct bridge *b = t->b;
-        char origin[160];
+        char origin[200], prev[24] = "-";
         natsMsg *m = NULL;
         natsStatus s;
 
+        if (prev1)
+                (void)snprintf(prev, sizeof(prev), "%" PRIu64, prev1 - 1);
         s = natsMsg_Create(&m, t->subject, NULL, data, (int)len);
-        (void)snprintf(origin, sizeof(origin), "%s %s %" PRIu64 " %s", b->bus_id_str, t->topic_id_str, seq,
-                       b->session_str);
+        /* A session is always there (main.c), but the header's grammar
+         * needs one: the nil uuid if not. */
+        (void)snprintf(origin, sizeof(origin), "%s %s %" PRIu64 " %s %s", b->bus_id_str, t->topic_id_str, seq,
+                       b->session_str[0] ? b->session_str : "00000000-0000-0000-0000-000000000000", prev);
         if (s == NATS_OK)
                 s = natsMsgHeader_Set(m, HDR_ORIGIN, origin);
         if (s != NATS_OK) {
@@ -153,15 +210,17 @@ static void close_sub(struct out_topic *t, zcbus_sub *sub) {
 
 static void forward_latest(struct out_topic *t, zcbus_sub *sub, zcbus_msg *m) {
         struct bridge *b = t->b;
+        uint64_t seq = m->seq;
         natsMsg *nm = NULL;
         natsStatus s;
 
-        s = make_msg(t, m->seq, m->data, m->len, &nm);
+        s = make_msg(t, seq, t->latest_prev1, m->data, m->len, &nm);
         (void)zcbus_sub_release(sub, m);
         if (s == NATS_OK)
                 s = natsConnection_PublishMsg(b->nc, nm);
         natsMsg_Destroy(nm);
         if (s == NATS_OK) {
+                t->latest_prev1 = seq + 1;
                 atomic_fetch_add_explicit(&t->forwarded, 1, memory_order_relaxed);
                 STAT_ADD(b, forwarded, 1);
         } else {
@@ -189,6 +248,9 @@ static int enqueue(struct out_topic *t, zcbus_sub *sub, zcbus_msg *m, bool skip)
         it->next = NULL;
         it->seq = m->seq;
         it->skip = skip;
+        it->prev1 = 0;
+        it->retry_at = 0;
+        it->state = Q_DONE;
         it->len = skip ? 0 : m->len;
         memcpy(it->data, m->data, it->len);
         (void)pthread_mutex_lock(&t->qlock);
@@ -224,7 +286,7 @@ static int enqueue(struct out_topic *t, zcbus_sub *sub, zcbus_msg *m, bool skip)
         t->qtail = &it->next;
         t->qn++;
         t->qbytes += it->len;
-        (void)pthread_cond_broadcast(&t->qcond);
+        pump(t, NULL); /* on this thread: no hand-off per message */
         (void)pthread_mutex_unlock(&t->qlock);
         return 0;
 }
@@ -320,64 +382,401 @@ static void *reader_main(void *arg) {
         return NULL;
 }
 
-/* Everything up to seq is done with: stored, or not to be sent. Only
- * forward: after an eviction the reader reads the ring again from the
- * position, and may queue again what the queue still holds. */
-static void advance(struct out_topic *t, uint64_t seq) {
+/* Everything up to seq is done with: stored, or not to be sent; sent: the
+ * last message that was sent, + 1, if seq is one. Only forward: after an
+ * eviction the reader reads the ring again from the position. PREV before
+ * the position: a kill between the two stores leaves a PREV that names a
+ * message at or above the position, which is sent again first. */
+static void advance(struct out_topic *t, uint64_t seq, uint64_t sent1) {
         struct echo *e = atomic_load_explicit(&t->echo, memory_order_acquire);
 
         if (seq + 1 <= atomic_load_explicit(&t->pos->seq, memory_order_relaxed))
                 return;
-        atomic_store_explicit(&t->pos->seq, seq + 1, memory_order_relaxed);
+        if (sent1)
+                atomic_store_explicit(&t->pos->aux, sent1, memory_order_relaxed);
+        atomic_store_explicit(&t->pos->seq, seq + 1, memory_order_release); /* after aux, for a reader of the file */
         if (e)
                 echo_release(e, seq + 1);
 }
 
-static void publish_reliable(struct out_topic *t, struct qitem *it) {
-        struct bridge *b = t->b;
-        char msgid[128];
-        bool said = false;
+static void retire(struct out_topic *t);
 
-        if (it->skip || it->seq + 1 <= atomic_load_explicit(&t->pos->seq, memory_order_relaxed)) {
-                advance(t, it->seq); /* not to be sent, or stored already */
-                return;
+static struct qitem *win_at(const struct out_topic *t, unsigned i) {
+        return t->win[(t->whead + i) % t->wcap];
+}
+
+/* The window's item of sequence seq (sequences increase along it), or
+ * NULL. Under qlock. */
+static struct qitem *win_find(const struct out_topic *t, uint64_t seq) {
+        unsigned lo = 0, hi = t->wn;
+
+        while (lo < hi) {
+                unsigned mid = lo + (hi - lo) / 2;
+                struct qitem *it = win_at(t, mid);
+
+                if (it->seq == seq)
+                        return it;
+                if (it->seq < seq)
+                        lo = mid + 1;
+                else
+                        hi = mid;
         }
-        (void)snprintf(msgid, sizeof(msgid), "%s:%s:%" PRIu64, b->bus_id_str, t->topic_id_str, it->seq);
-        while (!stopping(t)) {
-                jsPubOptions po;
-                jsPubAck *ack = NULL;
-                jsErrCode jerr = 0;
-                natsMsg *nm = NULL;
-                natsStatus s;
+        return NULL;
+}
 
-                (void)jsPubOptions_Init(&po);
-                po.MsgId = msgid;
-                po.MaxWait = 2000;
-                s = make_msg(t, it->seq, it->data, it->len, &nm);
-                if (s == NATS_OK)
-                        s = js_PublishMsg(&ack, b->js, nm, &po, &jerr);
-                natsMsg_Destroy(nm);
-                jsPubAck_Destroy(ack);
-                if (s == NATS_OK) {
+/* JetStream's answer to one publish of ours, or libnats's timeout
+ * (MaxWait), on the thread of the context's reply subscription. libnats
+ * counts the publish as pending until this returns, which is what lets
+ * the sender wait for the last of them before it frees t. */
+static void on_ack(jsCtx *js, natsMsg *msg, jsPubAck *pa, jsPubAckErr *pae, void *closure) {
+        struct out_topic *t = closure;
+        const char *id = NULL, *colon;
+        struct qitem *it = NULL;
+        char *end;
+        uint64_t seq;
+
+        /* Our own message: "BUS:TOPIC:SEQ" (publish_one). */
+        if (natsMsgHeader_Get(msg, "Nats-Msg-Id", &id) == NATS_OK && id && (colon = strrchr(id, ':'))) {
+                errno = 0;
+                seq = strtoull(colon + 1, &end, 10);
+                (void)pthread_mutex_lock(&t->qlock);
+                if (errno == 0 && *end == '\0')
+                        it = win_find(t, seq);
+                if (it && it->state == Q_INFLIGHT) {
+                        t->inflight--;
+                        t->inflight_bytes -= it->len;
+                        if (pa) {
+                                it->state = Q_ACKED;
+                                retire(t);
+                        } else {
+                                it->state = Q_FAILED;
+                                it->err = pae ? pae->Err : NATS_ERR;
+                                it->jerr = pae ? (int)pae->ErrCode : 0;
+                                /* A timeout is a wait already served. */
+                                it->retry_at = it->err == NATS_TIMEOUT ? 0 : now_ms() + 100;
+                                t->nfailed++;
+                        }
+                        /* The sender publishes what waits for room, or a
+                         * retry, unless the reader is at it. */
+                        if (!t->pumping && (t->nfailed || t->nwithheld || t->qhead))
+                                (void)pthread_cond_signal(&t->scond);
+                }
+                (void)pthread_mutex_unlock(&t->qlock);
+        }
+        natsMsg_Destroy(msg); /* ours to destroy, with an AckHandler */
+}
+
+/* Retire the window's acknowledged or done head. Under qlock. */
+static void retire(struct out_topic *t) {
+        struct bridge *b = t->b;
+        bool freed = false;
+
+        while (t->wn > 0) {
+                struct qitem *it = t->win[t->whead];
+
+                if (it->state != Q_ACKED && it->state != Q_DONE)
+                        break;
+                if (it->state == Q_ACKED) {
                         /* Position after the ack: a crash before this store
                          * re-sends the message with the same id, which
                          * JetStream drops (dup_window_ms). */
-                        advance(t, it->seq);
+                        advance(t, it->seq, it->seq + 1);
                         atomic_fetch_add_explicit(&t->forwarded, 1, memory_order_relaxed);
                         STAT_ADD(b, forwarded, 1);
-                        if (said)
+                        if (t->failing && t->nfailed == 0) {
                                 log_msg("topic '%s': JetStream accepts messages again", t->ent.name);
-                        return;
+                                t->failing = false;
+                        }
+                } else {
+                        advance(t, it->seq, 0);
                 }
-                if (!said)
-                        log_msg("topic '%s': JetStream publish of sequence %" PRIu64 " failed: %s (error %d); "
-                                "retrying until it is stored",
-                                t->ent.name, it->seq, natsStatus_GetText(s), (int)jerr);
-                said = true;
-                STAT_ADD(b, retries, 1);
-                if (s != NATS_TIMEOUT)
-                        (void)usleep(100 * 1000);
+                t->whead = (t->whead + 1) % t->wcap;
+                t->wn--;
+                t->qn--;
+                t->qbytes -= it->len;
+                free(it);
+                freed = true;
         }
+        if (freed)
+                (void)pthread_cond_broadcast(&t->qcond); /* the reader may wait for room */
+}
+
+/* The next item to publish, or NULL (then *wait_ms says how long until a
+ * retry is due, if one is). In order: a failed one (the first: nothing new
+ * goes while JetStream refuses), then the queue's head if the window has
+ * room, then a withheld one (test_withhold) once nothing new can go. Under
+ * qlock. */
+static struct qitem *pick(struct out_topic *t, uint64_t *wait_ms) {
+        const struct bconf *c = t->b->conf;
+
+        *wait_ms = 100;
+        if (!t->js)
+                return NULL; /* not open yet, or closed */
+        if (t->nfailed) {
+                uint64_t now = now_ms();
+
+                for (unsigned i = 0; i < t->wn; i++) {
+                        struct qitem *it = win_at(t, i);
+
+                        if (it->state != Q_FAILED)
+                                continue;
+                        if (it->retry_at > now) {
+                                *wait_ms = it->retry_at - now;
+                                return NULL;
+                        }
+                        t->nfailed--;
+                        return it;
+                }
+        }
+        while (t->qhead && t->wn < t->wcap &&
+               (t->inflight == 0 || t->inflight_bytes + t->qhead->len <= c->window_bytes)) {
+                struct qitem *it = t->qhead;
+
+                t->qhead = it->next;
+                if (!t->qhead)
+                        t->qtail = &t->qhead;
+                it->next = NULL;
+                if (it->seq + 1 <= t->sent_hi1) {
+                        /* Taken before (queued again after an eviction). */
+                        t->qn--;
+                        t->qbytes -= it->len;
+                        free(it);
+                        continue;
+                }
+                t->sent_hi1 = it->seq + 1;
+                t->win[(t->whead + t->wn) % t->wcap] = it;
+                t->wn++;
+                if (it->skip) {
+                        it->state = Q_DONE;
+                        continue;
+                }
+                it->prev1 = t->sent_prev1;
+                t->sent_prev1 = it->seq + 1;
+                if (c->test_withhold && ++t->withhold_n % c->test_withhold == 0) {
+                        it->state = Q_WITHHELD;
+                        t->nwithheld++;
+                        continue;
+                }
+                return it;
+        }
+        if (t->nwithheld) {
+                for (unsigned i = 0; i < t->wn; i++) {
+                        struct qitem *it = win_at(t, i);
+
+                        if (it->state == Q_WITHHELD) {
+                                t->nwithheld--;
+                                return it;
+                        }
+                }
+        }
+        return NULL;
+}
+
+/* Publish it (Q_INFLIGHT already: its ack may come before this returns).
+ * Not under qlock. */
+static natsStatus publish_one(struct out_topic *t, struct qitem *it) {
+        struct bridge *b = t->b;
+        char msgid[128];
+        jsPubOptions po;
+        natsMsg *nm = NULL;
+        natsStatus s;
+
+        (void)snprintf(msgid, sizeof(msgid), "%s:%s:%" PRIu64, b->bus_id_str, t->topic_id_str, it->seq);
+        (void)jsPubOptions_Init(&po);
+        po.MsgId = msgid;
+        /* No MaxWait: libnats would keep a timer entry per message and,
+         * at its deadline, pass a message through the reply thread even
+         * for the ones long answered; the sender looks for lost ones
+         * itself (reclaim). */
+        s = make_msg(t, it->seq, it->prev1, it->data, it->len, &nm);
+        if (s == NATS_OK)
+                s = js_PublishMsgAsync(t->js, &nm, &po); /* takes nm on success */
+        natsMsg_Destroy(nm);
+        return s;
+}
+
+static void say_failed(struct out_topic *t, const struct qitem *it) {
+        STAT_ADD(t->b, retries, 1);
+        if (!t->failing)
+                log_msg("topic '%s': JetStream publish of sequence %" PRIu64 " failed: %s (error %d); "
+                        "retrying until it is stored (messages after it may be stored first: receivers put "
+                        "them back in order)",
+                        t->ent.name, it->seq, natsStatus_GetText(it->err), it->jerr);
+        t->failing = true;
+}
+
+static void qwait(struct out_topic *t, pthread_cond_t *cond, uint64_t ms) {
+        struct timespec ts;
+
+        (void)clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_sec += (time_t)(ms / 1000);
+        ts.tv_nsec += (long)(ms % 1000) * 1000000;
+        if (ts.tv_nsec >= 1000000000) {
+                ts.tv_sec++;
+                ts.tv_nsec -= 1000000000;
+        }
+        (void)pthread_cond_timedwait(cond, &t->qlock, &ts);
+}
+
+/* Publish what can go now, on the calling thread (the reader's, as it
+ * queues a message, or the sender's), one thread at a time: the other
+ * leaves it to the one at work, which picks again after each publish.
+ * Under qlock, released while it publishes. ret_wait_ms: how long until a
+ * retry is due, when nothing can go. */
+static void pump(struct out_topic *t, uint64_t *ret_wait_ms) {
+        uint64_t wait_ms = 100;
+        struct qitem *it;
+
+        if (t->pumping) {
+                if (ret_wait_ms)
+                        *ret_wait_ms = 100;
+                return;
+        }
+        t->pumping = true;
+        while (!stopping(t) && (it = pick(t, &wait_ms))) {
+                natsStatus s;
+
+                if (it->state == Q_FAILED)
+                        say_failed(t, it);
+                it->state = Q_INFLIGHT;
+                it->sent_ms = now_ms();
+                t->inflight++;
+                t->inflight_bytes += it->len;
+                (void)pthread_mutex_unlock(&t->qlock);
+                s = publish_one(t, it);
+                (void)pthread_mutex_lock(&t->qlock);
+                if (s != NATS_OK && it->state == Q_INFLIGHT) {
+                        /* Not sent: no ack will come. */
+                        t->inflight--;
+                        t->inflight_bytes -= it->len;
+                        it->state = Q_FAILED;
+                        it->err = s;
+                        it->jerr = 0;
+                        it->retry_at = now_ms() + 100;
+                        t->nfailed++;
+                }
+        }
+        t->pumping = false;
+        if (ret_wait_ms)
+                *ret_wait_ms = wait_ms;
+}
+
+/* The oldest publish in flight has had no answer for ACK_TIMEOUT_MS (a
+ * NATS server died with it, the connection broke): take every pending
+ * one back from libnats, which forgets them (a late answer is ignored),
+ * and publish them again. Under qlock. */
+static void reclaim(struct out_topic *t) {
+        natsMsgList pending = {0};
+        uint64_t now = now_ms();
+        struct qitem *oldest = NULL;
+        unsigned n = 0;
+
+        for (unsigned i = 0; i < t->wn && !oldest; i++)
+                if (win_at(t, i)->state == Q_INFLIGHT)
+                        oldest = win_at(t, i);
+        if (!oldest || now < oldest->sent_ms + ACK_TIMEOUT_MS || !t->js)
+                return;
+        (void)pthread_mutex_unlock(&t->qlock);
+        if (js_PublishAsyncGetPendingList(&pending, t->js) != NATS_OK)
+                pending.Count = 0;
+        (void)pthread_mutex_lock(&t->qlock);
+        for (int i = 0; i < pending.Count; i++) {
+                const char *id = NULL, *colon;
+                struct qitem *it = NULL;
+                char *end;
+                uint64_t seq;
+
+                if (natsMsgHeader_Get(pending.Msgs[i], "Nats-Msg-Id", &id) != NATS_OK || !id ||
+                    !(colon = strrchr(id, ':')))
+                        continue;
+                errno = 0;
+                seq = strtoull(colon + 1, &end, 10);
+                if (errno == 0 && *end == '\0')
+                        it = win_find(t, seq);
+                if (it && it->state == Q_INFLIGHT) {
+                        t->inflight--;
+                        t->inflight_bytes -= it->len;
+                        it->state = Q_FAILED;
+                        it->err = NATS_TIMEOUT;
+                        it->jerr = 0;
+                        it->retry_at = 0;
+                        t->nfailed++;
+                        n++;
+                }
+        }
+        natsMsgList_Destroy(&pending);
+        log_debug("topic '%s': %u JetStream publishes unanswered for %d ms: publishing them again", t->ent.name, n,
+                  ACK_TIMEOUT_MS);
+}
+
+static int sender_open(struct out_topic *t) {
+        struct bridge *b = t->b;
+        jsCtx *js = NULL;
+        jsOptions jo;
+        natsStatus s;
+
+        t->wcap = b->conf->window;
+        t->win = calloc(t->wcap, sizeof(*t->win));
+        if (!t->win)
+                return -ENOMEM;
+        (void)jsOptions_Init(&jo);
+        jo.Wait = 2000;
+        /* The window is ours; libnats's own limit (which would block the
+         * publish for the ack handler) stays off. */
+        jo.PublishAsync.MaxPending = 0;
+        jo.PublishAsync.AckHandler = on_ack;
+        jo.PublishAsync.AckHandlerClosure = t;
+        s = natsConnection_JetStream(&js, b->pnc ? b->pnc : b->nc, &jo);
+        if (s != NATS_OK) {
+                log_msg("topic '%s': NATS JetStream context: %s", t->ent.name, natsStatus_GetText(s));
+                return -ENOMEM;
+        }
+        (void)pthread_mutex_lock(&t->qlock);
+        /* Resume where the acknowledged prefix ends. */
+        t->sent_hi1 = atomic_load_explicit(&t->pos->seq, memory_order_relaxed);
+        t->sent_prev1 = atomic_load_explicit(&t->pos->aux, memory_order_relaxed);
+        if (t->sent_prev1 > t->sent_hi1)
+                t->sent_prev1 = 0; /* not from us (a file of another topic): none */
+        t->js = js; /* from now on pick() gives work */
+        (void)pthread_mutex_unlock(&t->qlock);
+        return 0;
+}
+
+/* Wait for the last ack handler call, then drop the context. Every
+ * publish has a MaxWait, so libnats times each out by then. */
+static void sender_close(struct out_topic *t) {
+        jsPubOptions po;
+        jsCtx *js;
+
+        /* The reader may be publishing: let it finish, and start no more. */
+        (void)pthread_mutex_lock(&t->qlock);
+        while (t->pumping)
+                qwait(t, &t->scond, 10);
+        js = t->js;
+        t->js = NULL;
+        (void)pthread_mutex_unlock(&t->qlock);
+        if (!js)
+                return;
+        /* The loop ends with publishes in flight only when the bridge
+         * stops: a moment for their acks, then the rest is left to the
+         * next start, which sends them again from the position. */
+        (void)jsPubOptions_Init(&po);
+        po.MaxWait = 200;
+        if (js_PublishAsyncComplete(js, &po) != NATS_OK) {
+                natsMsgList pending = {0};
+
+                /* Unanswered: libnats forgets them, and calls no one
+                 * for them any more. */
+                if (js_PublishAsyncGetPendingList(&pending, js) == NATS_OK)
+                        natsMsgList_Destroy(&pending);
+                po.MaxWait = 100;
+                if (js_PublishAsyncComplete(js, &po) != NATS_OK) {
+                        log_msg("topic '%s': a JetStream ack handler still runs at exit; keeping the route's memory",
+                                t->ent.name);
+                        t->js_busy = true;
+                }
+        }
+        jsCtx_Destroy(js);
 }
 
 static void *sender_main(void *arg) {
@@ -386,52 +785,41 @@ static void *sender_main(void *arg) {
 
         if (link_ensure_stream(b, t->stream, t->subject, UINT64_MAX) < 0)
                 return NULL;
-        while (!stopping(t)) {
-                struct qitem *it;
-
-                (void)pthread_mutex_lock(&t->qlock);
-                while (!t->qhead && !stopping(t) && !atomic_load(&t->done)) {
-                        struct timespec ts;
-
-                        (void)clock_gettime(CLOCK_REALTIME, &ts);
-                        ts.tv_nsec += 100 * 1000000;
-                        if (ts.tv_nsec >= 1000000000) {
-                                ts.tv_sec++;
-                                ts.tv_nsec -= 1000000000;
-                        }
-                        (void)pthread_cond_timedwait(&t->qcond, &t->qlock, &ts);
-                }
-                it = t->qhead;
-                (void)pthread_mutex_unlock(&t->qlock);
-                if (!it)
-                        break; /* stopping, or the reader ended and the queue is empty */
-                publish_reliable(t, it);
-                if (stopping(t))
-                        break;
-                (void)pthread_mutex_lock(&t->qlock);
-                t->qhead = it->next;
-                if (!t->qhead)
-                        t->qtail = &t->qhead;
-                t->qn--;
-                t->qbytes -= it->len;
-                (void)pthread_cond_broadcast(&t->qcond);
-                (void)pthread_mutex_unlock(&t->qlock);
-                free(it);
+        if (sender_open(t) < 0) {
+                STAT_ADD(b, errors, 1);
+                return NULL;
         }
+        (void)pthread_mutex_lock(&t->qlock);
+        while (!stopping(t)) {
+                uint64_t wait_ms;
+
+                retire(t);
+                reclaim(t);
+                pump(t, &wait_ms); /* retries, and what waited for room */
+                if (t->wn == 0 && !t->qhead && atomic_load(&t->done))
+                        break; /* the reader ended and everything is stored */
+                qwait(t, &t->scond, wait_ms);
+        }
+        (void)pthread_mutex_unlock(&t->qlock);
+        sender_close(t);
         return NULL;
 }
 
 static void topic_free(struct out_topic *t) {
         struct qitem *it, *next;
 
-        if (!t)
+        if (!t || t->js_busy)
                 return;
         for (it = t->qhead; it; it = next) {
                 next = it->next;
                 free(it);
         }
+        for (unsigned i = 0; i < t->wn; i++)
+                free(win_at(t, i));
+        free(t->win);
         (void)pthread_mutex_destroy(&t->qlock);
         (void)pthread_cond_destroy(&t->qcond);
+        (void)pthread_cond_destroy(&t->scond);
         free(t);
 }
 
@@ -440,6 +828,7 @@ static void topic_join(struct out_topic *t) {
         if (t->has_sender) {
                 (void)pthread_mutex_lock(&t->qlock);
                 (void)pthread_cond_broadcast(&t->qcond);
+                (void)pthread_cond_broadcast(&t->scond);
                 (void)pthread_mutex_unlock(&t->qlock);
                 (void)pthread_join(t->sender, NULL);
         }
@@ -483,6 +872,7 @@ static int topic_start(struct bridge *b, const zcbus_topic_entry *e) {
         t->qtail = &t->qhead;
         (void)pthread_mutex_init(&t->qlock, NULL);
         (void)pthread_cond_init(&t->qcond, NULL);
+        (void)pthread_cond_init(&t->scond, NULL);
         r = subj_from_topic(b->prefix, e->name, t->subject, sizeof(t->subject));
         if (r < 0) {
                 topic_free(t);
@@ -637,10 +1027,12 @@ void out_stats_json(struct bridge *b, FILE *f) {
         (void)fputs("[", f);
         (void)pthread_mutex_lock(&b->lock);
         for (struct out_topic *t = b->outs; t; t = t->next) {
-                unsigned qn;
+                unsigned qn, wn, inflight;
 
                 (void)pthread_mutex_lock(&t->qlock);
                 qn = t->qn;
+                wn = t->wn;
+                inflight = t->inflight;
                 (void)pthread_mutex_unlock(&t->qlock);
                 (void)fprintf(f, "%s\n    {\"topic\": ", first ? "" : ",");
                 json_str(f, t->ent.name);
@@ -650,8 +1042,8 @@ void out_stats_json(struct bridge *b, FILE *f) {
                 if (t->reliable) {
                         (void)fputs(", \"stream\": ", f);
                         json_str(f, t->stream);
-                        (void)fprintf(f, ", \"queued\": %u, \"position\": %" PRIu64, qn,
-                                      atomic_load_explicit(&t->pos->seq, memory_order_relaxed));
+                        (void)fprintf(f, ", \"queued\": %u, \"window\": %u, \"in_flight\": %u, \"position\": %" PRIu64, qn, wn,
+                                      inflight, atomic_load_explicit(&t->pos->seq, memory_order_relaxed));
                 }
                 (void)fprintf(f, ", \"forwarded\": %" PRIu64 ", \"dropped\": %" PRIu64 ", \"oversize\": %" PRIu64 "}",
                               atomic_load(&t->forwarded), atomic_load(&t->dropped), atomic_load(&t->oversize));

@@ -140,6 +140,7 @@ struct state_slot *state_slot(struct state *s, const char *key) {
         if (!found && free_slot) {
                 memset(free_slot->topic_id, 0, sizeof(free_slot->topic_id));
                 atomic_store_explicit(&free_slot->seq, 0, memory_order_relaxed);
+                atomic_store_explicit(&free_slot->aux, 0, memory_order_relaxed);
                 strcpy(free_slot->key, key);
                 found = free_slot;
         }

@@ -5,8 +5,12 @@
  *  - the bus identity (a uuid made on first start, unless the config
  *    names one), the origin every message it sends out carries;
  *  - per reliable route, a position: for a local topic going out, the
- *    topic's uuid and the last sequence JetStream acknowledged; for a
- *    stream coming in, the last stream sequence delivered to the bus.
+ *    topic's uuid, the end of the prefix of its sequences JetStream
+ *    acknowledged, and the last one of them that was sent (what the next
+ *    message names as its predecessor); for a stream coming in, the last
+ *    stream sequence handled with nothing before it still held back;
+ *  - per reliable route coming in, for each of a few origins, the last
+ *    sequence of that origin's topic delivered ("ord:" slots, in.c).
  *
  * Positions are plain stores into the shared mapping: they are in the
  * page cache the moment they are made, so a bridge killed with kill -9
@@ -23,10 +27,12 @@
 #define STATE_KEY_MAX 320
 
 struct state_slot {
-        char key[STATE_KEY_MAX];  /* "out:TOPIC" or "in:STREAM"; "" free */
-        uint8_t topic_id[16];     /* out: the topic's uuid the seq is of */
-        _Atomic uint64_t seq;     /* out: last acked topic seq + 1; in: last stream seq */
-        uint64_t reserved;
+        char key[STATE_KEY_MAX];  /* "out:TOPIC", "in:STREAM" or "ord:N:STREAM"; "" free */
+        uint8_t topic_id[16];     /* out: the topic's uuid the seq is of; ord: the origin's topic */
+        _Atomic uint64_t seq;     /* out: acked prefix's last seq + 1; in: stream seq; ord: last delivered + 1 */
+        _Atomic uint64_t aux;     /* out: last sent seq below seq, + 1 (0: none known);
+                                     ord: hash of the origin (0: slot unused); in: 0.
+                                     Files of older bridges have 0 here. */
 };
 
 struct state;

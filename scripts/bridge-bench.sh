@@ -68,7 +68,7 @@ echo "== the local path on A: a topic the bridge does not forward, then one it f
 "$build/zcbus" -s "$dir/A.sock" lat -n 100000 --warmup 10000 --policy latest --prefix lab.off | grep -Ev '^ratio'
 "$build/zcbus" -s "$dir/A.sock" lat -n 100000 --warmup 10000 --policy latest --prefix lab.on | grep -Ev '^ratio'
 "$build/zcbus-bridge" -c "$dir/A.conf" --stats | grep -E '^(forwarded|dropped|loops)'
-echo "== throughput, send_asap = yes: core NATS alone, JetStream alone (one ack at a time, and pipelined), the bridges"
+echo "== throughput, send_asap = yes: core NATS alone, JetStream alone (one ack at a time, pipelined, and pipelined end to end through a consumer), the bridges"
 bench --asap --tput "${TPUT:-200000}" --size 64,64K
 start_bridges no
 echo "== round trips, send_asap = no (libnats batches; its flusher sleeps 1 ms), NATS alone the same"

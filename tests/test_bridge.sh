@@ -12,6 +12,16 @@
 #   - reliable topics: kill -9 of A's bridge, of B's bridge, and of the
 #     NATS node A's bridge is connected to, each mid-stream: after the
 #     restart every message arrives exactly once, in order, on B and C;
+#   - the same from a fourth host D whose bridge withholds every fifth
+#     JetStream publish until the rest of its window has gone
+#     (test_withhold), so that the stream holds messages after their
+#     successors: B and C put them back in order (they count what they
+#     held), also with D's bridge, then B's, killed mid-stream;
+#   - forged origin headers stored in a stream D receives: a predecessor
+#     that never comes is given up on (counted) and what was held is
+#     delivered in order, one arriving after that is dropped as late, a
+#     PREV not below SEQ makes the header no origin, a flood of held
+#     messages is bounded by D's reorder buffer, a repeat is a duplicate;
 #   - a latest topic flooded on A: the producer never waits (pub -t 0
 #     succeeds), the bridge drops and counts;
 #   - a message above the servers' max_payload (64 KiB here) is not sent,
@@ -52,6 +62,10 @@ if ! command -v python3 >/dev/null 2>&1; then
 fi
 if [ -z "${ZCBUSD:-}" ] || [ -z "${ZCBUS_CLI:-}" ]; then
         echo "SKIP: ZCBUSD and ZCBUS_CLI must name the built zcbusd and zcbus"
+        exit 77
+fi
+if [ -z "${ZCBUS_BRIDGE_FORGE:-}" ] || [ ! -x "${ZCBUS_BRIDGE_FORGE}" ]; then
+        echo "SKIP: ZCBUS_BRIDGE_FORGE must name the built tests/test_bridge_forge"
         exit 77
 fi
 
@@ -238,6 +252,8 @@ bad_config 3 "prefix = a.*" "'prefix'"
 bad_config 3 "out cam" "expected 'key = value'"
 bad_config 3 "nats = tcp://x" "not a nats://HOST:PORT URL"
 bad_config 3 "bus_id = nope" "not a uuid"
+bad_config 3 "window = 0" "'window': '0' is not a number from 1 to 65536"
+bad_config 3 "reorder_ms = 1" "'reorder_ms': '1' is not a number from 10 to 3600000"
 
 "$ZCBUS_BRIDGE" -c "$dir/none.conf" >"$dir/bad.out" 2>"$dir/bad.err" </dev/null
 rc=$?
@@ -252,7 +268,7 @@ check "an unknown option: usage error, exit 2" '[ "$rc" -eq 2 ] && [ "$(lines "$
 for i in 1 2 3; do
         start_nats $i
 done
-for h in A B C; do
+for h in A B C D; do
         if ! start_broker $h; then
                 not_ok "zcbusd $h starts" "$dir/$h.broker.log"
                 finish
@@ -297,6 +313,8 @@ in = rel.bk reliable
 out = rel.bk
 in = flood
 in = big.>
+in = rel.w reliable
+in = rel.v reliable
 EOF
 } >"$dir/B.conf"
 {
@@ -310,10 +328,28 @@ in = rel.m reliable
 in = both
 in = rel.both reliable
 in = rel.bk reliable
+in = rel.w reliable
+in = rel.v reliable
 EOF
 } >"$dir/C.conf"
+# D withholds every 5th publish's first try (a window of 16: what B and C
+# hold stays well inside their reorder buffers, 4096 by default), and
+# receives the forged stream with a reorder buffer of 8 that gives up
+# after 1 s.
+{
+        common "nats://127.0.0.1:$P1, nats://127.0.0.1:$P2, nats://127.0.0.1:$P3" D
+        cat <<EOF
+out = rel.w
+out = rel.v
+window = 16
+test_withhold = 5
+in = forge.x reliable
+reorder = 8
+reorder_ms = 1000
+EOF
+} >"$dir/D.conf"
 
-for h in A B C; do
+for h in A B C D; do
         if start_bridge $h; then
                 ok "bridge $h connects to the cluster and says READY"
         else
@@ -434,7 +470,7 @@ check "reliable both ways: nothing more: each side stored its own 200, C receive
 # A's restarted bridge re-reads the ring from its position: the echoes of
 # B's messages in it must be known again (the echo windows are files of
 # the state directory), or B and C would get B's messages twice.
-NB=10000
+NB=20000
 both_ways rel.bk $NB --slots 32768
 wait_until '[ "$(stat A "out[\"rel.bk\"][\"forwarded\"] >= $NB / 10")" = True ]'
 a_at_kill=$(stat A 'out["rel.bk"]["forwarded"]')
@@ -447,16 +483,20 @@ check "... nothing more: C received $((2 * NB)), B A's $NB" \
 
 # ---- reliable, kill -9 of the sending bridge mid-stream -------------------------------
 
-# reliable_run NAME N KILL...: topic rel.NAME, N messages from A; once B
-# has a tenth, run KILL; then B and C must get all N exactly once in order.
+# reliable_run NAME N KILL...: topic rel.NAME, N messages from $src (A
+# unless set); once B has a tenth, run KILL; then B and C must get all N
+# exactly once in order.
+src=A
 reliable_run() {
         local t=rel.$1 count=$2
         shift 2
         start_sub "$t.B" B "$t" --slots 8192 -n "$count" -t "$T" &&
                 start_sub "$t.C" C "$t" --slots 8192 -n "$count" -t "$T" &&
-                cli A sub "$t" --slots 8192 -t 0 >/dev/null 2>&1
-        wait_until "routed A $t"
-        cli A pub --slots 8192 --size 16 -n "$count" "$t"
+                cli $src sub "$t" --slots 32768 -t 0 >/dev/null 2>&1
+        wait_until "routed $src $t"
+        # The sender's ring holds them all: what it overwrites while a
+        # killed bridge is down would be lost to the bridge (gaps).
+        cli $src pub --slots 32768 --size 16 -n "$count" "$t"
         wait_until "[ \$(lines '$dir/$t.B.out') -ge $((count / 10)) ]"
         got_at_kill=$(lines "$dir/$t.B.out")
         "$@"
@@ -467,7 +507,9 @@ reliable_run() {
         expected_sized "$count" 16 >"$dir/$t.expected"
 }
 
-NR=3000
+# Enough that the kill lands mid-stream with a pipelining sender (3000 went
+# through before the first look).
+NR=20000
 reliable_run k $NR kill_restart_bridge A
 check "reliable: kill -9 of A's bridge mid-stream (B had $got_at_kill of $NR): B gets every message once, in order" \
         '[ "$rcB" -eq 0 ] && [ "$got_at_kill" -lt $NR ] && cmp -s "$dir/rel.k.expected" "$dir/rel.k.B.out"' \
@@ -504,6 +546,69 @@ check "... and C" '[ "$rcC" -eq 0 ] && cmp -s "$dir/rel.m.expected" "$dir/rel.m.
         "$dir/rel.m.C.err" "$dir/C.bridge.log"
 check "A's bridge counted the reconnection" \
         '[ "$(stat A "s[\"reconnects\"] > $reconnects_before")" = True ]' "$dir/A.bridge.log"
+
+# ---- reliable, out of order in the stream: the receivers' reorder ---------------
+
+# D's bridge withholds every 5th publish until nothing else can go, so the
+# stream holds it after (some of) its successors. Without the receivers'
+# reorder the retried ones would be taken for duplicates (their sequence
+# below the last seen) and lost. D's bridge is killed mid-stream (some
+# withheld ones are then sent again by the restarted bridge), then, on
+# rel.v, B's.
+src=D
+reliable_run w $NR kill_restart_bridge D
+check "reorder: D withholds every 5th publish, its bridge killed mid-stream (B had $got_at_kill): B gets every message once, in order" \
+        '[ "$rcB" -eq 0 ] && [ "$got_at_kill" -lt $NR ] && cmp -s "$dir/rel.w.expected" "$dir/rel.w.B.out"' \
+        "$dir/rel.w.B.err" "$dir/D.bridge.log" "$dir/B.bridge.log"
+check "... and C" '[ "$rcC" -eq 0 ] && cmp -s "$dir/rel.w.expected" "$dir/rel.w.C.out"' \
+        "$dir/rel.w.C.err" "$dir/C.bridge.log"
+check "... B and C held messages back (the stream had them out of order), and gave up on none" \
+        '[ "$(stat B "inn[\"rel.w\"][\"held\"] > 0 and inn[\"rel.w\"][\"reorder_gaps\"] == 0 and inn[\"rel.w\"][\"late\"] == 0")" = True ] &&
+         [ "$(stat C "inn[\"rel.w\"][\"held\"] > 0 and inn[\"rel.w\"][\"reorder_gaps\"] == 0")" = True ]' \
+        "$dir/B.bridge.log" "$dir/C.bridge.log"
+reliable_run v $NR kill_restart_bridge B
+check "reorder: B's bridge killed mid-stream while it may hold some (B had $got_at_kill): B gets every message once, in order" \
+        '[ "$rcB" -eq 0 ] && [ "$got_at_kill" -lt $NR ] && cmp -s "$dir/rel.v.expected" "$dir/rel.v.B.out"' \
+        "$dir/rel.v.B.err" "$dir/B.bridge.log"
+check "... and C, whose bridge ran on, held some back" '[ "$rcC" -eq 0 ] && cmp -s "$dir/rel.v.expected" "$dir/rel.v.C.out" &&
+         [ "$(stat C "inn[\"rel.v\"][\"held\"] > 0 and inn[\"rel.v\"][\"reorder_gaps\"] == 0")" = True ]' \
+        "$dir/rel.v.C.err" "$dir/C.bridge.log"
+src=A
+
+# ---- forged origins: bounded holding, gaps, late ones ---------------------------------
+
+# forge ORIGIN PAYLOAD: store a message in forge.x's stream (D receives it)
+# with that Zcbus-Origin value ("" for none).
+forge() {
+        "$ZCBUS_BRIDGE_FORGE" "nats://127.0.0.1:$P1" zcbus.forge.x "$1" "$2" ||
+                not_ok "the forger stores '$2'"
+}
+fb=f0f0f0f0-0000-4000-8000-000000000001
+ft=f0f0f0f0-0000-4000-8000-000000000002
+ft2=f0f0f0f0-0000-4000-8000-000000000003
+fs=f0f0f0f0-0000-4000-8000-000000000004
+fin() { stat D "inn[\"forge.x\"][\"$1\"]"; }
+start_sub forge D forge.x --slots 1024 -n 24 -t "$T" || not_ok "sub forge.x on D"
+forge "$fb $ft 10 $fs 5" f10    # 5 never comes: held, then given up on
+forge "$fb $ft 11 $fs 10" f11   # next after 10: held behind it
+forge "" plain1                 # no origin: delivered at once
+wait_until '[ "$(fin reorder_gaps)" = 1 ] && [ "$(fin held_now)" = 0 ]'
+forge "$fb $ft 7 $fs 6" f7      # inside the gap given up on: late
+forge "$fb $ft 12 $fs 99" f12   # PREV not below SEQ: no origin of ours, delivered as it is
+forge "$fb $ft 11 $fs 10" f11   # again: a duplicate
+for i in $(seq 0 19); do        # 20 of another origin, each missing its predecessor
+        forge "$fb $ft2 $((100 + 2 * i)) $fs $((99 + 2 * i))" "g$i"
+done
+end_sub forge
+check "forged: the route was not stalled, and delivered f10 then f11 once their wait was over" \
+        '[ "$sub_rc" -eq 0 ] && grep -qx plain1 "$dir/forge.out" && [ "$(grep "^f1[01]$" "$dir/forge.out" | tr "\n" " ")" = "f10 f11 " ]' \
+        "$dir/forge.out" "$dir/forge.err" "$dir/D.bridge.log"
+check "forged: one arriving inside the gap given up on is late (dropped), a PREV not below SEQ is no origin, a repeat a duplicate" \
+        '! grep -qx f7 "$dir/forge.out" && [ "$(fin late)" = 1 ] && grep -qx f12 "$dir/forge.out" &&
+         [ "$(grep -cx f11 "$dir/forge.out")" = 1 ]' "$dir/forge.out" "$dir/D.bridge.log"
+check "forged: 20 held ones of another origin through a buffer of 8: all delivered, in order, each gap counted, nothing left held" \
+        '[ "$(grep "^g" "$dir/forge.out" | tr "\n" " ")" = "$(seq -f "g%g" 0 19 | tr "\n" " ")" ] &&
+         [ "$(fin reorder_gaps)" = 21 ] && [ "$(fin held_now)" = 0 ]' "$dir/forge.out" "$dir/D.bridge.log"
 
 # ---- latest under overload: the producer never waits --------------------------------
 
@@ -545,7 +650,7 @@ for k in (\"forwarded\", \"received\", \"dropped\", \"duplicates\", \"loops\", \
 check "--stats prints the counters as text" 'grep -Eq "^received +[1-9][0-9]*$" "$dir/stats.txt"' "$dir/stats.txt"
 cli B list >"$dir/list.out"
 check "zcbus list on B shows the bridge as the producer of what came in" \
-        'grep -Eq "^rel\.m +reliable +[0-9]+ +[0-9]+ +1 " "$dir/list.out"' "$dir/list.out"
+        'grep -Eq "^rel\.v +reliable +[0-9]+ +[0-9]+ +1 " "$dir/list.out"' "$dir/list.out"
 
 # ---- zcbusd restarts under a bridge: it hands its handles back -----------------------
 

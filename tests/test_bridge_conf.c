@@ -36,6 +36,12 @@ START_TEST(test_defaults_bridge_nothing) {
         ck_assert_uint_eq(c.nin, 0);
         ck_assert_uint_eq(c.replicas, 1);
         ck_assert_uint_eq(c.buffer, 1024);
+        ck_assert_uint_eq(c.window, 256);
+        ck_assert_uint_eq(c.window_bytes, 8u << 20);
+        ck_assert_uint_eq(c.reorder, 4096);
+        ck_assert_uint_eq(c.reorder_bytes, 64u << 20);
+        ck_assert_uint_eq(c.reorder_ms, 10000);
+        ck_assert_uint_eq(c.test_withhold, 0);
         ck_assert(c.send_asap);
         ck_assert_ptr_null(c.prefix);
 }
@@ -49,6 +55,12 @@ START_TEST(test_keys_set_their_fields) {
         ck_assert_int_eq(line("buffer_bytes = 8M"), 0);
         ck_assert_int_eq(line("slot_size = 64K"), 0);
         ck_assert_int_eq(line("send_asap = no"), 0);
+        ck_assert_int_eq(line("window = 64"), 0);
+        ck_assert_int_eq(line("window_bytes = 1M"), 0);
+        ck_assert_int_eq(line("reorder = 0"), 0);
+        ck_assert_int_eq(line("reorder_bytes = 4M"), 0);
+        ck_assert_int_eq(line("reorder_ms = 2500"), 0);
+        ck_assert_int_eq(line("test_withhold = 5"), 0);
         ck_assert_int_eq(line("bus_id = 6f1c1e2a-1b2c-4d5e-8f90-0123456789ab"), 0);
         ck_assert_int_eq(line("out = cam.*"), 0);
         ck_assert_int_eq(line("in = cam.calib reliable slots=64 slot_size=4K"), 0);
@@ -63,6 +75,12 @@ START_TEST(test_keys_set_their_fields) {
         ck_assert_uint_eq(c.buffer_bytes, 8u << 20);
         ck_assert_uint_eq(c.slot_size, 64u << 10);
         ck_assert(!c.send_asap);
+        ck_assert_uint_eq(c.window, 64);
+        ck_assert_uint_eq(c.window_bytes, 1u << 20);
+        ck_assert_uint_eq(c.reorder, 0);
+        ck_assert_uint_eq(c.reorder_bytes, 4u << 20);
+        ck_assert_uint_eq(c.reorder_ms, 2500);
+        ck_assert_uint_eq(c.test_withhold, 5);
         ck_assert(c.have_bus_id);
         ck_assert_uint_eq(c.bus_id[0], 0x6f);
         ck_assert_uint_eq(c.nout, 1);
@@ -101,6 +119,13 @@ START_TEST(test_bad_lines_are_refused_with_a_reason) {
         refused("prefix = a.*", "'prefix'");
         refused("bus_id = nope", "not a uuid");
         refused("send_asap = maybe", "yes or no");
+        refused("window = 0", "'window': '0' is not a number from 1 to 65536");
+        refused("window = 100000", "'window'");
+        refused("window_bytes = 1K", "'window_bytes'");
+        refused("reorder = 2M", "'reorder'");
+        refused("reorder_bytes = 10", "'reorder_bytes'");
+        refused("reorder_ms = 5", "'reorder_ms': '5' is not a number from 10");
+        refused("test_withhold = -1", "'test_withhold'");
         ck_assert_uint_eq(c.nout, 0);
         ck_assert_uint_eq(c.nin, 0);
 }
