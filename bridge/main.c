@@ -221,11 +221,13 @@ static void write_stats(struct bridge *b) {
                       ",\n  \"duplicates\": %" PRIu64 ",\n  \"loops\": %" PRIu64 ",\n  \"oversize\": %" PRIu64
                       ",\n  \"reconnects\": %" PRIu64 ",\n  \"bus_reconnects\": %" PRIu64
                       ",\n  \"evicted\": %" PRIu64 ",\n  \"gaps\": %" PRIu64
-                      ",\n  \"retries\": %" PRIu64 ",\n  \"errors\": %" PRIu64 ",\n",
+                      ",\n  \"retries\": %" PRIu64 ",\n  \"held\": %" PRIu64 ",\n  \"reorder_gaps\": %" PRIu64
+                      ",\n  \"late\": %" PRIu64 ",\n  \"errors\": %" PRIu64 ",\n",
                       STAT_GET(b, forwarded), STAT_GET(b, received), STAT_GET(b, dropped) + in_nats_dropped(b),
                       STAT_GET(b, duplicates), STAT_GET(b, loops), STAT_GET(b, oversize), STAT_GET(b, reconnects),
                       STAT_GET(b, bus_reconnects),
-                      STAT_GET(b, evicted), STAT_GET(b, gaps), STAT_GET(b, retries), STAT_GET(b, errors));
+                      STAT_GET(b, evicted), STAT_GET(b, gaps), STAT_GET(b, retries), STAT_GET(b, held),
+                      STAT_GET(b, reorder_gaps), STAT_GET(b, late), STAT_GET(b, errors));
         (void)fputs("  \"out\": ", f);
         out_stats_json(b, f);
         (void)fputs(",\n  \"in\": ", f);
@@ -253,6 +255,7 @@ static void tell_broker(struct bridge *b) {
                 F("duplicates", duplicates), F("loops", loops),         F("oversize", oversize),
                 F("nats_reconnects", reconnects), F("bus_reconnects", bus_reconnects),
                 F("evicted", evicted),       F("gaps", gaps),           F("retries", retries),
+                F("held", held),             F("reorder_gaps", reorder_gaps), F("late", late),
                 F("errors", errors),
 #undef F
         };

@@ -396,7 +396,7 @@ check "zcbus stat on A shows its bridge, a subscriber of the topic, with what it
 wait_until '[ "$(bus_view B fan.t "b[\"counters\"][\"received\"] >= $N")" = True ]'
 check "zcbus stat on B shows its bridge, the topic's producer there, with what it received" \
         '[ "$(bus_view B fan.t "e[b[\"session\"]][\"role\"] == \"pub\" and b[\"counters\"][\"received\"] >= $N and
-                all(k in b[\"counters\"] for k in (\"dropped\", \"duplicates\", \"nats_reconnects\"))")" = True ]'
+                all(k in b[\"counters\"] for k in (\"dropped\", \"duplicates\", \"nats_reconnects\", \"reorder_gaps\", \"late\"))")" = True ]'
 wait_until 'cli C peers | grep -q " nats bridge "'
 cli C peers >"$dir/peersC.out" 2>&1
 check "zcbus peers shows C's bridge with its server's URL but not the password in it" \
