@@ -7,10 +7,10 @@
  *    local topic list (which starts outbound routes), the stats file, and
  *    the ev_async by which other threads ask it to act;
  *  - each outbound topic has a reader thread blocked in zcbus_sub_recv()
- *    with a timeout (the library has no pollable descriptor yet); on a
+ *    with a timeout (one slow topic delays no other); on a
  *    reliable one it also publishes to JetStream while the window has
  *    room, and a sender thread retries and publishes what waited (out.c);
- *  - a ticker thread, if there are reliable inbound routes, gives up on
+ *  - each reliable inbound route has a ticker thread that gives up on
  *    predecessors that did not come within reorder_ms (in.c);
  *  - libnats runs a socket thread per connection (two with "out" routes:
  *    link.c) and delivers each NATS

@@ -127,6 +127,17 @@ struct in_route {
         _Atomic unsigned held_now;
         _Atomic uint64_t held, gaps, late;
         bool gap_said;
+
+        /* Its own ticker (reorder_ms): a route whose local ring is full
+         * stalls its own give-ups, not another route's. */
+        pthread_t ticker;
+        bool ticker_on;
+
+        /* The subscription's last callback has returned (libnats's
+         * on-complete): only then may what the callback uses go. */
+        pthread_mutex_t done_lock;
+        pthread_cond_t done_cond;
+        bool done, done_cb;
 };
 
 struct dedup_ent {
@@ -503,37 +514,68 @@ static struct chain *chain_get(struct in_route *rt, const struct origin *o, uint
         return ch;
 }
 
-/* Keep m until its predecessor comes, making room first. False: m was
- * handled (delivered or dropped) instead. */
+/* What a held message costs: its payload, its headers (a forger's may be
+ * large) and the bookkeeping. */
+static size_t held_cost(natsMsg *m) {
+        const char **keys = NULL;
+        int nkeys = 0;
+        size_t bytes = (size_t)natsMsg_GetDataLength(m) + HELD_OVERHEAD;
+
+        if (natsMsgHeader_Keys(m, &keys, &nkeys) != NATS_OK)
+                return bytes;
+        for (int i = 0; i < nkeys; i++) {
+                const char **vals = NULL;
+                int nvals = 0;
+
+                bytes += strlen(keys[i]) + HELD_OVERHEAD / 8;
+                if (natsMsgHeader_Values(m, keys[i], &vals, &nvals) == NATS_OK) {
+                        for (int k = 0; k < nvals; k++)
+                                bytes += strlen(vals[k]) + HELD_OVERHEAD / 8;
+                        free((void *)vals);
+                }
+        }
+        free((void *)keys);
+        return bytes;
+}
+
+/* Keep m until its predecessor comes, making room first (only once it
+ * must be held: a message its chain can take now is never made late by
+ * the room made for it). False: m was handled (delivered or dropped)
+ * instead. */
 static bool chain_hold(struct in_route *rt, struct chain *ch, natsMsg *m, const struct origin *o, uint64_t sseq,
                        uint64_t now) {
         const struct bconf *c = rt->b->conf;
-        size_t bytes = (size_t)natsMsg_GetDataLength(m) + HELD_OVERHEAD;
+        size_t bytes = 0;
         struct held *h, **pp;
 
-        while (rt->nheld > 0 && (rt->nheld >= c->reorder || rt->held_bytes + bytes > c->reorder_bytes)) {
+        for (;;) {
+                if (o->seq + 1 <= ch->last1) {
+                        chain_drop(rt, ch, o->seq);
+                        return false;
+                }
+                if (o->prev1 <= ch->last1 || c->reorder == 0) {
+                        if (o->prev1 > ch->last1) {
+                                /* reorder = 0: no holding; a gap at once. */
+                                atomic_fetch_add_explicit(&rt->gaps, 1, memory_order_relaxed);
+                                STAT_ADD(rt->b, reorder_gaps, 1);
+                                ch->gap_lo = ch->last1;
+                                ch->gap_hi = o->seq;
+                        }
+                        chain_deliver(rt, ch, m, o);
+                        chain_drain(rt, ch);
+                        return false;
+                }
+                if (!bytes)
+                        bytes = held_cost(m);
+                if (rt->nheld == 0 || (rt->nheld < c->reorder && rt->held_bytes + bytes <= c->reorder_bytes))
+                        break;
+                /* Room, from the chain that has waited longest (which may
+                 * be this one: then look at m again). */
                 struct chain *oldest = NULL;
-
                 for (unsigned i = 0; i < ORDER_CHAINS; i++)
                         if (rt->chains[i].held && (!oldest || rt->chains[i].deadline < oldest->deadline))
                                 oldest = &rt->chains[i];
                 chain_give_up(rt, oldest, "the hold buffer is full");
-        }
-        if (o->seq + 1 <= ch->last1) {
-                chain_drop(rt, ch, o->seq);
-                return false;
-        }
-        if (o->prev1 <= ch->last1 || c->reorder == 0) {
-                if (o->prev1 > ch->last1) {
-                        /* reorder = 0: no holding; a gap at once. */
-                        atomic_fetch_add_explicit(&rt->gaps, 1, memory_order_relaxed);
-                        STAT_ADD(rt->b, reorder_gaps, 1);
-                        ch->gap_lo = ch->last1;
-                        ch->gap_hi = o->seq;
-                }
-                chain_deliver(rt, ch, m, o);
-                chain_drain(rt, ch);
-                return false;
         }
         for (pp = &ch->held; *pp && (*pp)->o.seq < o->seq; pp = &(*pp)->next)
                 ;
@@ -638,26 +680,58 @@ static bool handle(struct in_route *rt, natsMsg *m) {
 static void on_msg(natsConnection *nc, natsSubscription *sub, natsMsg *m, void *closure) {
         struct in_route *rt = closure;
 
+        /* Stopping: what is not handled now is read again at the next
+         * start (the stream position has not passed it), and the drain
+         * that waits for these callbacks ends soon. */
+        if (atomic_load(&rt->b->stopping)) {
+                natsMsg_Destroy(m);
+                return;
+        }
         if (handle(rt, m))
                 natsMsg_Destroy(m);
 }
 
-/* The ticker: reorder_ms deadlines of every reliable route. */
-static pthread_t ticker;
-static bool ticker_on;
+static void on_complete(void *closure) {
+        struct in_route *rt = closure;
+
+        (void)pthread_mutex_lock(&rt->done_lock);
+        rt->done = true;
+        (void)pthread_cond_broadcast(&rt->done_cond);
+        (void)pthread_mutex_unlock(&rt->done_lock);
+}
+
+/* Wait for the route's last callback, up to timeout_ms: true once it is
+ * over (or there was no subscription to wait for). */
+static bool route_wait_done(struct in_route *rt, int timeout_ms) {
+        struct timespec until;
+        bool done;
+
+        if (!rt->done_cb)
+                return true;
+        (void)clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_sec += timeout_ms / 1000;
+        until.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+        if (until.tv_nsec >= 1000000000L) {
+                until.tv_sec++;
+                until.tv_nsec -= 1000000000L;
+        }
+        (void)pthread_mutex_lock(&rt->done_lock);
+        while (!rt->done && pthread_cond_timedwait(&rt->done_cond, &rt->done_lock, &until) == 0)
+                ;
+        done = rt->done;
+        (void)pthread_mutex_unlock(&rt->done_lock);
+        return done;
+}
+
+/* A reliable route's ticker: its reorder_ms deadlines. */
 static atomic_bool ticker_stop;
 
 static void *ticker_main(void *arg) {
-        struct bridge *b = arg;
+        struct in_route *rt = arg;
 
-        while (!atomic_load(&ticker_stop) && !atomic_load(&b->stopping)) {
-                uint64_t now;
-
+        while (!atomic_load(&ticker_stop) && !atomic_load(&rt->b->stopping)) {
                 (void)usleep(TICK_MS * 1000);
-                now = now_ms();
-                for (unsigned i = 0; i < b->conf->nin; i++)
-                        if (b->ins[i].pos)
-                                route_tick(&b->ins[i], now);
+                route_tick(rt, now_ms());
         }
         return NULL;
 }
@@ -737,6 +811,10 @@ static int route_start(struct bridge *b, struct in_route *rt, char *err, size_t 
                         log_msg("receiving reliable topic '%s' from stream %s at stream sequence %" PRIu64,
                                 rt->cf->pattern, rt->stream, last + 1);
         }
+        if (s == NATS_OK) {
+                s = natsSubscription_SetOnCompleteCB(rt->sub, on_complete, rt);
+                rt->done_cb = s == NATS_OK;
+        }
         if (s != NATS_OK) {
                 (void)snprintf(err, errlen, "%s:%u: cannot subscribe to '%s': %s", b->conf_path, rt->cf->line,
                                rt->subject, natsStatus_GetText(s));
@@ -762,22 +840,25 @@ int in_start(struct bridge *b, char *err, size_t errlen) {
                 rt->b = b;
                 rt->cf = &b->conf->in[i];
                 (void)pthread_mutex_init(&rt->olock, NULL);
+                (void)pthread_mutex_init(&rt->done_lock, NULL);
+                (void)pthread_cond_init(&rt->done_cond, NULL);
                 r = route_start(b, rt, err, errlen);
                 if (r < 0)
                         return r;
         }
-        for (unsigned i = 0; i < b->conf->nin && !ticker_on; i++) {
+        for (unsigned i = 0; i < b->conf->nin; i++) {
+                struct in_route *rt = &b->ins[i];
                 sigset_t all, old;
 
-                if (!b->ins[i].pos)
+                if (!rt->pos)
                         continue;
                 /* No signals: the main loop takes them. */
                 (void)sigfillset(&all);
                 (void)pthread_sigmask(SIG_BLOCK, &all, &old);
-                ticker_on = pthread_create(&ticker, NULL, ticker_main, b) == 0;
+                rt->ticker_on = pthread_create(&rt->ticker, NULL, ticker_main, rt) == 0;
                 (void)pthread_sigmask(SIG_SETMASK, &old, NULL);
-                if (!ticker_on) {
-                        (void)snprintf(err, errlen, "cannot start the reorder ticker thread");
+                if (!rt->ticker_on) {
+                        (void)snprintf(err, errlen, "cannot start the reorder ticker thread of '%s'", rt->subject);
                         return -EAGAIN;
                 }
         }
@@ -786,23 +867,32 @@ int in_start(struct bridge *b, char *err, size_t errlen) {
 
 void in_stop(struct bridge *b) {
         struct local_pub *p, *next;
+        bool busy = false;
 
-        if (ticker_on) {
-                atomic_store(&ticker_stop, true);
-                (void)pthread_join(ticker, NULL);
-                ticker_on = false;
-        }
+        atomic_store(&ticker_stop, true);
+        for (unsigned i = 0; b->ins && i < b->conf->nin; i++)
+                if (b->ins[i].ticker_on) {
+                        (void)pthread_join(b->ins[i].ticker, NULL);
+                        b->ins[i].ticker_on = false;
+                }
         for (unsigned i = 0; b->ins && i < b->conf->nin; i++) {
                 struct in_route *rt = &b->ins[i];
 
                 if (rt->sub) {
-                        /* Drain: the callback may be running; wait until it
-                         * is done before the local producers go. */
+                        /* Drain, then wait until the last callback has
+                         * returned (they return at once now: stopping)
+                         * before anything they use goes. */
                         if (natsConnection_Status(b->nc) == NATS_CONN_STATUS_CONNECTED &&
                             natsSubscription_Drain(rt->sub) == NATS_OK)
                                 (void)natsSubscription_WaitForDrainCompletion(rt->sub, 2000);
                         else
                                 (void)natsSubscription_Unsubscribe(rt->sub);
+                        if (!route_wait_done(rt, 30000)) {
+                                log_msg("a NATS callback of '%s' has not returned in 30 s: leaving what it uses",
+                                        rt->subject);
+                                busy = true;
+                                continue;
+                        }
                         natsSubscription_Destroy(rt->sub);
                         rt->sub = NULL;
                 }
@@ -812,7 +902,11 @@ void in_stop(struct bridge *b) {
                         while (rt->chains[j].held)
                                 held_free(chain_pop(rt, &rt->chains[j]));
                 (void)pthread_mutex_destroy(&rt->olock);
+                (void)pthread_mutex_destroy(&rt->done_lock);
+                (void)pthread_cond_destroy(&rt->done_cond);
         }
+        if (busy)
+                return; /* the process is ending: better a leak than a use after free */
         for (p = b->pubs; p; p = next) {
                 next = p->next;
                 zcbus_pub_close(p->pub);

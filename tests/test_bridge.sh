@@ -610,6 +610,25 @@ check "forged: 20 held ones of another origin through a buffer of 8: all deliver
         '[ "$(grep "^g" "$dir/forge.out" | tr "\n" " ")" = "$(seq -f "g%g" 0 19 | tr "\n" " ")" ] &&
          [ "$(fin reorder_gaps)" = 21 ] && [ "$(fin held_now)" = 0 ]' "$dir/forge.out" "$dir/D.bridge.log"
 
+# The predecessor a chain waits for, arriving while the buffer is full of
+# another origin's: taken at once with what it frees, not given up on for
+# room (it would have been late). One forger run: all within milliseconds,
+# far inside reorder_ms.
+ft3=f0f0f0f0-0000-4000-8000-000000000005
+ft4=f0f0f0f0-0000-4000-8000-000000000006
+late0=$(fin late)
+start_sub forge2 D forge.x --slots 1024 -n 10 -t "$T" || not_ok "sub forge.x on D again"
+forged=("$fb $ft3 1 $fs -" k1 "$fb $ft3 3 $fs 2" k3)
+for i in $(seq 0 6); do
+        forged+=("$fb $ft4 $((201 + 2 * i)) $fs $((200 + 2 * i))" "m$i")
+done
+forged+=("$fb $ft3 2 $fs 1" k2)
+"$ZCBUS_BRIDGE_FORGE" "nats://127.0.0.1:$P1" zcbus.forge.x "${forged[@]}" || not_ok "the forger stores k1..k3"
+end_sub forge2
+check "forged: a predecessor that comes while the buffer is full of others is delivered, with what waited for it, in order" \
+        '[ "$sub_rc" -eq 0 ] && [ "$(grep "^k" "$dir/forge2.out" | tr "\n" " ")" = "k1 k2 k3 " ] && [ "$(fin late)" = "$late0" ]' \
+        "$dir/forge2.out" "$dir/forge2.err" "$dir/D.bridge.log"
+
 # ---- latest under overload: the producer never waits --------------------------------
 
 NF=200000

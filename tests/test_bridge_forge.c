@@ -6,10 +6,11 @@
  * test can drive a receiving bridge with origins, sequences and
  * predecessors no sending bridge would produce.
  *
- *   test_bridge_forge URL SUBJECT ORIGIN PAYLOAD
+ *   test_bridge_forge URL SUBJECT ORIGIN PAYLOAD [ORIGIN PAYLOAD]...
  *
- * ORIGIN is the header's whole value ("" for none). Exits 0 once
- * JetStream acknowledged the message, 1 otherwise.
+ * ORIGIN is the header's whole value ("" for none). Several pairs are
+ * stored in order from one connection, within milliseconds. Exits 0 once
+ * JetStream acknowledged every message, 1 otherwise.
  */
 #include "config.h"
 
@@ -25,23 +26,26 @@ int main(int argc, char **argv) {
         jsErrCode jerr = 0;
         natsStatus s;
 
-        if (argc != 5) {
-                (void)fprintf(stderr, "usage: test_bridge_forge URL SUBJECT ORIGIN PAYLOAD\n");
+        if (argc < 5 || (argc - 3) % 2) {
+                (void)fprintf(stderr, "usage: test_bridge_forge URL SUBJECT ORIGIN PAYLOAD [ORIGIN PAYLOAD]...\n");
                 return 2;
         }
         s = natsConnection_ConnectTo(&nc, argv[1]);
         if (s == NATS_OK)
                 s = natsConnection_JetStream(&js, nc, NULL);
-        if (s == NATS_OK)
-                s = natsMsg_Create(&m, argv[2], NULL, argv[4], (int)strlen(argv[4]));
-        if (s == NATS_OK && argv[3][0])
-                s = natsMsgHeader_Set(m, "Zcbus-Origin", argv[3]);
-        if (s == NATS_OK)
-                s = js_PublishMsg(&ack, js, m, NULL, &jerr);
+        for (int i = 3; s == NATS_OK && i + 1 < argc; i += 2) {
+                s = natsMsg_Create(&m, argv[2], NULL, argv[i + 1], (int)strlen(argv[i + 1]));
+                if (s == NATS_OK && argv[i][0])
+                        s = natsMsgHeader_Set(m, "Zcbus-Origin", argv[i]);
+                if (s == NATS_OK)
+                        s = js_PublishMsg(&ack, js, m, NULL, &jerr);
+                jsPubAck_Destroy(ack);
+                ack = NULL;
+                natsMsg_Destroy(m);
+                m = NULL;
+        }
         if (s != NATS_OK)
                 (void)fprintf(stderr, "test_bridge_forge: %s (%d)\n", natsStatus_GetText(s), (int)jerr);
-        jsPubAck_Destroy(ack);
-        natsMsg_Destroy(m);
         jsCtx_Destroy(js);
         natsConnection_Destroy(nc);
         nats_Close();
