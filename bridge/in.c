@@ -455,8 +455,10 @@ static void chain_drain(struct in_route *rt, struct chain *ch) {
 
 /* Stop waiting: deliver everything ch holds, in order, counting each
  * predecessor that is missing. */
-static void chain_give_up(struct in_route *rt, struct chain *ch, const char *why) {
-        while (ch->held) {
+/* Deliver in order what ch holds below sequence below, each missing
+ * predecessor counted as a gap. */
+static void chain_give_up_below(struct in_route *rt, struct chain *ch, uint64_t below, const char *why) {
+        while (ch->held && ch->held->o.seq < below) {
                 struct held *h = chain_pop(rt, ch);
 
                 if (h->o.seq + 1 <= ch->last1) {
@@ -481,6 +483,18 @@ static void chain_give_up(struct in_route *rt, struct chain *ch, const char *why
         }
 }
 
+static void chain_give_up(struct in_route *rt, struct chain *ch, const char *why) {
+        chain_give_up_below(rt, ch, UINT64_MAX, why);
+}
+
+/* Every chain's: the stream position may then pass what was delivered
+ * above the held ones. */
+static void route_give_up_all(struct in_route *rt, const char *why) {
+        for (unsigned i = 0; rt->nheld && i < ORDER_CHAINS; i++)
+                if (rt->chains[i].held)
+                        chain_give_up(rt, &rt->chains[i], why);
+}
+
 /* The origin's chain, made (taking over the least recently used one,
  * given up on first if it holds anything) if new. */
 static struct chain *chain_get(struct in_route *rt, const struct origin *o, uint64_t now) {
@@ -497,8 +511,11 @@ static struct chain *chain_get(struct in_route *rt, const struct origin *o, uint
                 if (!ch || (ch->used && (!c->used || c->used_ms < ch->used_ms)))
                         ch = c;
         }
+        /* What the chain delivered above held messages would be read
+         * again after a restart, with no chain left to call it a repeat:
+         * give up on every hold first, so that the position passes it. */
         if (ch->used)
-                chain_give_up(rt, ch, "its origin's place taken by another origin");
+                route_give_up_all(rt, "an origin's place taken by another origin");
         ch->used = true;
         ch->hash = hash;
         memcpy(ch->topic, o->topic, 16);
@@ -561,6 +578,11 @@ static bool chain_hold(struct in_route *rt, struct chain *ch, natsMsg *m, const 
                                 ch->gap_lo = ch->last1;
                                 ch->gap_hi = o->seq;
                         }
+                        /* Held ones of the origin before m (a sender
+                         * restarted past a gap names an older PREV) come
+                         * first: given up on, in order, not dropped. */
+                        if (ch->held && ch->held->o.seq < o->seq)
+                                chain_give_up_below(rt, ch, o->seq, "a later message names an earlier predecessor");
                         chain_deliver(rt, ch, m, o);
                         chain_drain(rt, ch);
                         return false;
@@ -649,6 +671,14 @@ static bool handle(struct in_route *rt, natsMsg *m) {
         if (have_origin && memcmp(o.bus, b->bus_id, 16) == 0) {
                 STAT_ADD(b, loops, 1);
         } else if (!have_origin) {
+                /* On a reliable route, nothing may be delivered above held
+                 * messages that a restart would deliver again: no origin,
+                 * no chain to call it a repeat. */
+                if (rt->pos) {
+                        (void)pthread_mutex_lock(&rt->olock);
+                        route_give_up_all(rt, "a message without an origin came");
+                        (void)pthread_mutex_unlock(&rt->olock);
+                }
                 deliver_msg(rt, m, NULL);
         } else if (!rt->pos) {
                 deliver_msg(rt, m, &o); /* latest: in arrival order */

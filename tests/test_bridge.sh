@@ -629,6 +629,20 @@ check "forged: a predecessor that comes while the buffer is full of others is de
         '[ "$sub_rc" -eq 0 ] && [ "$(grep "^k" "$dir/forge2.out" | tr "\n" " ")" = "k1 k2 k3 " ] && [ "$(fin late)" = "$late0" ]' \
         "$dir/forge2.out" "$dir/forge2.err" "$dir/D.bridge.log"
 
+# A sender restarted after its ring lapped it names as PREV the end of its
+# acknowledged prefix, older than what JetStream stored after it (3..5,
+# whose predecessor 2 was in flight): those come first, in order, not
+# dropped as repeats.
+ft5=f0f0f0f0-0000-4000-8000-000000000007
+dup0=$(stat D "s[\"duplicates\"]")
+start_sub forge3 D forge.x --slots 1024 -n 5 -t "$T" || not_ok "sub forge.x on D a third time"
+"$ZCBUS_BRIDGE_FORGE" "nats://127.0.0.1:$P1" zcbus.forge.x "$fb $ft5 1 $fs -" p1 "$fb $ft5 3 $fs 2" p3 \
+        "$fb $ft5 4 $fs 3" p4 "$fb $ft5 5 $fs 4" p5 "$fb $ft5 12 $fs 1" p12 || not_ok "the forger stores p1..p12"
+end_sub forge3
+check "forged: held ones before a message naming an older predecessor are delivered first, in order, none dropped" \
+        '[ "$sub_rc" -eq 0 ] && [ "$(tr "\n" " " <"$dir/forge3.out")" = "p1 p3 p4 p5 p12 " ] &&
+         [ "$(stat D "s[\"duplicates\"]")" = "$dup0" ]' "$dir/forge3.out" "$dir/forge3.err" "$dir/D.bridge.log"
+
 # ---- latest under overload: the producer never waits --------------------------------
 
 NF=200000
