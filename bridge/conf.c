@@ -230,7 +230,7 @@ struct num_key {
 #define NUM32(n, f, lo, hi, p2) {n, offsetof(struct bconf, f), false, lo, hi, p2}
 #define NUM64(n, f, lo, hi) {n, offsetof(struct bconf, f), true, lo, hi, false}
 
-static const struct num_key num_keys[] = {
+static const struct num_key num_keys[] = { /* at most 32: bconf.num_set */
         NUM32("replicas", replicas, 1, 5, false),
         NUM32("buffer", buffer, 1, 1u << 20, false),
         NUM64("buffer_bytes", buffer_bytes, 1u << 16, 1ull << 40),
@@ -247,6 +247,8 @@ static const struct num_key num_keys[] = {
         NUM32("slot_count", slot_count, 2, 1u << 24, true),
         NUM32("slot_size", slot_size, 1, 1u << 30, false),
 };
+
+_Static_assert(ARRAY_SIZE(num_keys) <= 32, "bconf.num_set has a bit for each number key");
 
 int bconf_parse_line(struct bconf *c, const char *line, unsigned lineno, char *err, size_t errlen) {
         char buf[BCONF_LINE_MAX + 1], *key, *val, *eq, *hash;
@@ -293,6 +295,11 @@ int bconf_parse_line(struct bconf *c, const char *line, unsigned lineno, char *e
                 return set_str(&c->prefix, val, key, err, errlen);
         }
         if (strcmp(key, "send_asap") == 0) {
+                if (c->send_asap_set) {
+                        (void)snprintf(err, errlen, "'send_asap' is set twice");
+                        return -EINVAL;
+                }
+                c->send_asap_set = true;
                 if (strcmp(val, "yes") == 0 || strcmp(val, "true") == 0) {
                         c->send_asap = true;
                 } else if (strcmp(val, "no") == 0 || strcmp(val, "false") == 0) {
@@ -321,6 +328,10 @@ int bconf_parse_line(struct bconf *c, const char *line, unsigned lineno, char *e
 
                 if (strcmp(key, k->name) != 0)
                         continue;
+                if (c->num_set & (UINT32_C(1) << i)) {
+                        (void)snprintf(err, errlen, "'%s' is set twice", key);
+                        return -EINVAL;
+                }
                 if (parse_num(val, k->min, k->max, &v) < 0 || (k->pow2 && (v & (v - 1)))) {
                         (void)snprintf(err, errlen, "'%s': '%s' is not a number from %llu to %llu%s", key, val,
                                        (unsigned long long)k->min, (unsigned long long)k->max,
@@ -331,6 +342,7 @@ int bconf_parse_line(struct bconf *c, const char *line, unsigned lineno, char *e
                         *(uint64_t *)((char *)c + k->offset) = v;
                 else
                         *(uint32_t *)((char *)c + k->offset) = (uint32_t)v;
+                c->num_set |= UINT32_C(1) << i;
                 return 0;
         }
         (void)snprintf(err, errlen, "unknown key '%s'", key);

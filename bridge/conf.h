@@ -63,6 +63,8 @@ struct bconf {
         bool send_asap;         /* core publishes written at once, not batched */
         uint32_t slot_count;    /* defaults of topics created by "in" lines */
         uint32_t slot_size;
+        uint32_t num_set;       /* the number keys set so far, a bit each (conf.c) */
+        bool send_asap_set;
 };
 
 void bconf_init(struct bconf *c);

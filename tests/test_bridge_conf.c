@@ -136,6 +136,14 @@ START_TEST(test_keys_set_twice_are_refused) {
         refused("state_dir = /b", "set twice");
         ck_assert_int_eq(line("nats = nats://a:1"), 0);
         refused("nats = nats://b:1", "set twice");
+        ck_assert_int_eq(line("window = 16"), 0);
+        refused("window = 32", "'window' is set twice");
+        ck_assert_uint_eq(c.window, 16);
+        ck_assert_int_eq(line("reorder_bytes = 1M"), 0);
+        refused("reorder_bytes = 2M", "'reorder_bytes' is set twice");
+        ck_assert_int_eq(line("send_asap = no"), 0);
+        refused("send_asap = yes", "'send_asap' is set twice");
+        ck_assert(!c.send_asap);
 }
 END_TEST
 
