@@ -1,7 +1,8 @@
 # SPDX-License-Identifier: MIT
 # tap.sh: what the shell tests share, sourced by them: TAP reporting (ok,
-# not_ok, finish) and the signal traps that make an interrupted test run
-# its EXIT trap (each test sets its own cleanup). Counters start at zero.
+# not_ok, finish), a work directory cleaned up at exit with the test's
+# broker and background processes (tap_workdir), and the signal traps that
+# make an interrupted test run its EXIT trap. Counters start at zero.
 passed=0
 failed=0
 n=0
@@ -30,6 +31,27 @@ finish() {
         echo "$passed passed, $failed failed"
         [ "$failed" -eq 0 ] || exit 1
         exit 0
+}
+
+# tap_workdir NAME: a fresh $dir (with $sock inside it for a broker),
+# removed at exit after every pid in $broker_pid and $bg_pids is killed
+# and reaped (a test that reaps one itself takes it off the list).
+tap_workdir() {
+        dir=$(mktemp -d "${TMPDIR:-/tmp}/zcbus-$1.XXXXXX") || exit 99
+        sock=$dir/bus.sock
+        broker_pid=
+        bg_pids=
+        trap tap_cleanup EXIT
+}
+
+tap_cleanup() {
+        for p in $bg_pids $broker_pid; do
+                kill -KILL "$p" 2>/dev/null
+        done
+        for p in $bg_pids $broker_pid; do
+                wait "$p" 2>/dev/null
+        done
+        rm -rf "$dir"
 }
 
 trap 'exit 130' INT

@@ -25,21 +25,7 @@ fi
 # Safety net for background subscribers only; no check depends on timing.
 T=$((10000 * ${ZCBUS_TEST_SCALE:-1}))
 
-dir=$(mktemp -d "${TMPDIR:-/tmp}/zcbus-cli.XXXXXX") || exit 99
-sock=$dir/bus.sock
-broker_pid=
-bg_pids=
-
-cleanup() {
-        for p in $bg_pids $broker_pid; do
-                kill -KILL "$p" 2>/dev/null
-        done
-        for p in $bg_pids $broker_pid; do
-                wait "$p" 2>/dev/null
-        done
-        rm -rf "$dir"
-}
-trap cleanup EXIT
+tap_workdir cli
 
 # check DESCRIPTION CONDITION...: ok if the condition command succeeds;
 # on failure the files of the last `run` are shown.

@@ -59,21 +59,7 @@ if [ ! -r /usr/include/ev.h ] && ! pkg-config --exists libev; then
         esac
 fi
 
-dir=$(mktemp -d "${TMPDIR:-/tmp}/zcbus-examples.XXXXXX") || exit 99
-sock=$dir/bus.sock
-broker_pid=
-bg_pids=
-
-cleanup() {
-        for p in $bg_pids $broker_pid; do
-                kill -KILL "$p" 2>/dev/null
-        done
-        for p in $bg_pids $broker_pid; do
-                wait "$p" 2>/dev/null
-        done
-        rm -rf "$dir"
-}
-trap cleanup EXIT
+tap_workdir examples
 
 # check DESCRIPTION FILES CONDITION...: ok if the condition succeeds, else
 # not ok with FILES (space-separated) shown.
