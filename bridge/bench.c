@@ -356,19 +356,27 @@ static int bus_tput(const char *sock_a, const char *sock_b, const char *topic, u
         (void)usleep(300 * 1000); /* the bridges' scan finds the topics (scan_ms 50) */
         t0 = now_ns();
         if (policy == ZCBUS_POLICY_LATEST) {
-                /* The producer never waits: send for 2 s, in bursts of
-                 * 64 with a 100 us pause (at most 640 K msgs/s offered, so
-                 * that it does not take a CPU from the bridges and the
-                 * server), and count what arrives. */
+                /* The producer never waits: it offers messages for 2 s
+                 * at a steady rate, a million a second or 1 GiB/s,
+                 * whichever is fewer (more than NATS alone carries here,
+                 * without a CPU of its own taken from the bridges and the
+                 * server), and what arrives counts. */
                 uint64_t end = t0 + 2000000000ull;
+                double rate = size > 1024 ? (double)(1u << 30) / (double)size : 1e6; /* messages per second */
 
                 n = 0;
-                while (r >= 0 && now_ns() < end) {
-                        for (unsigned k = 0; r >= 0 && k < 64; k++, n++) {
+                while (r >= 0) {
+                        uint64_t now = now_ns();
+                        uint64_t due = (uint64_t)(rate * (double)(now - t0) / 1e9);
+
+                        if (now >= end)
+                                break;
+                        for (unsigned k = 0; r >= 0 && n < due && k < 256; k++, n++) {
                                 memcpy(buf, &n, size < sizeof(n) ? size : sizeof(n));
                                 r = zcbus_pub_send(pub, buf, size, -1);
                         }
-                        (void)usleep(100);
+                        if (n >= due)
+                                (void)usleep(50);
                 }
         }
         for (uint64_t i = 0; policy == ZCBUS_POLICY_RELIABLE && r >= 0 && i < n; i++) {
@@ -574,6 +582,16 @@ static int js_e2e_tput(const char *url, size_t size, uint64_t n, struct tput *t)
         return 0;
 }
 
+/* Is what in the comma-separated list only (NULL: everything)? */
+static bool want(const char *only, const char *what) {
+        size_t n = strlen(what);
+
+        for (const char *p = only; p; p = strchr(p, ',') ? strchr(p, ',') + 1 : NULL)
+                if (strncmp(p, what, n) == 0 && (p[n] == ',' || p[n] == '\0'))
+                        return true;
+        return !only;
+}
+
 static void print_tput(const struct tput *t, bool json, bool first) {
         double rate = t->secs > 0 ? (double)t->got / t->secs : 0;
 
@@ -605,6 +623,7 @@ int main(int argc, char **argv) {
                 {"json", no_argument, NULL, 'j'},        {"help", no_argument, NULL, 'h'},
                 {"asap", no_argument, NULL, 'A'},
                 {"tput", required_argument, NULL, 'T'},
+                {"only", required_argument, NULL, 'o'},
                 {},
         };
         const char *url = "nats://127.0.0.1:4222", *sock_a = NULL, *sock_b = NULL;
@@ -613,6 +632,7 @@ int main(int argc, char **argv) {
         size_t max_size = 4096; /* the topics' slot size: the largest message */
         bool json = false, first = true, asap = false;
         uint64_t tput_n = 0; /* --tput N: throughput instead of latency */
+        const char *only = NULL; /* --only LIST: these throughput runs */
         int c, rc = 0;
 
         while ((c = getopt_long(argc, argv, "n:h", longopts, NULL)) != -1) {
@@ -655,11 +675,16 @@ int main(int argc, char **argv) {
                 case 'T':
                         tput_n = strtoull(optarg, NULL, 10);
                         break;
+                case 'o':
+                        only = optarg;
+                        break;
                 case 'h':
                         (void)printf("Usage: zcbus-bridge-bench [--nats URL] [--bus-a SOCK --bus-b SOCK] [-n N] "
                                      "[--warmup N] [--size 64,64K] [--asap] [--json]\n"
                                      "  --asap: NATS alone with libnats' SendAsap (as the bridges' send_asap)\n"
-                                     "  --tput N: throughput of N messages (reliable and JetStream: N/10)\n");
+                                     "  --tput N: throughput of N messages (reliable and JetStream: N/10)\n"
+                                     "  --only LIST: of those, only these (nats-core, js-sync, js-async, js-e2e,\n"
+                                     "               bridge-latest, bridge-reliable; comma-separated)\n");
                         return 0;
                 default:
                         return 2;
@@ -683,27 +708,42 @@ int main(int argc, char **argv) {
                         /* At most 256 MiB a run. */
                         uint64_t nn = tput_n < (256u << 20) / sizes[i] ? tput_n : (256u << 20) / sizes[i];
 
-                        if (nats_tput(url, asap, sizes[i], nn, &t) < 0)
-                                return 1;
-                        print_tput(&t, json, first);
-                        first = false;
-                        if (js_tput(url, sizes[i], nn / 10, false, &t) < 0)
-                                return 1;
-                        print_tput(&t, json, false);
-                        if (js_tput(url, sizes[i], nn / 10, true, &t) < 0)
-                                return 1;
-                        print_tput(&t, json, false);
-                        if (js_e2e_tput(url, sizes[i], nn / 10, &t) < 0)
-                                return 1;
-                        print_tput(&t, json, false);
-                        if (sock_a && sock_b) {
+                        if (want(only, "nats-core")) {
+                                if (nats_tput(url, asap, sizes[i], nn, &t) < 0)
+                                        return 1;
+                                print_tput(&t, json, first);
+                                first = false;
+                        }
+                        if (want(only, "js-sync")) {
+                                if (js_tput(url, sizes[i], nn / 10, false, &t) < 0)
+                                        return 1;
+                                print_tput(&t, json, first);
+                                first = false;
+                        }
+                        if (want(only, "js-async")) {
+                                if (js_tput(url, sizes[i], nn / 10, true, &t) < 0)
+                                        return 1;
+                                print_tput(&t, json, first);
+                                first = false;
+                        }
+                        if (want(only, "js-e2e")) {
+                                if (js_e2e_tput(url, sizes[i], nn / 10, &t) < 0)
+                                        return 1;
+                                print_tput(&t, json, first);
+                                first = false;
+                        }
+                        if (sock_a && sock_b && want(only, "bridge-latest")) {
                                 if (bus_tput(sock_a, sock_b, "bench.tput", ZCBUS_POLICY_LATEST, sizes[i], max_size, nn, &t) < 0)
                                         return 1;
-                                print_tput(&t, json, false);
+                                print_tput(&t, json, first);
+                                first = false;
+                        }
+                        if (sock_a && sock_b && want(only, "bridge-reliable")) {
                                 if (bus_tput(sock_a, sock_b, "bench.rel", ZCBUS_POLICY_RELIABLE, sizes[i], max_size, nn / 10,
                                              &t) < 0)
                                         return 1;
-                                print_tput(&t, json, false);
+                                print_tput(&t, json, first);
+                                first = false;
                         }
                 }
                 if (json)

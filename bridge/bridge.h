@@ -33,6 +33,7 @@
 
 #include "conf.h"
 #include "echo.h"
+#include "natsio.h"
 #include "state.h"
 #include "subject.h"
 #include "zcbus.h"
@@ -91,6 +92,7 @@ struct bridge {
         pthread_mutex_t bus_lock; /* open, close, list on bus */
 
         natsConnection *nc;
+        struct natsio *nio;  /* nc's driver with send_asap (natsio.h), or NULL */
         natsConnection *pnc; /* JetStream publishes of reliable out routes (link.c); NULL without out routes */
         jsCtx *js;
         int max_payload;

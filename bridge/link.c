@@ -63,8 +63,8 @@ static void on_error(natsConnection *nc, natsSubscription *sub, natsStatus err, 
 }
 
 /* The options of a connection: servers (first, if not NULL, then the
- * config's), asap: SendAsap. */
-static natsStatus make_opts(struct bridge *b, const char *first, bool asap, natsOptions **ret) {
+ * config's), asap: SendAsap, driven by a natsio of its own (*io). */
+static natsStatus make_opts(struct bridge *b, const char *first, bool asap, struct natsio **io, natsOptions **ret) {
         const struct bconf *c = b->conf;
         const char *def = "nats://127.0.0.1:4222";
         const char *servers[BCONF_SERVERS_MAX + 1];
@@ -98,10 +98,12 @@ static natsStatus make_opts(struct bridge *b, const char *first, bool asap, nats
                 s = natsOptions_SetTimeout(o, 2000);
         /* libnats batches publishes for its flusher thread, which sleeps
          * 1 ms before each write: a millisecond per hop. send_asap (the
-         * default) writes each publish at once instead, a system call per
-         * message (zcbus-bridge(1), send_asap). */
+         * default) writes at once instead, a burst corked into one write
+         * (natsio.h; zcbus-bridge(1), send_asap). */
         if (s == NATS_OK)
                 s = natsOptions_SetSendAsap(o, asap);
+        if (s == NATS_OK && asap && natsio_new(o, io) < 0)
+                s = NATS_NO_MEMORY;
         if (s == NATS_OK)
                 s = natsOptions_SetDisconnectedCB(o, on_disconnected, b);
         if (s == NATS_OK)
@@ -125,7 +127,7 @@ int link_connect(struct bridge *b, int timeout_ms) {
         char url[256];
         uint64_t deadline = now_ms() + (uint64_t)timeout_ms;
 
-        s = make_opts(b, NULL, c->send_asap, &o);
+        s = make_opts(b, NULL, c->send_asap, &b->nio, &o);
         if (s != NATS_OK) {
                 log_msg("NATS options: %s", natsStatus_GetText(s));
                 return -EINVAL;
@@ -153,7 +155,7 @@ int link_connect(struct bridge *b, int timeout_ms) {
         if (c->nout == 0)
                 return 0;
         link_server(b, url, sizeof(url));
-        s = make_opts(b, url[0] ? url : NULL, false, &o);
+        s = make_opts(b, url[0] ? url : NULL, false, NULL, &o);
         for (; s == NATS_OK;) {
                 s = natsConnection_Connect(&b->pnc, o);
                 if (s == NATS_OK || now_ms() >= deadline || atomic_load(&b->stopping))
@@ -179,6 +181,8 @@ void link_close(struct bridge *b) {
         b->js = NULL;
         natsConnection_Destroy(b->nc);
         b->nc = NULL;
+        natsio_free(b->nio); /* after the connection: its detach ended the thread */
+        b->nio = NULL;
 }
 
 void link_server(struct bridge *b, char *buf, size_t len) {

@@ -14,6 +14,7 @@ zcbus_bridge_SOURCES = \
 	bridge/state.c bridge/state.h \
 	bridge/echo.c bridge/echo.h \
 	bridge/link.c \
+	bridge/natsio.c bridge/natsio.h \
 	bridge/out.c \
 	bridge/in.c \
 	clients/json.c clients/json.h

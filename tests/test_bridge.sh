@@ -656,6 +656,35 @@ check "latest flood: A's bridge drops and counts (dropped > 0, forwarded + dropp
         '[ "$(stat A "out[\"flood\"][\"dropped\"] > 0 and out[\"flood\"][\"forwarded\"] + out[\"flood\"][\"dropped\"] >= $NF - 16")" = True ]' \
         "$dir/A.bridge.log"
 
+# ---- latest, NATS not reading: what the bridge buffers is bounded --------------------
+
+# The node A's bridge writes to is stopped (SIGSTOP): its socket fills, and
+# the bridge, whose writes never block a latest topic's reader, buffers at
+# most 8 MiB more and then drops what it reads, counted. 240 MB go out
+# meanwhile; the bridge's private memory (RssAnon: not the ring it maps)
+# grows by far less.
+url=$(stat A 's["nats_server"]')
+for i in 1 2 3; do
+        eval "[ \"\$P$i\" = \"${url##*:}\" ]" && stopped=$i
+done
+cli A sub big.stuck --policy latest --slots 1024 --slot-size 64K -t 0 >/dev/null 2>&1
+wait_until 'routed A big.stuck'
+anon0=$(awk '/^RssAnon/ { print $2 }' "/proc/${pid[bridgeA]}/status")
+kill -STOP "${pid[n$stopped]}"
+# In bursts the bridge keeps up with (a ring of 1024), so that what it
+# drops is what it could not write, not what the ring lapped.
+rc=0
+for i in 1 2 3 4; do
+        cli A pub --size 60000 -n 1000 -t 0 big.stuck 2>>"$dir/stuck.err" || rc=1
+        sleep 0.3
+done
+wait_until '[ "$(stat A "out[\"big.stuck\"][\"forwarded\"] + out[\"big.stuck\"][\"dropped\"] >= 4000")" = True ]'
+anon=$(awk '/^RssAnon/ { print $2 }' "/proc/${pid[bridgeA]}/status")
+kill -CONT "${pid[n$stopped]}"
+check "latest, A's NATS node stopped: 4000 x 60000 B published without waiting; the bridge drops and counts, its private memory grew by $(((anon - anon0) / 1024)) MiB (< 48)" \
+        '[ "$rc" -eq 0 ] && [ "$(stat A "out[\"big.stuck\"][\"dropped\"] > 0")" = True ] && [ $((anon - anon0)) -lt 49152 ]' \
+        "$dir/stuck.err" "$dir/A.bridge.log"
+
 # ---- oversize: above max_payload is refused and counted -----------------------------
 
 start_sub big B big.x --policy latest --slot-size 256K -n 2 -t "$T"
