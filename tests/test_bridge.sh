@@ -72,6 +72,10 @@ fi
 SCALE=${ZCBUS_TEST_SCALE:-1}
 T=$((30000 * SCALE))    # ms: safety net of background subscribers
 WAIT=$((40 * SCALE))    # s: deadline of every wait
+# Under ASan, a small quarantine: the bounded-buffer check reads the
+# bridge's private memory, which would otherwise hold up to 256 MiB that
+# the bridge freed.
+[ -n "${ASAN_OPTIONS:-}" ] && export ASAN_OPTIONS="$ASAN_OPTIONS:quarantine_size_mb=16"
 
 dir=$(mktemp -d "${TMPDIR:-/tmp}/zcbus-bridge.XXXXXX") || exit 99
 declare -A pid
