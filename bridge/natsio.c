@@ -27,6 +27,7 @@
 
 #include <errno.h>
 #include <poll.h>
+#include <signal.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -124,12 +125,18 @@ static natsStatus on_attach(void **userdata, void *loop, natsConnection *nc, nat
         (void)pthread_mutex_lock(&io->lock);
         reap_orphan(io);
         if (!io->running) {
+                sigset_t all, old;
+
                 atomic_store(&io->stop, false);
                 atomic_store(&io->exited, false);
+                /* No signals: the bridge's main loop takes them. */
+                (void)sigfillset(&all);
+                (void)pthread_sigmask(SIG_BLOCK, &all, &old);
                 if (pthread_create(&io->thr, NULL, io_main, io) == 0)
                         io->running = true;
                 else
                         s = NATS_NO_MEMORY;
+                (void)pthread_sigmask(SIG_SETMASK, &old, NULL);
         }
         (void)pthread_mutex_unlock(&io->lock);
         wake(io);
