@@ -684,7 +684,8 @@ int main(int argc, char **argv) {
                                      "  --asap: NATS alone with libnats' SendAsap (as the bridges' send_asap)\n"
                                      "  --tput N: throughput of N messages (reliable and JetStream: N/10)\n"
                                      "  --only LIST: of those, only these (nats-core, js-sync, js-async, js-e2e,\n"
-                                     "               bridge-latest, bridge-reliable; comma-separated)\n");
+                                     "               bridge-latest, bridge-batch, bridge-reliable; comma-separated)\n"
+                                     "  bridge-batch: a latest topic that A's bridge sends with 'batch' (bench.tputb)\n");
                         return 0;
                 default:
                         return 2;
@@ -735,6 +736,13 @@ int main(int argc, char **argv) {
                         if (sock_a && sock_b && want(only, "bridge-latest")) {
                                 if (bus_tput(sock_a, sock_b, "bench.tput", ZCBUS_POLICY_LATEST, sizes[i], max_size, nn, &t) < 0)
                                         return 1;
+                                print_tput(&t, json, first);
+                                first = false;
+                        }
+                        if (sock_a && sock_b && want(only, "bridge-batch")) {
+                                if (bus_tput(sock_a, sock_b, "bench.tputb", ZCBUS_POLICY_LATEST, sizes[i], max_size, nn, &t) < 0)
+                                        return 1;
+                                t.what = "bridge-batch";
                                 print_tput(&t, json, first);
                                 first = false;
                         }

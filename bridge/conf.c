@@ -156,9 +156,15 @@ static int parse_out(struct bconf *c, char *v, unsigned lineno, char *err, size_
         }
         if (parse_pattern(c->out[c->nout].pattern, tok, "out", err, errlen) < 0)
                 return -EINVAL;
-        tok = strtok_r(NULL, " \t", &save);
-        if (tok) {
-                (void)snprintf(err, errlen, "'out': unexpected '%s' after the pattern (a topic's policy decides how it goes)",
+        c->out[c->nout].batch = false;
+        while ((tok = strtok_r(NULL, " \t", &save))) {
+                if (strcmp(tok, "batch") == 0 && !c->out[c->nout].batch) {
+                        c->out[c->nout].batch = true;
+                        continue;
+                }
+                (void)snprintf(err, errlen,
+                               "'out': unexpected '%s' after the pattern (only 'batch', once: a topic's policy "
+                               "decides how it goes)",
                                tok);
                 return -EINVAL;
         }

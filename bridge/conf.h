@@ -23,6 +23,7 @@ enum bconf_policy {
 
 struct bconf_out {
         char pattern[BCONF_PATTERN_MAX]; /* over topic names, '*' and '>' */
+        bool batch; /* latest topics: what waits together goes as one NATS message (batch.h) */
         unsigned line;
 };
 

@@ -58,6 +58,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "batch.h"
 #include "bridge.h"
 #include "json.h"
 #include "util.h"
@@ -114,7 +115,7 @@ struct in_route {
         natsSubscription *sub;
         struct state_slot *pos;
         _Atomic uint64_t received;
-        bool size_said;
+        bool size_said, batch_said;
 
         /* Reliable: the order of its origins, under olock (the NATS
          * callback and the ticker). */
@@ -380,31 +381,79 @@ static bool deliver(struct in_route *rt, struct local_pub *p, const void *data, 
         return false;
 }
 
-/* Publish m on its local topic, unless another route or bridge of the
- * same origin brought it already (o: its origin, or NULL). */
-static void deliver_msg(struct in_route *rt, natsMsg *m, const struct origin *o) {
+/* The local topic m goes to, or NULL (counted). */
+static struct local_pub *msg_pub(struct in_route *rt, natsMsg *m) {
         struct bridge *b = rt->b;
         char topic[ZCBUS_TOPIC_MAX + 1];
+        struct local_pub *p;
+
+        if (subj_to_topic(b->prefix, natsMsg_GetSubject(m), topic, sizeof(topic)) < 0 || topic[0] == '\0') {
+                STAT_ADD(b, errors, 1);
+                log_debug("subject '%s' is not a topic name under '%s': dropped", natsMsg_GetSubject(m), b->prefix);
+                return NULL;
+        }
+        p = get_pub(rt, topic);
+        if (!p)
+                STAT_ADD(b, errors, 1);
+        return p;
+}
+
+/* Publish data on p, unless another route or bridge of the same origin
+ * brought it already (o: its origin, or NULL). */
+static void deliver_one(struct in_route *rt, struct local_pub *p, const void *data, size_t len,
+                        const struct origin *o) {
+        struct bridge *b = rt->b;
+
+        if (o && dedup_seen(b, o->bus, o->topic, o->seq)) {
+                STAT_ADD(b, duplicates, 1);
+                return;
+        }
+        if (deliver(rt, p, data, len)) {
+                atomic_fetch_add_explicit(&rt->received, 1, memory_order_relaxed);
+                STAT_ADD(b, received, 1);
+        }
+}
+
+/* Publish m on its local topic (o: its origin, or NULL), as deliver_one. */
+static void deliver_msg(struct in_route *rt, natsMsg *m, const struct origin *o) {
+        struct bridge *b = rt->b;
         struct local_pub *p;
 
         if (o && dedup_seen(b, o->bus, o->topic, o->seq)) {
                 STAT_ADD(b, duplicates, 1);
                 return;
         }
-        if (subj_to_topic(b->prefix, natsMsg_GetSubject(m), topic, sizeof(topic)) < 0 || topic[0] == '\0') {
-                STAT_ADD(b, errors, 1);
-                log_debug("subject '%s' is not a topic name under '%s': dropped", natsMsg_GetSubject(m), b->prefix);
-                return;
-        }
-        p = get_pub(rt, topic);
-        if (!p) {
-                STAT_ADD(b, errors, 1);
-                return;
-        }
-        if (deliver(rt, p, natsMsg_GetData(m), (size_t)natsMsg_GetDataLength(m))) {
+        p = msg_pub(rt, m);
+        if (p && deliver(rt, p, natsMsg_GetData(m), (size_t)natsMsg_GetDataLength(m))) {
                 atomic_fetch_add_explicit(&rt->received, 1, memory_order_relaxed);
                 STAT_ADD(b, received, 1);
         }
+}
+
+/* A latest route's batched message of n records (batch.h), the first of
+ * origin o: each record as a message of its own, in order, if the whole
+ * payload is well formed; else none (counted as an error). */
+static void deliver_batch(struct in_route *rt, natsMsg *m, const struct origin *o, unsigned n) {
+        struct bridge *b = rt->b;
+        const void *data = natsMsg_GetData(m);
+        size_t len = (size_t)natsMsg_GetDataLength(m);
+        struct local_pub *p;
+        struct batch_rd rd;
+        struct origin oi = *o;
+        const void *d;
+        size_t l;
+
+        if (!batch_valid(data, len, n, o->seq)) {
+                STAT_ADD(b, errors, 1);
+                log_debug("subject '%s': a malformed batch of %u: dropped", natsMsg_GetSubject(m), n);
+                return;
+        }
+        p = msg_pub(rt, m);
+        if (!p)
+                return;
+        batch_rd_init(&rd, data, len, n, o->seq);
+        while (batch_next(&rd, &d, &l, &oi.seq) == 1)
+                deliver_one(rt, p, d, l, &oi);
 }
 
 /* ---- a reliable route's order (under olock) ------------------------------ */
@@ -677,6 +726,7 @@ static bool handle(struct in_route *rt, natsMsg *m) {
         struct bridge *b = rt->b;
         struct origin o;
         uint64_t sseq = 0;
+        unsigned nbatch = 0;
         bool have_origin, kept = false;
 
         if (rt->pos) {
@@ -692,8 +742,29 @@ static bool handle(struct in_route *rt, natsMsg *m) {
                 }
         }
         have_origin = parse_origin(m, &o);
+        if (have_origin) {
+                const char *bv = NULL;
+
+                if (natsMsgHeader_Get(m, HDR_BATCH, &bv) == NATS_OK && !(nbatch = batch_count(bv))) {
+                        STAT_ADD(b, errors, 1);
+                        log_debug("subject '%s': a batch header that is not a count from 2 to %u: dropped",
+                                  natsMsg_GetSubject(m), BATCH_MAX);
+                        return true;
+                }
+        }
         if (have_origin && memcmp(o.bus, b->bus_id, 16) == 0) {
-                STAT_ADD(b, loops, 1);
+                STAT_ADD(b, loops, nbatch ? nbatch : 1);
+        } else if (nbatch && rt->pos) {
+                /* Only latest topics are batched, and only latest routes
+                 * unpack them (zcbus-bridge(1), batch). */
+                STAT_ADD(b, errors, 1);
+                if (!rt->batch_said)
+                        log_msg("reliable route '%s': a batched message (from a latest topic sent with 'batch'): "
+                                "dropped (counted as an error; said once per route)",
+                                rt->subject);
+                rt->batch_said = true;
+        } else if (nbatch) {
+                deliver_batch(rt, m, &o, nbatch);
         } else if (!have_origin) {
                 /* On a reliable route, nothing may be delivered above held
                  * messages that a restart would deliver again: no origin,

@@ -13,6 +13,7 @@ zcbus_bridge_SOURCES = \
 	bridge/subject.c bridge/subject.h \
 	bridge/state.c bridge/state.h \
 	bridge/echo.c bridge/echo.h \
+	bridge/batch.c bridge/batch.h \
 	bridge/link.c \
 	bridge/natsio.c bridge/natsio.h \
 	bridge/out.c \
@@ -38,12 +39,13 @@ tests_test_bridge_forge_LDADD = $(NATS_LIBS)
 TESTS_ENVIRONMENT_VARS += ZCBUS_BRIDGE_FORGE=$(abs_top_builddir)/tests/test_bridge_forge
 endif
 
-# The parser and the name mapping need no NATS: their Check suites run
+# The parser, the name mapping and the batch records need no NATS: their Check suites run
 # wherever Check is.
 if HAVE_CHECK
 check_PROGRAMS += tests/test_bridge_subject tests/test_bridge_conf
 TESTS += tests/test_bridge_subject tests/test_bridge_conf
-tests_test_bridge_subject_SOURCES = tests/test_bridge_subject.c bridge/subject.c bridge/subject.h bridge/util.h
+tests_test_bridge_subject_SOURCES = tests/test_bridge_subject.c bridge/subject.c bridge/subject.h bridge/util.h \
+	bridge/batch.c bridge/batch.h
 tests_test_bridge_subject_CPPFLAGS = -I$(top_srcdir)/include -I$(top_srcdir)/bridge -include $(top_builddir)/config.h
 tests_test_bridge_subject_CFLAGS = $(AM_CFLAGS) $(CHECK_CFLAGS) -Wno-missing-prototypes
 tests_test_bridge_subject_LDADD = $(CHECK_LIBS)

@@ -58,6 +58,7 @@
 #include <string.h>
 #include <uuid/uuid.h>
 
+#include "batch.h"
 #include "bridge.h"
 #include "json.h"
 #include "util.h"
@@ -141,6 +142,16 @@ struct out_topic {
 
         _Atomic uint64_t forwarded, dropped, oversize;
         bool oversize_said;
+
+        /* Latest with "batch": records waiting to go as one NATS message
+         * (batch.h): bn of them in bbuf, the first of sequence bseq0, the
+         * last blast. */
+        bool batch;
+        unsigned char *bbuf;
+        size_t blen, blimit; /* bbuf holds blimit */
+        unsigned bn;
+        uint64_t bseq0, blast;
+        _Atomic uint64_t batches; /* NATS messages that carried more than one */
 };
 
 static bool stopping(const struct out_topic *t) {
@@ -164,8 +175,8 @@ static char *put_dec(char *p, uint64_t v) {
 /* A message of t with sequence seq, and its origin header naming
  * predecessor prev1 - 1 (prev1 0: none). The header is put together by
  * hand: snprintf was a tenth of a sending thread's time at 64 B. */
-static natsStatus make_msg(struct out_topic *t, uint64_t seq, uint64_t prev1, const void *data, size_t len,
-                           natsMsg **ret) {
+static natsStatus make_msg_n(struct out_topic *t, uint64_t seq, uint64_t prev1, const void *data, size_t len,
+                             unsigned nbatch, natsMsg **ret) {
         struct bridge *b = t->b;
         /* A session is always there (main.c), but the header's grammar
          * needs one: the nil uuid if not. */
@@ -190,12 +201,23 @@ static natsStatus make_msg(struct out_topic *t, uint64_t seq, uint64_t prev1, co
         s = natsMsg_Create(&m, t->subject, NULL, data, (int)len);
         if (s == NATS_OK)
                 s = natsMsgHeader_Set(m, HDR_ORIGIN, origin);
+        if (s == NATS_OK && nbatch > 1) {
+                char n[12];
+
+                *put_dec(n, nbatch) = '\0';
+                s = natsMsgHeader_Set(m, HDR_BATCH, n);
+        }
         if (s != NATS_OK) {
                 natsMsg_Destroy(m);
                 return s;
         }
         *ret = m;
         return NATS_OK;
+}
+
+static natsStatus make_msg(struct out_topic *t, uint64_t seq, uint64_t prev1, const void *data, size_t len,
+                           natsMsg **ret) {
+        return make_msg_n(t, seq, prev1, data, len, 1, ret);
 }
 
 static bool too_big(struct out_topic *t, size_t len) {
@@ -270,6 +292,72 @@ static void forward_latest(struct out_topic *t, zcbus_sub *sub, zcbus_msg *m) {
                 atomic_fetch_add_explicit(&t->dropped, 1, memory_order_relaxed);
                 STAT_ADD(b, dropped, 1);
         }
+}
+
+/* Latest with "batch": publish what waits in the batch, one record as a
+ * message of its own (corked like forward_latest). */
+static void send_batch(struct out_topic *t) {
+        struct bridge *b = t->b;
+        natsMsg *nm = NULL;
+        natsStatus s;
+        unsigned n = t->bn;
+
+        if (n == 0)
+                return;
+        if (b->nio)
+                natsio_cork(b->nio);
+        if (n == 1)
+                s = make_msg(t, t->bseq0, t->latest_prev1, t->bbuf + BATCH_REC, t->blen - BATCH_REC, &nm);
+        else
+                s = make_msg_n(t, t->bseq0, t->latest_prev1, t->bbuf, t->blen, n, &nm);
+        if (s == NATS_OK)
+                s = natsConnection_PublishMsg(b->nc, nm);
+        natsMsg_Destroy(nm);
+        if (s == NATS_OK) {
+                t->latest_prev1 = t->blast + 1;
+                atomic_fetch_add_explicit(&t->forwarded, n, memory_order_relaxed);
+                STAT_ADD(b, forwarded, n);
+                if (n > 1)
+                        atomic_fetch_add_explicit(&t->batches, 1, memory_order_relaxed);
+        } else {
+                atomic_fetch_add_explicit(&t->dropped, n, memory_order_relaxed);
+                STAT_ADD(b, dropped, n);
+        }
+        t->bn = 0;
+        t->blen = 0;
+}
+
+/* Latest with "batch": add m to the batch (sending what waits first if m
+ * does not fit) and release it. */
+static void batch_add(struct out_topic *t, zcbus_sub *sub, zcbus_msg *m) {
+        struct bridge *b = t->b;
+
+        if (b->nio && natsConnection_Buffered(b->nc) > LATEST_BUFFERED_MAX) {
+                (void)zcbus_sub_release(sub, m);
+                atomic_fetch_add_explicit(&t->dropped, 1, memory_order_relaxed);
+                STAT_ADD(b, dropped, 1);
+                return;
+        }
+        if (BATCH_REC + m->len > t->blimit) { /* alone anyway: no copy into the batch */
+                send_batch(t);
+                forward_latest(t, sub, m);
+                return;
+        }
+        if (t->bn && (t->bn == BATCH_MAX || t->blen + BATCH_REC + m->len > t->blimit ||
+                      m->seq - t->blast > UINT32_MAX))
+                send_batch(t);
+        if (t->bn == 0)
+                t->bseq0 = m->seq;
+        t->blen += batch_put(t->bbuf + t->blen, t->bn ? (uint32_t)(m->seq - t->blast) : 0, m->data, m->len);
+        t->blast = m->seq;
+        t->bn++;
+        (void)zcbus_sub_release(sub, m);
+}
+
+/* Latest: out with what is corked or batched. */
+static void latest_flush(struct out_topic *t) {
+        send_batch(t);
+        natsio_flush(t->b->nio);
 }
 
 /* Queue a copy of m for the sender, waiting while the queue is full.
@@ -365,7 +453,7 @@ static void *reader_main(void *arg) {
                  * ring has no more, so out they go. */
                 r = zcbus_sub_recv(sub, &m, corked ? 0 : RECV_TIMEOUT_MS);
                 if (r < 0 && corked) {
-                        natsio_flush(b->nio);
+                        latest_flush(t);
                         corked = 0;
                         corked_bytes = 0;
                 }
@@ -417,10 +505,13 @@ static void *reader_main(void *arg) {
                         } else {
                                 size_t len = m.len;
 
-                                forward_latest(t, sub, &m);
+                                if (t->batch)
+                                        batch_add(t, sub, &m);
+                                else
+                                        forward_latest(t, sub, &m);
                                 corked_bytes += len;
-                                if (b->nio && (++corked >= CORK_MAX || corked_bytes >= CORK_BYTES_MAX)) {
-                                        natsio_flush(b->nio);
+                                if ((b->nio || t->batch) && (++corked >= CORK_MAX || corked_bytes >= CORK_BYTES_MAX)) {
+                                        latest_flush(t);
                                         corked = 0;
                                         corked_bytes = 0;
                                 }
@@ -437,7 +528,7 @@ static void *reader_main(void *arg) {
                 }
         }
         if (corked)
-                natsio_flush(b->nio);
+                latest_flush(t);
         if (sub)
                 close_sub(t, sub);
         atomic_store(&t->done, true);
@@ -880,6 +971,7 @@ static void topic_free(struct out_topic *t) {
         for (unsigned i = 0; i < t->wn; i++)
                 free(win_at(t, i));
         free(t->win);
+        free(t->bbuf);
         (void)pthread_mutex_destroy(&t->qlock);
         (void)pthread_cond_destroy(&t->qcond);
         (void)pthread_cond_destroy(&t->scond);
@@ -909,20 +1001,26 @@ static int spawn(pthread_t *thr, void *(*fn)(void *), void *arg) {
         return r;
 }
 
-bool out_wants(struct bridge *b, const char *name) {
+/* The first "out" line whose pattern matches topic name, or NULL. */
+static const struct bconf_out *out_match(struct bridge *b, const char *name) {
         char subj[SUBJ_MAX], pat[SUBJ_MAX];
 
         if (subj_from_topic(b->prefix, name, subj, sizeof(subj)) < 0)
-                return false;
+                return NULL;
         for (unsigned i = 0; i < b->conf->nout; i++)
                 if (subj_from_pattern(b->prefix, b->conf->out[i].pattern, pat, sizeof(pat)) == 0 &&
                     subj_match(pat, subj))
-                        return true;
-        return false;
+                        return &b->conf->out[i];
+        return NULL;
+}
+
+bool out_wants(struct bridge *b, const char *name) {
+        return out_match(b, name) != NULL;
 }
 
 static int topic_start(struct bridge *b, const zcbus_topic_entry *e) {
         struct out_topic *t = calloc(1, sizeof(*t));
+        const struct bconf_out *oc;
         char key[STATE_KEY_MAX];
         int r;
 
@@ -942,6 +1040,18 @@ static int topic_start(struct bridge *b, const zcbus_topic_entry *e) {
                 return r;
         }
         subj_stream_name(t->subject, t->stream, sizeof(t->stream));
+        oc = out_match(b, e->name);
+        if (!t->reliable && oc && oc->batch) {
+                /* A batch stays within 64 KiB and max_payload; a message
+                 * that does not fit with its record header goes alone. */
+                t->batch = true;
+                t->blimit = MIN((size_t)CORK_BYTES_MAX, (size_t)(b->max_payload > HDR_ROOM ? b->max_payload - HDR_ROOM : 0));
+                t->bbuf = malloc(t->blimit ? t->blimit : 1);
+                if (!t->bbuf) {
+                        topic_free(t);
+                        return -ENOMEM;
+                }
+        }
         if (t->reliable) {
                 (void)snprintf(key, sizeof(key), "out:%.*s", ZCBUS_TOPIC_MAX, e->name);
                 t->pos = state_slot(b->state, key);
@@ -969,8 +1079,8 @@ static int topic_start(struct bridge *b, const zcbus_topic_entry *e) {
                 r = spawn(&t->sender, sender_main, t);
                 t->has_sender = r == 0;
         }
-        log_msg("forwarding local topic '%s' (%s) to '%s'%s%s", e->name, zcbus_policy_name(e->policy), t->subject,
-                t->reliable ? " via JetStream stream " : "", t->reliable ? t->stream : "");
+        log_msg("forwarding local topic '%s' (%s) to '%s'%s%s%s", e->name, zcbus_policy_name(e->policy), t->subject,
+                t->reliable ? " via JetStream stream " : "", t->reliable ? t->stream : "", t->batch ? ", batched" : "");
         (void)pthread_mutex_lock(&b->lock);
         t->next = b->outs;
         b->outs = t;
@@ -1108,8 +1218,11 @@ void out_stats_json(struct bridge *b, FILE *f) {
                         (void)fprintf(f, ", \"queued\": %u, \"window\": %u, \"in_flight\": %u, \"position\": %" PRIu64, qn, wn,
                                       inflight, atomic_load_explicit(&t->pos->seq, memory_order_relaxed));
                 }
-                (void)fprintf(f, ", \"forwarded\": %" PRIu64 ", \"dropped\": %" PRIu64 ", \"oversize\": %" PRIu64 "}",
-                              atomic_load(&t->forwarded), atomic_load(&t->dropped), atomic_load(&t->oversize));
+                (void)fprintf(f,
+                              ", \"forwarded\": %" PRIu64 ", \"dropped\": %" PRIu64 ", \"oversize\": %" PRIu64
+                              ", \"batches\": %" PRIu64 "}",
+                              atomic_load(&t->forwarded), atomic_load(&t->dropped), atomic_load(&t->oversize),
+                              atomic_load(&t->batches));
                 first = false;
         }
         (void)pthread_mutex_unlock(&b->lock);

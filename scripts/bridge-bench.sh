@@ -44,9 +44,9 @@ bridge_pids=()
 start_bridges() {
         for p in "${bridge_pids[@]}"; do kill "$p"; wait "$p" || true; done
         bridge_pids=()
-        printf 'nats = nats://127.0.0.1:%s\nstate_dir = %s/A.state\nscan_ms = 50\nsend_asap = %s\nout = bench.ping\nin = bench.pong\nout = lab.on.>\nout = bench.tput\nout = bench.rel\n' \
+        printf 'nats = nats://127.0.0.1:%s\nstate_dir = %s/A.state\nscan_ms = 50\nsend_asap = %s\nout = bench.ping\nin = bench.pong\nout = lab.on.>\nout = bench.tput\nout = bench.tputb batch\nout = bench.rel\n' \
                 "$port" "$dir" "$1" >"$dir/A.conf"
-        printf 'nats = nats://127.0.0.1:%s\nstate_dir = %s/B.state\nscan_ms = 50\nsend_asap = %s\nin = bench.ping\nout = bench.pong\nin = bench.tput slots=4096\nin = bench.rel reliable slots=4096\n' \
+        printf 'nats = nats://127.0.0.1:%s\nstate_dir = %s/B.state\nscan_ms = 50\nsend_asap = %s\nin = bench.ping\nout = bench.pong\nin = bench.tput slots=4096\nin = bench.tputb slots=4096\nin = bench.rel reliable slots=4096\n' \
                 "$port" "$dir" "$1" >"$dir/B.conf"
         for h in A B; do
                 rm -f "$dir/$h.ready"

@@ -292,6 +292,7 @@ EOF
         common "nats://127.0.0.1:$P1, nats://127.0.0.1:$P2, nats://127.0.0.1:$P3" A
         cat <<EOF
 out = fan.*       # latest fan-out to B and C
+out = bat.* batch # the same, what waits together in one NATS message
 out = rel.*       # reliable ones
 out = both        # both ways with B
 in = both
@@ -306,6 +307,7 @@ EOF
         common "nats://127.0.0.1:$P2, nats://127.0.0.1:$P3, nats://127.0.0.1:$P1" B
         cat <<EOF
 in = fan.>
+in = bat.>
 in = rel.k reliable
 in = rel.n reliable
 in = rel.m reliable
@@ -326,6 +328,7 @@ EOF
         common "nats://bridgeuser:S3cretPw@127.0.0.1:$P3, nats://bridgeuser:S3cretPw@127.0.0.1:$P1, nats://bridgeuser:S3cretPw@127.0.0.1:$P2" C
         cat <<EOF
 in = fan.>
+in = bat.>
 in = rel.k reliable
 in = rel.n reliable
 in = rel.m reliable
@@ -378,6 +381,25 @@ check "latest: $N messages from A reach B in order, bytes intact" \
         '[ "$rcB" -eq 0 ] && cmp -s "$dir/fan.expected" "$dir/fanB.out"' "$dir/fanB.err" "$dir/B.bridge.log"
 check "latest: ... and C" \
         '[ "$sub_rc" -eq 0 ] && cmp -s "$dir/fan.expected" "$dir/fanC.out"' "$dir/fanC.err" "$dir/C.bridge.log"
+
+# Batched: a burst goes as fewer NATS messages, each record delivered in
+# order and whole on B and C.
+NB=3000
+start_sub batB B bat.t --policy latest --slots 4096 -n $NB -t "$T" &&
+        start_sub batC C bat.t --policy latest --slots 4096 -n $NB -t "$T" &&
+        cli A sub bat.t --policy latest --slots 4096 -t 0 >/dev/null 2>&1
+wait_until 'routed A bat.t'
+cli A pub --policy latest --slots 4096 --size 100 -n $NB bat.t
+end_sub batB
+rcB=$sub_rc
+end_sub batC
+expected_sized $NB 100 >"$dir/bat.expected"
+wait_until '[ "$(stat A "out[\"bat.t\"][\"forwarded\"] >= $NB")" = True ]'
+check "batch: $NB latest messages from A reach B and C in order, bytes intact, in $(stat A 'out["bat.t"]["batches"]') batched NATS messages and some alone" \
+        '[ "$rcB" -eq 0 ] && [ "$sub_rc" -eq 0 ] && cmp -s "$dir/bat.expected" "$dir/batB.out" &&
+         cmp -s "$dir/bat.expected" "$dir/batC.out" &&
+         [ "$(stat A "0 < out[\"bat.t\"][\"batches\"] < out[\"bat.t\"][\"forwarded\"] == $NB")" = True ]' \
+        "$dir/batB.err" "$dir/batC.err" "$dir/A.bridge.log" "$dir/B.bridge.log"
 
 # ---- the bridge in zcbus stat, on either side ---------------------------------------
 

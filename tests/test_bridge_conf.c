@@ -63,10 +63,12 @@ START_TEST(test_keys_set_their_fields) {
         ck_assert_int_eq(line("test_withhold = 5"), 0);
         ck_assert_int_eq(line("bus_id = 6f1c1e2a-1b2c-4d5e-8f90-0123456789ab"), 0);
         ck_assert_int_eq(line("out = cam.*"), 0);
+        ck_assert_int_eq(line("out = tele.* batch"), 0);
         ck_assert_int_eq(line("in = cam.calib reliable slots=64 slot_size=4K"), 0);
         ck_assert_int_eq(line("in = sensors.>"), 0);
         ck_assert_int_eq(line(""), 0);
         ck_assert_int_eq(line("   # only a comment"), 0);
+        ck_assert(!c.out[0].batch && c.out[1].batch);
         ck_assert_uint_eq(c.nservers, 2);
         ck_assert_str_eq(c.servers[1], "nats://10.0.0.2:4222");
         ck_assert_str_eq(c.prefix, "site1.zcbus");
@@ -83,7 +85,7 @@ START_TEST(test_keys_set_their_fields) {
         ck_assert_uint_eq(c.test_withhold, 5);
         ck_assert(c.have_bus_id);
         ck_assert_uint_eq(c.bus_id[0], 0x6f);
-        ck_assert_uint_eq(c.nout, 1);
+        ck_assert_uint_eq(c.nout, 2);
         ck_assert_str_eq(c.out[0].pattern, "cam.*");
         ck_assert_uint_eq(c.out[0].line, 7);
         ck_assert_uint_eq(c.nin, 2);
@@ -105,6 +107,7 @@ START_TEST(test_bad_lines_are_refused_with_a_reason) {
         refused("out =", "needs a topic pattern");
         refused("out = a..b", "empty token");
         refused("out = cam.* latest", "unexpected 'latest'");
+        refused("out = cam.* batch batch", "unexpected 'batch'");
         refused("in = a.* reliable", "names one topic");
         refused("in = a sometimes", "unknown word 'sometimes'");
         refused("in = a slots=3", "power of two");

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "batch.h"
 #include "subject.h"
 
 static void round_trip(const char *topic, const char *want_subject) {
@@ -138,6 +139,82 @@ START_TEST(test_stream_names_are_valid_and_distinct) {
 }
 END_TEST
 
+
+/* ---- batch.h: the records of a batched message ---------------------------- */
+
+START_TEST(test_batch_round_trips) {
+        unsigned char buf[256];
+        size_t len = 0;
+        struct batch_rd rd;
+        const void *d;
+        size_t l;
+        uint64_t seq;
+
+        len += batch_put(buf + len, 0, "a", 1);
+        len += batch_put(buf + len, 1, "", 0);
+        len += batch_put(buf + len, 5, "xyz", 3);
+        ck_assert(batch_valid(buf, len, 3, 100));
+        batch_rd_init(&rd, buf, len, 3, 100);
+        ck_assert_int_eq(batch_next(&rd, &d, &l, &seq), 1);
+        ck_assert(l == 1 && memcmp(d, "a", 1) == 0 && seq == 100);
+        ck_assert_int_eq(batch_next(&rd, &d, &l, &seq), 1);
+        ck_assert(l == 0 && seq == 101);
+        ck_assert_int_eq(batch_next(&rd, &d, &l, &seq), 1);
+        ck_assert(l == 3 && memcmp(d, "xyz", 3) == 0 && seq == 106);
+        ck_assert_int_eq(batch_next(&rd, &d, &l, &seq), 0);
+}
+END_TEST
+
+START_TEST(test_batch_malformed_is_refused_whole) {
+        unsigned char buf[256], bad[256];
+        size_t len = 0;
+
+        len += batch_put(buf + len, 0, "ab", 2);
+        len += batch_put(buf + len, 2, "cd", 2);
+        ck_assert(batch_valid(buf, len, 2, 7));
+        ck_assert(!batch_valid(buf, len, 3, 7));        /* fewer records than said */
+        ck_assert(!batch_valid(buf, len, 1, 7));        /* bytes after the last */
+        ck_assert(!batch_valid(buf, len - 1, 2, 7));    /* a record cut short */
+        ck_assert(!batch_valid(buf, 5, 2, 7));          /* a record header cut short */
+        ck_assert(!batch_valid(buf, len, 2, UINT64_MAX - 1)); /* the sequence would wrap */
+        memcpy(bad, buf, len);
+        bad[4] = 1; /* the first record's step is not 0 */
+        ck_assert(!batch_valid(bad, len, 2, 7));
+        memcpy(bad, buf, len);
+        bad[10 + 4] = 0; /* a later step of 0: sequences must rise */
+        ck_assert(!batch_valid(bad, len, 2, 7));
+        memcpy(bad, buf, len);
+        bad[3] = 0x80; /* a length far past the payload */
+        ck_assert(!batch_valid(bad, len, 2, 7));
+        /* Every cut and every flipped byte of a valid payload: never read
+         * past it (ASan), and a cut is always refused. */
+        for (size_t cut = 0; cut < len; cut++)
+                ck_assert(!batch_valid(buf, cut, 2, 7));
+        for (size_t i = 0; i < len; i++)
+                for (unsigned v = 0; v < 256; v += 17) {
+                        memcpy(bad, buf, len);
+                        bad[i] = (unsigned char)v;
+                        (void)batch_valid(bad, len, 2, 7);
+                }
+}
+END_TEST
+
+START_TEST(test_batch_counts) {
+        ck_assert_uint_eq(batch_count("2"), 2);
+        ck_assert_uint_eq(batch_count("64"), 64);
+        ck_assert_uint_eq(batch_count("4096"), 4096);
+        ck_assert_uint_eq(batch_count("1"), 0);
+        ck_assert_uint_eq(batch_count("0"), 0);
+        ck_assert_uint_eq(batch_count("4097"), 0);
+        ck_assert_uint_eq(batch_count("99999999999999999999"), 0);
+        ck_assert_uint_eq(batch_count(""), 0);
+        ck_assert_uint_eq(batch_count(NULL), 0);
+        ck_assert_uint_eq(batch_count(" 3"), 0);
+        ck_assert_uint_eq(batch_count("3x"), 0);
+        ck_assert_uint_eq(batch_count("-3"), 0);
+}
+END_TEST
+
 static Suite *bridge_subject_suite(void) {
         Suite *s = suite_create("bridge_subject");
         TCase *tc = tcase_create("mapping");
@@ -150,6 +227,11 @@ static Suite *bridge_subject_suite(void) {
         tcase_add_test(tc, test_patterns_are_checked);
         tcase_add_test(tc, test_patterns_match_as_in_nats);
         tcase_add_test(tc, test_stream_names_are_valid_and_distinct);
+        suite_add_tcase(s, tc);
+        tc = tcase_create("batch");
+        tcase_add_test(tc, test_batch_round_trips);
+        tcase_add_test(tc, test_batch_malformed_is_refused_whole);
+        tcase_add_test(tc, test_batch_counts);
         suite_add_tcase(s, tc);
         return s;
 }
