@@ -20,7 +20,7 @@
 
 #define HDR_BATCH "Zcbus-Batch"
 #define BATCH_REC 8 /* bytes before each record's payload */
-#define BATCH_MAX 4096
+#define BATCH_MAX 64 /* as many as a sender corks (out.c): a receiver takes no more */
 
 /* Append a record (step from the previous one's sequence, 0 for the
  * first) at dst; returns the bytes written, BATCH_REC + len. */

@@ -727,7 +727,7 @@ static bool handle(struct in_route *rt, natsMsg *m) {
         struct origin o;
         uint64_t sseq = 0;
         unsigned nbatch = 0;
-        bool have_origin, kept = false;
+        bool have_origin, bad_batch = false, kept = false;
 
         if (rt->pos) {
                 jsMsgMetaData *meta = NULL;
@@ -745,14 +745,15 @@ static bool handle(struct in_route *rt, natsMsg *m) {
         if (have_origin) {
                 const char *bv = NULL;
 
-                if (natsMsgHeader_Get(m, HDR_BATCH, &bv) == NATS_OK && !(nbatch = batch_count(bv))) {
-                        STAT_ADD(b, errors, 1);
-                        log_debug("subject '%s': a batch header that is not a count from 2 to %u: dropped",
-                                  natsMsg_GetSubject(m), BATCH_MAX);
-                        return true;
-                }
+                if (natsMsgHeader_Get(m, HDR_BATCH, &bv) == NATS_OK && !(nbatch = batch_count(bv)))
+                        bad_batch = true;
         }
-        if (have_origin && memcmp(o.bus, b->bus_id, 16) == 0) {
+        if (bad_batch) {
+                /* Dropped; on a reliable route the position still passes it. */
+                STAT_ADD(b, errors, 1);
+                log_debug("subject '%s': a batch header that is not a count from 2 to %u: dropped",
+                          natsMsg_GetSubject(m), BATCH_MAX);
+        } else if (have_origin && memcmp(o.bus, b->bus_id, 16) == 0) {
                 STAT_ADD(b, loops, nbatch ? nbatch : 1);
         } else if (nbatch && rt->pos) {
                 /* Only latest topics are batched, and only latest routes

@@ -105,6 +105,8 @@ static natsStatus make_opts(struct bridge *b, const char *first, bool asap, stru
         if (s == NATS_OK && asap && natsio_new(o, io) < 0)
                 s = NATS_NO_MEMORY;
         if (s == NATS_OK)
+                s = natsOptions_SetIOBufSize(o, 256 << 10);
+        if (s == NATS_OK)
                 s = natsOptions_SetDisconnectedCB(o, on_disconnected, b);
         if (s == NATS_OK)
                 s = natsOptions_SetReconnectedCB(o, on_reconnected, b);

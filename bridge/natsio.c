@@ -18,10 +18,13 @@
  *
  * Every callback only stores flags and wakes the thread: they run under
  * the connection's lock, which ProcessReadEvent and ProcessWriteEvent
- * take. On a disconnection libnats removes both interests, then closes
- * the socket and later attaches the new one: the thread may poll a stale
- * descriptor for a moment, and what it then calls is harmless (both
- * Process calls check the connection's own socket, which is non-blocking).
+ * take. Every write goes through write_now, which never lets libnats
+ * write an empty buffer (it would take send's 0 for a closed
+ * connection and reconnect). On a disconnection libnats removes both
+ * interests, then closes the socket and later attaches the new one: the
+ * thread may poll a stale descriptor for a moment, and what it then calls
+ * is harmless (both Process calls check the connection's own socket,
+ * which is non-blocking).
  */
 #include "config.h"
 
@@ -34,6 +37,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <sys/eventfd.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "natsio.h"
@@ -45,6 +49,7 @@ struct natsio {
         atomic_bool want_write; /* the thread is to write when the socket takes it */
         atomic_bool added;      /* libnats's write interest: something buffered */
         int efd;                /* wakes the thread */
+        pthread_mutex_t wlock;  /* one ProcessWriteEvent at a time (write_now) */
 
         pthread_mutex_t lock; /* running, the thread's start and end */
         pthread_t thr;
@@ -57,6 +62,17 @@ struct natsio {
  * asked for a write since. */
 static _Thread_local struct natsio *corked;
 static _Thread_local bool owed;
+
+/* Write what libnats buffered, if anything: libnats sends an empty
+ * buffer too, and takes the 0 that send returns for a closed connection.
+ * Under wlock, so that two writers never both find it non-empty and the
+ * second then writes nothing (only a writer removes bytes). */
+static void write_now(struct natsio *io, natsConnection *nc) {
+        (void)pthread_mutex_lock(&io->wlock);
+        if (natsConnection_Buffered(nc) > 0)
+                natsConnection_ProcessWriteEvent(nc);
+        (void)pthread_mutex_unlock(&io->wlock);
+}
 
 static void wake(struct natsio *io) {
         uint64_t one = 1;
@@ -97,7 +113,7 @@ static void *io_main(void *arg) {
                         /* Cleared first: a request after this is seen on
                          * the next round. */
                         atomic_store(&io->want_write, false);
-                        natsConnection_ProcessWriteEvent(atomic_load(&io->nc));
+                        write_now(io, atomic_load(&io->nc));
                         if (atomic_load(&io->added))
                                 atomic_store(&io->want_write, true); /* the socket took part of it */
                 }
@@ -147,6 +163,10 @@ static natsStatus on_attach(void **userdata, void *loop, natsConnection *nc, nat
 static natsStatus on_read(void *userdata, bool add) {
         struct natsio *io = userdata;
 
+        /* REMOVE comes only before libnats closes the socket (a
+         * disconnection): no more polling of it, until the next attach. */
+        if (!add)
+                atomic_store(&io->fd, -1);
         atomic_store(&io->want_read, add);
         wake(io);
         return NATS_OK;
@@ -156,8 +176,10 @@ static natsStatus on_write(void *userdata, bool add) {
         struct natsio *io = userdata;
 
         atomic_store(&io->added, add);
-        if (!add)
+        if (!add) {
+                atomic_store(&io->want_write, false);
                 return NATS_OK;
+        }
         if (corked == io) {
                 owed = true; /* its natsio_flush writes */
                 return NATS_OK;
@@ -205,6 +227,7 @@ int natsio_new(natsOptions *o, struct natsio **ret) {
                 return r;
         }
         (void)pthread_mutex_init(&io->lock, NULL);
+        (void)pthread_mutex_init(&io->wlock, NULL);
         if (natsOptions_SetEventLoop(o, io, on_attach, on_read, on_write, on_detach) != NATS_OK) {
                 natsio_free(io);
                 return -EINVAL;
@@ -221,6 +244,7 @@ void natsio_free(struct natsio *io) {
         reap_orphan(io);
         (void)pthread_mutex_unlock(&io->lock);
         (void)pthread_mutex_destroy(&io->lock);
+        (void)pthread_mutex_destroy(&io->wlock);
         (void)close(io->efd);
         free(io);
 }
@@ -243,9 +267,45 @@ void natsio_flush(struct natsio *io) {
         if ((!owed && !atomic_load(&io->added)) || !nc)
                 return;
         owed = false;
-        natsConnection_ProcessWriteEvent(nc);
+        write_now(io, nc);
         if (atomic_load(&io->added)) { /* the socket did not take it all */
                 atomic_store(&io->want_write, true);
                 wake(io);
+        }
+}
+
+int natsio_drain(struct natsio *io, size_t below, int timeout_ms) {
+        natsConnection *nc = atomic_load(&io->nc);
+        struct timespec ts;
+        int64_t deadline;
+
+        natsio_flush(io);
+        if (!nc)
+                return 0;
+        (void)clock_gettime(CLOCK_MONOTONIC, &ts);
+        deadline = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000 + timeout_ms;
+        for (;;) {
+                int buffered = natsConnection_Buffered(nc), fd;
+                int64_t now;
+
+                if (buffered < 0 || (size_t)buffered <= below)
+                        return 0;
+                write_now(io, nc);
+                buffered = natsConnection_Buffered(nc);
+                if (buffered < 0 || (size_t)buffered <= below)
+                        return 0;
+                (void)clock_gettime(CLOCK_MONOTONIC, &ts);
+                now = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+                if (now >= deadline)
+                        return -ETIMEDOUT;
+                /* The socket full (or being replaced: a short sleep). */
+                fd = atomic_load(&io->fd);
+                if (fd >= 0) {
+                        struct pollfd p = {.fd = fd, .events = POLLOUT};
+
+                        (void)poll(&p, 1, (int)(deadline - now));
+                } else {
+                        (void)usleep(1000);
+                }
         }
 }

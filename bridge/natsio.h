@@ -36,4 +36,9 @@ void natsio_cork(struct natsio *io);
  * can. */
 void natsio_flush(struct natsio *io);
 
+/* Write until at most below bytes wait in the connection's buffer,
+ * waiting for the socket up to timeout_ms: 0, or -ETIMEDOUT. Uncorks
+ * this thread first. */
+int natsio_drain(struct natsio *io, size_t below, int timeout_ms);
+
 #endif

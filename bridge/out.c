@@ -69,12 +69,16 @@ static void pump(struct out_topic *t, uint64_t *ret_wait_ms);
 
 #define RECV_TIMEOUT_MS 200
 /* Latest, with send_asap: publishes corked into one write while the ring
- * has more (at most this many messages and bytes), and what the
- * connection may hold unsent before a message is dropped instead (the
- * socket not keeping up). */
+ * has more (at most this many messages and bytes). Beyond LATEST_AHEAD
+ * unwritten the reader waits for the socket, up to LATEST_WAIT_MS; then
+ * (NATS not reading) it drops what it reads for LATEST_STUCK_MS before it
+ * waits again. (libnats moves what a partial write leaves to the front of
+ * its buffer: a buffer of megabytes made each write cost as much.) */
 #define CORK_MAX 64
 #define CORK_BYTES_MAX (64 << 10)
-#define LATEST_BUFFERED_MAX (8 << 20)
+#define LATEST_AHEAD (256 << 10)
+#define LATEST_WAIT_MS 50
+#define LATEST_STUCK_MS 100
 /* A JetStream publish not answered within this is taken as lost. */
 #define ACK_TIMEOUT_MS 2000
 
@@ -139,6 +143,7 @@ struct out_topic {
         bool pumping;        /* a thread is publishing (pump) */
         bool js_busy;        /* callbacks may still come: t must not be freed */
         uint64_t latest_prev1; /* latest: the last forwarded, + 1 */
+        uint64_t stuck_until;  /* latest: dropping until then (now_ms), NATS not reading */
 
         _Atomic uint64_t forwarded, dropped, oversize;
         bool oversize_said;
@@ -262,6 +267,25 @@ static void close_sub(struct out_topic *t, zcbus_sub *sub) {
         (void)pthread_mutex_unlock(&t->b->bus_lock);
 }
 
+/* May a latest topic publish now? With send_asap: not while the socket
+ * does not take what waits (then the message is dropped). */
+static bool latest_room(struct out_topic *t) {
+        struct bridge *b = t->b;
+        int buffered;
+
+        if (!b->nio)
+                return true;
+        buffered = natsConnection_Buffered(b->nc);
+        if (buffered < 0 || buffered <= LATEST_AHEAD)
+                return true;
+        if (now_ms() < t->stuck_until)
+                return false;
+        if (natsio_drain(b->nio, LATEST_AHEAD, LATEST_WAIT_MS) == 0)
+                return true;
+        t->stuck_until = now_ms() + LATEST_STUCK_MS;
+        return false;
+}
+
 /* Publish m, corked on the main connection with send_asap (the reader
  * flushes when the ring has no more, or after CORK_MAX). */
 static void forward_latest(struct out_topic *t, zcbus_sub *sub, zcbus_msg *m) {
@@ -270,15 +294,14 @@ static void forward_latest(struct out_topic *t, zcbus_sub *sub, zcbus_msg *m) {
         natsMsg *nm = NULL;
         natsStatus s;
 
-        if (b->nio) {
-                if (natsConnection_Buffered(b->nc) > LATEST_BUFFERED_MAX) {
-                        (void)zcbus_sub_release(sub, m);
-                        atomic_fetch_add_explicit(&t->dropped, 1, memory_order_relaxed);
-                        STAT_ADD(b, dropped, 1);
-                        return;
-                }
-                natsio_cork(b->nio);
+        if (!latest_room(t)) {
+                (void)zcbus_sub_release(sub, m);
+                atomic_fetch_add_explicit(&t->dropped, 1, memory_order_relaxed);
+                STAT_ADD(b, dropped, 1);
+                return;
         }
+        if (b->nio)
+                natsio_cork(b->nio);
         s = make_msg(t, seq, t->latest_prev1, m->data, m->len, &nm);
         (void)zcbus_sub_release(sub, m);
         if (s == NATS_OK)
@@ -332,7 +355,7 @@ static void send_batch(struct out_topic *t) {
 static void batch_add(struct out_topic *t, zcbus_sub *sub, zcbus_msg *m) {
         struct bridge *b = t->b;
 
-        if (b->nio && natsConnection_Buffered(b->nc) > LATEST_BUFFERED_MAX) {
+        if (!latest_room(t)) {
                 (void)zcbus_sub_release(sub, m);
                 atomic_fetch_add_explicit(&t->dropped, 1, memory_order_relaxed);
                 STAT_ADD(b, dropped, 1);
@@ -502,6 +525,13 @@ static void *reader_main(void *arg) {
                 if (!t->reliable) {
                         if (skip) {
                                 (void)zcbus_sub_release(sub, &m);
+                                /* It counts too: a run of skipped ones must
+                                 * not keep what is corked from going out. */
+                                if (corked && ++corked >= CORK_MAX) {
+                                        latest_flush(t);
+                                        corked = 0;
+                                        corked_bytes = 0;
+                                }
                         } else {
                                 size_t len = m.len;
 

@@ -202,10 +202,11 @@ END_TEST
 START_TEST(test_batch_counts) {
         ck_assert_uint_eq(batch_count("2"), 2);
         ck_assert_uint_eq(batch_count("64"), 64);
-        ck_assert_uint_eq(batch_count("4096"), 4096);
+        ck_assert_uint_eq(batch_count("64"), BATCH_MAX);
         ck_assert_uint_eq(batch_count("1"), 0);
         ck_assert_uint_eq(batch_count("0"), 0);
-        ck_assert_uint_eq(batch_count("4097"), 0);
+        ck_assert_uint_eq(batch_count("65"), 0);
+        ck_assert_uint_eq(batch_count("4096"), 0);
         ck_assert_uint_eq(batch_count("99999999999999999999"), 0);
         ck_assert_uint_eq(batch_count(""), 0);
         ck_assert_uint_eq(batch_count(NULL), 0);
