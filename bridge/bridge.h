@@ -94,6 +94,7 @@ struct bridge {
         natsConnection *nc;
         struct natsio *nio;  /* nc's driver with send_asap (natsio.h), or NULL */
         natsConnection *pnc; /* JetStream publishes of reliable out routes (link.c); NULL without out routes */
+        struct natsio *pnio; /* pnc's driver with send_asap, or NULL */
         jsCtx *js;
         int max_payload;
 

@@ -5,10 +5,8 @@
  * The main connection carries subscriptions, core publishes and stream
  * management. When there are "out" routes, a second one carries the
  * pipelined JetStream publishes of reliable topics (out.c) and their
- * acks: it leaves send_asap off, so that libnats's flusher writes a batch
- * of them at a time (a write per message on the main connection's
- * send_asap is what bounded a pipelined sender), at the cost of the
- * flusher's millisecond per message, which the window hides. It starts on
+ * acks, so that a burst of them goes out corked, in a write per burst
+ * (natsio.h), and never waits behind core traffic. It starts on
  * the server the main one is connected to, then goes through the list.
  * Both use NoEcho, so the server never hands a connection its own
  * publications (one of the publishing connection's reaching a subscription
@@ -157,7 +155,7 @@ int link_connect(struct bridge *b, int timeout_ms) {
         if (c->nout == 0)
                 return 0;
         link_server(b, url, sizeof(url));
-        s = make_opts(b, url[0] ? url : NULL, false, NULL, &o);
+        s = make_opts(b, url[0] ? url : NULL, c->send_asap, &b->pnio, &o);
         for (; s == NATS_OK;) {
                 s = natsConnection_Connect(&b->pnc, o);
                 if (s == NATS_OK || now_ms() >= deadline || atomic_load(&b->stopping))
@@ -177,6 +175,8 @@ void link_close(struct bridge *b) {
                 (void)natsConnection_FlushTimeout(b->pnc, 1000);
         natsConnection_Destroy(b->pnc);
         b->pnc = NULL;
+        natsio_free(b->pnio);
+        b->pnio = NULL;
         if (b->nc && natsConnection_Status(b->nc) == NATS_CONN_STATUS_CONNECTED)
                 (void)natsConnection_FlushTimeout(b->nc, 1000);
         jsCtx_Destroy(b->js);

@@ -377,10 +377,11 @@ static void batch_add(struct out_topic *t, zcbus_sub *sub, zcbus_msg *m) {
         (void)zcbus_sub_release(sub, m);
 }
 
-/* Latest: out with what is corked or batched. */
-static void latest_flush(struct out_topic *t) {
+/* Out with what the reader corked or batched (reliable: its JetStream
+ * publishes, on the publishing connection). */
+static void route_flush(struct out_topic *t) {
         send_batch(t);
-        natsio_flush(t->b->nio);
+        natsio_flush(t->reliable ? t->b->pnio : t->b->nio);
 }
 
 /* Queue a copy of m for the sender, waiting while the queue is full.
@@ -411,6 +412,8 @@ static int enqueue(struct out_topic *t, zcbus_sub *sub, zcbus_msg *m, bool skip)
         while ((t->qn >= c->buffer || (t->qn > 0 && t->qbytes + it->len > c->buffer_bytes)) && !stopping(t)) {
                 struct timespec ts;
                 zcbus_msg probe;
+
+                natsio_flush(t->b->pnio); /* what this thread corked: the acks that make room */
 
                 (void)clock_gettime(CLOCK_REALTIME, &ts);
                 ts.tv_nsec += 100 * 1000000;
@@ -476,7 +479,7 @@ static void *reader_main(void *arg) {
                  * ring has no more, so out they go. */
                 r = zcbus_sub_recv(sub, &m, corked ? 0 : RECV_TIMEOUT_MS);
                 if (r < 0 && corked) {
-                        latest_flush(t);
+                        route_flush(t);
                         corked = 0;
                         corked_bytes = 0;
                 }
@@ -528,7 +531,7 @@ static void *reader_main(void *arg) {
                                 /* It counts too: a run of skipped ones must
                                  * not keep what is corked from going out. */
                                 if (corked && ++corked >= CORK_MAX) {
-                                        latest_flush(t);
+                                        route_flush(t);
                                         corked = 0;
                                         corked_bytes = 0;
                                 }
@@ -541,7 +544,7 @@ static void *reader_main(void *arg) {
                                         forward_latest(t, sub, &m);
                                 corked_bytes += len;
                                 if ((b->nio || t->batch) && (++corked >= CORK_MAX || corked_bytes >= CORK_BYTES_MAX)) {
-                                        latest_flush(t);
+                                        route_flush(t);
                                         corked = 0;
                                         corked_bytes = 0;
                                 }
@@ -556,9 +559,15 @@ static void *reader_main(void *arg) {
                 } else if (r < 0) {
                         break;
                 }
+                /* What pump published is corked until the ring has no
+                 * more, or CORK_MAX. */
+                if (b->pnio && ++corked >= CORK_MAX) {
+                        route_flush(t);
+                        corked = 0;
+                }
         }
         if (corked)
-                latest_flush(t);
+                route_flush(t);
         if (sub)
                 close_sub(t, sub);
         atomic_store(&t->done, true);
@@ -817,6 +826,8 @@ static void pump(struct out_topic *t, uint64_t *ret_wait_ms) {
                 return;
         }
         t->pumping = true;
+        if (t->b->pnio)
+                natsio_cork(t->b->pnio); /* the caller flushes */
         while (!stopping(t) && (it = pick(t, &wait_ms))) {
                 natsStatus s;
 
@@ -980,6 +991,7 @@ static void *sender_main(void *arg) {
                 retire(t);
                 reclaim(t);
                 pump(t, &wait_ms); /* retries, and what waited for room */
+                natsio_flush(b->pnio);
                 if (t->wn == 0 && !t->qhead && atomic_load(&t->done))
                         break; /* the reader ended and everything is stored */
                 qwait(t, &t->scond, wait_ms);
