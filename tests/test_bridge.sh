@@ -712,7 +712,7 @@ check "latest flood: ... and A's NATS connection was not lost meanwhile, nor wit
 
 # The node A's bridge writes to is stopped (SIGSTOP): its socket fills, and
 # the bridge, whose writes never block a latest topic's reader, buffers at
-# most 8 MiB more and then drops what it reads, counted. 240 MB go out
+# most 256 KiB more and then drops what it reads, counted. 240 MB go out
 # meanwhile; the bridge's private memory (RssAnon: not the ring it maps)
 # grows by far less.
 url=$(stat A 's["nats_server"]')
