@@ -413,7 +413,13 @@ static int enqueue(struct out_topic *t, zcbus_sub *sub, zcbus_msg *m, bool skip)
                 struct timespec ts;
                 zcbus_msg probe;
 
-                natsio_flush(t->b->pnio); /* what this thread corked: the acks that make room */
+                /* What this thread corked goes out first: its acks make
+                 * the room (flushed without qlock: on_ack takes it). */
+                (void)pthread_mutex_unlock(&t->qlock);
+                natsio_flush(t->b->pnio);
+                (void)pthread_mutex_lock(&t->qlock);
+                if (!((t->qn >= c->buffer || (t->qn > 0 && t->qbytes + it->len > c->buffer_bytes)) && !stopping(t)))
+                        break;
 
                 (void)clock_gettime(CLOCK_REALTIME, &ts);
                 ts.tv_nsec += 100 * 1000000;
@@ -560,10 +566,12 @@ static void *reader_main(void *arg) {
                         break;
                 }
                 /* What pump published is corked until the ring has no
-                 * more, or CORK_MAX. */
-                if (b->pnio && ++corked >= CORK_MAX) {
+                 * more, or CORK_MAX messages or CORK_BYTES_MAX. */
+                corked_bytes += m.len;
+                if (b->pnio && (++corked >= CORK_MAX || corked_bytes >= CORK_BYTES_MAX)) {
                         route_flush(t);
                         corked = 0;
+                        corked_bytes = 0;
                 }
         }
         if (corked)
@@ -828,9 +836,29 @@ static void pump(struct out_topic *t, uint64_t *ret_wait_ms) {
         t->pumping = true;
         if (t->b->pnio)
                 natsio_cork(t->b->pnio); /* the caller flushes */
-        while (!stopping(t) && (it = pick(t, &wait_ms))) {
+        while (!stopping(t)) {
                 natsStatus s;
 
+                /* No more than LATEST_AHEAD unwritten on the publishing
+                 * connection (a stalled socket and reclaim's resends
+                 * would grow it without end): wait for the socket, or
+                 * leave the rest for the sender's next round. Before
+                 * pick, which takes what it returns into the window. */
+                if (t->b->pnio && natsConnection_Buffered(t->b->pnc) > LATEST_AHEAD) {
+                        int r;
+
+                        (void)pthread_mutex_unlock(&t->qlock);
+                        r = natsio_drain(t->b->pnio, LATEST_AHEAD, LATEST_WAIT_MS);
+                        natsio_cork(t->b->pnio);
+                        (void)pthread_mutex_lock(&t->qlock);
+                        if (r < 0) {
+                                wait_ms = LATEST_STUCK_MS;
+                                break;
+                        }
+                }
+                it = pick(t, &wait_ms);
+                if (!it)
+                        break;
                 if (it->state == Q_FAILED)
                         say_failed(t, it);
                 it->state = Q_INFLIGHT;
@@ -991,7 +1019,9 @@ static void *sender_main(void *arg) {
                 retire(t);
                 reclaim(t);
                 pump(t, &wait_ms); /* retries, and what waited for room */
-                natsio_flush(b->pnio);
+                (void)pthread_mutex_unlock(&t->qlock);
+                natsio_flush(b->pnio); /* without qlock: on_ack takes it */
+                (void)pthread_mutex_lock(&t->qlock);
                 if (t->wn == 0 && !t->qhead && atomic_load(&t->done))
                         break; /* the reader ended and everything is stored */
                 qwait(t, &t->scond, wait_ms);

@@ -367,16 +367,23 @@ done
 
 # ---- latest: A -> B and C, in order, bytes checked --------------------------------------
 
+# fan_latest NAME TOPIC N SIZE SLOTS: subscribers on B and C, N messages of
+# SIZE published on A; the subscribers' status in rcB and sub_rc, what
+# they should have got in $dir/NAME.expected.
+fan_latest() {
+        start_sub "$1B" B "$2" --policy latest --slots "$5" -n "$3" -t "$T" &&
+                start_sub "$1C" C "$2" --policy latest --slots "$5" -n "$3" -t "$T" &&
+                cli A sub "$2" --policy latest --slots "$5" -t 0 >/dev/null 2>&1
+        wait_until "routed A $2"
+        cli A pub --policy latest --slots "$5" --size "$4" -n "$3" "$2"
+        end_sub "$1B"
+        rcB=$sub_rc
+        end_sub "$1C"
+        expected_sized "$3" "$4" >"$dir/$1.expected"
+}
+
 N=200
-start_sub fanB B fan.t --policy latest --slots 1024 -n $N -t "$T" &&
-        start_sub fanC C fan.t --policy latest --slots 1024 -n $N -t "$T" &&
-        cli A sub fan.t --policy latest --slots 1024 -t 0 >/dev/null 2>&1
-wait_until 'routed A fan.t'
-cli A pub --policy latest --slots 1024 --size 32 -n $N fan.t
-end_sub fanB
-rcB=$sub_rc
-end_sub fanC
-expected_sized $N 32 >"$dir/fan.expected"
+fan_latest fan fan.t $N 32 1024
 check "latest: $N messages from A reach B in order, bytes intact" \
         '[ "$rcB" -eq 0 ] && cmp -s "$dir/fan.expected" "$dir/fanB.out"' "$dir/fanB.err" "$dir/B.bridge.log"
 check "latest: ... and C" \
@@ -385,15 +392,7 @@ check "latest: ... and C" \
 # Batched: a burst goes as fewer NATS messages, each record delivered in
 # order and whole on B and C.
 NB=3000
-start_sub batB B bat.t --policy latest --slots 4096 -n $NB -t "$T" &&
-        start_sub batC C bat.t --policy latest --slots 4096 -n $NB -t "$T" &&
-        cli A sub bat.t --policy latest --slots 4096 -t 0 >/dev/null 2>&1
-wait_until 'routed A bat.t'
-cli A pub --policy latest --slots 4096 --size 100 -n $NB bat.t
-end_sub batB
-rcB=$sub_rc
-end_sub batC
-expected_sized $NB 100 >"$dir/bat.expected"
+fan_latest bat bat.t $NB 100 4096
 wait_until '[ "$(stat A "out[\"bat.t\"][\"forwarded\"] >= $NB")" = True ]'
 check "batch: $NB latest messages from A reach B and C in order, bytes intact, $(stat A 'out["bat.t"]["batches"]') NATS messages carrying several" \
         '[ "$rcB" -eq 0 ] && [ "$sub_rc" -eq 0 ] && cmp -s "$dir/bat.expected" "$dir/batB.out" &&
