@@ -32,7 +32,7 @@ size_t batch_put(unsigned char *dst, uint32_t step, const void *data, uint32_t l
 unsigned batch_count(const char *v) {
         unsigned n = 0;
 
-        if (!v || !*v)
+        if (!v || *v < '1' || *v > '9') /* no sign, space or leading zero */
                 return 0;
         for (; *v; v++) {
                 if (*v < '0' || *v > '9' || n > BATCH_MAX)

@@ -26,8 +26,8 @@
  * first) at dst; returns the bytes written, BATCH_REC + len. */
 size_t batch_put(unsigned char *dst, uint32_t step, const void *data, uint32_t len);
 
-/* The count of a Zcbus-Batch header: 2 to BATCH_MAX in decimal, nothing
- * else. 0 if it is not one. */
+/* The count of a Zcbus-Batch header: 2 to BATCH_MAX in decimal without a
+ * leading zero, nothing else. 0 if it is not one. */
 unsigned batch_count(const char *v);
 
 struct batch_rd {

@@ -213,6 +213,7 @@ START_TEST(test_batch_counts) {
         ck_assert_uint_eq(batch_count(" 3"), 0);
         ck_assert_uint_eq(batch_count("3x"), 0);
         ck_assert_uint_eq(batch_count("-3"), 0);
+        ck_assert_uint_eq(batch_count("06"), 0);
 }
 END_TEST
 
