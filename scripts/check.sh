@@ -31,7 +31,7 @@ scripts/stress.sh "${ZCBUS_STRESS_SECONDS:-20}"
 echo "== chaos soak (short): producers and subscribers killed at random"
 scripts/soak.sh "${ZCBUS_SOAK_SECONDS:-20}"
 
-echo "== fuzz the protocol decoder (short)"
+echo "== fuzz the protocol decoder and the bridge's batch records (short)"
 scripts/fuzz.sh "${ZCBUS_FUZZ_SECONDS:-15}"
 
 # One closing line for whoever reads the log: every suite of both make
