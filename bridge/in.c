@@ -416,18 +416,10 @@ static void deliver_one(struct in_route *rt, struct local_pub *p, const void *da
 
 /* Publish m on its local topic (o: its origin, or NULL), as deliver_one. */
 static void deliver_msg(struct in_route *rt, natsMsg *m, const struct origin *o) {
-        struct bridge *b = rt->b;
-        struct local_pub *p;
+        struct local_pub *p = msg_pub(rt, m);
 
-        if (o && dedup_seen(b, o->bus, o->topic, o->seq)) {
-                STAT_ADD(b, duplicates, 1);
-                return;
-        }
-        p = msg_pub(rt, m);
-        if (p && deliver(rt, p, natsMsg_GetData(m), (size_t)natsMsg_GetDataLength(m))) {
-                atomic_fetch_add_explicit(&rt->received, 1, memory_order_relaxed);
-                STAT_ADD(b, received, 1);
-        }
+        if (p)
+                deliver_one(rt, p, natsMsg_GetData(m), (size_t)natsMsg_GetDataLength(m), o);
 }
 
 /* A latest route's batched message of n records (batch.h), the first of

@@ -102,6 +102,8 @@ static natsStatus make_opts(struct bridge *b, const char *first, bool asap, stru
                 s = natsOptions_SetSendAsap(o, asap);
         if (s == NATS_OK && asap && natsio_new(o, io) < 0)
                 s = NATS_NO_MEMORY;
+        /* Reads and the write buffer in pieces of 256 KiB, not libnats's
+         * 32: a 64 KiB message is then one read, not three and a copy. */
         if (s == NATS_OK)
                 s = natsOptions_SetIOBufSize(o, 256 << 10);
         if (s == NATS_OK)
@@ -118,6 +120,20 @@ static natsStatus make_opts(struct bridge *b, const char *first, bool asap, stru
         return NATS_OK;
 }
 
+/* Connect with o (destroyed after), every 100 ms until deadline_ms. */
+static natsStatus connect_until(struct bridge *b, natsConnection **nc, natsOptions *o, uint64_t deadline_ms) {
+        natsStatus s;
+
+        for (;;) {
+                s = natsConnection_Connect(nc, o);
+                if (s == NATS_OK || now_ms() >= deadline_ms || atomic_load(&b->stopping))
+                        break;
+                (void)usleep(100 * 1000);
+        }
+        natsOptions_Destroy(o);
+        return s;
+}
+
 int link_connect(struct bridge *b, int timeout_ms) {
         const struct bconf *c = b->conf;
         const char *def = "nats://127.0.0.1:4222";
@@ -132,13 +148,7 @@ int link_connect(struct bridge *b, int timeout_ms) {
                 log_msg("NATS options: %s", natsStatus_GetText(s));
                 return -EINVAL;
         }
-        for (;;) {
-                s = natsConnection_Connect(&b->nc, o);
-                if (s == NATS_OK || now_ms() >= deadline || atomic_load(&b->stopping))
-                        break;
-                (void)usleep(100 * 1000);
-        }
-        natsOptions_Destroy(o);
+        s = connect_until(b, &b->nc, o, deadline);
         if (s != NATS_OK) {
                 log_msg("cannot connect to NATS (%s%s): %s", c->nservers ? c->servers[0] : def,
                         c->nservers > 1 ? ", ..." : "", natsStatus_GetText(s));
@@ -156,13 +166,8 @@ int link_connect(struct bridge *b, int timeout_ms) {
                 return 0;
         link_server(b, url, sizeof(url));
         s = make_opts(b, url[0] ? url : NULL, c->send_asap, &b->pnio, &o);
-        for (; s == NATS_OK;) {
-                s = natsConnection_Connect(&b->pnc, o);
-                if (s == NATS_OK || now_ms() >= deadline || atomic_load(&b->stopping))
-                        break;
-                (void)usleep(100 * 1000);
-        }
-        natsOptions_Destroy(o);
+        if (s == NATS_OK)
+                s = connect_until(b, &b->pnc, o, deadline);
         if (s != NATS_OK) {
                 log_msg("cannot make the NATS connection for JetStream publishes: %s", natsStatus_GetText(s));
                 return -ECONNREFUSED;

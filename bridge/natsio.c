@@ -37,10 +37,10 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <sys/eventfd.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "natsio.h"
+#include "util.h"
 
 struct natsio {
         _Atomic(natsConnection *) nc; /* set at attach, before the thread starts or is woken */
@@ -276,26 +276,18 @@ void natsio_flush(struct natsio *io) {
 
 int natsio_drain(struct natsio *io, size_t below, int timeout_ms) {
         natsConnection *nc = atomic_load(&io->nc);
-        struct timespec ts;
-        int64_t deadline;
+        uint64_t deadline = now_ms() + (uint64_t)timeout_ms;
 
         natsio_flush(io);
-        if (!nc)
-                return 0;
-        (void)clock_gettime(CLOCK_MONOTONIC, &ts);
-        deadline = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000 + timeout_ms;
-        for (;;) {
-                int buffered = natsConnection_Buffered(nc), fd;
-                int64_t now;
+        while (nc) {
+                int buffered, fd;
+                uint64_t now;
 
-                if (buffered < 0 || (size_t)buffered <= below)
-                        return 0;
                 write_now(io, nc);
                 buffered = natsConnection_Buffered(nc);
                 if (buffered < 0 || (size_t)buffered <= below)
-                        return 0;
-                (void)clock_gettime(CLOCK_MONOTONIC, &ts);
-                now = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+                        break;
+                now = now_ms();
                 if (now >= deadline)
                         return -ETIMEDOUT;
                 /* The socket full (or being replaced: a short sleep). */
@@ -308,4 +300,5 @@ int natsio_drain(struct natsio *io, size_t below, int timeout_ms) {
                         (void)usleep(1000);
                 }
         }
+        return 0;
 }

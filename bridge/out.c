@@ -8,10 +8,13 @@
  *
  *  - latest: a reader thread subscribes (latest, no history), copies each
  *    message into a NATS message, releases the slot, and publishes on
- *    core NATS. The producer never waits for the bridge (the topic is
- *    latest); a bridge that falls a ring behind is lapped, and what it
- *    missed is counted as dropped, as is a publish libnats refuses (its
- *    reconnect buffer full).
+ *    core NATS, corked while the ring has more (with "batch", what it
+ *    finds waiting together goes as one NATS message of records). The
+ *    producer never waits for the bridge (the topic is latest); a bridge
+ *    that falls a ring behind is lapped, and what it missed is counted as
+ *    dropped, as is a publish libnats refuses (its reconnect buffer full)
+ *    and what the reader reads while the connection does not take what
+ *    it has (WRITE_AHEAD).
  *
  *  - reliable: the reader subscribes with the ring's whole history and
  *    copies messages into a bounded queue (buffer messages, buffer_bytes
@@ -68,17 +71,18 @@ struct out_topic;
 static void pump(struct out_topic *t, uint64_t *ret_wait_ms);
 
 #define RECV_TIMEOUT_MS 200
-/* Latest, with send_asap: publishes corked into one write while the ring
- * has more (at most this many messages and bytes). Beyond LATEST_AHEAD
- * unwritten the reader waits for the socket, up to LATEST_WAIT_MS; then
- * (NATS not reading) it drops what it reads for LATEST_STUCK_MS before it
- * waits again. (libnats moves what a partial write leaves to the front of
+/* With send_asap: a reader's publishes corked into one write while the
+ * ring has more (at most this many messages and bytes). Beyond
+ * WRITE_AHEAD unwritten on a connection, a reader waits for the socket,
+ * up to WRITE_WAIT_MS; then (NATS not reading) a latest topic drops what
+ * it reads, and a reliable one leaves its window to the sender, for
+ * STUCK_MS. (libnats moves what a partial write leaves to the front of
  * its buffer: a buffer of megabytes made each write cost as much.) */
 #define CORK_MAX 64
 #define CORK_BYTES_MAX (64 << 10)
-#define LATEST_AHEAD (256 << 10)
-#define LATEST_WAIT_MS 50
-#define LATEST_STUCK_MS 100
+#define WRITE_AHEAD (256 << 10)
+#define WRITE_WAIT_MS 50
+#define STUCK_MS 100
 /* A JetStream publish not answered within this is taken as lost. */
 #define ACK_TIMEOUT_MS 2000
 
@@ -144,6 +148,8 @@ struct out_topic {
         bool js_busy;        /* callbacks may still come: t must not be freed */
         uint64_t latest_prev1; /* latest: the last forwarded, + 1 */
         uint64_t stuck_until;  /* latest: dropping until then (now_ms), NATS not reading */
+        unsigned corked;       /* the reader's publishes (and skips) not flushed yet */
+        size_t corked_bytes;
 
         _Atomic uint64_t forwarded, dropped, oversize;
         bool oversize_said;
@@ -178,10 +184,11 @@ static char *put_dec(char *p, uint64_t v) {
 }
 
 /* A message of t with sequence seq, and its origin header naming
- * predecessor prev1 - 1 (prev1 0: none). The header is put together by
+ * predecessor prev1 - 1 (prev1 0: none); nbatch > 1: a batch of that
+ * many records (batch.h). The header is put together by
  * hand: snprintf was a tenth of a sending thread's time at 64 B. */
-static natsStatus make_msg_n(struct out_topic *t, uint64_t seq, uint64_t prev1, const void *data, size_t len,
-                             unsigned nbatch, natsMsg **ret) {
+static natsStatus make_msg(struct out_topic *t, uint64_t seq, uint64_t prev1, const void *data, size_t len,
+                           unsigned nbatch, natsMsg **ret) {
         struct bridge *b = t->b;
         /* A session is always there (main.c), but the header's grammar
          * needs one: the nil uuid if not. */
@@ -218,11 +225,6 @@ static natsStatus make_msg_n(struct out_topic *t, uint64_t seq, uint64_t prev1, 
         }
         *ret = m;
         return NATS_OK;
-}
-
-static natsStatus make_msg(struct out_topic *t, uint64_t seq, uint64_t prev1, const void *data, size_t len,
-                           natsMsg **ret) {
-        return make_msg_n(t, seq, prev1, data, len, 1, ret);
 }
 
 static bool too_big(struct out_topic *t, size_t len) {
@@ -268,7 +270,8 @@ static void close_sub(struct out_topic *t, zcbus_sub *sub) {
 }
 
 /* May a latest topic publish now? With send_asap: not while the socket
- * does not take what waits (then the message is dropped). */
+ * does not take what waits (then the message is dropped). The reader
+ * asks once per corked run: at most CORK_BYTES_MAX more go in. */
 static bool latest_room(struct out_topic *t) {
         struct bridge *b = t->b;
         int buffered;
@@ -276,13 +279,13 @@ static bool latest_room(struct out_topic *t) {
         if (!b->nio)
                 return true;
         buffered = natsConnection_Buffered(b->nc);
-        if (buffered < 0 || buffered <= LATEST_AHEAD)
+        if (buffered < 0 || buffered <= WRITE_AHEAD)
                 return true;
         if (now_ms() < t->stuck_until)
                 return false;
-        if (natsio_drain(b->nio, LATEST_AHEAD, LATEST_WAIT_MS) == 0)
+        if (natsio_drain(b->nio, WRITE_AHEAD, WRITE_WAIT_MS) == 0)
                 return true;
-        t->stuck_until = now_ms() + LATEST_STUCK_MS;
+        t->stuck_until = now_ms() + STUCK_MS;
         return false;
 }
 
@@ -294,15 +297,9 @@ static void forward_latest(struct out_topic *t, zcbus_sub *sub, zcbus_msg *m) {
         natsMsg *nm = NULL;
         natsStatus s;
 
-        if (!latest_room(t)) {
-                (void)zcbus_sub_release(sub, m);
-                atomic_fetch_add_explicit(&t->dropped, 1, memory_order_relaxed);
-                STAT_ADD(b, dropped, 1);
-                return;
-        }
         if (b->nio)
                 natsio_cork(b->nio);
-        s = make_msg(t, seq, t->latest_prev1, m->data, m->len, &nm);
+        s = make_msg(t, seq, t->latest_prev1, m->data, m->len, 1, &nm);
         (void)zcbus_sub_release(sub, m);
         if (s == NATS_OK)
                 s = natsConnection_PublishMsg(b->nc, nm);
@@ -330,9 +327,9 @@ static void send_batch(struct out_topic *t) {
         if (b->nio)
                 natsio_cork(b->nio);
         if (n == 1)
-                s = make_msg(t, t->bseq0, t->latest_prev1, t->bbuf + BATCH_REC, t->blen - BATCH_REC, &nm);
+                s = make_msg(t, t->bseq0, t->latest_prev1, t->bbuf + BATCH_REC, t->blen - BATCH_REC, 1, &nm);
         else
-                s = make_msg_n(t, t->bseq0, t->latest_prev1, t->bbuf, t->blen, n, &nm);
+                s = make_msg(t, t->bseq0, t->latest_prev1, t->bbuf, t->blen, n, &nm);
         if (s == NATS_OK)
                 s = natsConnection_PublishMsg(b->nc, nm);
         natsMsg_Destroy(nm);
@@ -353,14 +350,6 @@ static void send_batch(struct out_topic *t) {
 /* Latest with "batch": add m to the batch (sending what waits first if m
  * does not fit) and release it. */
 static void batch_add(struct out_topic *t, zcbus_sub *sub, zcbus_msg *m) {
-        struct bridge *b = t->b;
-
-        if (!latest_room(t)) {
-                (void)zcbus_sub_release(sub, m);
-                atomic_fetch_add_explicit(&t->dropped, 1, memory_order_relaxed);
-                STAT_ADD(b, dropped, 1);
-                return;
-        }
         if (BATCH_REC + m->len > t->blimit) { /* alone anyway: no copy into the batch */
                 send_batch(t);
                 forward_latest(t, sub, m);
@@ -382,6 +371,24 @@ static void batch_add(struct out_topic *t, zcbus_sub *sub, zcbus_msg *m) {
 static void route_flush(struct out_topic *t) {
         send_batch(t);
         natsio_flush(t->reliable ? t->b->pnio : t->b->nio);
+        t->corked = 0;
+        t->corked_bytes = 0;
+}
+
+/* One more message (len bytes) corked or batched by the reader: out they
+ * go at CORK_MAX or CORK_BYTES_MAX, if the ring has not run dry first. */
+static void corked_one(struct out_topic *t, size_t len) {
+        t->corked++;
+        t->corked_bytes += len;
+        if (t->corked >= CORK_MAX || t->corked_bytes >= CORK_BYTES_MAX)
+                route_flush(t);
+}
+
+/* Has the queue no room for another len bytes? Under qlock. */
+static bool queue_full(const struct out_topic *t, size_t len) {
+        const struct bconf *c = t->b->conf;
+
+        return t->qn >= c->buffer || (t->qn > 0 && t->qbytes + len > c->buffer_bytes);
 }
 
 /* Queue a copy of m for the sender, waiting while the queue is full.
@@ -394,7 +401,6 @@ static void route_flush(struct out_topic *t) {
  * copied), or -ECANCELED (the bridge stops). skip: queue a marker that
  * only moves the position past m (an echo, a message too big). */
 static int enqueue(struct out_topic *t, zcbus_sub *sub, zcbus_msg *m, bool skip) {
-        const struct bconf *c = t->b->conf;
         struct qitem *it = malloc(sizeof(*it) + (skip ? 0 : m->len));
         int r = 0;
 
@@ -409,7 +415,7 @@ static int enqueue(struct out_topic *t, zcbus_sub *sub, zcbus_msg *m, bool skip)
         it->len = skip ? 0 : m->len;
         memcpy(it->data, m->data, it->len);
         (void)pthread_mutex_lock(&t->qlock);
-        while ((t->qn >= c->buffer || (t->qn > 0 && t->qbytes + it->len > c->buffer_bytes)) && !stopping(t)) {
+        while (queue_full(t, it->len) && !stopping(t)) {
                 struct timespec ts;
                 zcbus_msg probe;
 
@@ -418,7 +424,7 @@ static int enqueue(struct out_topic *t, zcbus_sub *sub, zcbus_msg *m, bool skip)
                 (void)pthread_mutex_unlock(&t->qlock);
                 natsio_flush(t->b->pnio);
                 (void)pthread_mutex_lock(&t->qlock);
-                if (!((t->qn >= c->buffer || (t->qn > 0 && t->qbytes + it->len > c->buffer_bytes)) && !stopping(t)))
+                if (!queue_full(t, it->len) || stopping(t))
                         break;
 
                 (void)clock_gettime(CLOCK_REALTIME, &ts);
@@ -467,8 +473,6 @@ static void *reader_main(void *arg) {
         struct bridge *b = t->b;
         zcbus_sub *sub = NULL;
         bool first = true;
-        unsigned corked = 0; /* latest: publishes not flushed yet */
-        size_t corked_bytes = 0;
 
         while (!stopping(t)) {
                 struct echo *e;
@@ -483,12 +487,9 @@ static void *reader_main(void *arg) {
                 }
                 /* With publishes corked, a look without waiting: the
                  * ring has no more, so out they go. */
-                r = zcbus_sub_recv(sub, &m, corked ? 0 : RECV_TIMEOUT_MS);
-                if (r < 0 && corked) {
+                r = zcbus_sub_recv(sub, &m, t->corked ? 0 : RECV_TIMEOUT_MS);
+                if (r < 0 && t->corked)
                         route_flush(t);
-                        corked = 0;
-                        corked_bytes = 0;
-                }
                 if (r == -ETIMEDOUT || r == -EAGAIN)
                         continue;
                 if (r == -ESTALE) {
@@ -532,28 +533,25 @@ static void *reader_main(void *arg) {
                         skip = true;
                 }
                 if (!t->reliable) {
+                        size_t len = m.len;
+
                         if (skip) {
                                 (void)zcbus_sub_release(sub, &m);
                                 /* It counts too: a run of skipped ones must
                                  * not keep what is corked from going out. */
-                                if (corked && ++corked >= CORK_MAX) {
-                                        route_flush(t);
-                                        corked = 0;
-                                        corked_bytes = 0;
-                                }
+                                if (t->corked)
+                                        corked_one(t, 0);
+                        } else if (t->corked == 0 && !latest_room(t)) {
+                                (void)zcbus_sub_release(sub, &m);
+                                atomic_fetch_add_explicit(&t->dropped, 1, memory_order_relaxed);
+                                STAT_ADD(b, dropped, 1);
                         } else {
-                                size_t len = m.len;
-
                                 if (t->batch)
                                         batch_add(t, sub, &m);
                                 else
                                         forward_latest(t, sub, &m);
-                                corked_bytes += len;
-                                if ((b->nio || t->batch) && (++corked >= CORK_MAX || corked_bytes >= CORK_BYTES_MAX)) {
-                                        route_flush(t);
-                                        corked = 0;
-                                        corked_bytes = 0;
-                                }
+                                if (b->nio || t->batch)
+                                        corked_one(t, len);
                         }
                         continue;
                 }
@@ -565,16 +563,12 @@ static void *reader_main(void *arg) {
                 } else if (r < 0) {
                         break;
                 }
-                /* What pump published is corked until the ring has no
-                 * more, or CORK_MAX messages or CORK_BYTES_MAX. */
-                corked_bytes += m.len;
-                if (b->pnio && (++corked >= CORK_MAX || corked_bytes >= CORK_BYTES_MAX)) {
-                        route_flush(t);
-                        corked = 0;
-                        corked_bytes = 0;
-                }
+                /* What pump published stays corked while the ring has
+                 * more (up to CORK_MAX, CORK_BYTES_MAX). */
+                if (b->pnio)
+                        corked_one(t, m.len);
         }
-        if (corked)
+        if (t->corked)
                 route_flush(t);
         if (sub)
                 close_sub(t, sub);
@@ -789,7 +783,7 @@ static natsStatus publish_one(struct out_topic *t, struct qitem *it) {
          * at its deadline, pass a message through the reply thread even
          * for the ones long answered; the sender looks for lost ones
          * itself (reclaim). */
-        s = make_msg(t, it->seq, it->prev1, it->data, it->len, &nm);
+        s = make_msg(t, it->seq, it->prev1, it->data, it->len, 1, &nm);
         if (s == NATS_OK)
                 s = js_PublishMsgAsync(t->js, &nm, &po); /* takes nm on success */
         natsMsg_Destroy(nm);
@@ -839,20 +833,20 @@ static void pump(struct out_topic *t, uint64_t *ret_wait_ms) {
         while (!stopping(t)) {
                 natsStatus s;
 
-                /* No more than LATEST_AHEAD unwritten on the publishing
+                /* No more than WRITE_AHEAD unwritten on the publishing
                  * connection (a stalled socket and reclaim's resends
                  * would grow it without end): wait for the socket, or
                  * leave the rest for the sender's next round. Before
                  * pick, which takes what it returns into the window. */
-                if (t->b->pnio && natsConnection_Buffered(t->b->pnc) > LATEST_AHEAD) {
+                if (t->b->pnio && natsConnection_Buffered(t->b->pnc) > WRITE_AHEAD) {
                         int r;
 
                         (void)pthread_mutex_unlock(&t->qlock);
-                        r = natsio_drain(t->b->pnio, LATEST_AHEAD, LATEST_WAIT_MS);
+                        r = natsio_drain(t->b->pnio, WRITE_AHEAD, WRITE_WAIT_MS);
                         natsio_cork(t->b->pnio);
                         (void)pthread_mutex_lock(&t->qlock);
                         if (r < 0) {
-                                wait_ms = LATEST_STUCK_MS;
+                                wait_ms = STUCK_MS;
                                 break;
                         }
                 }
